@@ -1,0 +1,13 @@
+// Command ebb runs ebb workers, enqueues and inspects tasks, and benchmarks a
+// broker. Run `ebb help` for the commands.
+package main
+
+import (
+	"os"
+
+	"github.com/ebbq/ebb/internal/cli"
+)
+
+func main() {
+	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+}

@@ -1,0 +1,515 @@
+package ebbdrivertest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/internal/tid"
+)
+
+const (
+	// leaseDuration is the lease every fetch in the suite takes unless a test
+	// needs another; tests expire it by passing a later Now, never by waiting.
+	leaseDuration = 30 * time.Second
+
+	// eventTimeout bounds waits for notifications. Delivery is best effort
+	// but the contract forbids losing one sent after Listen returned, so a
+	// healthy driver delivers well within this.
+	eventTimeout = 10 * time.Second
+
+	// awaitTimeout bounds TaskAwait. It is generous because a driver may
+	// legitimately rely on its slow backstop poll if it subscribed late.
+	awaitTimeout = 30 * time.Second
+
+	// expiryTimeout bounds polls for wall-clock expiry (retention, unique
+	// TTL, worker TTL); the durations involved are a second or less.
+	expiryTimeout = 15 * time.Second
+
+	// pollInterval is the pause between attempts of such a poll.
+	pollInterval = 50 * time.Millisecond
+)
+
+// fixture is one subtest's driver and its idea of "now".
+type fixture struct {
+	t   *testing.T
+	ctx context.Context
+	d   ebbdriver.Driver
+	// now is the subtest's base time. It is truncated to milliseconds
+	// because drivers may store times at millisecond precision, so every time
+	// the suite derives from it survives a round trip exactly.
+	now time.Time
+}
+
+func setup(t *testing.T, newDriver Factory) *fixture {
+	t.Helper()
+	t.Parallel()
+	d := newDriver(t)
+	if d == nil {
+		t.Fatal("factory returned a nil driver")
+	}
+	return &fixture{t: t, ctx: t.Context(), d: d, now: msNow()}
+}
+
+// msNow is the wall clock truncated to milliseconds (see fixture.now).
+func msNow() time.Time { return time.Now().Truncate(time.Millisecond) }
+
+// at is the base time shifted by d.
+func (f *fixture) at(d time.Duration) time.Time { return f.now.Add(d) }
+
+type taskOpt func(*ebbdriver.TaskRecord)
+
+func withRunAt(at time.Time) taskOpt { return func(r *ebbdriver.TaskRecord) { r.RunAt = at } }
+func withPriority(p int) taskOpt     { return func(r *ebbdriver.TaskRecord) { r.Priority = p } }
+func withMaxAttempts(n int) taskOpt  { return func(r *ebbdriver.TaskRecord) { r.MaxAttempts = n } }
+func withRetention(d time.Duration) taskOpt {
+	return func(r *ebbdriver.TaskRecord) { r.Retention = d }
+}
+func withUnique(key string, ttl time.Duration) taskOpt {
+	return func(r *ebbdriver.TaskRecord) { r.UniqueKey, r.UniqueTTL = key, ttl }
+}
+func withEnqueuedAt(at time.Time) taskOpt {
+	return func(r *ebbdriver.TaskRecord) { r.EnqueuedAt, r.RunAt = at, at }
+}
+func withArgs(js string) taskOpt { return func(r *ebbdriver.TaskRecord) { r.Args = []byte(js) } }
+
+// newTask is a fully populated task as a client would hand it to Enqueue:
+// queued now, normal priority, three attempts, kept an hour after it ends.
+func newTask(queue string, now time.Time, opts ...taskOpt) *ebbdriver.TaskRecord {
+	r := &ebbdriver.TaskRecord{
+		ID:          tid.NewAt(now),
+		Kind:        "test.kind",
+		Queue:       queue,
+		Args:        []byte(`{}`),
+		Priority:    ebbdriver.PriorityNormal,
+		RunAt:       now,
+		MaxAttempts: 3,
+		Retention:   time.Hour,
+		EnqueuedAt:  now,
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// task is newTask at the fixture's base time.
+func (f *fixture) task(queue string, opts ...taskOpt) *ebbdriver.TaskRecord {
+	return newTask(queue, f.now, opts...)
+}
+
+// enqueue stores tasks and fails the test unless every one is new.
+func (f *fixture) enqueue(tasks ...*ebbdriver.TaskRecord) []*ebbdriver.TaskRecord {
+	f.t.Helper()
+	res := f.enqueueResults(tasks...)
+	for i, r := range res {
+		if r.Duplicate || r.ID != tasks[i].ID {
+			f.t.Fatalf("Enqueue result %d = %+v, want new task %s", i, r, tasks[i].ID)
+		}
+	}
+	return tasks
+}
+
+func (f *fixture) enqueueResults(tasks ...*ebbdriver.TaskRecord) []ebbdriver.EnqueueResult {
+	f.t.Helper()
+	res, err := f.d.Enqueue(f.ctx, tasks)
+	if err != nil {
+		f.t.Fatalf("Enqueue: %v", err)
+	}
+	if len(res) != len(tasks) {
+		f.t.Fatalf("Enqueue returned %d results for %d tasks", len(res), len(tasks))
+	}
+	return res
+}
+
+// fetchParams are the defaults of fetch: worker "worker-1", a fresh lease
+// token, leaseDuration.
+func fetchParams(now time.Time, limit int, queues ...string) ebbdriver.FetchParams {
+	return ebbdriver.FetchParams{
+		Queues:        queues,
+		Limit:         limit,
+		WorkerID:      "worker-1",
+		LeaseToken:    tid.New(),
+		LeaseDuration: leaseDuration,
+		Now:           now,
+	}
+}
+
+func (f *fixture) fetchWith(p ebbdriver.FetchParams) *ebbdriver.FetchResult {
+	f.t.Helper()
+	res, err := f.d.Fetch(f.ctx, p)
+	if err != nil {
+		f.t.Fatalf("Fetch(%v, limit %d): %v", p.Queues, p.Limit, err)
+	}
+	if res == nil {
+		f.t.Fatalf("Fetch(%v) returned a nil result", p.Queues)
+	}
+	if len(res.Tasks) > p.Limit {
+		f.t.Fatalf("Fetch(limit %d) returned %d tasks", p.Limit, len(res.Tasks))
+	}
+	return res
+}
+
+func (f *fixture) fetch(now time.Time, limit int, queues ...string) *ebbdriver.FetchResult {
+	f.t.Helper()
+	return f.fetchWith(fetchParams(now, limit, queues...))
+}
+
+// fetchOne fetches exactly one task and fails if there is none.
+func (f *fixture) fetchOne(now time.Time, queues ...string) *ebbdriver.TaskRecord {
+	f.t.Helper()
+	res := f.fetch(now, 1, queues...)
+	if len(res.Tasks) != 1 {
+		f.t.Fatalf("Fetch(%v) at %s returned %d tasks, want 1", queues, fmtTime(now), len(res.Tasks))
+	}
+	return res.Tasks[0]
+}
+
+// fetchNone fails unless fetching returns nothing.
+func (f *fixture) fetchNone(now time.Time, queues ...string) *ebbdriver.FetchResult {
+	f.t.Helper()
+	res := f.fetch(now, 100, queues...)
+	if len(res.Tasks) != 0 {
+		f.t.Fatalf("Fetch(%v) at %s returned %v, want nothing", queues, fmtTime(now), taskIDs(res.Tasks))
+	}
+	return res
+}
+
+func (f *fixture) get(id string) *ebbdriver.TaskRecord {
+	f.t.Helper()
+	r, err := f.d.TaskGet(f.ctx, id)
+	if err != nil {
+		f.t.Fatalf("TaskGet(%s): %v", id, err)
+	}
+	if r == nil {
+		f.t.Fatalf("TaskGet(%s) returned nil without error", id)
+	}
+	return r
+}
+
+func (f *fixture) requireNotFound(id string) {
+	f.t.Helper()
+	r, err := f.d.TaskGet(f.ctx, id)
+	if !errors.Is(err, ebbdriver.ErrTaskNotFound) {
+		f.t.Fatalf("TaskGet(%s) = %v, %v; want ErrTaskNotFound", id, describe(r), err)
+	}
+}
+
+func (f *fixture) requireState(id string, want ebbdriver.State) *ebbdriver.TaskRecord {
+	f.t.Helper()
+	r := f.get(id)
+	if r.State != want {
+		f.t.Fatalf("task %s state = %q, want %q", id, r.State, want)
+	}
+	return r
+}
+
+// complete runs a batch of completions and returns the per-item errors.
+func (f *fixture) complete(cs ...ebbdriver.Completion) []error {
+	f.t.Helper()
+	errs, err := f.d.Complete(f.ctx, cs)
+	if err != nil {
+		f.t.Fatalf("Complete: %v", err)
+	}
+	if len(errs) != len(cs) {
+		f.t.Fatalf("Complete returned %d errors for %d completions", len(errs), len(cs))
+	}
+	return errs
+}
+
+// completeOK runs a batch and fails unless every item applied.
+func (f *fixture) completeOK(cs ...ebbdriver.Completion) {
+	f.t.Helper()
+	for i, err := range f.complete(cs...) {
+		if err != nil {
+			f.t.Fatalf("Complete item %d (task %s, outcome %d): %v", i, cs[i].ID, cs[i].Outcome, err)
+		}
+	}
+}
+
+// completion is an outcome for a task as fetched, carrying its lease token.
+func completion(r *ebbdriver.TaskRecord, o ebbdriver.Outcome, now time.Time) ebbdriver.Completion {
+	return ebbdriver.Completion{Queue: r.Queue, ID: r.ID, LeaseToken: r.LeaseToken, Outcome: o, Now: now}
+}
+
+func succeed(r *ebbdriver.TaskRecord, now time.Time, result string) ebbdriver.Completion {
+	c := completion(r, ebbdriver.OutcomeSucceeded, now)
+	c.Result = []byte(result)
+	return c
+}
+
+func attemptError(r *ebbdriver.TaskRecord, now time.Time, msg string) *ebbdriver.AttemptError {
+	return &ebbdriver.AttemptError{
+		Attempt:  r.Attempt,
+		At:       now,
+		Error:    msg,
+		Stack:    "goroutine 1 [running]:\nmain.handler()\n\t/src/main.go:42",
+		WorkerID: r.WorkerID,
+	}
+}
+
+func retry(r *ebbdriver.TaskRecord, now, retryAt time.Time, msg string) ebbdriver.Completion {
+	c := completion(r, ebbdriver.OutcomeRetry, now)
+	c.Error = attemptError(r, now, msg)
+	c.RetryAt = retryAt
+	return c
+}
+
+func dead(r *ebbdriver.TaskRecord, now time.Time, msg string) ebbdriver.Completion {
+	c := completion(r, ebbdriver.OutcomeDead, now)
+	c.Error = attemptError(r, now, msg)
+	return c
+}
+
+// kill enqueues nothing: it fetches the given queued task and completes it as
+// Dead at deathAt, failing unless that task is what the fetch claims.
+func (f *fixture) kill(task *ebbdriver.TaskRecord, deathAt time.Time) {
+	f.t.Helper()
+	r := f.fetchOne(f.now, task.Queue)
+	if r.ID != task.ID {
+		f.t.Fatalf("fetched %s, want %s", r.ID, task.ID)
+	}
+	f.completeOK(dead(r, deathAt, "fatal: "+task.ID))
+}
+
+func (f *fixture) stats() []ebbdriver.QueueStats {
+	f.t.Helper()
+	st, err := f.d.QueueStats(f.ctx, f.now)
+	if err != nil {
+		f.t.Fatalf("QueueStats: %v", err)
+	}
+	return st
+}
+
+func (f *fixture) deadList(queue string, offset, limit int) ([]*ebbdriver.TaskRecord, int64) {
+	f.t.Helper()
+	l, total, err := f.d.DeadList(f.ctx, ebbdriver.DeadListParams{Queue: queue, Offset: offset, Limit: limit})
+	if err != nil {
+		f.t.Fatalf("DeadList(%s, %d, %d): %v", queue, offset, limit, err)
+	}
+	return l, total
+}
+
+// listen subscribes until the test ends.
+func (f *fixture) listen(p ebbdriver.ListenParams) <-chan ebbdriver.Event {
+	f.t.Helper()
+	ch, err := f.d.Listen(f.ctx, p)
+	if err != nil {
+		f.t.Fatalf("Listen(%+v): %v", p, err)
+	}
+	return ch
+}
+
+// waitEvent reads ch until an event matches, failing on timeout or close.
+// Non-matching events are passed to other (if non-nil) so a test can object
+// to events it must not see.
+func waitEvent(t *testing.T, ch <-chan ebbdriver.Event, what string, match, other func(ebbdriver.Event) bool) ebbdriver.Event {
+	t.Helper()
+	timer := time.NewTimer(eventTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Fatalf("waiting for %s: event channel closed", what)
+			}
+			if match(ev) {
+				return ev
+			}
+			if other != nil && !other(ev) {
+				t.Errorf("while waiting for %s: unexpected event %+v", what, ev)
+			}
+		case <-timer.C:
+			t.Fatalf("no %s within %v", what, eventTimeout)
+		}
+	}
+}
+
+// poll calls try every pollInterval until it reports done, failing with what
+// if that takes longer than expiryTimeout.
+func poll(t *testing.T, what string, try func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(expiryTimeout)
+	for !try() {
+		if t.Failed() {
+			t.FailNow()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still not the case after %v", what, expiryTimeout)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// --- comparison --------------------------------------------------------------
+
+// sameTime compares at millisecond precision: drivers may store milliseconds.
+func sameTime(a, b time.Time) bool {
+	return a.Truncate(time.Millisecond).Equal(b.Truncate(time.Millisecond))
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "zero"
+	}
+	return t.UTC().Format("15:04:05.000")
+}
+
+func checkTime(t *testing.T, what string, want, got time.Time) {
+	t.Helper()
+	if !sameTime(want, got) {
+		t.Errorf("%s = %s (%v), want %s (%v)", what, fmtTime(got), got, fmtTime(want), want)
+	}
+}
+
+func check[T comparable](t *testing.T, what string, want, got T) {
+	t.Helper()
+	if want != got {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+func requireEqual[T comparable](t *testing.T, what string, want, got T) {
+	t.Helper()
+	if want != got {
+		t.Fatalf("%s = %v, want %v", what, got, want)
+	}
+}
+
+func checkSlice[T comparable](t *testing.T, what string, want, got []T) {
+	t.Helper()
+	if len(want) == 0 && len(got) == 0 {
+		return
+	}
+	if !slices.Equal(want, got) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+// checkSet compares ignoring order.
+func checkSet(t *testing.T, what string, want, got []string) {
+	t.Helper()
+	w, g := slices.Sorted(slices.Values(want)), slices.Sorted(slices.Values(got))
+	checkSlice(t, what, w, g)
+}
+
+// checkJSON compares JSON documents by value: a driver may re-encode them.
+func checkJSON(t *testing.T, what string, want, got []byte) {
+	t.Helper()
+	if len(want) == 0 {
+		if len(got) != 0 {
+			t.Errorf("%s = %s, want empty", what, got)
+		}
+		return
+	}
+	if bytes.Equal(want, got) {
+		return
+	}
+	var w, g any
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatalf("%s: test's own JSON %q: %v", what, want, err)
+	}
+	if err := json.Unmarshal(got, &g); err != nil || !reflect.DeepEqual(w, g) {
+		t.Errorf("%s = %s, want %s", what, got, want)
+	}
+}
+
+func checkErrors(t *testing.T, what string, want, got []ebbdriver.AttemptError) {
+	t.Helper()
+	if len(want) != len(got) {
+		t.Errorf("%s: %d entries %+v, want %d %+v", what, len(got), got, len(want), want)
+		return
+	}
+	for i := range want {
+		w, g := want[i], got[i]
+		if w.Attempt != g.Attempt || w.Error != g.Error || w.Stack != g.Stack || w.WorkerID != g.WorkerID || !sameTime(w.At, g.At) {
+			t.Errorf("%s[%d] = %+v, want %+v", what, i, g, w)
+		}
+	}
+}
+
+// checkStored compares the fields a client sets on enqueue.
+func checkStored(t *testing.T, want, got *ebbdriver.TaskRecord) {
+	t.Helper()
+	p := "task " + want.ID + " "
+	check(t, p+"ID", want.ID, got.ID)
+	check(t, p+"Kind", want.Kind, got.Kind)
+	check(t, p+"Queue", want.Queue, got.Queue)
+	checkJSON(t, p+"Args", want.Args, got.Args)
+	if len(want.Headers) != 0 || len(got.Headers) != 0 {
+		if !maps.Equal(want.Headers, got.Headers) {
+			t.Errorf("%sHeaders = %v, want %v", p, got.Headers, want.Headers)
+		}
+	}
+	check(t, p+"Priority", want.Priority, got.Priority)
+	checkTime(t, p+"RunAt", want.RunAt, got.RunAt)
+	check(t, p+"MaxAttempts", want.MaxAttempts, got.MaxAttempts)
+	check(t, p+"Timeout", want.Timeout, got.Timeout)
+	check(t, p+"Retention", want.Retention, got.Retention)
+	check(t, p+"UniqueKey", want.UniqueKey, got.UniqueKey)
+	check(t, p+"UniqueTTL", want.UniqueTTL, got.UniqueTTL)
+	checkTime(t, p+"EnqueuedAt", want.EnqueuedAt, got.EnqueuedAt)
+	check(t, p+"Malformed", "", got.Malformed)
+}
+
+func taskIDs(rs []*ebbdriver.TaskRecord) []string {
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+func ids(rs ...*ebbdriver.TaskRecord) []string { return taskIDs(rs) }
+
+func describe(r *ebbdriver.TaskRecord) string {
+	if r == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("{ID:%s State:%s}", r.ID, r.State)
+}
+
+func checkErrIs(t *testing.T, what string, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Errorf("%s: error = %v, want %v", what, err, target)
+	}
+}
+
+// queueStats finds one queue's entry.
+func queueStats(t *testing.T, all []ebbdriver.QueueStats, name string) ebbdriver.QueueStats {
+	t.Helper()
+	for _, s := range all {
+		if s.Name == name {
+			return s
+		}
+	}
+	names := make([]string, len(all))
+	for i, s := range all {
+		names[i] = s.Name
+	}
+	t.Fatalf("QueueStats has no queue %q (queues: %s)", name, strings.Join(names, ", "))
+	return ebbdriver.QueueStats{}
+}
+
+func checkQueueStats(t *testing.T, when string, want, got ebbdriver.QueueStats) {
+	t.Helper()
+	p := when + ": queue " + want.Name + " "
+	check(t, p+"Queued", want.Queued, got.Queued)
+	check(t, p+"Scheduled", want.Scheduled, got.Scheduled)
+	check(t, p+"InFlight", want.InFlight, got.InFlight)
+	check(t, p+"Dead", want.Dead, got.Dead)
+	check(t, p+"Succeeded", want.Succeeded, got.Succeeded)
+	check(t, p+"Failed", want.Failed, got.Failed)
+	check(t, p+"Retried", want.Retried, got.Retried)
+	checkTime(t, p+"OldestQueuedAt", want.OldestQueuedAt, got.OldestQueuedAt)
+}

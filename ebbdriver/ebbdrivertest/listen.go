@@ -1,0 +1,68 @@
+package ebbdrivertest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+func isQueued(queue string) func(ebbdriver.Event) bool {
+	return func(ev ebbdriver.Event) bool { return ev.Kind == ebbdriver.EventQueued && ev.Queue == queue }
+}
+
+func testListen(t *testing.T, newDriver Factory) {
+	t.Run("AllQueues", func(t *testing.T) {
+		f := setup(t, newDriver)
+		ch := f.listen(ebbdriver.ListenParams{})
+		f.enqueue(f.task("x"))
+		waitEvent(t, ch, "EventQueued for x", isQueued("x"), nil)
+		f.enqueue(f.task("y"))
+		waitEvent(t, ch, "EventQueued for y", isQueued("y"), nil)
+	})
+
+	t.Run("ClosedOnCancel", func(t *testing.T) {
+		f := setup(t, newDriver)
+		ctx, cancel := context.WithCancel(f.ctx)
+		ch, err := f.d.Listen(ctx, ebbdriver.ListenParams{Queues: []string{"a"}})
+		if err != nil {
+			t.Fatalf("Listen: %v", err)
+		}
+		cancel()
+		timer := time.NewTimer(eventTimeout)
+		defer timer.Stop()
+		for {
+			select {
+			case _, ok := <-ch:
+				if !ok {
+					return
+				}
+			case <-timer.C:
+				t.Fatalf("channel still open %v after the context was cancelled", eventTimeout)
+			}
+		}
+	})
+
+	t.Run("MultipleListeners", func(t *testing.T) {
+		f := setup(t, newDriver)
+		ch1 := f.listen(ebbdriver.ListenParams{Queues: []string{"a"}})
+		ch2 := f.listen(ebbdriver.ListenParams{Queues: []string{"b", "a"}})
+		f.enqueue(f.task("a"))
+		waitEvent(t, ch1, "EventQueued for a on the first listener", isQueued("a"), nil)
+		waitEvent(t, ch2, "EventQueued for a on the second listener", isQueued("a"), nil)
+	})
+
+	t.Run("QueuedEventForSubscribedQueue", func(t *testing.T) {
+		f := setup(t, newDriver)
+		ch := f.listen(ebbdriver.ListenParams{Queues: []string{"a"}})
+		notB := func(ev ebbdriver.Event) bool { return !(ev.Kind == ebbdriver.EventQueued && ev.Queue != "a") }
+		// b's task goes first: a listener that ignored its Queues would see
+		// b's event before a's.
+		f.enqueue(f.task("b"))
+		f.enqueue(f.task("a"))
+		waitEvent(t, ch, "EventQueued for a", isQueued("a"), notB)
+		f.enqueue(f.task("b"), f.task("a"))
+		waitEvent(t, ch, "second EventQueued for a", isQueued("a"), notB)
+	})
+}

@@ -1,0 +1,133 @@
+package ebbsqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations[i] brings the schema from version i to i+1 (PRAGMA
+// user_version). Append only: a released migration never changes.
+var migrations = []string{
+	// 1: initial schema.
+	`
+-- One row per task. Times are Unix nanoseconds (0: unset), durations
+-- nanoseconds. rowid is the physical key; id is the task id.
+CREATE TABLE tasks (
+	id               TEXT    NOT NULL UNIQUE,
+	queue            TEXT    NOT NULL,
+	kind             TEXT    NOT NULL,
+	args             BLOB,
+	headers          TEXT,              -- JSON object, NULL when none
+	priority         INTEGER NOT NULL,
+	run_at           INTEGER NOT NULL,
+	attempt          INTEGER NOT NULL,
+	max_attempts     INTEGER NOT NULL,
+	timeout          INTEGER NOT NULL,
+	retention        INTEGER NOT NULL,
+	unique_key       TEXT,              -- NULL when not unique
+	unique_ttl       INTEGER NOT NULL,
+	state            TEXT    NOT NULL,
+	enqueued_at      INTEGER NOT NULL,
+	started_at       INTEGER NOT NULL DEFAULT 0,
+	finished_at      INTEGER NOT NULL DEFAULT 0,
+	worker_id        TEXT,
+	lease_token      TEXT,
+	lease_expires_at INTEGER NOT NULL DEFAULT 0,
+	cancel_requested INTEGER NOT NULL DEFAULT 0,
+	errors           TEXT,              -- JSON array of AttemptError, NULL when none
+	result           BLOB,
+	-- finished_at + retention for succeeded and cancelled tasks, NULL
+	-- otherwise: what Cleanup deletes by.
+	expires_at       INTEGER
+);
+
+-- Every index but the id index is partial: a row sits only in the index of
+-- its state's work, so the million finished rows a busy queue keeps for
+-- their retention cost nothing to fetches and counts.
+
+-- Fetch order; also counts Queued tasks and finds the oldest.
+CREATE INDEX tasks_queued ON tasks (queue, priority, run_at, id) WHERE state = 'queued';
+-- Due Scheduled/Retrying tasks, NextDueAt, the Scheduled count.
+CREATE INDEX tasks_waiting ON tasks (queue, run_at) WHERE state IN ('scheduled', 'retrying');
+-- Expired leases, the InFlight count.
+CREATE INDEX tasks_running ON tasks (queue, lease_expires_at) WHERE state = 'running';
+-- Dead listing (newest death first), dead cleanup, the Dead count.
+CREATE INDEX tasks_dead ON tasks (queue, finished_at) WHERE state = 'dead';
+-- Retention cleanup of succeeded and cancelled tasks.
+CREATE INDEX tasks_expiring ON tasks (queue, expires_at) WHERE expires_at IS NOT NULL;
+
+-- Every queue that ever received a task, with running totals updated in
+-- the transaction that finishes each attempt. ready_seq grows whenever
+-- tasks become Queued in the queue: pollers in other processes compare it
+-- to tell which queues to announce.
+CREATE TABLE queues (
+	name      TEXT    PRIMARY KEY,
+	succeeded INTEGER NOT NULL DEFAULT 0,
+	failed    INTEGER NOT NULL DEFAULT 0,
+	retried   INTEGER NOT NULL DEFAULT 0,
+	ready_seq INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- Held unique keys. expires_at NULL: held while task_id is not terminal
+-- (UniqueTTL 0); otherwise held until expires_at whatever the task does.
+CREATE TABLE unique_keys (
+	key        TEXT PRIMARY KEY,
+	task_id    TEXT NOT NULL,
+	expires_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX unique_keys_expiring ON unique_keys (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Live workers. info is the WorkerInfo as JSON.
+CREATE TABLE workers (
+	id              TEXT    PRIMARY KEY,
+	info            TEXT    NOT NULL,
+	expires_at      INTEGER NOT NULL,
+	drain_requested INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- Cancel and drain requests for pollers in other processes, in commit
+-- order. AUTOINCREMENT: seq never goes back even when pruning empties the
+-- table, so a poller's "seen up to" mark stays valid.
+CREATE TABLE events (
+	seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+	kind      TEXT    NOT NULL, -- 'cancel' | 'drain'
+	queue     TEXT,
+	task_id   TEXT,
+	worker_id TEXT,
+	at        INTEGER NOT NULL
+);
+`,
+}
+
+// schemaVersion is the version this code writes and reads.
+var schemaVersion = len(migrations)
+
+// migrate brings the database to schemaVersion in one immediate transaction,
+// so processes opening a new file at the same time migrate it once.
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("reading schema version: %w", err)
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("the database has schema version %d but this ebb knows only up to %d: it was written by a newer ebb; upgrade ebb", v, schemaVersion)
+	}
+	if v == schemaVersion {
+		return nil
+	}
+	for i := v; i < schemaVersion; i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migrating schema from version %d to %d: %w", i, i+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return fmt.Errorf("recording schema version: %w", err)
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/ebbq/ebb/internal/bench"
+)
+
+func runBench(e *env, args []string) error {
+	f := newFlagSet(e, "bench", "bench --tasks N [--concurrency C] [--json] [flags]",
+		"ebb bench --broker redis://127.0.0.1:6379/0 --tasks 100000 --json")
+	tasks := f.Int("tasks", 100_000, "no-op tasks in the burn-down")
+	concurrency := f.Int("concurrency", 256, "worker concurrency")
+	batch := f.Int("batch", 1000, "tasks per enqueue call")
+	samples := f.Int("latency-samples", 200, "sequential enqueue→start samples on the idle worker")
+	asJSON := f.Bool("json", false, "print one JSON line")
+	if pos, err := f.parse(e, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("unexpected argument %q (see --help)", pos[0])
+	}
+	if *tasks < 1 || *concurrency < 1 || *batch < 1 || *samples < 1 {
+		return usagef("--tasks, --concurrency, --batch and --latency-samples must be at least 1")
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	drv, err := f.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer drv.Close()
+
+	p := bench.Params{Tasks: *tasks, Concurrency: *concurrency, EnqueueBatch: *batch, LatencySamples: *samples}
+	tty := !*asJSON && isTerminal(e.stderr)
+	if tty {
+		p.Progress = func(phase string, done, total int) {
+			fmt.Fprintf(e.stderr, "\r%-8s %d/%d   ", phase, done, total)
+		}
+	}
+	res, err := bench.Run(ctx, drv, p)
+	if tty {
+		fmt.Fprintln(e.stderr)
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSONLine(e, res)
+	}
+	fmt.Fprintf(e.stdout, "broker          %s\n", res.Broker)
+	fmt.Fprintf(e.stdout, "tasks           %d (concurrency %d)\n", res.Tasks, res.Concurrency)
+	fmt.Fprintf(e.stdout, "enqueue         %.0f tasks/s (batches of %d)\n", res.EnqueuePerS, *batch)
+	fmt.Fprintf(e.stdout, "burn-down       %.0f tasks/s (one worker)\n", res.ProcessPerS)
+	fmt.Fprintf(e.stdout, "enqueue→start   p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d samples, idle worker)\n",
+		res.LatencyP50MS, res.LatencyP99MS, res.LatencyMaxMS, res.LatencySamples)
+	return nil
+}

@@ -1,0 +1,233 @@
+// Package cli is the ebb command line: one file per command, all sharing the
+// flag handling, broker opening and error conventions defined here.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/internal/brokerurl"
+)
+
+// Exit codes, documented in the README.
+const (
+	ExitOK       = 0 // success
+	ExitFailure  = 1 // the operation failed: broker unreachable, task failed, …
+	ExitUsage    = 2 // bad command line: unknown command or flag, bad JSON, bad URL
+	ExitNotFound = 3 // the named task or worker does not exist
+)
+
+// Version is set at build time with -ldflags "-X …cli.Version=…".
+var Version = "dev"
+
+type command struct {
+	name    string
+	summary string
+	run     func(env *env, args []string) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"worker", "run a worker with the built-in kinds (noop, sleep, fail)", runWorker},
+		{"enqueue", "enqueue tasks", runEnqueue},
+		{"inspect", "show queues, workers or one task", runInspect},
+		{"cancel", "cancel a task (queued or running)", runCancel},
+		{"dead", "list, retry or purge dead tasks", runDead},
+		{"bench", "measure enqueue rate, burn-down rate and pickup latency", runBench},
+		{"version", "print the version", func(e *env, _ []string) error { fmt.Fprintln(e.stdout, "ebb", Version); return nil }},
+	}
+}
+
+// env is what every command gets.
+type env struct {
+	stdout, stderr io.Writer
+	logger         *slog.Logger
+}
+
+// usageError is a bad command line: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// Main runs the command line and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 {
+			return Main([]string{args[1], "--help"}, stdout, stderr)
+		}
+		printHelp(stdout)
+		return ExitOK
+	}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(e, args[1:])
+		return report(e, c.name, err)
+	}
+	fmt.Fprintf(stderr, "ebb: unknown command %q; run `ebb help` for the list\n", args[0])
+	return ExitUsage
+}
+
+func report(e *env, name string, err error) int {
+	var ue *usageError
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(e.stderr, "ebb %s: %s\n", name, ue.msg)
+		return ExitUsage
+	case errors.Is(err, brokerurl.ErrBadURL):
+		fmt.Fprintf(e.stderr, "ebb %s: %s\n", name, err)
+		return ExitUsage
+	case errors.Is(err, ebbdriver.ErrTaskNotFound), errors.Is(err, ebbdriver.ErrWorkerNotFound):
+		fmt.Fprintf(e.stderr, "ebb %s: %s\n", name, err)
+		return ExitNotFound
+	default:
+		fmt.Fprintf(e.stderr, "ebb %s: %s\n", name, err)
+		return ExitFailure
+	}
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprint(w, `ebb — a task queue whose workers scale to zero.
+
+Usage: ebb COMMAND [flags]
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Every command takes --broker URL (or EBB_BROKER): redis://host:port/db or
+sqlite:path/to/file.db (default sqlite:ebb.db). Run `+"`ebb COMMAND --help`"+` for
+a command's flags and an example.
+
+Exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 not found.
+`)
+}
+
+// flagSet makes a command's flag set with the shared flags and an example.
+type flagSet struct {
+	*flag.FlagSet
+	broker   *string
+	logLevel *string
+}
+
+func newFlagSet(e *env, name, usage, example string) *flagSet {
+	fs := flag.NewFlagSet("ebb "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	def := os.Getenv("EBB_BROKER")
+	if def == "" {
+		def = brokerurl.Default
+	}
+	f := &flagSet{FlagSet: fs}
+	f.broker = fs.String("broker", def, "broker URL: redis://host:port/db or sqlite:path/to/file.db (env EBB_BROKER)")
+	f.logLevel = fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: ebb %s\n\nExample:\n  %s\n\nFlags:\n", usage, example)
+		fs.PrintDefaults()
+	}
+	return f
+}
+
+// parse parses flags that may come before, between or after positional
+// arguments (Go's flag package stops at the first positional) and returns
+// the positionals.
+func (f *flagSet) parse(e *env, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := f.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%v (see --help)", err)
+		}
+		args = f.Args()
+		if len(args) == 0 {
+			break
+		}
+		if args[0] == "--" {
+			pos = append(pos, args[1:]...)
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*f.logLevel)); err != nil {
+		return nil, usagef("--log-level %q: use debug, info, warn or error", *f.logLevel)
+	}
+	e.logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	return pos, nil
+}
+
+func (f *flagSet) open(ctx context.Context) (ebbdriver.Driver, error) {
+	drv, err := brokerurl.Open(ctx, *f.broker)
+	if err != nil {
+		return nil, err
+	}
+	return drv, nil
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// isTerminal reports whether w is a terminal, so progress is shown only to
+// people and never into pipes or files.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func printJSONLine(e *env, v any) error {
+	return json.NewEncoder(e.stdout).Encode(v)
+}

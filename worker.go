@@ -1,0 +1,362 @@
+package ebb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/internal/maintenance"
+	"github.com/ebbq/ebb/internal/tid"
+)
+
+// Defaults of WorkerConfig.
+const (
+	ConcurrencyDefault = 100
+	// FetchBatchMaxDefault caps how many tasks one fetch claims.
+	FetchBatchMaxDefault = 500
+	// LeaseDurationDefault is how long a worker owns a task without renewing.
+	// A worker that dies loses its tasks after at most this long.
+	LeaseDurationDefault = 30 * time.Second
+	// HeartbeatIntervalDefault is how often leases are renewed and the worker
+	// registry entry refreshed; a third of the lease leaves two misses of
+	// slack.
+	HeartbeatIntervalDefault = 10 * time.Second
+	// DrainTimeoutDefault fits inside Kubernetes' default 30 s termination
+	// grace period with room to hand back what did not finish.
+	DrainTimeoutDefault = 25 * time.Second
+	// PollIntervalDefault is the backstop fetch while idle, in case a broker
+	// notification was lost; wake-ups normally come from notifications.
+	PollIntervalDefault = 5 * time.Second
+)
+
+// QueueConfig names a queue a worker takes tasks from.
+type QueueConfig struct {
+	Name string
+	// Weight biases a random queue order per fetch. When every queue's
+	// weight is zero, queues are taken in strict order: all tasks of the
+	// first before any of the second.
+	Weight int
+}
+
+// WorkerConfig configures a Worker.
+type WorkerConfig struct {
+	// Handlers runs the tasks; required.
+	Handlers *Handlers
+
+	// Queues defaults to [{Name: QueueDefault}].
+	Queues []QueueConfig
+
+	// Concurrency is how many tasks run at once; zero is ConcurrencyDefault.
+	Concurrency int
+
+	// FetchBatchMax caps one fetch; zero is FetchBatchMaxDefault.
+	FetchBatchMax int
+
+	// LeaseDuration and HeartbeatInterval: zero takes the defaults.
+	LeaseDuration     time.Duration
+	HeartbeatInterval time.Duration
+
+	// DrainTimeout is how long in-flight tasks may run on after shutdown
+	// starts before they are cancelled and handed back; zero is
+	// DrainTimeoutDefault.
+	DrainTimeout time.Duration
+
+	// PollInterval: zero is PollIntervalDefault.
+	PollInterval time.Duration
+
+	// RetryPolicy defaults to RetryPolicyDefault.
+	RetryPolicy RetryPolicy
+
+	// Middleware wraps every handler, first is outermost.
+	Middleware []Middleware
+
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+
+	// ID names the worker in the registry; defaults to host-pid-random.
+	ID string
+
+	// Pool is the autoscaled pool this worker belongs to, if any.
+	Pool string
+
+	// DisableMaintenance stops the worker from rescuing expired leases and
+	// cleaning up its queues (the control plane does it too).
+	DisableMaintenance bool
+}
+
+// Worker fetches tasks from its queues and runs them. Create it with
+// NewWorker and start it with Run.
+type Worker struct {
+	driver   ebbdriver.Driver
+	config   WorkerConfig
+	logger   *slog.Logger
+	queues   []string
+	weighted bool
+	chain    func(h HandlerFunc) HandlerFunc
+
+	sem  chan struct{} // one token per running handler
+	wake chan struct{} // poked by notifications
+
+	inflightMu sync.Mutex
+	inflight   map[string]*inflightTask // by task id, until the outcome is stored
+
+	handlersWG sync.WaitGroup
+	busy       atomic.Int64
+	draining   atomic.Bool
+	drainReq   chan struct{}
+	drainOnce  sync.Once
+	fetchSeq   atomic.Uint64
+	running    atomic.Bool
+	completer  *completer
+	startedAt  time.Time
+}
+
+type inflightTask struct {
+	queue, id, token string
+	cancel           context.CancelCauseFunc
+	done             bool // handler returned
+}
+
+// NewWorker checks config and returns a worker ready to Run.
+func NewWorker(driver ebbdriver.Driver, config *WorkerConfig) (*Worker, error) {
+	if driver == nil {
+		return nil, errors.New("ebb: NewWorker needs a driver (ebbredis.Open or ebbsqlite.Open)")
+	}
+	if config == nil || config.Handlers == nil {
+		return nil, errors.New("ebb: NewWorker needs WorkerConfig.Handlers with at least one kind registered")
+	}
+	c := *config
+	if len(c.Queues) == 0 {
+		c.Queues = []QueueConfig{{Name: QueueDefault}}
+	}
+	w := &Worker{driver: driver, logger: c.Logger, wake: make(chan struct{}, 1), drainReq: make(chan struct{}),
+		inflight: make(map[string]*inflightTask)}
+	seen := map[string]bool{}
+	for _, q := range c.Queues {
+		if !ValidName(q.Name) {
+			return nil, fmt.Errorf("ebb: worker queue %q: use 1–128 characters of A-Z a-z 0-9 _ - . :", q.Name)
+		}
+		if q.Weight < 0 {
+			return nil, fmt.Errorf("ebb: worker queue %q: weight %d is negative", q.Name, q.Weight)
+		}
+		if seen[q.Name] {
+			return nil, fmt.Errorf("ebb: worker queue %q is listed twice", q.Name)
+		}
+		seen[q.Name] = true
+		w.queues = append(w.queues, q.Name)
+		if q.Weight > 0 {
+			w.weighted = true
+		}
+	}
+	if w.weighted {
+		for _, q := range c.Queues {
+			if q.Weight == 0 {
+				return nil, fmt.Errorf("ebb: worker queue %q has no weight while others do: give every queue a weight, or none for strict order", q.Name)
+			}
+		}
+	}
+	if c.Concurrency < 0 {
+		return nil, fmt.Errorf("ebb: worker concurrency %d is negative", c.Concurrency)
+	}
+	setDefault(&c.Concurrency, ConcurrencyDefault)
+	setDefault(&c.FetchBatchMax, FetchBatchMaxDefault)
+	setDefault(&c.LeaseDuration, LeaseDurationDefault)
+	setDefault(&c.HeartbeatInterval, HeartbeatIntervalDefault)
+	setDefault(&c.DrainTimeout, DrainTimeoutDefault)
+	setDefault(&c.PollInterval, PollIntervalDefault)
+	if c.HeartbeatInterval >= c.LeaseDuration {
+		return nil, fmt.Errorf("ebb: heartbeat interval %s must be shorter than the lease %s (a third of it is a good choice)", c.HeartbeatInterval, c.LeaseDuration)
+	}
+	if c.RetryPolicy == nil {
+		c.RetryPolicy = RetryPolicyDefault
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ID == "" {
+		c.ID = defaultWorkerID()
+	} else if !ValidName(c.ID) {
+		return nil, fmt.Errorf("ebb: worker id %q: use 1–128 characters of A-Z a-z 0-9 _ - . :", c.ID)
+	}
+	w.config = c
+	w.logger = c.Logger.With("worker", c.ID)
+	w.sem = make(chan struct{}, c.Concurrency)
+	mw := c.Middleware
+	w.chain = func(h HandlerFunc) HandlerFunc {
+		for i := len(mw) - 1; i >= 0; i-- {
+			h = mw[i](h)
+		}
+		return h
+	}
+	return w, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+func defaultWorkerID() string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if r < 128 && ValidName(string(r)) {
+			return r
+		}
+		return '-'
+	}, host)
+	if len(host) > 64 {
+		host = host[:64]
+	}
+	if host == "" {
+		host = "worker"
+	}
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), strings.ToLower(tid.New()[20:]))
+}
+
+// ID is the worker's registry id.
+func (w *Worker) ID() string { return w.config.ID }
+
+// Drain asks a running worker to stop fetching, finish what it holds and
+// return from Run, as a broker drain request or ctx cancellation would.
+func (w *Worker) Drain() {
+	w.drainOnce.Do(func() { close(w.drainReq) })
+}
+
+// Run runs the worker until ctx is cancelled or it is asked to drain, then
+// drains: it stops fetching, lets in-flight tasks finish for up to
+// DrainTimeout, cancels and hands back the rest (their attempt does not
+// count), stores every outcome and deregisters. It returns nil after a clean
+// drain; an error only if it could not start (broker unreachable).
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("ebb: worker is already running")
+	}
+	w.startedAt = time.Now()
+	// Background services outlive ctx: the drain still needs leases renewed
+	// and outcomes stored after the caller cancelled.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+
+	if _, err := w.driver.WorkerHeartbeat(ctx, w.info(false), 3*w.config.HeartbeatInterval); err != nil {
+		return fmt.Errorf("ebb: worker cannot register with the %s broker: %w", w.driver.Name(), err)
+	}
+	events, err := w.driver.Listen(bg, ebbdriver.ListenParams{Queues: w.queues, WorkerID: w.config.ID})
+	if err != nil {
+		return fmt.Errorf("ebb: worker cannot subscribe to %s broker notifications: %w", w.driver.Name(), err)
+	}
+	w.completer = newCompleter(w)
+	var services sync.WaitGroup
+	services.Go(func() { w.completer.run(bg) })
+	services.Go(func() { w.listen(bg, events) })
+	services.Go(func() { w.heartbeat(bg) })
+	if !w.config.DisableMaintenance {
+		// Rescue at least twice per lease so a dead worker's tasks wait at
+		// most about 1.5 leases before running again.
+		m := maintenance.New(maintenance.Config{Driver: w.driver, Queues: w.queues, Logger: w.logger,
+			RescueInterval: min(maintenance.RescueIntervalDefault, w.config.LeaseDuration/2)})
+		services.Go(func() { m.Run(bg) })
+	}
+
+	fetchCtx, stopFetch := context.WithCancel(bg)
+	fetchDone := make(chan struct{})
+	go func() {
+		defer close(fetchDone)
+		w.fetchLoop(fetchCtx, bg)
+	}()
+	w.logger.Info("worker started", "queues", w.queues, "concurrency", w.config.Concurrency, "broker", w.driver.Name())
+
+	select {
+	case <-ctx.Done():
+		w.logger.Info("worker draining: shutdown requested")
+	case <-w.drainReq:
+		w.logger.Info("worker draining: drain requested")
+	}
+	w.draining.Store(true)
+	stopFetch()
+	<-fetchDone
+	w.sendHeartbeat(bg) // tell the registry (and the autoscaler) at once
+
+	w.finishInFlight()
+	w.completer.stop()
+	stopBG()
+	services.Wait()
+	derCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.driver.WorkerDeregister(derCtx, w.config.ID); err != nil {
+		w.logger.Warn("worker could not deregister; its entry expires on its own", "error", err)
+	}
+	w.logger.Info("worker stopped")
+	return nil
+}
+
+// finishInFlight waits up to DrainTimeout for running handlers, then cancels
+// the rest and hands their tasks back.
+func (w *Worker) finishInFlight() {
+	done := make(chan struct{})
+	go func() { w.handlersWG.Wait(); close(done) }()
+	timer := time.NewTimer(w.config.DrainTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return
+	case <-timer.C:
+	}
+	w.inflightMu.Lock()
+	var left []*inflightTask
+	for _, t := range w.inflight {
+		if !t.done {
+			left = append(left, t)
+			t.cancel(errHandBack)
+		}
+	}
+	w.inflightMu.Unlock()
+	w.logger.Warn("drain timeout: handing back unfinished tasks", "count", len(left), "drain_timeout", w.config.DrainTimeout)
+	// Handlers that honour their context return at once and hand their task
+	// back themselves; give them a moment, then hand back for those that
+	// ignore it (their late completion is fenced off).
+	grace := time.NewTimer(time.Second)
+	defer grace.Stop()
+	select {
+	case <-done:
+		return
+	case <-grace.C:
+	}
+	now := time.Now()
+	w.inflightMu.Lock()
+	for _, t := range w.inflight {
+		if !t.done {
+			t.done = true
+			w.completer.submit(ebbdriver.Completion{Queue: t.queue, ID: t.id, LeaseToken: t.token, Outcome: ebbdriver.OutcomeHandBack, Now: now})
+		}
+	}
+	w.inflightMu.Unlock()
+}
+
+func (w *Worker) info(draining bool) ebbdriver.WorkerInfo {
+	return ebbdriver.WorkerInfo{
+		ID:          w.config.ID,
+		Pool:        w.config.Pool,
+		Host:        hostname(),
+		PID:         os.Getpid(),
+		Queues:      w.queues,
+		Concurrency: w.config.Concurrency,
+		Busy:        int(w.busy.Load()),
+		StartedAt:   w.startedAt,
+		HeartbeatAt: time.Now(),
+		Draining:    draining,
+	}
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}

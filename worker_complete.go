@@ -1,0 +1,113 @@
+package ebb
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// completeBatchMax caps one Complete call so a single broker script stays
+// short.
+const completeBatchMax = 1000
+
+// completer stores outcomes in batches. Whatever accumulates while one batch
+// is in flight goes out in the next, so batches grow with load and a lone
+// completion is never held back waiting for company.
+type completer struct {
+	w       *Worker
+	mu      sync.Mutex
+	pending []ebbdriver.Completion
+	kick    chan struct{}
+	stopped chan struct{} // closed by stop
+	done    chan struct{} // closed when run returns
+}
+
+func newCompleter(w *Worker) *completer {
+	return &completer{w: w, kick: make(chan struct{}, 1), stopped: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (c *completer) submit(comp ebbdriver.Completion) {
+	c.mu.Lock()
+	c.pending = append(c.pending, comp)
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// stop flushes what is pending and waits for run to return. Outcomes that
+// cannot be stored within the flush deadline are left to lease expiry: the
+// tasks run again elsewhere, nothing is lost.
+func (c *completer) stop() {
+	close(c.stopped)
+	<-c.done
+}
+
+func (c *completer) run(ctx context.Context) {
+	defer close(c.done)
+	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
+	var flushDeadline time.Time
+	var batch []ebbdriver.Completion
+	for {
+		if len(batch) == 0 {
+			c.mu.Lock()
+			n := min(len(c.pending), completeBatchMax)
+			batch = append(batch, c.pending[:n]...)
+			c.pending = append(c.pending[:0], c.pending[n:]...)
+			c.mu.Unlock()
+		}
+		if len(batch) == 0 {
+			select {
+			case <-c.kick:
+				continue
+			case <-c.stopped:
+				c.mu.Lock()
+				empty := len(c.pending) == 0
+				c.mu.Unlock()
+				if empty {
+					return
+				}
+				continue
+			}
+		}
+		results, err := c.w.driver.Complete(ctx, batch)
+		if err != nil {
+			select {
+			case <-c.stopped:
+				if flushDeadline.IsZero() {
+					flushDeadline = time.Now().Add(5 * time.Second)
+				}
+				if time.Now().After(flushDeadline) {
+					c.w.logger.Error("could not store task outcomes before exit; their leases will expire and they will run again",
+						"count", len(batch), "error", err)
+					return
+				}
+			default:
+			}
+			d := backoff.next()
+			c.w.logger.Warn("storing task outcomes failed; retrying", "count", len(batch), "error", err, "retry_in", d)
+			time.Sleep(d)
+			continue
+		}
+		backoff.reset()
+		c.w.inflightMu.Lock()
+		for i, comp := range batch {
+			if t := c.w.inflight[comp.ID]; t != nil && t.token == comp.LeaseToken {
+				delete(c.w.inflight, comp.ID)
+			}
+			if i < len(results) && results[i] != nil {
+				if errors.Is(results[i], ErrLeaseLost) {
+					c.w.logger.Warn("task outcome rejected: lease lost (the task was rescued and another worker owns it)", "id", comp.ID, "queue", comp.Queue)
+				} else {
+					c.w.logger.Error("task outcome rejected", "id", comp.ID, "queue", comp.Queue, "error", results[i])
+				}
+			}
+		}
+		c.w.inflightMu.Unlock()
+		batch = batch[:0]
+	}
+}

@@ -1,0 +1,154 @@
+package ebb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// Causes a worker gives when it cancels a handler's context.
+var (
+	errHandBack  = errors.New("worker draining: task handed back")
+	errLeaseLost = errors.New("lease lost: another worker owns the task now")
+)
+
+// start runs one claimed task on its own goroutine; its slot is already
+// taken and is released when the handler returns.
+func (w *Worker) start(rec *ebbdriver.TaskRecord) {
+	// Handlers get a context that does not end with the worker's: shutdown
+	// lets them finish (drain) and cancels them explicitly when it must.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	t := &inflightTask{queue: rec.Queue, id: rec.ID, token: rec.LeaseToken, cancel: cancel}
+	w.inflightMu.Lock()
+	w.inflight[rec.ID] = t
+	w.inflightMu.Unlock()
+	w.busy.Add(1)
+	w.handlersWG.Add(1)
+	go func() {
+		defer func() {
+			cancel(nil)
+			w.busy.Add(-1)
+			<-w.sem
+			w.handlersWG.Done()
+		}()
+		c, ok := w.execute(ctx, rec)
+		w.inflightMu.Lock()
+		if t.done {
+			// Drain already handed it back for us.
+			ok = false
+		}
+		t.done = true
+		if !ok {
+			delete(w.inflight, rec.ID)
+		}
+		w.inflightMu.Unlock()
+		if ok {
+			w.completer.submit(c)
+		}
+	}()
+}
+
+// execute runs the handler and decides the outcome. ok is false when no
+// outcome may be recorded (the lease was lost).
+func (w *Worker) execute(ctx context.Context, rec *ebbdriver.TaskRecord) (c ebbdriver.Completion, ok bool) {
+	c = ebbdriver.Completion{Queue: rec.Queue, ID: rec.ID, LeaseToken: rec.LeaseToken}
+	dead := func(msg string) (ebbdriver.Completion, bool) {
+		c.Outcome, c.Now = ebbdriver.OutcomeDead, time.Now()
+		c.Error = &AttemptError{Attempt: rec.Attempt, At: c.Now, Error: msg, WorkerID: w.config.ID}
+		w.logger.Error("task cannot run; moved to dead", "id", rec.ID, "queue", rec.Queue, "kind", rec.Kind, "reason", msg)
+		return c, true
+	}
+	if rec.Malformed != "" {
+		return dead("malformed task: " + rec.Malformed)
+	}
+	h := w.config.Handlers.lookup(rec.Kind)
+	if h == nil {
+		return dead(fmt.Sprintf("unknown task kind %q: worker %s has no handler for it (it handles %s); deploy a worker that handles it, then run `ebb dead retry --queue %s`",
+			rec.Kind, w.config.ID, strings.Join(w.config.Handlers.Kinds(), ", "), rec.Queue))
+	}
+	info := taskInfoFromRecord(rec)
+	timeout := rec.Timeout
+	if h.opts.Timeout > 0 {
+		timeout = h.opts.Timeout
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("task timed out after %s", timeout))
+		defer cancel()
+	}
+
+	result, err := w.call(ctx, h.fn, info)
+	c.Now = time.Now()
+	if err == nil {
+		encoded, mErr := json.Marshal(result)
+		if mErr == nil {
+			c.Outcome, c.Result = ebbdriver.OutcomeSucceeded, encoded
+			return c, true
+		}
+		err = NoRetry(fmt.Errorf("result of type %T cannot be stored as JSON: %w", result, mErr))
+	}
+
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errLeaseLost):
+		w.logger.Warn("task outcome discarded: lease lost", "id", rec.ID, "queue", rec.Queue)
+		return c, false
+	case errors.Is(cause, errHandBack):
+		c.Outcome = ebbdriver.OutcomeHandBack
+		return c, true
+	}
+
+	msg := err.Error()
+	if ctx.Err() != nil && cause != nil && !errors.Is(err, cause) {
+		msg = cause.Error() + ": " + msg
+	}
+	ae := &AttemptError{Attempt: rec.Attempt, At: c.Now, Error: msg, WorkerID: w.config.ID}
+	var pe *panicError
+	if errors.As(err, &pe) {
+		ae.Stack = pe.stack
+	}
+	c.Error = ae
+
+	var nr *noRetryError
+	var ra *retryAfterError
+	switch {
+	case errors.Is(cause, ErrTaskCancelled):
+		c.Outcome = ebbdriver.OutcomeCancelled
+	case errors.As(err, &nr) || rec.Attempt >= rec.MaxAttempts:
+		c.Outcome = ebbdriver.OutcomeDead
+	case errors.As(err, &ra):
+		c.Outcome, c.RetryAt = ebbdriver.OutcomeRetry, c.Now.Add(ra.after)
+	default:
+		policy := w.config.RetryPolicy
+		if h.opts.RetryPolicy != nil {
+			policy = h.opts.RetryPolicy
+		}
+		c.Outcome, c.RetryAt = ebbdriver.OutcomeRetry, c.Now.Add(policy.NextRetry(info, err))
+	}
+	return c, true
+}
+
+// panicError is a recovered handler panic with its stack.
+type panicError struct {
+	value any
+	stack string
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+// call runs the handler through the middleware, turning a panic into an
+// error that keeps the stack.
+func (w *Worker) call(ctx context.Context, fn HandlerFunc, info *TaskInfo) (result any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			result, err = nil, &panicError{value: r, stack: string(debug.Stack())}
+		}
+	}()
+	return w.chain(fn)(ctx, info)
+}

@@ -1,0 +1,189 @@
+package ebb
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// fetchLoop claims tasks while there are free slots and starts a handler for
+// each. It never sleep-polls: when a fetch comes back short it waits for a
+// broker notification, the next scheduled task's due time, or the backstop
+// poll, whichever comes first. stop ends the loop; broker calls use bg so a
+// fetch in progress is never abandoned half-way (its tasks would sit leased
+// by nobody until the lease expired).
+func (w *Worker) fetchLoop(stop, bg context.Context) {
+	backoff := newBackoff(50*time.Millisecond, 5*time.Second)
+	lowWater := max(1, min(w.config.Concurrency/4, w.config.FetchBatchMax))
+	backlog := false
+	for {
+		// Take one slot (blocking), then as many more as are free. With a
+		// backlog, wait for a few slots so each fetch is a real batch instead
+		// of one round trip per freed slot.
+		select {
+		case w.sem <- struct{}{}:
+		case <-stop.Done():
+			return
+		}
+		n := 1
+		if backlog && n < lowWater {
+			timer := time.NewTimer(time.Millisecond)
+		collect:
+			for n < lowWater {
+				select {
+				case w.sem <- struct{}{}:
+					n++
+				case <-timer.C:
+					break collect
+				case <-stop.Done():
+					break collect
+				}
+			}
+			timer.Stop()
+		}
+	grab:
+		for n < w.config.FetchBatchMax {
+			select {
+			case w.sem <- struct{}{}:
+				n++
+			default:
+				break grab
+			}
+		}
+
+		token := w.config.ID + ":" + strconv.FormatUint(w.fetchSeq.Add(1), 36)
+		res, err := w.driver.Fetch(bg, ebbdriver.FetchParams{
+			Queues:        w.queueOrder(),
+			Limit:         n,
+			WorkerID:      w.config.ID,
+			LeaseToken:    token,
+			LeaseDuration: w.config.LeaseDuration,
+			Now:           time.Now(),
+		})
+		if err != nil {
+			w.release(n)
+			d := backoff.next()
+			w.logger.Warn("fetch failed; retrying", "error", err, "retry_in", d)
+			if !sleepCtx(stop, d) {
+				return
+			}
+			continue
+		}
+		backoff.reset()
+		w.release(n - len(res.Tasks))
+		if stop.Err() != nil {
+			// Claimed while shutting down: give them back untouched.
+			w.handBack(res.Tasks)
+			w.release(len(res.Tasks))
+			return
+		}
+		for _, rec := range res.Tasks {
+			w.start(rec)
+		}
+		backlog = len(res.Tasks) == n
+		if backlog {
+			continue
+		}
+		wait := w.config.PollInterval
+		if !res.NextDueAt.IsZero() {
+			if d := time.Until(res.NextDueAt); d < wait {
+				wait = max(d, 0)
+			}
+		}
+		if len(res.Tasks) > 0 {
+			// A short batch may still leave tasks that became ready since;
+			// look again at once if a notification is pending, otherwise wait.
+			wait = min(wait, time.Millisecond)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-w.wake:
+		case <-timer.C:
+		case <-stop.Done():
+			timer.Stop()
+			return
+		}
+		timer.Stop()
+	}
+}
+
+func (w *Worker) release(n int) {
+	for range n {
+		<-w.sem
+	}
+}
+
+func (w *Worker) handBack(tasks []*ebbdriver.TaskRecord) {
+	now := time.Now()
+	for _, rec := range tasks {
+		w.inflightMu.Lock()
+		w.inflight[rec.ID] = &inflightTask{queue: rec.Queue, id: rec.ID, token: rec.LeaseToken, cancel: func(error) {}, done: true}
+		w.inflightMu.Unlock()
+		w.completer.submit(ebbdriver.Completion{Queue: rec.Queue, ID: rec.ID, LeaseToken: rec.LeaseToken, Outcome: ebbdriver.OutcomeHandBack, Now: now})
+	}
+}
+
+// queueOrder is the configured order, or a weighted random permutation.
+func (w *Worker) queueOrder() []string {
+	if !w.weighted || len(w.queues) < 2 {
+		return w.queues
+	}
+	left := append([]QueueConfig(nil), w.config.Queues...)
+	out := make([]string, 0, len(left))
+	for len(left) > 0 {
+		total := 0
+		for _, q := range left {
+			total += q.Weight
+		}
+		r := rand.IntN(total)
+		for i, q := range left {
+			if r < q.Weight {
+				out = append(out, q.Name)
+				left = append(left[:i], left[i+1:]...)
+				break
+			}
+			r -= q.Weight
+		}
+	}
+	return out
+}
+
+// poke wakes the fetch loop if it is waiting.
+func (w *Worker) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func newBackoff(lo, hi time.Duration) *backoff { return &backoff{min: lo, max: hi} }
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(b.cur*2, b.max)
+	}
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// sleepCtx sleeps for d; false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
