@@ -122,10 +122,10 @@ func ValidName(s string) bool {
 
 func (o *EnqueueOpts) validate() error {
 	if o.ID != "" && !ValidName(o.ID) {
-		return fmt.Errorf("%w: id %q: use at most 128 characters of A-Z a-z 0-9 _ - . :", ErrInvalidOpts, o.ID)
+		return fmt.Errorf("%w: id %q: use at most 128 characters from [A-Za-z0-9_.:-]", ErrInvalidOpts, o.ID)
 	}
 	if !ValidName(o.Queue) {
-		return fmt.Errorf("%w: queue %q: use 1–128 characters of A-Z a-z 0-9 _ - . :", ErrInvalidOpts, o.Queue)
+		return fmt.Errorf("%w: queue %q: use 1–128 characters from [A-Za-z0-9_.:-]", ErrInvalidOpts, o.Queue)
 	}
 	if o.Delay < 0 {
 		return fmt.Errorf("%w: delay %s is negative", ErrInvalidOpts, o.Delay)

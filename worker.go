@@ -141,7 +141,7 @@ func NewWorker(driver ebbdriver.Driver, config *WorkerConfig) (*Worker, error) {
 	seen := map[string]bool{}
 	for _, q := range c.Queues {
 		if !ValidName(q.Name) {
-			return nil, fmt.Errorf("ebb: worker queue %q: use 1–128 characters of A-Z a-z 0-9 _ - . :", q.Name)
+			return nil, fmt.Errorf("ebb: worker queue %q: use 1–128 characters from [A-Za-z0-9_.:-]", q.Name)
 		}
 		if q.Weight < 0 {
 			return nil, fmt.Errorf("ebb: worker queue %q: weight %d is negative", q.Name, q.Weight)
@@ -183,7 +183,7 @@ func NewWorker(driver ebbdriver.Driver, config *WorkerConfig) (*Worker, error) {
 	if c.ID == "" {
 		c.ID = defaultWorkerID()
 	} else if !ValidName(c.ID) {
-		return nil, fmt.Errorf("ebb: worker id %q: use 1–128 characters of A-Z a-z 0-9 _ - . :", c.ID)
+		return nil, fmt.Errorf("ebb: worker id %q: use 1–128 characters from [A-Za-z0-9_.:-]", c.ID)
 	}
 	w.config = c
 	w.logger = c.Logger.With("worker", c.ID)

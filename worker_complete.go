@@ -20,6 +20,7 @@ type completer struct {
 	w       *Worker
 	mu      sync.Mutex
 	pending []ebbdriver.Completion
+	slots   []bool // per pending completion: it holds a worker slot
 	kick    chan struct{}
 	stopped chan struct{} // closed by stop
 	done    chan struct{} // closed when run returns
@@ -29,9 +30,16 @@ func newCompleter(w *Worker) *completer {
 	return &completer{w: w, kick: make(chan struct{}, 1), stopped: make(chan struct{}), done: make(chan struct{})}
 }
 
-func (c *completer) submit(comp ebbdriver.Completion) {
+func (c *completer) submit(comp ebbdriver.Completion) { c.add(comp, false) }
+
+// submitHoldingSlot queues the outcome of a handler run whose worker slot is
+// released only once the outcome is stored.
+func (c *completer) submitHoldingSlot(comp ebbdriver.Completion) { c.add(comp, true) }
+
+func (c *completer) add(comp ebbdriver.Completion, slot bool) {
 	c.mu.Lock()
 	c.pending = append(c.pending, comp)
+	c.slots = append(c.slots, slot)
 	c.mu.Unlock()
 	select {
 	case c.kick <- struct{}{}:
@@ -52,12 +60,15 @@ func (c *completer) run(ctx context.Context) {
 	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
 	var flushDeadline time.Time
 	var batch []ebbdriver.Completion
+	var slots []bool
 	for {
 		if len(batch) == 0 {
 			c.mu.Lock()
 			n := min(len(c.pending), completeBatchMax)
 			batch = append(batch, c.pending[:n]...)
+			slots = append(slots, c.slots[:n]...)
 			c.pending = append(c.pending[:0], c.pending[n:]...)
+			c.slots = append(c.slots[:0], c.slots[n:]...)
 			c.mu.Unlock()
 		}
 		if len(batch) == 0 {
@@ -108,6 +119,11 @@ func (c *completer) run(ctx context.Context) {
 			}
 		}
 		c.w.inflightMu.Unlock()
-		batch = batch[:0]
+		for _, held := range slots {
+			if held {
+				c.w.release(1)
+			}
+		}
+		batch, slots = batch[:0], slots[:0]
 	}
 }

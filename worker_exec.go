@@ -19,7 +19,7 @@ var (
 )
 
 // start runs one claimed task on its own goroutine; its slot is already
-// taken and is released when the handler returns.
+// taken and is released once the task's outcome is stored (or dropped).
 func (w *Worker) start(rec *ebbdriver.TaskRecord) {
 	// Handlers get a context that does not end with the worker's: shutdown
 	// lets them finish (drain) and cancels them explicitly when it must.
@@ -31,10 +31,13 @@ func (w *Worker) start(rec *ebbdriver.TaskRecord) {
 	w.busy.Add(1)
 	w.handlersWG.Add(1)
 	go func() {
+		slotHeld := true
 		defer func() {
 			cancel(nil)
 			w.busy.Add(-1)
-			<-w.sem
+			if slotHeld {
+				w.release(1)
+			}
 			w.handlersWG.Done()
 		}()
 		c, ok := w.execute(ctx, rec)
@@ -49,7 +52,12 @@ func (w *Worker) start(rec *ebbdriver.TaskRecord) {
 		}
 		w.inflightMu.Unlock()
 		if ok {
-			w.completer.submit(c)
+			// Until its outcome is stored the broker still counts the task
+			// as this worker's, so it keeps its slot: a worker then never
+			// holds more leases than its concurrency, and a crash strands
+			// at most that many tasks.
+			w.completer.submitHoldingSlot(c)
+			slotHeld = false
 		}
 	}()
 }

@@ -1,6 +1,10 @@
 package ebbdrivertest
 
 import (
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +47,36 @@ func testComplete(t *testing.T, newDriver Factory) {
 		checkJSON(t, "Result", []byte(`"first"`), got.Result)
 		checkTime(t, "FinishedAt", f.at(time.Second), got.FinishedAt)
 		checkErrors(t, "Errors", nil, got.Errors)
+	})
+
+	t.Run("ConcurrentCompletionsApplyOnce", func(t *testing.T) {
+		f := setup(t, newDriver)
+		f.enqueue(f.task("a"))
+		r := f.fetchOne(f.now, "a")
+		const n = 8
+		var (
+			wg      sync.WaitGroup
+			start   = make(chan struct{})
+			applied atomic.Int32
+		)
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				errs, err := f.d.Complete(f.ctx, []ebbdriver.Completion{succeed(r, f.now, strconv.Itoa(i))})
+				switch {
+				case err != nil:
+					t.Errorf("Complete: %v", err)
+				case errs[0] == nil:
+					applied.Add(1)
+				case !errors.Is(errs[0], ebbdriver.ErrLeaseLost):
+					t.Errorf("losing completion: %v, want ErrLeaseLost", errs[0])
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		check(t, "completions applied", int32(1), applied.Load())
+		check(t, "Succeeded total", int64(1), queueStats(t, f.stats(), "a").Succeeded)
 	})
 
 	t.Run("Dead", func(t *testing.T) {
@@ -107,10 +141,22 @@ func testComplete(t *testing.T, newDriver Factory) {
 			dead(byID[tasks[3].ID], now, "fatal"),
 			completion(byID[tasks[4].ID], ebbdriver.OutcomeHandBack, now),
 		)
-		for i, want := range []ebbdriver.State{
+		states := []ebbdriver.State{
 			ebbdriver.StateSucceeded, ebbdriver.StateRetrying, ebbdriver.StateQueued,
 			ebbdriver.StateDead, ebbdriver.StateQueued,
-		} {
+		}
+		for i, want := range states {
+			f.requireState(tasks[i].ID, want)
+		}
+		// None of them holds a lease any more, so none is rescued.
+		res, err := f.d.RescueExpired(f.ctx, "a", f.at(24*time.Hour), 10)
+		if err != nil {
+			t.Fatalf("RescueExpired: %v", err)
+		}
+		if len(res.Requeued)+len(res.Dead) != 0 {
+			t.Errorf("RescueExpired after completion = %+v, want nothing", res)
+		}
+		for i, want := range states {
 			f.requireState(tasks[i].ID, want)
 		}
 	})

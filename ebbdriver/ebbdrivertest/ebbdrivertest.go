@@ -39,6 +39,7 @@ func Exercise(t *testing.T, newDriver Factory) {
 		name string
 		run  func(*testing.T, Factory)
 	}{
+		{"API", testAPI},
 		{"Cleanup", testCleanup},
 		{"Complete", testComplete},
 		{"DeadList", testDeadList},

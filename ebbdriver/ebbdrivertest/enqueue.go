@@ -2,6 +2,7 @@ package ebbdrivertest
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,6 +120,40 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 		check(t, "scheduled State", ebbdriver.StateScheduled, f.get(scheduled.ID).State)
 	})
 
+	t.Run("UniqueKeyConcurrent", func(t *testing.T) {
+		f := setup(t, newDriver)
+		const n = 8
+		var (
+			wg    sync.WaitGroup
+			start = make(chan struct{})
+			mu    sync.Mutex
+			ids   = map[string]int{} // result id → how many enqueuers got it
+			fresh int
+		)
+		for range n {
+			task := f.task("a", withUnique("k", 0))
+			wg.Go(func() {
+				<-start
+				res, err := f.d.Enqueue(f.ctx, []*ebbdriver.TaskRecord{task})
+				if err != nil {
+					t.Errorf("Enqueue: %v", err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				ids[res[0].ID]++
+				if !res[0].Duplicate {
+					fresh++
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		check(t, "enqueues that stored a task", 1, fresh)
+		check(t, "distinct ids returned", 1, len(ids))
+		check(t, "Queued", int64(1), queueStats(t, f.stats(), "a").Queued)
+	})
+
 	t.Run("UniqueKeyHeldWhileNotTerminal", func(t *testing.T) {
 		f := setup(t, newDriver)
 		holder := f.enqueue(f.task("a", withUnique("k", 0), withRunAt(f.at(time.Minute))))[0]
@@ -194,6 +229,20 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 			f.requireState(next.ID, ebbdriver.StateQueued)
 		})
 	}
+
+	t.Run("UniqueKeyWithTTLReleasedOnTaskCancel", func(t *testing.T) {
+		f := setup(t, newDriver)
+		// TaskCancel's contract releases the key of a task cancelled before
+		// it ran, whatever its UniqueTTL.
+		holder := f.enqueue(f.task("a", withUnique("k", time.Hour)))[0]
+		if st, err := f.d.TaskCancel(f.ctx, holder.ID, f.now); err != nil || st != ebbdriver.StateCancelled {
+			t.Fatalf("TaskCancel = %q, %v; want cancelled", st, err)
+		}
+		next := f.task("a", withUnique("k", time.Hour))
+		res := f.enqueueResults(next)
+		check(t, "Duplicate after TaskCancel", false, res[0].Duplicate)
+		check(t, "ID after TaskCancel", next.ID, res[0].ID)
+	})
 
 	t.Run("UniqueTTL", func(t *testing.T) {
 		f := setup(t, newDriver)

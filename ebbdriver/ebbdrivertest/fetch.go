@@ -174,6 +174,17 @@ func testFetch(t *testing.T, newDriver Factory) {
 		checkSlice(t, "fetch order", want, got)
 	})
 
+	t.Run("PromotedTasksCompeteByPriority", func(t *testing.T) {
+		f := setup(t, newDriver)
+		// Promotion happens before the claim, so a due high-priority task
+		// overtakes a normal one that was queued all along.
+		queued := f.task("a", withRunAt(f.at(-time.Minute)))
+		scheduled := f.task("a", withPriority(ebbdriver.PriorityHigh), withRunAt(f.at(time.Minute)))
+		f.enqueue(queued, scheduled)
+		check(t, "first claim", scheduled.ID, f.fetchOne(f.at(2*time.Minute), "a").ID)
+		check(t, "second claim", queued.ID, f.fetchOne(f.at(2*time.Minute), "a").ID)
+	})
+
 	t.Run("PromotesDueScheduled", func(t *testing.T) {
 		f := setup(t, newDriver)
 		task := f.enqueue(f.task("a", withRunAt(f.at(time.Minute))))[0]

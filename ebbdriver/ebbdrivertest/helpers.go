@@ -77,9 +77,6 @@ func withRetention(d time.Duration) taskOpt {
 func withUnique(key string, ttl time.Duration) taskOpt {
 	return func(r *ebbdriver.TaskRecord) { r.UniqueKey, r.UniqueTTL = key, ttl }
 }
-func withEnqueuedAt(at time.Time) taskOpt {
-	return func(r *ebbdriver.TaskRecord) { r.EnqueuedAt, r.RunAt = at, at }
-}
 func withArgs(js string) taskOpt { return func(r *ebbdriver.TaskRecord) { r.Args = []byte(js) } }
 
 // newTask is a fully populated task as a client would hand it to Enqueue:
@@ -270,8 +267,9 @@ func dead(r *ebbdriver.TaskRecord, now time.Time, msg string) ebbdriver.Completi
 	return c
 }
 
-// kill enqueues nothing: it fetches the given queued task and completes it as
-// Dead at deathAt, failing unless that task is what the fetch claims.
+// kill fetches an already enqueued task and completes it as Dead at deathAt.
+// It fails unless that task is the next one the queue hands out, so callers
+// control which task dies when by RunAt.
 func (f *fixture) kill(task *ebbdriver.TaskRecord, deathAt time.Time) {
 	f.t.Helper()
 	r := f.fetchOne(f.now, task.Queue)
@@ -375,13 +373,6 @@ func check[T comparable](t *testing.T, what string, want, got T) {
 	t.Helper()
 	if want != got {
 		t.Errorf("%s = %v, want %v", what, got, want)
-	}
-}
-
-func requireEqual[T comparable](t *testing.T, what string, want, got T) {
-	t.Helper()
-	if want != got {
-		t.Fatalf("%s = %v, want %v", what, got, want)
 	}
 }
 

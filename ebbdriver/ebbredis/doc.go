@@ -45,7 +45,8 @@
 //
 // The small mutable fields are what the scripts need without decoding msg:
 // st (state name), a (attempt), p (priority), max (max attempts), ret
-// (retention ms), u (unique key, only when held until the end, UniqueTTL 0),
+// (retention ms), u (unique key held until the task ends: UniqueTTL 0) or ux
+// (unique key with a TTL: released early only by TaskCancel before it ran),
 // run (RunAt ns), tok (lease token), w (worker id), sa (started ns), fa
 // (finished ns), le (lease expiry ns), cx ("1": cancel requested), err (error
 // history: a JSON array, appended by string surgery), res (result JSON) and wt

@@ -143,9 +143,13 @@ for i = 4, #ARGV, 9 do
       sched[#sched + 1] = us(run)
       sched[#sched + 1] = id
     end
-    if u ~= "" and ttl == 0 then
+    if u ~= "" then
+      -- u: released when the task ends; ux (key with a TTL): released only
+      -- when the task is cancelled before it ran.
+      local uf = "u"
+      if ttl > 0 then uf = "ux" end
       redis.call("HSET", tk, "msg", ARGV[i + 1], "st", st, "p", p, "run", run,
-        "max", ARGV[i + 5], "ret", ARGV[i + 6], "u", u)
+        "max", ARGV[i + 5], "ret", ARGV[i + 6], uf, u)
     else
       redis.call("HSET", tk, "msg", ARGV[i + 1], "st", st, "p", p, "run", run,
         "max", ARGV[i + 5], "ret", ARGV[i + 6])
@@ -228,9 +232,9 @@ const luaComplete = `-- Complete: record outcomes of Running tasks of one queue,
 -- ARGV[2] -> queue channel P:ch:q:<q>
 -- ARGV[3] -> done channel P:ch:done
 -- ARGV[4…] -> 6 per completion: id, lease token, op, now ns, RetryAt ns or "",
---             data. op: S succeeded (data: result), Q retry now (data: error
---             JSON), R retry at RetryAt (data: error JSON), D dead (data: error
---             JSON), C cancelled (data: error JSON or ""), H hand back.
+--             data. op: S succeeded (data: result), Q retry now, R retry at
+--             RetryAt, D dead, C cancelled (data: error JSON to append, or
+--             ""), H hand back (data unused).
 -- Returns one integer per completion: 1 applied, 0 lease lost.
 ` + luaLib + `
 local qp = ARGV[1]
@@ -258,19 +262,23 @@ for i = 4, #ARGV, 6 do
       ns = ns + 1
     elseif op == "Q" or op == "R" then
       local t = ARGV[i + 4]
+      local e = f[8] or ""
+      if data ~= "" then e = appenderr(f[8], data) end
       if op == "Q" then
-        redis.call("HSET", tk, "st", "queued", "run", t, "err", appenderr(f[8], data))
+        redis.call("HSET", tk, "st", "queued", "run", t, "err", e)
         local r = ready[tonumber(f[6])] or ready[2]
         r[#r + 1] = us(t)
         r[#r + 1] = id
       else
-        redis.call("HSET", tk, "st", "retrying", "run", t, "err", appenderr(f[8], data))
+        redis.call("HSET", tk, "st", "retrying", "run", t, "err", e)
         sched[#sched + 1] = us(t)
         sched[#sched + 1] = id
       end
       nr = nr + 1
     elseif op == "D" then
-      redis.call("HSET", tk, "st", "dead", "fa", now, "err", appenderr(f[8], data))
+      local e = f[8] or ""
+      if data ~= "" then e = appenderr(f[8], data) end
+      redis.call("HSET", tk, "st", "dead", "fa", now, "err", e)
       dead[#dead + 1] = us(now)
       dead[#dead + 1] = id
       ended(qp, id, f[4], f[5], done)
@@ -426,7 +434,7 @@ const luaCancel = `-- TaskCancel: cancel a waiting task at once, or flag a runni
 -- Returns the state after the call, or false when the task does not exist.
 ` + luaLib + `
 local tk = KEYS[1]
-local f = redis.call("HMGET", tk, "st", "p", "ret", "u", "wt")
+local f = redis.call("HMGET", tk, "st", "p", "ret", "u", "wt", "ux")
 local st = f[1]
 if not st then return false end
 if st == "queued" or st == "scheduled" or st == "retrying" then
@@ -437,7 +445,9 @@ if st == "queued" or st == "scheduled" or st == "retrying" then
   end
   redis.call("HSET", tk, "st", "cancelled", "fa", ARGV[3])
   expire(tk, f[3])
-  ended(ARGV[1], ARGV[2], f[4], f[5], ARGV[6])
+  -- Cancelled before it ran: as if never enqueued, so even a unique key
+  -- with a TTL is released.
+  ended(ARGV[1], ARGV[2], f[4] or f[6], f[5], ARGV[6])
   return "cancelled"
 end
 if st == "running" then

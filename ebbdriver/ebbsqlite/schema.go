@@ -3,6 +3,7 @@ package ebbsqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 )
 
@@ -48,12 +49,14 @@ CREATE TABLE tasks (
 
 -- Fetch order; also counts Queued tasks and finds the oldest.
 CREATE INDEX tasks_queued ON tasks (queue, priority, run_at, id) WHERE state = 'queued';
--- Due Scheduled/Retrying tasks, NextDueAt, the Scheduled count.
-CREATE INDEX tasks_waiting ON tasks (queue, run_at) WHERE state IN ('scheduled', 'retrying');
+-- Due Scheduled/Retrying tasks, NextDueAt, the Scheduled count. state is
+-- in the key only so the IN term is checked from the index, without
+-- visiting the table.
+CREATE INDEX tasks_waiting ON tasks (queue, run_at, state) WHERE state IN ('scheduled', 'retrying');
 -- Expired leases, the InFlight count.
 CREATE INDEX tasks_running ON tasks (queue, lease_expires_at) WHERE state = 'running';
 -- Dead listing (newest death first), dead cleanup, the Dead count.
-CREATE INDEX tasks_dead ON tasks (queue, finished_at) WHERE state = 'dead';
+CREATE INDEX tasks_dead ON tasks (queue, finished_at, id) WHERE state = 'dead';
 -- Retention cleanup of succeeded and cancelled tasks.
 CREATE INDEX tasks_expiring ON tasks (queue, expires_at) WHERE expires_at IS NOT NULL;
 
@@ -100,6 +103,8 @@ CREATE TABLE events (
 `,
 }
 
+var errSchemaNewer = errors.New("the database was written by a newer ebb")
+
 // schemaVersion is the version this code writes and reads.
 var schemaVersion = len(migrations)
 
@@ -116,7 +121,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("reading schema version: %w", err)
 	}
 	if v > schemaVersion {
-		return fmt.Errorf("the database has schema version %d but this ebb knows only up to %d: it was written by a newer ebb; upgrade ebb", v, schemaVersion)
+		return fmt.Errorf("%w: the file has schema version %d, this ebb knows versions up to %d; upgrade ebb", errSchemaNewer, v, schemaVersion)
 	}
 	if v == schemaVersion {
 		return nil

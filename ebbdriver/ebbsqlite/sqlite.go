@@ -4,10 +4,13 @@
 //
 // It is pure Go (modernc.org/sqlite, no cgo). The file runs in WAL mode so
 // readers never block the writer; every write is a BEGIN IMMEDIATE transaction
-// so concurrent processes queue on SQLite's lock (with a busy timeout) instead
+// so concurrent processes wait for SQLite's lock (up to a busy timeout) instead
 // of failing half-way through a transaction with SQLITE_BUSY. Inside one
 // process all writes go through a single connection, so goroutines wait in
-// database/sql's pool rather than spinning in SQLite's busy handler.
+// database/sql's pool; between processes the driver retries BEGIN every few
+// hundred microseconds (see writeTx) rather than using SQLite's busy
+// handler, whose sleeps grow to 100 ms and let one busy process starve the
+// others.
 //
 // Notifications (Listen, TaskAwait) are immediate between goroutines of one
 // process. Commits made by other processes are noticed by polling PRAGMA
@@ -21,13 +24,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	"modernc.org/sqlite" // also registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/ebbq/ebb/ebbdriver"
 )
@@ -126,7 +131,11 @@ func Open(ctx context.Context, path string, config *Config) (*Driver, error) {
 		if d.rdb != nil {
 			d.rdb.Close()
 		}
-		return nil, fmt.Errorf("ebbsqlite: cannot open SQLite database at %s: %w; check the path and permissions", abs, err)
+		hint := d.hint(err)
+		if hint == "" {
+			hint = "check the path and permissions"
+		}
+		return nil, fmt.Errorf("ebbsqlite: cannot open SQLite database at %s: %w; %s", abs, err, hint)
 	}
 
 	// One writer per process: SQLite allows one write transaction per file
@@ -141,7 +150,15 @@ func Open(ctx context.Context, path string, config *Config) (*Driver, error) {
 	d.wdb.SetConnMaxIdleTime(0)
 	d.wdb.SetConnMaxLifetime(0)
 
-	if err := migrate(ctx, d.wdb); err != nil {
+	if err := retryBusy(ctx, cfg.BusyTimeout, func() error {
+		if err := d.wdb.PingContext(ctx); err != nil {
+			return err
+		}
+		return migrate(ctx, d.wdb)
+	}); errors.Is(err, errSchemaNewer) {
+		d.wdb.Close()
+		return nil, fmt.Errorf("ebbsqlite: cannot open SQLite database at %s: %w", abs, err)
+	} else if err != nil {
 		return fail(err)
 	}
 
@@ -164,12 +181,35 @@ func Open(ctx context.Context, path string, config *Config) (*Driver, error) {
 	return d, nil
 }
 
+// retryBusy runs fn until it does not fail with SQLITE_BUSY, for at most
+// timeout: writeTx's wait, for Open. Besides the migration's write lock,
+// connections racing to create a new file can get SQLITE_BUSY from the
+// switch to WAL mode, which no busy handler covers.
+func retryBusy(ctx context.Context, timeout time.Duration, fn func() error) error {
+	deadline := time.Now().Add(timeout)
+	wait := time.Millisecond
+	for {
+		err := fn()
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
 // dsn builds a modernc.org/sqlite data source name. A file: URI lets the
 // path hold any character ('?', '#', '%') without being mistaken for
 // parameters; SQLite ignores the driver's own underscore parameters.
 func dsn(path string, cfg Config, write bool) string {
 	q := url.Values{}
-	q.Set("_busy_timeout", strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10))
+	if !write { // the writer waits in writeTx instead
+		q.Set("_busy_timeout", strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10))
+	}
 	// synchronous=NORMAL in WAL mode: a commit is durable once it is in the
 	// WAL (the OS has it), so it survives any process crash; only a power
 	// loss or kernel crash can roll back the last commits. Processes
@@ -218,24 +258,65 @@ func (d *Driver) Close() error {
 
 var errClosed = errors.New("ebbsqlite: driver is closed")
 
-// writeTx runs fn in one BEGIN IMMEDIATE transaction on the write connection.
+// writeTx runs fn in one BEGIN IMMEDIATE transaction on the write
+// connection. fn may run more than once (after SQLITE_BUSY), so it must
+// reset whatever it reports.
+//
+// The write connection has no busy handler: SQLite's backs off to 100 ms
+// sleeps, so a process in a tight fetch loop would keep the lock while the
+// others sleep, starving them and adding tens of milliseconds to every
+// handoff. Instead BEGIN fails at once and this loop retries every few
+// hundred microseconds (with jitter, so waiting processes do not retry in
+// step) until Config.BusyTimeout, or ctx, ends.
 func (d *Driver) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	var deadline time.Time
+	wait := 100 * time.Microsecond
+	for {
+		err := d.tryWriteTx(ctx, fn)
+		if err == nil {
+			return nil
+		}
+		if !isBusy(err) {
+			return d.wrap(op, err)
+		}
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(d.cfg.BusyTimeout)
+		} else if now.After(deadline) {
+			return d.wrap(op, err)
+		}
+		t := time.NewTimer(wait/2 + rand.N(wait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return d.wrap(op, fmt.Errorf("waiting for another connection's write transaction: %w", ctx.Err()))
+		case <-d.closed:
+			t.Stop()
+			return d.wrap(op, errClosed)
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Millisecond)
+	}
+}
+
+func (d *Driver) tryWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := d.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		return d.wrap(op, err)
+		return err
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
-		return d.wrap(op, err)
+		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return d.wrap(op, err)
-	}
-	return nil
+	return tx.Commit()
 }
 
-// wrap adds the operation and, for errors that are not ebb's own sentinels
-// or the caller's context, what to check.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
+// wrap adds the operation and, for SQLite failures, what to do about them.
 func (d *Driver) wrap(op string, err error) error {
 	if err == nil {
 		return nil
@@ -245,12 +326,36 @@ func (d *Driver) wrap(op string, err error) error {
 		return fmt.Errorf("ebbsqlite: %s: %w", op, errClosed)
 	default:
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, ebbdriver.ErrTaskNotFound) || errors.Is(err, ebbdriver.ErrLeaseLost) ||
-		errors.Is(err, ebbdriver.ErrWorkerNotFound) || errors.Is(err, errBadInput) {
-		return fmt.Errorf("ebbsqlite: %s: %w", op, err)
+	if hint := d.hint(err); hint != "" {
+		return fmt.Errorf("ebbsqlite: %s on %s: %w; %s", op, d.path, err, hint)
 	}
-	return fmt.Errorf("ebbsqlite: %s on %s: %w (if the database is locked, another process holds a write transaction longer than the busy timeout %s; if it is malformed or read-only, check the file and its permissions)", op, d.path, err, d.cfg.BusyTimeout)
+	return fmt.Errorf("ebbsqlite: %s: %w", op, err)
+}
+
+// hint says what to do about an SQLite error, or "" when the error speaks
+// for itself (ebb's own sentinels, the caller's context).
+func (d *Driver) hint(err error) string {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return ""
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return fmt.Sprintf("another connection held a write transaction longer than the busy timeout (%s): "+
+			"raise Config.BusyTimeout, or look for a process keeping the database locked", d.cfg.BusyTimeout)
+	case sqlite3.SQLITE_CANTOPEN:
+		return "check the path and permissions: the directory must exist and this process must be able to create " +
+			"and write the database file and its -wal and -shm files in it"
+	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH:
+		return "check the permissions: this process must be able to write the database file, its -wal and -shm files and their directory"
+	case sqlite3.SQLITE_FULL:
+		return "the disk is full: free space"
+	case sqlite3.SQLITE_IOERR:
+		return "the file system reported an I/O error: check the disk (and do not put the database on a network file system)"
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return "the file is damaged or not an ebb database: restore it from a backup or point ebb at another path"
+	}
+	return ""
 }
 
 var errBadInput = errors.New("invalid argument")

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"runtime/pprof"
 
 	"github.com/ebbq/ebb/internal/bench"
 )
@@ -14,6 +16,7 @@ func runBench(e *env, args []string) error {
 	batch := f.Int("batch", 1000, "tasks per enqueue call")
 	samples := f.Int("latency-samples", 200, "sequential enqueue→start samples on the idle worker")
 	asJSON := f.Bool("json", false, "print one JSON line")
+	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if pos, err := f.parse(e, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -36,6 +39,17 @@ func runBench(e *env, args []string) error {
 		p.Progress = func(phase string, done, total int) {
 			fmt.Fprintf(e.stderr, "\r%-8s %d/%d   ", phase, done, total)
 		}
+	}
+	if *cpuProfile != "" {
+		out, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := bench.Run(ctx, drv, p)
 	if tty {

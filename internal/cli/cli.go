@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/internal/brokerurl"
 )
@@ -129,11 +131,16 @@ type flagSet struct {
 	*flag.FlagSet
 	broker   *string
 	logLevel *string
+	usage    func()
 }
 
 func newFlagSet(e *env, name, usage, example string) *flagSet {
 	fs := flag.NewFlagSet("ebb "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	// On a bad flag the flag package prints the error and the whole usage
+	// text; parse reports it as a one-line usage error instead, and the usage
+	// text is printed for --help only.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	def := os.Getenv("EBB_BROKER")
 	if def == "" {
 		def = brokerurl.Default
@@ -141,9 +148,11 @@ func newFlagSet(e *env, name, usage, example string) *flagSet {
 	f := &flagSet{FlagSet: fs}
 	f.broker = fs.String("broker", def, "broker URL: redis://host:port/db or sqlite:path/to/file.db (env EBB_BROKER)")
 	f.logLevel = fs.String("log-level", "info", "log level: debug, info, warn or error")
-	fs.Usage = func() {
+	f.usage = func() {
 		fmt.Fprintf(e.stderr, "Usage: ebb %s\n\nExample:\n  %s\n\nFlags:\n", usage, example)
+		fs.SetOutput(e.stderr)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
 	return f
 }
@@ -156,6 +165,7 @@ func (f *flagSet) parse(e *env, args []string) ([]string, error) {
 	for {
 		if err := f.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				f.usage()
 				return nil, err
 			}
 			return nil, usagef("%v (see --help)", err)
@@ -176,7 +186,18 @@ func (f *flagSet) parse(e *env, args []string) ([]string, error) {
 		return nil, usagef("--log-level %q: use debug, info, warn or error", *f.logLevel)
 	}
 	e.logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	// go-redis logs dial failures straight to stderr; they would bury the
+	// one-line error (or the worker's own retry warnings) under repeats.
+	redis.SetLogger(redisLogger{e.logger})
 	return pos, nil
+}
+
+// redisLogger passes go-redis's internal messages to the command's logger
+// at debug level.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
 
 func (f *flagSet) open(ctx context.Context) (ebbdriver.Driver, error) {

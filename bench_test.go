@@ -1,0 +1,112 @@
+package ebb_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ebbq/ebb"
+	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbdriver/ebbredis"
+	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
+	"github.com/ebbq/ebb/internal/testredis"
+)
+
+// Hot-path benchmarks through the public API, per broker:
+//
+//	go test -run '^$' -bench . -benchtime 20000x .
+//
+// BurnDown reports tasks/s for one worker draining a backlog; EnqueueBatch
+// reports tasks/s for batched enqueues. `ebb bench` measures the same end to
+// end, plus pickup latency.
+
+type benchNoop struct{}
+
+func (benchNoop) Kind() string { return "bench.noop" }
+
+func benchDrivers(b *testing.B) map[string]func(b *testing.B) ebbdriver.Driver {
+	return map[string]func(b *testing.B) ebbdriver.Driver{
+		"redis": func(b *testing.B) ebbdriver.Driver {
+			d, err := ebbredis.New(testredis.Client(b), &ebbredis.Config{Prefix: testredis.Prefix(b)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return d
+		},
+		"sqlite": func(b *testing.B) ebbdriver.Driver {
+			d, err := ebbsqlite.Open(context.Background(), filepath.Join(b.TempDir(), "ebb.db"), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { d.Close() })
+			return d
+		},
+	}
+}
+
+func enqueueNoops(b *testing.B, client *ebb.Client, n int) {
+	b.Helper()
+	const batch = 1000
+	for done := 0; done < n; {
+		k := min(batch, n-done)
+		params := make([]ebb.EnqueueParams, k)
+		for i := range params {
+			params[i] = ebb.EnqueueParams{Args: benchNoop{}}
+		}
+		if _, err := client.EnqueueMany(context.Background(), params); err != nil {
+			b.Fatal(err)
+		}
+		done += k
+	}
+}
+
+func BenchmarkEnqueueBatch(b *testing.B) {
+	for name, open := range benchDrivers(b) {
+		b.Run(name, func(b *testing.B) {
+			client, _ := ebb.NewClient(open(b), nil)
+			b.ResetTimer()
+			enqueueNoops(b, client, b.N)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+		})
+	}
+}
+
+func BenchmarkBurnDown(b *testing.B) {
+	for name, open := range benchDrivers(b) {
+		b.Run(name, func(b *testing.B) {
+			drv := open(b)
+			client, _ := ebb.NewClient(drv, nil)
+			enqueueNoops(b, client, b.N)
+			var ran atomic.Int64
+			all := make(chan struct{})
+			handlers := ebb.NewHandlers()
+			ebb.Handle(handlers, func(ctx context.Context, t *ebb.Task[benchNoop]) (any, error) {
+				if ran.Add(1) == int64(b.N) {
+					close(all)
+				}
+				return nil, nil
+			})
+			w, err := ebb.NewWorker(drv, &ebb.WorkerConfig{Handlers: handlers, Concurrency: 256, Logger: quiet, DisableMaintenance: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			b.ResetTimer()
+			go func() { done <- w.Run(ctx) }()
+			select {
+			case <-all:
+			case <-time.After(5 * time.Minute):
+				b.Fatal("burn-down did not finish within 5 minutes")
+			}
+			cancel() // drain stores every outcome before Run returns
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+		})
+	}
+}

@@ -1,0 +1,372 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ebbq/ebb"
+	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbdriver/ebbredis"
+	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
+	"github.com/ebbq/ebb/internal/testredis"
+)
+
+// brokerKinds are the brokers every multi-broker test runs against.
+var brokerKinds = []string{"redis", "sqlite"}
+
+// broker is one test's private broker: the URL the ebb processes get, and a
+// driver and client of the same broker for the test to inspect and steer it.
+type broker struct {
+	kind   string
+	url    string
+	drv    ebbdriver.Driver
+	client *ebb.Client
+}
+
+// newBroker starts a private redis-server, or makes a SQLite file in a
+// temporary directory, so tests never share state and can run in parallel.
+func newBroker(t *testing.T, kind string) *broker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := &broker{kind: kind}
+	var err error
+	switch kind {
+	case "redis":
+		s := testredis.Start(t)
+		b.url = s.URL()
+		b.drv, err = ebbredis.Open(ctx, b.url, nil)
+	case "sqlite":
+		path := filepath.Join(t.TempDir(), "ebb.db")
+		b.url = "sqlite:" + path
+		b.drv, err = ebbsqlite.Open(ctx, path, nil)
+	default:
+		t.Fatalf("unknown broker kind %q", kind)
+	}
+	if err != nil {
+		t.Fatalf("open %s broker %s: %v", kind, b.url, err)
+	}
+	t.Cleanup(func() { _ = b.drv.Close() })
+	b.client, err = ebb.NewClient(b.drv, nil)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	return b
+}
+
+func (b *broker) task(t *testing.T, id string) *ebbdriver.TaskRecord {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rec, err := b.drv.TaskGet(ctx, id)
+	if err != nil {
+		t.Fatalf("TaskGet %s: %v", id, err)
+	}
+	return rec
+}
+
+func (b *broker) tasks(t *testing.T, ids []string) []*ebbdriver.TaskRecord {
+	t.Helper()
+	out := make([]*ebbdriver.TaskRecord, len(ids))
+	for i, id := range ids {
+		out[i] = b.task(t, id)
+	}
+	return out
+}
+
+// stats returns a queue's counts; all zero if the queue is unknown.
+func (b *broker) stats(t *testing.T, queue string) ebbdriver.QueueStats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	all, err := b.drv.QueueStats(ctx, time.Now())
+	if err != nil {
+		t.Fatalf("QueueStats: %v", err)
+	}
+	for _, s := range all {
+		if s.Name == queue {
+			return s
+		}
+	}
+	return ebbdriver.QueueStats{Name: queue}
+}
+
+// worker returns the registry entry of a live worker, or nil.
+func (b *broker) worker(t *testing.T, id string) *ebbdriver.WorkerInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, err := b.drv.WorkerList(ctx, time.Now())
+	if err != nil {
+		t.Fatalf("WorkerList: %v", err)
+	}
+	for i := range ws {
+		if ws[i].ID == id {
+			return &ws[i]
+		}
+	}
+	return nil
+}
+
+// enqueueSleep enqueues n sleep tasks of ms milliseconds into the default
+// queue and returns their ids.
+func (b *broker) enqueueSleep(t *testing.T, n, ms int) []string {
+	t.Helper()
+	params := make([]ebb.EnqueueParams, n)
+	for i := range params {
+		params[i] = ebb.EnqueueParams{Kind: "sleep", RawArgs: json.RawMessage(fmt.Sprintf(`{"ms":%d}`, ms))}
+	}
+	res, err := b.client.EnqueueMany(context.Background(), params)
+	if err != nil {
+		t.Fatalf("enqueue %d sleep tasks: %v", n, err)
+	}
+	ids := make([]string, len(res))
+	for i, r := range res {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+func describe(r *ebbdriver.TaskRecord) string {
+	return fmt.Sprintf("{id %s state %s attempt %d worker %q errors %d}", r.ID, r.State, r.Attempt, r.WorkerID, len(r.Errors))
+}
+
+// --- processes ---------------------------------------------------------------
+
+// proc is a running `ebb` process whose stdout and stderr go to a log file,
+// printed when the test fails.
+type proc struct {
+	t       *testing.T
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{} // closed when the process has exited and been reaped
+	state   *os.ProcessState
+}
+
+// childEnv is the environment of every ebb process: the test's own, minus
+// EBB_BROKER so a developer's setting can never point a test at a real
+// broker.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "EBB_BROKER=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// startEbb starts `ebb args...` in dir (a fresh temporary directory when
+// empty). The process is SIGKILLed, if still running, when the test ends, and
+// also if the test binary itself dies (Pdeathsig), so no worker outlives a
+// crashed or timed-out test run.
+func startEbb(t *testing.T, dir, name string, args ...string) *proc {
+	t.Helper()
+	logDir := t.TempDir()
+	if dir == "" {
+		dir = logDir
+	}
+	logPath := filepath.Join(logDir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatalf("create log file: %v", err)
+	}
+	cmd := exec.Command(ebbBin, args...)
+	cmd.Dir = dir
+	cmd.Env = childEnv()
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	f.Close()
+	if err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{t: t, name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		p.state = cmd.ProcessState
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if !p.exited() {
+			_ = cmd.Process.Kill()
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				t.Errorf("%s (pid %d) did not die within 10s of SIGKILL", name, cmd.Process.Pid)
+			}
+		}
+		if t.Failed() {
+			t.Logf("--- output of %s (pid %d, `ebb %s`), last 8 KiB ---\n%s", name, cmd.Process.Pid,
+				strings.Join(args, " "), p.tail(8<<10))
+		}
+	})
+	return p
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("send %v to %s (pid %d): %v", sig, p.name, p.pid(), err)
+	}
+}
+
+// waitExit waits for the process to exit and returns its state.
+func (p *proc) waitExit(timeout time.Duration) *os.ProcessState {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.state
+	case <-time.After(timeout):
+		p.t.Fatalf("%s (pid %d) did not exit within %s; output so far:\n%s", p.name, p.pid(), timeout, p.tail(8<<10))
+		return nil
+	}
+}
+
+// stop sends SIGTERM and requires a clean exit (code 0) within timeout.
+func (p *proc) stop(timeout time.Duration) {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	if st := p.waitExit(timeout); st.ExitCode() != 0 {
+		p.t.Fatalf("%s exited with %v after SIGTERM, want exit code 0", p.name, st)
+	}
+}
+
+// kill SIGKILLs the process and waits until it is gone.
+func (p *proc) kill() {
+	p.t.Helper()
+	p.signal(syscall.SIGKILL)
+	p.waitExit(10 * time.Second)
+}
+
+func (p *proc) output() string {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", p.logPath, err)
+	}
+	return string(b)
+}
+
+func (p *proc) tail(n int) string {
+	s := p.output()
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// checkAlive is a waitFor watch: it fails the wait at once when a process
+// that should be running has exited, instead of letting the wait time out.
+func checkAlive(ps ...*proc) error {
+	for _, p := range ps {
+		if p != nil && p.exited() {
+			return fmt.Errorf("%s (pid %d) exited unexpectedly (%v); its output:\n%s", p.name, p.pid(), p.state, p.tail(8<<10))
+		}
+	}
+	return nil
+}
+
+// waitFor polls cond every 25 ms until it reports done, and fails the test
+// if that takes longer than timeout or a watched process exits meanwhile.
+// cond's status string says what it saw, for the failure message.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string), watch ...*proc) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, status := cond()
+		if ok {
+			return
+		}
+		if err := checkAlive(watch...); err != nil {
+			t.Fatalf("while waiting for %s (last seen: %s): %v", what, status, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s (last seen: %s)", timeout, what, status)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// --- one-shot commands -----------------------------------------------------------
+
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// runEbb runs `ebb args...` in dir to completion (at most a minute).
+func runEbb(t *testing.T, dir string, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ebbBin, args...)
+	cmd.Dir = dir
+	cmd.Env = childEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("`ebb %s` did not finish within a minute; stderr:\n%s", strings.Join(args, " "), stderr.String())
+	}
+	r := cliResult{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run `ebb %s`: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// mustEbb runs a command that must succeed.
+func mustEbb(t *testing.T, dir string, args ...string) cliResult {
+	t.Helper()
+	r := runEbb(t, dir, args...)
+	if r.code != 0 {
+		t.Fatalf("`ebb %s` exited %d, want 0\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// mustEbbJSON runs a command that must succeed and decodes its stdout.
+func mustEbbJSON(t *testing.T, dir string, into any, args ...string) {
+	t.Helper()
+	r := mustEbb(t, dir, args...)
+	if err := json.Unmarshal([]byte(r.stdout), into); err != nil {
+		t.Fatalf("`ebb %s`: stdout is not the expected JSON (%v):\n%s", strings.Join(args, " "), err, r.stdout)
+	}
+}
+
+// jsonEqual reports whether got encodes the same value as want, whatever
+// the layout (the CLI indents nested JSON).
+func jsonEqual(got []byte, want string) bool {
+	var g, w any
+	if json.Unmarshal(got, &g) != nil || json.Unmarshal([]byte(want), &w) != nil {
+		return false
+	}
+	return reflect.DeepEqual(g, w)
+}

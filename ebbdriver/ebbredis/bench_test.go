@@ -1,0 +1,128 @@
+package ebbredis
+
+import (
+	"bufio"
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/internal/tid"
+)
+
+// benchBatch is the batch size of the benchmarks, what an ebb worker uses.
+const benchBatch = 500
+
+func benchTasks(queue string, n int, now time.Time) []*ebbdriver.TaskRecord {
+	tasks := make([]*ebbdriver.TaskRecord, n)
+	for i := range tasks {
+		tasks[i] = &ebbdriver.TaskRecord{
+			ID: tid.NewAt(now), Kind: "bench.noop", Queue: queue, Args: []byte(`{"n":` + strconv.Itoa(i) + `}`),
+			Priority: ebbdriver.PriorityNormal, RunAt: now, MaxAttempts: 3, Retention: time.Hour, EnqueuedAt: now,
+		}
+	}
+	return tasks
+}
+
+// redisCPU is the CPU time Redis has used so far (user+sys). Benchmarks
+// report Redis CPU per task besides throughput: on a shared, busy machine
+// wall-clock throughput is noisy, CPU time much less so.
+func redisCPU(b *testing.B, rdb redis.UniversalClient) time.Duration {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sec float64
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		k, v, _ := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		if k == "used_cpu_user" || k == "used_cpu_sys" {
+			f, _ := strconv.ParseFloat(v, 64)
+			sec += f
+		}
+	}
+	return time.Duration(sec * float64(time.Second))
+}
+
+// BenchmarkEnqueueBatch measures Enqueue in batches of benchBatch; one op is
+// one task.
+func BenchmarkEnqueueBatch(b *testing.B) {
+	d := newTestDriver(b)
+	ctx := context.Background()
+	now := time.Now()
+	tasks := benchTasks("bench", b.N, now)
+	b.ReportAllocs()
+	cpu0 := redisCPU(b, d.rdb)
+	b.ResetTimer()
+	for i := 0; i < b.N; i += benchBatch {
+		if _, err := d.Enqueue(ctx, tasks[i:min(i+benchBatch, b.N)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+	b.ReportMetric(float64((redisCPU(b, d.rdb) - cpu0).Nanoseconds())/float64(b.N), "redis-cpu-ns/task")
+}
+
+// BenchmarkFetchComplete is a worker's hot loop at the driver level: Fetch
+// up to benchBatch tasks, complete them all as Succeeded, until b.N
+// pre-enqueued tasks are done. One op is one task.
+func BenchmarkFetchComplete(b *testing.B) {
+	d := newTestDriver(b)
+	ctx := context.Background()
+	now := time.Now()
+	tasks := benchTasks("bench", b.N, now)
+	for i := 0; i < b.N; i += benchBatch {
+		if _, err := d.Enqueue(ctx, tasks[i:min(i+benchBatch, b.N)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	completions := make([]ebbdriver.Completion, 0, benchBatch)
+	b.ReportAllocs()
+	cpu0 := redisCPU(b, d.rdb)
+	b.ResetTimer()
+	done := 0
+	var fetchTime, completeTime time.Duration
+	for done < b.N {
+		t0 := time.Now()
+		res, err := d.Fetch(ctx, ebbdriver.FetchParams{
+			Queues: []string{"bench"}, Limit: benchBatch, WorkerID: "bench-worker",
+			LeaseToken: tid.New(), LeaseDuration: time.Minute, Now: now,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Tasks) == 0 {
+			b.Fatalf("fetched nothing after %d of %d tasks", done, b.N)
+		}
+		t1 := time.Now()
+		fetchTime += t1.Sub(t0)
+		completions = completions[:0]
+		for _, t := range res.Tasks {
+			completions = append(completions, ebbdriver.Completion{
+				Queue: t.Queue, ID: t.ID, LeaseToken: t.LeaseToken, Outcome: ebbdriver.OutcomeSucceeded, Now: now,
+			})
+		}
+		t2 := time.Now()
+		errs, err := d.Complete(ctx, completions)
+		if err != nil {
+			b.Fatal(err)
+		}
+		completeTime += time.Since(t2)
+		for _, err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		done += len(res.Tasks)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+	b.ReportMetric(float64(fetchTime.Nanoseconds())/float64(b.N), "fetch-ns/task")
+	b.ReportMetric(float64(completeTime.Nanoseconds())/float64(b.N), "complete-ns/task")
+	b.ReportMetric(float64((redisCPU(b, d.rdb) - cpu0).Nanoseconds())/float64(b.N), "redis-cpu-ns/task")
+}

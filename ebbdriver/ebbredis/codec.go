@@ -1,0 +1,320 @@
+package ebbredis
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// --- times -------------------------------------------------------------------
+
+// nsString is how times are stored in hashes and passed to scripts: exact,
+// and a script gets the µs score by cutting the last three digits.
+func nsString(t time.Time) string {
+	if t.IsZero() {
+		return "0"
+	}
+	return strconv.FormatInt(t.UnixNano(), 10)
+}
+
+func parseNS(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func usString(t time.Time) string {
+	if t.IsZero() {
+		return "0"
+	}
+	return strconv.FormatInt(t.UnixMicro(), 10)
+}
+
+func fromUS(f float64) time.Time {
+	if f == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(int64(f))
+}
+
+// ceilMS rounds a positive duration up to whole milliseconds (PX, PEXPIRE),
+// so 1µs of retention is not turned into "delete now".
+func ceilMS(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// --- msg: the immutable part of a task ---------------------------------------
+
+// msgJSON is msg's shape (see doc.go). Short names: it is stored once per
+// task and travels with every Fetch.
+type msgJSON struct {
+	ID          string            `json:"id"`
+	Kind        string            `json:"k"`
+	Queue       string            `json:"q"`
+	Args        json.RawMessage   `json:"a,omitempty"`
+	Headers     map[string]string `json:"h,omitempty"`
+	Priority    int               `json:"p"`
+	MaxAttempts int               `json:"m"`
+	Timeout     int64             `json:"to,omitempty"`
+	Retention   int64             `json:"r,omitempty"`
+	UniqueKey   string            `json:"u,omitempty"`
+	UniqueTTL   int64             `json:"ut,omitempty"`
+	EnqueuedAt  int64             `json:"e"`
+}
+
+// appendMsg encodes t's immutable part. It is hand-written because it runs
+// for every enqueued task and because it embeds Args verbatim (encoding/json
+// would compact it, so Args would not round-trip byte for byte).
+func appendMsg(b []byte, t *ebbdriver.TaskRecord) ([]byte, error) {
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, t.ID)
+	b = append(b, `,"k":`...)
+	b = appendJSONString(b, t.Kind)
+	b = append(b, `,"q":`...)
+	b = appendJSONString(b, t.Queue)
+	if len(t.Args) > 0 {
+		if !json.Valid(t.Args) {
+			return b, errors.New("Args is not valid JSON")
+		}
+		b = append(b, `,"a":`...)
+		b = append(b, t.Args...)
+	}
+	if len(t.Headers) > 0 {
+		b = append(b, `,"h":{`...)
+		first := true
+		for k, v := range t.Headers {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, v)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `,"p":`...)
+	b = strconv.AppendInt(b, int64(t.Priority), 10)
+	b = append(b, `,"m":`...)
+	b = strconv.AppendInt(b, int64(t.MaxAttempts), 10)
+	if t.Timeout != 0 {
+		b = append(b, `,"to":`...)
+		b = strconv.AppendInt(b, int64(t.Timeout), 10)
+	}
+	if t.Retention != 0 {
+		b = append(b, `,"r":`...)
+		b = strconv.AppendInt(b, int64(t.Retention), 10)
+	}
+	if t.UniqueKey != "" {
+		b = append(b, `,"u":`...)
+		b = appendJSONString(b, t.UniqueKey)
+	}
+	if t.UniqueTTL != 0 {
+		b = append(b, `,"ut":`...)
+		b = strconv.AppendInt(b, int64(t.UniqueTTL), 10)
+	}
+	b = append(b, `,"e":`...)
+	if t.EnqueuedAt.IsZero() {
+		b = append(b, '0')
+	} else {
+		b = strconv.AppendInt(b, t.EnqueuedAt.UnixNano(), 10)
+	}
+	return append(b, '}'), nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string the way encoding/json does
+// (invalid UTF-8 becomes U+FFFD), minus the HTML escaping nobody needs here.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// decodeMsg fills rec's immutable fields from msg. On failure rec keeps what
+// it had (at least ID and Queue) and the error says what is wrong.
+func decodeMsg(rec *ebbdriver.TaskRecord, msg string) error {
+	var m msgJSON
+	if err := json.Unmarshal([]byte(msg), &m); err != nil {
+		return fmt.Errorf("stored task data (msg) is not valid: %v", err)
+	}
+	if m.ID != "" && m.ID != rec.ID {
+		return fmt.Errorf("stored task data (msg) names task %q, not %q", m.ID, rec.ID)
+	}
+	rec.Kind = m.Kind
+	if m.Queue != "" {
+		rec.Queue = m.Queue
+	}
+	if len(m.Args) > 0 {
+		rec.Args = []byte(m.Args)
+	}
+	rec.Headers = m.Headers
+	rec.Priority = m.Priority
+	rec.MaxAttempts = m.MaxAttempts
+	rec.Timeout = time.Duration(m.Timeout)
+	rec.Retention = time.Duration(m.Retention)
+	rec.UniqueKey = m.UniqueKey
+	rec.UniqueTTL = time.Duration(m.UniqueTTL)
+	if m.EnqueuedAt != 0 {
+		rec.EnqueuedAt = time.Unix(0, m.EnqueuedAt)
+	}
+	if m.Kind == "" {
+		return errors.New("stored task data (msg) has no kind")
+	}
+	return nil
+}
+
+// --- errors history ------------------------------------------------------------
+
+// errJSON is one stored AttemptError. At is in ns so it round-trips exactly,
+// and so a script can write one (lease expiry) without formatting dates.
+type errJSON struct {
+	Attempt  int    `json:"attempt"`
+	At       int64  `json:"at"`
+	Error    string `json:"error"`
+	Stack    string `json:"stack,omitempty"`
+	WorkerID string `json:"worker_id,omitempty"`
+}
+
+func appendErr(b []byte, e *ebbdriver.AttemptError) []byte {
+	b = append(b, `{"attempt":`...)
+	b = strconv.AppendInt(b, int64(e.Attempt), 10)
+	b = append(b, `,"at":`...)
+	if e.At.IsZero() {
+		b = append(b, '0')
+	} else {
+		b = strconv.AppendInt(b, e.At.UnixNano(), 10)
+	}
+	b = append(b, `,"error":`...)
+	b = appendJSONString(b, e.Error)
+	if e.Stack != "" {
+		b = append(b, `,"stack":`...)
+		b = appendJSONString(b, e.Stack)
+	}
+	if e.WorkerID != "" {
+		b = append(b, `,"worker_id":`...)
+		b = appendJSONString(b, e.WorkerID)
+	}
+	return append(b, '}')
+}
+
+func decodeErrors(s string) ([]ebbdriver.AttemptError, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var es []errJSON
+	if err := json.Unmarshal([]byte(s), &es); err != nil {
+		return nil, fmt.Errorf("stored error history (err) is not valid: %v", err)
+	}
+	out := make([]ebbdriver.AttemptError, len(es))
+	for i, e := range es {
+		out[i] = ebbdriver.AttemptError{Attempt: e.Attempt, Error: e.Error, Stack: e.Stack, WorkerID: e.WorkerID}
+		if e.At != 0 {
+			out[i].At = time.Unix(0, e.At)
+		}
+	}
+	return out, nil
+}
+
+// --- whole records -------------------------------------------------------------
+
+// decodeHash builds a record from a task hash (HGETALL). Whatever cannot be
+// decoded is reported in Malformed; the record is never dropped.
+func decodeHash(queue, id string, h map[string]string) *ebbdriver.TaskRecord {
+	rec := &ebbdriver.TaskRecord{ID: id, Queue: queue}
+	var problems []string
+	if msg, ok := h["msg"]; !ok {
+		problems = append(problems, "stored task has no data (msg field missing)")
+	} else if err := decodeMsg(rec, msg); err != nil {
+		problems = append(problems, err.Error())
+	}
+	rec.State = ebbdriver.State(h["st"])
+	switch rec.State {
+	case ebbdriver.StateScheduled, ebbdriver.StateQueued, ebbdriver.StateRunning, ebbdriver.StateRetrying,
+		ebbdriver.StateSucceeded, ebbdriver.StateDead, ebbdriver.StateCancelled:
+	default:
+		problems = append(problems, fmt.Sprintf("stored state %q is unknown", h["st"]))
+	}
+	if a, ok := h["a"]; ok {
+		n, err := strconv.Atoi(a)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("stored attempt %q is not a number", a))
+		}
+		rec.Attempt = n
+	}
+	rec.RunAt = parseNS(h["run"])
+	rec.WorkerID = h["w"]
+	rec.StartedAt = parseNS(h["sa"])
+	rec.FinishedAt = parseNS(h["fa"])
+	if rec.State == ebbdriver.StateRunning {
+		rec.LeaseToken = h["tok"]
+		rec.LeaseExpiresAt = parseNS(h["le"])
+	}
+	rec.CancelRequested = h["cx"] == "1"
+	if es, err := decodeErrors(h["err"]); err != nil {
+		problems = append(problems, err.Error())
+	} else {
+		rec.Errors = es
+	}
+	if r := h["res"]; r != "" {
+		rec.Result = []byte(r)
+	}
+	if len(problems) > 0 {
+		rec.Malformed = joinProblems(problems)
+	}
+	return rec
+}
+
+func joinProblems(ps []string) string {
+	s := ps[0]
+	for _, p := range ps[1:] {
+		s += "; " + p
+	}
+	return s
+}

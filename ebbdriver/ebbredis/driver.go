@@ -1,0 +1,292 @@
+package ebbredis
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// PrefixDefault is the key prefix when Config.Prefix is empty.
+const PrefixDefault = "ebb"
+
+// Config configures a Driver. The zero value (or nil) is valid.
+type Config struct {
+	// Prefix starts every key and channel name, so several ebb deployments
+	// can share one Redis. Default PrefixDefault. It must not contain braces:
+	// they would change the Redis Cluster hash tag.
+	Prefix string
+}
+
+// Driver is the Redis broker driver. It is safe for concurrent use.
+type Driver struct {
+	rdb    redis.UniversalClient
+	owned  bool
+	prefix string
+
+	chCtl  string // control channel
+	chDone string // terminal-state channel for TaskAwait
+
+	queues sync.Map // queue name → *queueKeys
+	known  sync.Map // queue name → struct{}: in P:queues as far as we know
+
+	hub *awaitHub
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[*listener]struct{}
+}
+
+var _ ebbdriver.Driver = (*Driver)(nil)
+
+// New returns a driver using client. The caller keeps owning client: Close
+// does not close it.
+func New(client redis.UniversalClient, config *Config) (*Driver, error) {
+	if client == nil {
+		return nil, errors.New("ebbredis: New needs a Redis client, got nil")
+	}
+	prefix := PrefixDefault
+	if config != nil && config.Prefix != "" {
+		prefix = config.Prefix
+	}
+	if strings.ContainsAny(prefix, "{}") {
+		return nil, fmt.Errorf("ebbredis: key prefix %q contains a brace; braces would change the Redis Cluster hash tag of every key, pick a prefix without them", prefix)
+	}
+	d := &Driver{
+		rdb:       client,
+		prefix:    prefix,
+		chCtl:     prefix + ":ch:ctl",
+		chDone:    prefix + ":ch:done",
+		listeners: make(map[*listener]struct{}),
+	}
+	d.hub = newAwaitHub(d)
+	return d, nil
+}
+
+// Open connects to the Redis at url (redis://[user:password@]host:port/db or
+// rediss://… for TLS), checks that it answers and returns a driver that owns
+// the connection: Close closes it.
+func Open(ctx context.Context, url string, config *Config) (*Driver, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("ebbredis: bad broker URL %q: %w; use redis://host:port/db or rediss://host:port/db", redactURL(url), err)
+	}
+	client := redis.NewClient(opts)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := client.Ping(pctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("ebbredis: cannot reach Redis at %s: %w; is redis-server running? start it or fix --broker/EBB_BROKER", opts.Addr, err)
+	}
+	d, err := New(client, config)
+	if err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	d.owned = true
+	return d, nil
+}
+
+// redactURL hides a password so it never lands in logs.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
+}
+
+// Name implements ebbdriver.Driver.
+func (d *Driver) Name() string { return "redis" }
+
+// Close stops the driver's listeners and, when the driver was made by Open,
+// closes its Redis client.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	ls := make([]*listener, 0, len(d.listeners))
+	for l := range d.listeners {
+		ls = append(ls, l)
+	}
+	d.mu.Unlock()
+	for _, l := range ls {
+		l.stop()
+	}
+	d.hub.close()
+	if d.owned {
+		return d.rdb.Close()
+	}
+	return nil
+}
+
+// queueKeys are the key names of one queue, built once per queue.
+type queueKeys struct {
+	name      string
+	prefix    string // P:{q}:
+	channel   string // P:ch:q:<q>
+	ready     [3]string
+	scheduled string
+	leases    string
+	dead      string
+	stats     string
+
+	// Key lists in the order the scripts declare them.
+	kEnqueue  []string
+	kFetch    []string
+	kComplete []string
+	kRescue   []string
+	kPromote  []string
+	kDeadMove []string
+}
+
+func (d *Driver) keys(queue string) *queueKeys {
+	if v, ok := d.queues.Load(queue); ok {
+		return v.(*queueKeys)
+	}
+	p := d.prefix + ":{" + queue + "}:"
+	k := &queueKeys{
+		name:      queue,
+		prefix:    p,
+		channel:   d.prefix + ":ch:q:" + queue,
+		ready:     [3]string{p + "ready:1", p + "ready:2", p + "ready:3"},
+		scheduled: p + "scheduled",
+		leases:    p + "leases",
+		dead:      p + "dead",
+		stats:     p + "stats",
+	}
+	r := k.ready
+	k.kEnqueue = []string{r[0], r[1], r[2], k.scheduled, k.stats}
+	k.kFetch = []string{r[0], r[1], r[2], k.scheduled, k.leases}
+	k.kComplete = []string{r[0], r[1], r[2], k.scheduled, k.leases, k.dead, k.stats}
+	k.kRescue = []string{r[0], r[1], r[2], k.leases, k.dead, k.stats}
+	k.kPromote = []string{r[0], r[1], r[2], k.scheduled}
+	k.kDeadMove = []string{r[0], r[1], r[2], k.dead}
+	v, _ := d.queues.LoadOrStore(queue, k)
+	return v.(*queueKeys)
+}
+
+// knownQueue reports whether this Driver already sent the queue's SADD to
+// P:queues or found it there.
+func (d *Driver) knownQueue(queue string) bool {
+	_, ok := d.known.Load(queue)
+	return ok
+}
+
+func (k *queueKeys) task(id string) string { return k.prefix + "t:" + id }
+
+func (d *Driver) queuesKey() string { return d.prefix + ":queues" }
+
+func (d *Driver) workersKey() string         { return d.prefix + ":workers:{w}" }
+func (d *Driver) workerKeyPrefix() string    { return d.prefix + ":worker:{w}:" }
+func (d *Driver) drainKeyPrefix() string     { return d.prefix + ":drain:{w}:" }
+func (d *Driver) queueChannelPrefix() string { return d.prefix + ":ch:q:" }
+
+func checkQueue(q string) error {
+	if q == "" {
+		return errors.New("ebbredis: empty queue name; every task and call needs a queue")
+	}
+	return nil
+}
+
+// --- scripts -----------------------------------------------------------------
+
+type script struct {
+	src  string
+	hash string
+}
+
+func newScript(src string) *script {
+	h := sha1.Sum([]byte(src))
+	return &script{src: src, hash: hex.EncodeToString(h[:])}
+}
+
+var (
+	scriptEnqueue          = newScript(luaEnqueue)
+	scriptFetch            = newScript(luaFetch)
+	scriptComplete         = newScript(luaComplete)
+	scriptExtend           = newScript(luaExtend)
+	scriptRescue           = newScript(luaRescue)
+	scriptPromote          = newScript(luaPromote)
+	scriptCancel           = newScript(luaCancel)
+	scriptAwaitMark        = newScript(luaAwaitMark)
+	scriptAwaitUnmark      = newScript(luaAwaitUnmark)
+	scriptDeadRetry        = newScript(luaDeadRetry)
+	scriptDeadPurge        = newScript(luaDeadPurge)
+	scriptCleanup          = newScript(luaCleanup)
+	scriptWorkerHeartbeat  = newScript(luaWorkerHeartbeat)
+	scriptWorkerList       = newScript(luaWorkerList)
+	scriptWorkerDeregister = newScript(luaWorkerDeregister)
+	scriptWorkerDrain      = newScript(luaWorkerDrain)
+)
+
+func isNoScript(err error) bool {
+	return err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT"))
+}
+
+// run runs a script with EVALSHA, falling back to EVAL (which also caches
+// it) when Redis does not know it: after a restart or SCRIPT FLUSH.
+func (d *Driver) run(ctx context.Context, s *script, keys []string, args ...any) *redis.Cmd {
+	cmd := d.rdb.EvalSha(ctx, s.hash, keys, args...)
+	if isNoScript(cmd.Err()) {
+		cmd = d.rdb.Eval(ctx, s.src, keys, args...)
+	}
+	return cmd
+}
+
+// call is one script call of a pipelined batch.
+type call struct {
+	s    *script
+	keys []string
+	args []any
+	cmd  *redis.Cmd
+}
+
+// runPipelined sends the calls (and whatever extra queues) in one pipeline.
+// Calls that hit NOSCRIPT did not run; they are sent again with EVAL. Errors
+// stay on each call's cmd; the returned error is for the pipeline as a whole
+// (connection trouble).
+func (d *Driver) runPipelined(ctx context.Context, calls []*call, extra func(redis.Pipeliner)) error {
+	pipe := d.rdb.Pipeline()
+	if extra != nil {
+		extra(pipe)
+	}
+	for _, c := range calls {
+		c.cmd = pipe.EvalSha(ctx, c.s.hash, c.keys, c.args...)
+	}
+	_, err := pipe.Exec(ctx)
+	if err == nil {
+		return nil
+	}
+	var retry []*call
+	for _, c := range calls {
+		if isNoScript(c.cmd.Err()) {
+			retry = append(retry, c)
+		}
+	}
+	if len(retry) > 0 {
+		pipe = d.rdb.Pipeline()
+		for _, c := range retry {
+			c.cmd = pipe.Eval(ctx, c.s.src, c.keys, c.args...)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+	for _, c := range calls {
+		if err := c.cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+	}
+	return nil
+}

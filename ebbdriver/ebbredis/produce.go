@@ -1,0 +1,145 @@
+package ebbredis
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// maxPerCall bounds the tasks one script call handles, so a huge batch does
+// not block Redis for long; the calls of one batch still share one pipeline.
+const maxPerCall = 1000
+
+// Enqueue implements ebbdriver.Driver: one script call per queue (per 1000
+// tasks), all in one pipeline.
+func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]ebbdriver.EnqueueResult, error) {
+	results := make([]ebbdriver.EnqueueResult, len(tasks))
+	if len(tasks) == 0 {
+		return results, nil
+	}
+	now := nsString(time.Now())
+
+	type group struct {
+		k     *queueKeys
+		calls []*call
+		idx   [][]int // task indexes per call
+	}
+	var groups []*group
+	byQueue := make(map[string]*group, 1)
+	var buf []byte
+	for i, t := range tasks {
+		if t == nil {
+			return nil, fmt.Errorf("ebbredis: enqueue: task %d of the batch is nil", i)
+		}
+		if err := checkQueue(t.Queue); err != nil {
+			return nil, fmt.Errorf("ebbredis: enqueue task %q: %w", t.ID, err)
+		}
+		if t.ID == "" {
+			return nil, fmt.Errorf("ebbredis: enqueue: task %d of the batch (kind %q) has no ID; the client must set one", i, t.Kind)
+		}
+		g := byQueue[t.Queue]
+		if g == nil {
+			g = &group{k: d.keys(t.Queue)}
+			byQueue[t.Queue] = g
+			groups = append(groups, g)
+		}
+		if len(g.calls) == 0 || len(g.idx[len(g.idx)-1]) == maxPerCall {
+			c := &call{s: scriptEnqueue, keys: g.k.kEnqueue,
+				args: append(make([]any, 0, 3+9*min(len(tasks), maxPerCall)), g.k.prefix, g.k.channel, now)}
+			g.calls = append(g.calls, c)
+			g.idx = append(g.idx, nil)
+		}
+		c := g.calls[len(g.calls)-1]
+		var err error
+		buf, err = appendMsg(buf[:0], t)
+		if err != nil {
+			return nil, fmt.Errorf("ebbredis: enqueue task %q: %w", t.ID, err)
+		}
+		prio := t.Priority
+		if prio == 0 {
+			prio = ebbdriver.PriorityNormal
+		}
+		if prio < ebbdriver.PriorityHigh || prio > ebbdriver.PriorityLow {
+			return nil, fmt.Errorf("ebbredis: enqueue task %q: priority %d is out of range %d..%d", t.ID, t.Priority, ebbdriver.PriorityHigh, ebbdriver.PriorityLow)
+		}
+		start := "q"
+		if t.RunAt.After(t.EnqueuedAt) {
+			start = "s"
+		}
+		runAt := t.RunAt
+		if runAt.IsZero() {
+			runAt = t.EnqueuedAt
+		}
+		c.args = append(c.args, t.ID, string(buf), prio, nsString(runAt), start,
+			max(t.MaxAttempts, 1), ceilMS(t.Retention), t.UniqueKey, ceilMS(t.UniqueTTL))
+		g.idx[len(g.idx)-1] = append(g.idx[len(g.idx)-1], i)
+	}
+
+	var calls []*call
+	var newQueues []any
+	for _, g := range groups {
+		calls = append(calls, g.calls...)
+		if !d.knownQueue(g.k.name) {
+			newQueues = append(newQueues, g.k.name)
+		}
+	}
+	var sadd *redis.IntCmd
+	err := d.runPipelined(ctx, calls, func(p redis.Pipeliner) {
+		if len(newQueues) > 0 {
+			sadd = p.SAdd(ctx, d.queuesKey(), newQueues...)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ebbredis: enqueue %d tasks: %w", len(tasks), err)
+	}
+	if sadd != nil {
+		if err := sadd.Err(); err != nil {
+			return nil, fmt.Errorf("ebbredis: enqueue: register queues: %w", err)
+		}
+		for _, q := range newQueues {
+			d.known.Store(q, struct{}{})
+		}
+	}
+	// A queue whose stats hash was just created is new to this Redis: when
+	// this Driver had already registered it, Redis lost its data (restart
+	// without persistence, FLUSHDB), so register it again.
+	var again []any
+	for _, g := range groups {
+		for ci, c := range g.calls {
+			vals, err := c.cmd.Slice()
+			if err != nil || len(vals) != len(g.idx[ci])+1 {
+				return nil, fmt.Errorf("ebbredis: enqueue: unexpected script answer %v: %v", vals, err)
+			}
+			if created, _ := vals[0].(int64); created == 1 && !contains(newQueues, g.k.name) {
+				again = append(again, g.k.name)
+			}
+			for j, ti := range g.idx[ci] {
+				r, _ := vals[j+1].(string)
+				if r == "" {
+					results[ti] = ebbdriver.EnqueueResult{ID: tasks[ti].ID}
+				} else {
+					results[ti] = ebbdriver.EnqueueResult{ID: r, Duplicate: true}
+				}
+			}
+		}
+	}
+	if len(again) > 0 {
+		if err := d.rdb.SAdd(ctx, d.queuesKey(), again...).Err(); err != nil {
+			return nil, fmt.Errorf("ebbredis: enqueue: register queues: %w", err)
+		}
+	}
+	return results, nil
+}
+
+func contains(xs []any, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,369 @@
+package ebbredis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// findTask locates a task by id alone (see "Finding a task by id" in
+// doc.go): HGETALL of its key in every known queue, pipelined. Queues this
+// Driver knows go in the first round trip together with SMEMBERS P:queues;
+// the others, if any, in a second.
+func (d *Driver) findTask(ctx context.Context, id string) (*queueKeys, map[string]string, error) {
+	if id == "" {
+		return nil, nil, fmt.Errorf("ebbredis: empty task id: %w", ebbdriver.ErrTaskNotFound)
+	}
+	var local []string
+	d.known.Range(func(k, _ any) bool {
+		local = append(local, k.(string))
+		return true
+	})
+	slices.Sort(local)
+	pipe := d.rdb.Pipeline()
+	members := pipe.SMembers(ctx, d.queuesKey())
+	cmds := make([]*redis.MapStringStringCmd, len(local))
+	for i, q := range local {
+		cmds[i] = pipe.HGetAll(ctx, d.keys(q).task(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, nil, fmt.Errorf("ebbredis: look up task %q: %w", id, err)
+	}
+	for i, c := range cmds {
+		if h := c.Val(); len(h) > 0 {
+			return d.keys(local[i]), h, nil
+		}
+	}
+	var rest []string
+	for _, q := range members.Val() {
+		d.known.Store(q, struct{}{})
+		if _, found := slices.BinarySearch(local, q); !found {
+			rest = append(rest, q)
+		}
+	}
+	if len(rest) > 0 {
+		slices.Sort(rest)
+		pipe = d.rdb.Pipeline()
+		cmds = cmds[:0]
+		for _, q := range rest {
+			cmds = append(cmds, pipe.HGetAll(ctx, d.keys(q).task(id)))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, nil, fmt.Errorf("ebbredis: look up task %q: %w", id, err)
+		}
+		for i, c := range cmds {
+			if h := c.Val(); len(h) > 0 {
+				return d.keys(rest[i]), h, nil
+			}
+		}
+	}
+	return nil, nil, fmt.Errorf("ebbredis: task %q: %w", id, ebbdriver.ErrTaskNotFound)
+}
+
+// TaskGet implements ebbdriver.Driver.
+func (d *Driver) TaskGet(ctx context.Context, id string) (*ebbdriver.TaskRecord, error) {
+	k, h, err := d.findTask(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return decodeHash(k.name, id, h), nil
+}
+
+// awaitBackstop is how often TaskAwait re-reads the task in case a wake-up
+// was lost (pub/sub is at-most-once, e.g. across a reconnect).
+const awaitBackstop = 3 * time.Second
+
+// TaskAwait implements ebbdriver.Driver. The caller's wait is registered on
+// the task (field wt) atomically with a state check, so the script that ends
+// the task publishes the id on P:ch:done exactly when someone waits; this
+// Driver's single subscription to that channel wakes the local waiters.
+func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbdriver.TaskRecord, error) {
+	k, h, err := d.findTask(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if ebbdriver.State(h["st"]).Terminal() {
+		return decodeHash(k.name, id, h), nil
+	}
+	// Subscribe before marking, so the wake-up cannot slip in between.
+	w, err := d.hub.add(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer d.hub.remove(id, w)
+	tk := k.task(id)
+	st, err := d.run(ctx, scriptAwaitMark, []string{tk}).Text()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbdriver.ErrTaskNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, err)
+	}
+	if !ebbdriver.State(st).Terminal() {
+		defer func() {
+			// Even when ctx is done: a stale count only costs a publish per end.
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			_ = d.run(uctx, scriptAwaitUnmark, []string{tk}).Err()
+		}()
+		t := time.NewTicker(awaitBackstop)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ctx.Err())
+			case <-w.ch:
+			case <-t.C:
+			}
+			h, err := d.rdb.HGetAll(ctx, tk).Result()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ctx.Err())
+				}
+				continue // Redis away: keep waiting, the backstop retries
+			}
+			if len(h) == 0 {
+				return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbdriver.ErrTaskNotFound)
+			}
+			if ebbdriver.State(h["st"]).Terminal() {
+				return decodeHash(k.name, id, h), nil
+			}
+		}
+	}
+	h, err = d.rdb.HGetAll(ctx, tk).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, err)
+	}
+	if len(h) == 0 {
+		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbdriver.ErrTaskNotFound)
+	}
+	return decodeHash(k.name, id, h), nil
+}
+
+type ctlMessage struct {
+	Kind   string `json:"k"` // "cancel" or "drain"
+	Queue  string `json:"q,omitempty"`
+	TaskID string `json:"id,omitempty"`
+	Worker string `json:"w,omitempty"`
+}
+
+// TaskCancel implements ebbdriver.Driver.
+func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbdriver.State, error) {
+	k, _, err := d.findTask(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	payload, _ := json.Marshal(ctlMessage{Kind: "cancel", Queue: k.name, TaskID: id})
+	st, err := d.run(ctx, scriptCancel,
+		[]string{k.task(id), k.ready[0], k.ready[1], k.ready[2], k.scheduled},
+		k.prefix, id, nsString(now), d.chCtl, string(payload), d.chDone).Text()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("ebbredis: cancel task %q: %w", id, ebbdriver.ErrTaskNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("ebbredis: cancel task %q: %w", id, err)
+	}
+	return ebbdriver.State(st), nil
+}
+
+// DeadList implements ebbdriver.Driver. Limit ≤ 0 lists all.
+func (d *Driver) DeadList(ctx context.Context, p ebbdriver.DeadListParams) ([]*ebbdriver.TaskRecord, int64, error) {
+	if err := checkQueue(p.Queue); err != nil {
+		return nil, 0, fmt.Errorf("ebbredis: list dead tasks: %w", err)
+	}
+	k := d.keys(p.Queue)
+	start := int64(max(p.Offset, 0))
+	stop := int64(-1)
+	if p.Limit > 0 {
+		stop = start + int64(p.Limit) - 1
+	}
+	pipe := d.rdb.Pipeline()
+	idsCmd := pipe.ZRevRange(ctx, k.dead, start, stop)
+	total := pipe.ZCard(ctx, k.dead)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, 0, fmt.Errorf("ebbredis: list dead tasks of queue %q: %w", p.Queue, err)
+	}
+	ids := idsCmd.Val()
+	recs := make([]*ebbdriver.TaskRecord, 0, len(ids))
+	if len(ids) == 0 {
+		return recs, total.Val(), nil
+	}
+	pipe = d.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, k.task(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, 0, fmt.Errorf("ebbredis: list dead tasks of queue %q: %w", p.Queue, err)
+	}
+	for i, c := range cmds {
+		h := c.Val()
+		if len(h) == 0 {
+			recs = append(recs, &ebbdriver.TaskRecord{ID: ids[i], Queue: p.Queue, State: ebbdriver.StateDead,
+				Malformed: "the dead-task index lists this task but its data is gone"})
+			continue
+		}
+		recs = append(recs, decodeHash(p.Queue, ids[i], h))
+	}
+	return recs, total.Val(), nil
+}
+
+// DeadRetry implements ebbdriver.Driver.
+func (d *Driver) DeadRetry(ctx context.Context, p ebbdriver.DeadParams) (int64, error) {
+	if err := checkQueue(p.Queue); err != nil {
+		return 0, fmt.Errorf("ebbredis: retry dead tasks: %w", err)
+	}
+	k := d.keys(p.Queue)
+	n, err := d.deadBatches(ctx, p.IDs, func(ids []string) *redis.Cmd {
+		args := append(make([]any, 0, 4+len(ids)), k.prefix, nsString(p.Now), k.channel, maxPerCall)
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		return d.run(ctx, scriptDeadRetry, k.kDeadMove, args...)
+	})
+	if err != nil {
+		return n, fmt.Errorf("ebbredis: retry dead tasks of queue %q: %w", p.Queue, err)
+	}
+	return n, nil
+}
+
+// DeadPurge implements ebbdriver.Driver.
+func (d *Driver) DeadPurge(ctx context.Context, p ebbdriver.DeadParams) (int64, error) {
+	if err := checkQueue(p.Queue); err != nil {
+		return 0, fmt.Errorf("ebbredis: purge dead tasks: %w", err)
+	}
+	k := d.keys(p.Queue)
+	n, err := d.deadBatches(ctx, p.IDs, func(ids []string) *redis.Cmd {
+		args := append(make([]any, 0, 2+len(ids)), k.prefix, maxPerCall)
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		return d.run(ctx, scriptDeadPurge, []string{k.dead}, args...)
+	})
+	if err != nil {
+		return n, fmt.Errorf("ebbredis: purge dead tasks of queue %q: %w", p.Queue, err)
+	}
+	return n, nil
+}
+
+// deadBatches runs a dead-set script over ids in chunks, or, with no ids,
+// over the whole set a chunk at a time until a chunk comes back short. Each
+// script answers {done, looked at}.
+func (d *Driver) deadBatches(ctx context.Context, ids []string, run func([]string) *redis.Cmd) (int64, error) {
+	var total int64
+	step := func(chunk []string) (int64, error) {
+		vals, err := run(chunk).Int64Slice()
+		if err != nil {
+			return 0, err
+		}
+		if len(vals) != 2 {
+			return 0, fmt.Errorf("unexpected script answer %v", vals)
+		}
+		total += vals[0]
+		return vals[1], nil
+	}
+	if len(ids) > 0 {
+		for chunk := range slices.Chunk(ids, maxPerCall) {
+			if _, err := step(chunk); err != nil {
+				return total, err
+			}
+		}
+		return total, nil
+	}
+	for {
+		seen, err := step(nil)
+		if err != nil {
+			return total, err
+		}
+		if seen < maxPerCall {
+			return total, nil
+		}
+	}
+}
+
+// Cleanup implements ebbdriver.Driver. Finished tasks expire natively
+// (PEXPIRE Retention), so only dead tasks are trimmed. Limit ≤ 0 means 1000.
+func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64, error) {
+	if err := checkQueue(p.Queue); err != nil {
+		return 0, fmt.Errorf("ebbredis: clean up: %w", err)
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = maxPerCall
+	}
+	k := d.keys(p.Queue)
+	n, err := d.run(ctx, scriptCleanup, []string{k.dead}, k.prefix, usString(p.Now.Add(-p.DeadRetention)), limit).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("ebbredis: clean up dead tasks of queue %q: %w", p.Queue, err)
+	}
+	return n, nil
+}
+
+// QueueStats implements ebbdriver.Driver: a handful of O(1) and O(log n)
+// reads per queue, all queues in one pipeline.
+func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.QueueStats, error) {
+	names, err := d.rdb.SMembers(ctx, d.queuesKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ebbredis: queue stats: list queues: %w", err)
+	}
+	slices.Sort(names)
+	type cmds struct {
+		ready     [3]*redis.IntCmd
+		oldest    [3]*redis.ZSliceCmd
+		scheduled *redis.IntCmd
+		leases    *redis.IntCmd
+		dead      *redis.IntCmd
+		totals    *redis.SliceCmd
+	}
+	cs := make([]cmds, len(names))
+	pipe := d.rdb.Pipeline()
+	for i, q := range names {
+		d.known.Store(q, struct{}{})
+		k := d.keys(q)
+		c := &cs[i]
+		for p := range 3 {
+			c.ready[p] = pipe.ZCard(ctx, k.ready[p])
+			c.oldest[p] = pipe.ZRangeWithScores(ctx, k.ready[p], 0, 0)
+		}
+		c.scheduled = pipe.ZCard(ctx, k.scheduled)
+		c.leases = pipe.ZCard(ctx, k.leases)
+		c.dead = pipe.ZCard(ctx, k.dead)
+		c.totals = pipe.HMGet(ctx, k.stats, "succeeded", "failed", "retried")
+	}
+	if len(names) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("ebbredis: queue stats: %w", err)
+		}
+	}
+	out := make([]ebbdriver.QueueStats, len(names))
+	for i, q := range names {
+		c := &cs[i]
+		s := ebbdriver.QueueStats{Name: q, Scheduled: c.scheduled.Val(), InFlight: c.leases.Val(), Dead: c.dead.Val()}
+		oldest := 0.0
+		for p := range 3 {
+			s.Queued += c.ready[p].Val()
+			if z := c.oldest[p].Val(); len(z) > 0 && (oldest == 0 || z[0].Score < oldest) {
+				oldest = z[0].Score
+			}
+		}
+		s.OldestQueuedAt = fromUS(oldest)
+		t := c.totals.Val()
+		s.Succeeded, s.Failed, s.Retried = toInt(t[0]), toInt(t[1]), toInt(t[2])
+		out[i] = s
+	}
+	return out, nil
+}
+
+func toInt(v any) int64 {
+	s, _ := v.(string)
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}

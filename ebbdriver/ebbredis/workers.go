@@ -1,0 +1,88 @@
+package ebbredis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// workerInfoGrace keeps a worker's JSON key a while past its TTL. Liveness is
+// decided by the sorted set against the caller's Now; the key's own expiry
+// (Redis's clock) only collects garbage of workers nobody lists any more.
+const workerInfoGrace = 10 * time.Minute
+
+// WorkerHeartbeat implements ebbdriver.Driver. The entry lives until
+// info.HeartbeatAt+ttl (time.Now() when HeartbeatAt is zero).
+func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbdriver.WorkerInfo, ttl time.Duration) (*ebbdriver.WorkerControl, error) {
+	if info.ID == "" {
+		return nil, errors.New("ebbredis: worker heartbeat: empty worker id")
+	}
+	if ttl <= 0 {
+		return nil, fmt.Errorf("ebbredis: worker heartbeat of %q: TTL %v must be positive", info.ID, ttl)
+	}
+	now := info.HeartbeatAt
+	if now.IsZero() {
+		now = time.Now()
+	}
+	js, err := json.Marshal(info)
+	if err != nil {
+		return nil, fmt.Errorf("ebbredis: worker heartbeat of %q: encode: %w", info.ID, err)
+	}
+	drain, err := d.run(ctx, scriptWorkerHeartbeat,
+		[]string{d.workersKey(), d.workerKeyPrefix() + info.ID, d.drainKeyPrefix() + info.ID},
+		info.ID, now.Add(ttl).UnixMilli(), string(js), ceilMS(ttl+workerInfoGrace)).Int()
+	if err != nil {
+		return nil, fmt.Errorf("ebbredis: worker heartbeat of %q: %w", info.ID, err)
+	}
+	return &ebbdriver.WorkerControl{DrainRequested: drain == 1}, nil
+}
+
+// WorkerList implements ebbdriver.Driver. Entries expired at now are
+// deleted on the way.
+func (d *Driver) WorkerList(ctx context.Context, now time.Time) ([]ebbdriver.WorkerInfo, error) {
+	vals, err := d.run(ctx, scriptWorkerList, []string{d.workersKey()},
+		d.workerKeyPrefix(), d.drainKeyPrefix(), now.UnixMilli()).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("ebbredis: list workers: %w", err)
+	}
+	out := make([]ebbdriver.WorkerInfo, 0, len(vals))
+	for _, js := range vals {
+		var w ebbdriver.WorkerInfo
+		if err := json.Unmarshal([]byte(js), &w); err != nil || w.ID == "" {
+			continue // not ours to repair; the entry expires on its own
+		}
+		out = append(out, w)
+	}
+	slices.SortFunc(out, func(a, b ebbdriver.WorkerInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// WorkerDeregister implements ebbdriver.Driver.
+func (d *Driver) WorkerDeregister(ctx context.Context, id string) error {
+	err := d.run(ctx, scriptWorkerDeregister,
+		[]string{d.workersKey(), d.workerKeyPrefix() + id, d.drainKeyPrefix() + id}, id).Err()
+	if err != nil {
+		return fmt.Errorf("ebbredis: deregister worker %q: %w", id, err)
+	}
+	return nil
+}
+
+// WorkerRequestDrain implements ebbdriver.Driver.
+func (d *Driver) WorkerRequestDrain(ctx context.Context, id string, now time.Time) error {
+	payload, _ := json.Marshal(ctlMessage{Kind: "drain", Worker: id})
+	ok, err := d.run(ctx, scriptWorkerDrain, []string{d.workersKey(), d.drainKeyPrefix() + id},
+		id, now.UnixMilli(), d.chCtl, string(payload)).Int()
+	if err != nil {
+		return fmt.Errorf("ebbredis: request drain of worker %q: %w", id, err)
+	}
+	if ok != 1 {
+		return fmt.Errorf("ebbredis: request drain of worker %q: %w", id, ebbdriver.ErrWorkerNotFound)
+	}
+	return nil
+}

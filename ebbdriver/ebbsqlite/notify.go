@@ -1,0 +1,537 @@
+package ebbsqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// notifier delivers Listen events and wakes TaskAwait callers.
+//
+// Changes made through this Driver are announced right after their commit.
+// Changes made by other connections (other processes, other Drivers) are
+// found by the poller: every PollInterval it reads PRAGMA data_version on a
+// dedicated connection, which changes exactly when another connection has
+// committed, and only then reads what listeners and awaiters care about:
+//
+//   - queues.ready_seq, which every transaction that makes tasks Queued
+//     advances: a queue whose value grew gets EventQueued;
+//   - events after the last seq seen: cancel and drain requests;
+//   - the states of awaited tasks.
+//
+// The poller also sees this Driver's own commits (its connection is not the
+// writer); queueSeq and localEvents let it skip what was already announced.
+type notifier struct {
+	d *Driver
+
+	mu          sync.Mutex
+	listeners   map[*listener]struct{}
+	awaiters    map[string]map[chan struct{}]struct{}
+	queueSeq    map[string]int64 // highest ready_seq announced per queue
+	eventSeq    int64            // highest events.seq the poller has read
+	localEvents map[int64]struct{}
+
+	startMu sync.Mutex
+	started bool
+	conn    *sql.Conn
+	version int64 // last PRAGMA data_version read
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func newNotifier(d *Driver) *notifier {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &notifier{
+		d:           d,
+		listeners:   map[*listener]struct{}{},
+		awaiters:    map[string]map[chan struct{}]struct{}{},
+		queueSeq:    map[string]int64{},
+		localEvents: map[int64]struct{}{},
+		ctx:         ctx,
+		cancel:      cancel,
+		done:        make(chan struct{}),
+	}
+}
+
+// start runs the poller if it is not running yet. It returns once the
+// poller has read its baseline, so any commit after start returns is seen.
+func (n *notifier) start(ctx context.Context) error {
+	n.startMu.Lock()
+	defer n.startMu.Unlock()
+	if n.started {
+		return nil
+	}
+	select {
+	case <-n.d.closed:
+		return errClosed
+	default:
+	}
+	if err := n.baseline(ctx); err != nil {
+		return n.d.wrap("starting the change poller", err)
+	}
+	n.started = true
+	go n.loop()
+	return nil
+}
+
+// baseline (re)opens the poller's connection and reads the current state
+// without announcing it.
+func (n *notifier) baseline(ctx context.Context) error {
+	if n.conn != nil {
+		n.conn.Close()
+		n.conn = nil
+	}
+	conn, err := n.d.rdb.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	v, err := dataVersion(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	seqs, err := readQueueSeqs(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	var maxEvent int64
+	if err := conn.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM events`).Scan(&maxEvent); err != nil {
+		conn.Close()
+		return err
+	}
+	n.conn, n.version = conn, v
+	n.mu.Lock()
+	for q, s := range seqs {
+		n.queueSeq[q] = max(n.queueSeq[q], s)
+	}
+	n.eventSeq = max(n.eventSeq, maxEvent)
+	for s := range n.localEvents {
+		if s <= n.eventSeq {
+			delete(n.localEvents, s)
+		}
+	}
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *notifier) stop() {
+	n.cancel()
+	n.startMu.Lock()
+	started := n.started
+	n.startMu.Unlock()
+	if started {
+		<-n.done
+	}
+	n.wakeAll()
+}
+
+func (n *notifier) loop() {
+	defer close(n.done)
+	defer func() {
+		if n.conn != nil {
+			n.conn.Close()
+		}
+	}()
+	t := time.NewTicker(n.d.cfg.PollInterval)
+	defer t.Stop()
+	var lastLog time.Time
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := n.poll()
+		if err == nil || n.ctx.Err() != nil {
+			continue
+		}
+		if time.Since(lastLog) > time.Minute {
+			lastLog = time.Now()
+			n.d.log.Error("ebbsqlite: change poller failed; notifications from other processes are delayed until it recovers",
+				"path", n.d.path, "err", err)
+		}
+		// A broken connection is replaced; a new baseline may skip the
+		// changes made meanwhile, which listeners' backstop polls cover.
+		if err := n.baseline(n.ctx); err != nil && n.ctx.Err() == nil {
+			n.d.log.Debug("ebbsqlite: change poller reconnect failed", "err", err)
+		}
+	}
+}
+
+func dataVersion(ctx context.Context, conn *sql.Conn) (int64, error) {
+	var v int64
+	err := conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v)
+	return v, err
+}
+
+func readQueueSeqs(ctx context.Context, conn *sql.Conn) (map[string]int64, error) {
+	rows, err := conn.QueryContext(ctx, `SELECT name, ready_seq FROM queues`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var q string
+		var s int64
+		if err := rows.Scan(&q, &s); err != nil {
+			return nil, err
+		}
+		out[q] = s
+	}
+	return out, rows.Err()
+}
+
+// poll checks for commits by other connections and announces them.
+func (n *notifier) poll() error {
+	ctx := n.ctx
+	if n.conn == nil {
+		return n.baseline(ctx)
+	}
+	v, err := dataVersion(ctx, n.conn)
+	if err != nil {
+		return err
+	}
+	if v == n.version {
+		return nil
+	}
+	n.mu.Lock()
+	listening, awaited := len(n.listeners) > 0, len(n.awaiters) > 0
+	n.mu.Unlock()
+	if listening {
+		if err := n.pollQueues(ctx); err != nil {
+			return err
+		}
+		if err := n.pollEvents(ctx); err != nil {
+			return err
+		}
+	}
+	if awaited {
+		if err := n.pollAwaited(ctx); err != nil {
+			return err
+		}
+	}
+	n.version = v
+	return nil
+}
+
+func (n *notifier) pollQueues(ctx context.Context) error {
+	seqs, err := readQueueSeqs(ctx, n.conn)
+	if err != nil {
+		return fmt.Errorf("reading queue sequence numbers: %w", err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for q, s := range seqs {
+		if s > n.queueSeq[q] {
+			n.queueSeq[q] = s
+			n.dispatchLocked(ebbdriver.Event{Kind: ebbdriver.EventQueued, Queue: q})
+		}
+	}
+	return nil
+}
+
+func (n *notifier) pollEvents(ctx context.Context) error {
+	n.mu.Lock()
+	after := n.eventSeq
+	n.mu.Unlock()
+	rows, err := n.conn.QueryContext(ctx, `SELECT seq, kind, coalesce(queue, ''), coalesce(task_id, ''),
+		coalesce(worker_id, '') FROM events WHERE seq > ?1 ORDER BY seq`, after)
+	if err != nil {
+		return fmt.Errorf("reading events: %w", err)
+	}
+	defer rows.Close()
+	var evs []pendingEvent
+	for rows.Next() {
+		var pe pendingEvent
+		var kind string
+		if err := rows.Scan(&pe.seq, &kind, &pe.Queue, &pe.TaskID, &pe.WorkerID); err != nil {
+			return fmt.Errorf("reading events: %w", err)
+		}
+		switch kind {
+		case "cancel":
+			pe.Kind = ebbdriver.EventCancel
+		case "drain":
+			pe.Kind = ebbdriver.EventDrain
+		default:
+			continue
+		}
+		evs = append(evs, pe)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading events: %w", err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, pe := range evs {
+		if pe.seq <= n.eventSeq {
+			continue
+		}
+		n.eventSeq = pe.seq
+		if _, ok := n.localEvents[pe.seq]; ok {
+			continue
+		}
+		n.dispatchLocked(pe.Event)
+	}
+	for s := range n.localEvents {
+		if s <= n.eventSeq {
+			delete(n.localEvents, s)
+		}
+	}
+	return nil
+}
+
+// pollAwaited wakes awaiters whose task finished or disappeared.
+func (n *notifier) pollAwaited(ctx context.Context) error {
+	n.mu.Lock()
+	ids := make([]string, 0, len(n.awaiters))
+	for id := range n.awaiters {
+		ids = append(ids, id)
+	}
+	n.mu.Unlock()
+	for chunk := range slices.Chunk(ids, 500) {
+		b, _ := json.Marshal(chunk)
+		rows, err := n.conn.QueryContext(ctx, `SELECT j.value FROM json_each(?1) j
+			WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = j.value
+				AND t.state NOT IN ('succeeded', 'dead', 'cancelled'))`, string(b))
+		if err != nil {
+			return fmt.Errorf("checking awaited tasks: %w", err)
+		}
+		var done []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("checking awaited tasks: %w", err)
+			}
+			done = append(done, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("checking awaited tasks: %w", err)
+		}
+		n.finished(done)
+	}
+	return nil
+}
+
+// queued announces queues whose ready_seq this Driver advanced (the values
+// are the new ready_seq).
+func (n *notifier) queued(ready map[string]int64) {
+	if len(ready) == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for q, s := range ready {
+		if s <= n.queueSeq[q] {
+			continue // the poller got there first
+		}
+		n.queueSeq[q] = s
+		n.dispatchLocked(ebbdriver.Event{Kind: ebbdriver.EventQueued, Queue: q})
+	}
+}
+
+// pendingEvent is an event with its events.seq.
+type pendingEvent struct {
+	ebbdriver.Event
+	seq int64
+}
+
+// events announces cancel and drain requests this Driver committed.
+func (n *notifier) events(evs []pendingEvent) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.listeners) == 0 {
+		return // nobody to tell, and nothing for the poller to skip
+	}
+	for _, pe := range evs {
+		if pe.seq <= n.eventSeq {
+			continue // the poller got there first
+		}
+		n.localEvents[pe.seq] = struct{}{}
+		n.dispatchLocked(pe.Event)
+	}
+}
+
+func (n *notifier) dispatchLocked(ev ebbdriver.Event) {
+	for l := range n.listeners {
+		if l.wants(ev) {
+			l.push(ev)
+		}
+	}
+}
+
+// await registers interest in a task finishing. done must be called.
+func (n *notifier) await(id string) (wake <-chan struct{}, done func()) {
+	ch := make(chan struct{}, 1)
+	n.mu.Lock()
+	set := n.awaiters[id]
+	if set == nil {
+		set = map[chan struct{}]struct{}{}
+		n.awaiters[id] = set
+	}
+	set[ch] = struct{}{}
+	n.mu.Unlock()
+	return ch, func() {
+		n.mu.Lock()
+		delete(set, ch)
+		if len(set) == 0 && len(n.awaiters[id]) == 0 {
+			delete(n.awaiters, id)
+		}
+		n.mu.Unlock()
+	}
+}
+
+// finished wakes the awaiters of these tasks.
+func (n *notifier) finished(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.awaiters) == 0 {
+		return
+	}
+	for _, id := range ids {
+		for ch := range n.awaiters[id] {
+			signal(ch)
+		}
+	}
+}
+
+// wakeAll wakes every awaiter, after deletions that may have removed their
+// tasks.
+func (n *notifier) wakeAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, set := range n.awaiters {
+		for ch := range set {
+			signal(ch)
+		}
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// listener is one Listen call. Events are queued in pending (EventQueued
+// collapsed per queue: one pending wake-up says all there is to say) and
+// handed to the caller's channel by the listener's own goroutine, so a slow
+// reader delays only itself and never loses a cancel or drain.
+type listener struct {
+	queues   map[string]bool // nil: all
+	workerID string
+
+	mu            sync.Mutex
+	pending       []ebbdriver.Event
+	pendingQueued map[string]bool
+	wake          chan struct{}
+	out           chan ebbdriver.Event
+}
+
+func (l *listener) wants(ev ebbdriver.Event) bool {
+	switch ev.Kind {
+	case ebbdriver.EventQueued:
+		return l.queues == nil || l.queues[ev.Queue]
+	case ebbdriver.EventCancel:
+		// A worker hears about the tasks it holds; a listener that names no
+		// worker (a monitor) about every task of its queues.
+		if l.workerID != "" {
+			return ev.WorkerID == l.workerID
+		}
+		return l.queues == nil || l.queues[ev.Queue]
+	case ebbdriver.EventDrain:
+		return l.workerID != "" && ev.WorkerID == l.workerID
+	}
+	return false
+}
+
+func (l *listener) push(ev ebbdriver.Event) {
+	l.mu.Lock()
+	if ev.Kind == ebbdriver.EventQueued {
+		if l.pendingQueued[ev.Queue] {
+			l.mu.Unlock()
+			return
+		}
+		l.pendingQueued[ev.Queue] = true
+	}
+	l.pending = append(l.pending, ev)
+	l.mu.Unlock()
+	signal(l.wake)
+}
+
+func (l *listener) run(ctx context.Context, closed <-chan struct{}, n *notifier) {
+	defer func() {
+		n.mu.Lock()
+		delete(n.listeners, l)
+		n.mu.Unlock()
+		close(l.out)
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-closed:
+			return
+		case <-l.wake:
+		}
+		l.mu.Lock()
+		batch := l.pending
+		l.pending = nil
+		clear(l.pendingQueued)
+		l.mu.Unlock()
+		for _, ev := range batch {
+			select {
+			case l.out <- ev:
+			case <-ctx.Done():
+				return
+			case <-closed:
+				return
+			}
+		}
+	}
+}
+
+// Listen subscribes to queued, cancel and drain notifications until ctx is
+// done or the Driver is closed, when the channel is closed.
+func (d *Driver) Listen(ctx context.Context, p ebbdriver.ListenParams) (<-chan ebbdriver.Event, error) {
+	select {
+	case <-d.closed:
+		return nil, fmt.Errorf("ebbsqlite: listen: %w", errClosed)
+	default:
+	}
+	if err := d.notify.start(ctx); err != nil {
+		return nil, err
+	}
+	l := &listener{
+		workerID:      p.WorkerID,
+		pendingQueued: map[string]bool{},
+		wake:          make(chan struct{}, 1),
+		out:           make(chan ebbdriver.Event, 16),
+	}
+	if len(p.Queues) > 0 {
+		l.queues = map[string]bool{}
+		for _, q := range p.Queues {
+			l.queues[q] = true
+		}
+	}
+	n := d.notify
+	n.mu.Lock()
+	n.listeners[l] = struct{}{}
+	n.mu.Unlock()
+	go l.run(ctx, d.closed, n)
+	return l.out, nil
+}

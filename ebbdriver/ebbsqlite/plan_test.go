@@ -1,0 +1,71 @@
+package ebbsqlite
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestQueryPlans checks that every query that runs per fetch, per
+// completion or per stats call searches the partial index of its state
+// without visiting the table, so its cost does not grow with the finished
+// tasks kept for their retention.
+func TestQueryPlans(t *testing.T) {
+	t.Parallel()
+	d, err := Open(t.Context(), filepath.Join(t.TempDir(), "ebb.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, c := range []struct {
+		name, query, index string
+	}{
+		{"claim", `SELECT rowid FROM tasks WHERE queue = ?1 AND state = 'queued' ORDER BY priority, run_at, id LIMIT ?2`, "tasks_queued"},
+		{"promote", `SELECT rowid FROM tasks WHERE queue = ?1 AND state IN ('scheduled', 'retrying') AND run_at <= ?2 ORDER BY run_at LIMIT ?3`, "tasks_waiting"},
+		{"next due", `SELECT min(run_at) FROM tasks WHERE queue = ?1 AND state IN ('scheduled', 'retrying')`, "tasks_waiting"},
+		{"rescue", `SELECT rowid FROM tasks WHERE queue = ?1 AND state = 'running' AND lease_expires_at < ?2 ORDER BY lease_expires_at LIMIT ?4`, "tasks_running"},
+		{"stats queued", statsQueuedSQL, "tasks_queued"},
+		{"stats waiting", statsWaitingSQL, "tasks_waiting"},
+		{"stats running", statsRunningSQL, "tasks_running"},
+		{"stats dead", statsDeadSQL, "tasks_dead"},
+		{"dead list", `SELECT id FROM tasks WHERE queue = ?1 AND state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT 10`, "tasks_dead"},
+		{"cleanup finished", `SELECT rowid FROM tasks WHERE queue = ?1 AND expires_at <= ?2 LIMIT ?3`, "tasks_expiring"},
+		{"cleanup dead", `SELECT rowid FROM tasks WHERE queue = ?1 AND state = 'dead' AND finished_at < ?2 LIMIT ?3`, "tasks_dead"},
+		{"by id", `SELECT id FROM tasks WHERE id = ?1`, "sqlite_autoindex_tasks_1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// ?1 is always the queue (or id); the rest are numbers.
+			var args []any
+			for i := 1; strings.Contains(c.query, fmt.Sprintf("?%d", i)) || i == 3 && strings.Contains(c.query, "?4"); i++ {
+				if i == 1 {
+					args = append(args, "q")
+				} else {
+					args = append(args, 0)
+				}
+			}
+			rows, err := d.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+c.query, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			all := strings.Join(plan, "; ")
+			t.Logf("%s: %s", c.name, all)
+			if !strings.Contains(all, "SEARCH tasks USING COVERING INDEX "+c.index+" ") {
+				t.Errorf("plan %q does not search index %s alone", all, c.index)
+			}
+			if strings.Contains(all, "TEMP B-TREE") {
+				t.Errorf("plan %q sorts", all)
+			}
+		})
+	}
+}

@@ -1,0 +1,871 @@
+package ebbsqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// promoteBatch bounds how many due tasks one Fetch promotes per queue, so a
+// backlog of millions of due tasks is promoted over several fetches instead
+// of one long write lock. NextDueAt then says "now" and the caller fetches
+// again at once.
+const promoteBatch = 10000
+
+// Enqueue stores the batch in one transaction.
+func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]ebbdriver.EnqueueResult, error) {
+	type encoded struct {
+		headers, errors any
+		state           ebbdriver.State
+	}
+	enc := make([]encoded, len(tasks))
+	for i, t := range tasks {
+		if t == nil {
+			return nil, fmt.Errorf("ebbsqlite: enqueue: task %d is nil: %w", i, errBadInput)
+		}
+		if t.ID == "" || t.Queue == "" {
+			return nil, fmt.Errorf("ebbsqlite: enqueue: task %d (id %q, queue %q) lacks an ID or a Queue; the client must fill both in: %w", i, t.ID, t.Queue, errBadInput)
+		}
+		var err error
+		if enc[i].headers, err = encodeHeaders(t.Headers); err != nil {
+			return nil, fmt.Errorf("ebbsqlite: enqueue: task %s: encoding headers: %w", t.ID, err)
+		}
+		if enc[i].errors, err = encodeErrors(t.Errors); err != nil {
+			return nil, fmt.Errorf("ebbsqlite: enqueue: task %s: encoding errors: %w", t.ID, err)
+		}
+		enc[i].state = ebbdriver.StateQueued
+		if t.RunAt.After(t.EnqueuedAt) {
+			enc[i].state = ebbdriver.StateScheduled
+		}
+	}
+	results := make([]ebbdriver.EnqueueResult, len(tasks))
+	ready := map[string]int64{}
+	err := d.writeTx(ctx, "enqueue", func(tx *sql.Tx) error {
+		clear(ready)
+		insert := tx.StmtContext(ctx, d.stmts.insertTask)
+		holder := tx.StmtContext(ctx, d.stmts.uniqueHolder)
+		setKey := tx.StmtContext(ctx, d.stmts.uniqueSet)
+		ensure := tx.StmtContext(ctx, d.stmts.queueEnsure)
+		known := map[string]bool{}
+		for i, t := range tasks {
+			if t.UniqueKey != "" {
+				id, held, err := uniqueHeld(ctx, holder, t)
+				if err != nil {
+					return err
+				}
+				if held {
+					results[i] = ebbdriver.EnqueueResult{ID: id, Duplicate: true}
+					continue
+				}
+			}
+			r, err := insert.ExecContext(ctx, t.ID, t.Queue, t.Kind, nullBytes(t.Args), enc[i].headers,
+				t.Priority, ns(t.RunAt), t.Attempt, t.MaxAttempts, int64(t.Timeout), int64(t.Retention),
+				nullStr(t.UniqueKey), int64(t.UniqueTTL), string(enc[i].state), ns(t.EnqueuedAt),
+				enc[i].errors, nullBytes(t.Result))
+			if err != nil {
+				return fmt.Errorf("inserting task %s: %w", t.ID, err)
+			}
+			if n, err := r.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				results[i] = ebbdriver.EnqueueResult{ID: t.ID, Duplicate: true}
+				continue
+			}
+			results[i] = ebbdriver.EnqueueResult{ID: t.ID}
+			if t.UniqueKey != "" {
+				var exp any // NULL: held until terminal
+				if t.UniqueTTL > 0 {
+					exp = uniqueExpiry(t)
+				}
+				if _, err := setKey.ExecContext(ctx, t.UniqueKey, t.ID, exp); err != nil {
+					return fmt.Errorf("taking unique key %q: %w", t.UniqueKey, err)
+				}
+			}
+			if !known[t.Queue] {
+				known[t.Queue] = true
+				if _, err := ensure.ExecContext(ctx, t.Queue); err != nil {
+					return err
+				}
+			}
+			if enc[i].state == ebbdriver.StateQueued {
+				ready[t.Queue] = 0
+			}
+		}
+		return bumpReady(ctx, tx, d.stmts, ready)
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.notify.queued(ready)
+	return results, nil
+}
+
+// uniqueExpiry is when a UniqueTTL key stops being held.
+func uniqueExpiry(t *ebbdriver.TaskRecord) int64 {
+	return ns(t.EnqueuedAt.Add(t.UniqueTTL))
+}
+
+// uniqueHeld tells whether t's unique key is held by another task, and by
+// which.
+func uniqueHeld(ctx context.Context, holder *sql.Stmt, t *ebbdriver.TaskRecord) (string, bool, error) {
+	var id string
+	var exp sql.NullInt64
+	var state sql.NullString
+	err := holder.QueryRowContext(ctx, t.UniqueKey).Scan(&id, &exp, &state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading unique key %q: %w", t.UniqueKey, err)
+	}
+	if id == t.ID {
+		return "", false, nil // the same task again: the id check reports it
+	}
+	if exp.Valid {
+		return id, exp.Int64 > ns(t.EnqueuedAt), nil
+	}
+	// A key whose holder is gone or finished was not released (a crash
+	// between versions, a manual delete): treat it as free.
+	return id, state.Valid && !ebbdriver.State(state.String).Terminal(), nil
+}
+
+// bumpReady advances ready_seq of each queue in ready, recording the new
+// values there for notifier.queued.
+func bumpReady(ctx context.Context, tx *sql.Tx, s *stmts, ready map[string]int64) error {
+	if len(ready) == 0 {
+		return nil
+	}
+	st := tx.StmtContext(ctx, s.queueReady)
+	for q := range ready {
+		var seq int64
+		if err := st.QueryRowContext(ctx, q).Scan(&seq); err != nil {
+			return fmt.Errorf("announcing queue %q: %w", q, err)
+		}
+		ready[q] = seq
+	}
+	return nil
+}
+
+// Fetch promotes due tasks and claims up to Limit in one transaction.
+func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver.FetchResult, error) {
+	res := &ebbdriver.FetchResult{}
+	queues := dedup(p.Queues)
+	if len(queues) == 0 {
+		return res, nil
+	}
+	now := ns(p.Now)
+	ready := map[string]int64{}
+	err := d.writeTx(ctx, "fetch", func(tx *sql.Tx) error {
+		res.Tasks, res.NextDueAt = nil, time.Time{}
+		clear(ready)
+		promote := tx.StmtContext(ctx, d.stmts.promote)
+		claim := tx.StmtContext(ctx, d.stmts.claim)
+		nextDue := tx.StmtContext(ctx, d.stmts.nextDue)
+		left := p.Limit
+		var due int64
+		for _, q := range queues {
+			r, err := promote.ExecContext(ctx, q, now, promoteBatch)
+			if err != nil {
+				return fmt.Errorf("promoting due tasks of queue %q: %w", q, err)
+			}
+			promoted, _ := r.RowsAffected()
+			var got []*ebbdriver.TaskRecord
+			if left > 0 {
+				rows, err := claim.QueryContext(ctx, now, nullStr(p.WorkerID), nullStr(p.LeaseToken),
+					ns(p.Now.Add(p.LeaseDuration)), q, left)
+				if err != nil {
+					return fmt.Errorf("claiming tasks of queue %q: %w", q, err)
+				}
+				if got, err = scanTasks(rows); err != nil {
+					return fmt.Errorf("claiming tasks of queue %q: %w", q, err)
+				}
+				// RETURNING yields rows in update order, not ORDER BY's.
+				slices.SortFunc(got, fetchOrder)
+				res.Tasks = append(res.Tasks, got...)
+				left -= len(got)
+			}
+			if promoted > int64(len(got)) {
+				ready[q] = 0 // promoted tasks wait for other workers
+			}
+			var next sql.NullInt64
+			if err := nextDue.QueryRowContext(ctx, q).Scan(&next); err != nil {
+				return fmt.Errorf("reading next due time of queue %q: %w", q, err)
+			}
+			if next.Valid && (due == 0 || next.Int64 < due) {
+				due = next.Int64
+			}
+		}
+		res.NextDueAt = fromNS(due)
+		return bumpReady(ctx, tx, d.stmts, ready)
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.notify.queued(ready)
+	return res, nil
+}
+
+func fetchOrder(a, b *ebbdriver.TaskRecord) int {
+	if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
+		return c
+	}
+	if c := a.RunAt.Compare(b.RunAt); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
+}
+
+func dedup(qs []string) []string {
+	if len(qs) <= 1 {
+		return qs
+	}
+	out := make([]string, 0, len(qs))
+	for _, q := range qs {
+		if !slices.Contains(out, q) {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// ExtendLeases moves the leases the caller still holds in one transaction.
+func (d *Driver) ExtendLeases(ctx context.Context, p ebbdriver.ExtendLeasesParams) (*ebbdriver.ExtendLeasesResult, error) {
+	res := &ebbdriver.ExtendLeasesResult{}
+	if len(p.Leases) == 0 {
+		return res, nil
+	}
+	until := ns(p.Until)
+	err := d.writeTx(ctx, "extend leases", func(tx *sql.Tx) error {
+		res.Lost, res.CancelRequested = nil, nil
+		st := tx.StmtContext(ctx, d.stmts.extend)
+		for _, l := range p.Leases {
+			var cancel int64
+			err := st.QueryRowContext(ctx, until, l.ID, l.Token).Scan(&cancel)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				res.Lost = append(res.Lost, l.ID)
+			case err != nil:
+				return fmt.Errorf("extending lease of task %s: %w", l.ID, err)
+			case cancel != 0:
+				res.CancelRequested = append(res.CancelRequested, l.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// totals are a queue's running-total increments within one transaction.
+type totals struct{ succeeded, failed, retried int64 }
+
+func addTotals(ctx context.Context, tx *sql.Tx, s *stmts, t map[string]*totals) error {
+	if len(t) == 0 {
+		return nil
+	}
+	st := tx.StmtContext(ctx, s.queueTotals)
+	for q, v := range t {
+		if _, err := st.ExecContext(ctx, q, v.succeeded, v.failed, v.retried); err != nil {
+			return fmt.Errorf("updating totals of queue %q: %w", q, err)
+		}
+	}
+	return nil
+}
+
+func totalsOf(m map[string]*totals, q string) *totals {
+	t := m[q]
+	if t == nil {
+		t = &totals{}
+		m[q] = t
+	}
+	return t
+}
+
+// Complete records the batch in one transaction; each item is fenced by its
+// lease token.
+func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completion) ([]error, error) {
+	errs := make([]error, len(completions))
+	if len(completions) == 0 {
+		return errs, nil
+	}
+	errJSON := make([]any, len(completions))
+	for i, c := range completions {
+		if c.Error != nil {
+			s, err := encodeAttemptError(c.Error)
+			if err != nil {
+				return nil, fmt.Errorf("ebbsqlite: complete: task %s: encoding error: %w", c.ID, err)
+			}
+			errJSON[i] = s
+		}
+	}
+	ready := map[string]int64{}
+	var finished []string
+	err := d.writeTx(ctx, "complete", func(tx *sql.Tx) error {
+		clear(ready)
+		clear(errs)
+		finished = finished[:0]
+		sums := map[string]*totals{}
+		var release *sql.Stmt
+		releaseKey := func(key sql.NullString, ttl int64, id string) error {
+			if !key.Valid || ttl != 0 {
+				return nil
+			}
+			if release == nil {
+				release = tx.StmtContext(ctx, d.stmts.uniqueRelease)
+			}
+			_, err := release.ExecContext(ctx, key.String, id)
+			return err
+		}
+		var succeed, retry, dead, cancel, handBack *sql.Stmt
+		stmt := func(p **sql.Stmt, s *sql.Stmt) *sql.Stmt {
+			if *p == nil {
+				*p = tx.StmtContext(ctx, s)
+			}
+			return *p
+		}
+		for i, c := range completions {
+			now := ns(c.Now)
+			var (
+				queue string
+				key   sql.NullString
+				ttl   int64
+				err   error
+			)
+			switch c.Outcome {
+			case ebbdriver.OutcomeSucceeded:
+				err = stmt(&succeed, d.stmts.succeed).QueryRowContext(ctx, c.ID, c.LeaseToken, now, nullBytes(c.Result)).
+					Scan(&queue, &key, &ttl)
+				if err == nil {
+					totalsOf(sums, queue).succeeded++
+					finished = append(finished, c.ID)
+					err = releaseKey(key, ttl, c.ID)
+				}
+			case ebbdriver.OutcomeRetry:
+				state, runAt := ebbdriver.StateRetrying, c.RetryAt
+				if !runAt.After(c.Now) {
+					state = ebbdriver.StateQueued
+					if runAt.IsZero() {
+						runAt = c.Now
+					}
+				}
+				err = stmt(&retry, d.stmts.retry).QueryRowContext(ctx, c.ID, c.LeaseToken, now, string(state), ns(runAt), errJSON[i]).
+					Scan(&queue)
+				if err == nil {
+					totalsOf(sums, queue).retried++
+					if state == ebbdriver.StateQueued {
+						ready[queue] = 0
+					}
+				}
+			case ebbdriver.OutcomeDead:
+				err = stmt(&dead, d.stmts.dead).QueryRowContext(ctx, c.ID, c.LeaseToken, now, errJSON[i]).
+					Scan(&queue, &key, &ttl)
+				if err == nil {
+					totalsOf(sums, queue).failed++
+					finished = append(finished, c.ID)
+					err = releaseKey(key, ttl, c.ID)
+				}
+			case ebbdriver.OutcomeCancelled:
+				err = stmt(&cancel, d.stmts.cancel).QueryRowContext(ctx, c.ID, c.LeaseToken, now, errJSON[i]).
+					Scan(&queue, &key, &ttl)
+				if err == nil {
+					finished = append(finished, c.ID)
+					err = releaseKey(key, ttl, c.ID)
+				}
+			case ebbdriver.OutcomeHandBack:
+				err = stmt(&handBack, d.stmts.handBack).QueryRowContext(ctx, c.ID, c.LeaseToken).Scan(&queue)
+				if err == nil {
+					ready[queue] = 0
+				}
+			default:
+				errs[i] = fmt.Errorf("ebbsqlite: complete: task %s: unknown outcome %d: %w", c.ID, c.Outcome, errBadInput)
+				continue
+			}
+			if errors.Is(err, sql.ErrNoRows) {
+				errs[i] = fmt.Errorf("ebbsqlite: complete: task %s: %w", c.ID, ebbdriver.ErrLeaseLost)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("completing task %s: %w", c.ID, err)
+			}
+		}
+		if err := addTotals(ctx, tx, d.stmts, sums); err != nil {
+			return err
+		}
+		return bumpReady(ctx, tx, d.stmts, ready)
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.notify.queued(ready)
+	d.notify.finished(finished)
+	return errs, nil
+}
+
+// TaskGet reads a task in any state.
+func (d *Driver) TaskGet(ctx context.Context, id string) (*ebbdriver.TaskRecord, error) {
+	r, err := scanTask(d.stmts.taskGet.QueryRowContext(ctx, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("ebbsqlite: task %s: %w", id, ebbdriver.ErrTaskNotFound)
+	}
+	if err != nil {
+		return nil, d.wrap("reading task "+id, err)
+	}
+	return r, nil
+}
+
+// TaskAwait waits for the task to finish. It re-reads the task only when a
+// commit that could have finished it is seen (in this process at once, from
+// other processes through the poller), and every AwaitBackstop.
+func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbdriver.TaskRecord, error) {
+	wake, done := d.notify.await(id)
+	defer done()
+	if err := d.notify.start(ctx); err != nil {
+		return nil, err
+	}
+	backstop := time.NewTimer(d.cfg.AwaitBackstop)
+	defer backstop.Stop()
+	for {
+		r, err := d.TaskGet(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if r.State.Terminal() {
+			return r, nil
+		}
+		select {
+		case <-wake:
+		case <-backstop.C:
+			backstop.Reset(d.cfg.AwaitBackstop)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ebbsqlite: awaiting task %s (still %s): %w", id, r.State, ctx.Err())
+		case <-d.closed:
+			return nil, fmt.Errorf("ebbsqlite: awaiting task %s: %w", id, errClosed)
+		}
+	}
+}
+
+// TaskCancel cancels a waiting task at once, or flags a running one and
+// tells its worker.
+func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbdriver.State, error) {
+	var (
+		state ebbdriver.State
+		ev    *pendingEvent
+	)
+	err := d.writeTx(ctx, "cancel task "+id, func(tx *sql.Tx) error {
+		ev = nil
+		var (
+			queue    string
+			worker   sql.NullString
+			key      sql.NullString
+			rawState string
+		)
+		err := tx.QueryRowContext(ctx, `SELECT state, queue, worker_id, unique_key FROM tasks WHERE id = ?1`, id).
+			Scan(&rawState, &queue, &worker, &key)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ebbdriver.ErrTaskNotFound
+		}
+		if err != nil {
+			return err
+		}
+		state = ebbdriver.State(rawState)
+		switch state {
+		case ebbdriver.StateScheduled, ebbdriver.StateQueued, ebbdriver.StateRetrying:
+			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'cancelled', finished_at = ?2,
+				expires_at = ?2 + retention WHERE id = ?1`, id, ns(now)); err != nil {
+				return err
+			}
+			// The contract releases the key of a task cancelled before it
+			// ran whatever its UniqueTTL: the caller wants it gone.
+			if key.Valid {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM unique_keys WHERE key = ?1 AND task_id = ?2`,
+					key.String, id); err != nil {
+					return err
+				}
+			}
+			state = ebbdriver.StateCancelled
+		case ebbdriver.StateRunning:
+			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET cancel_requested = 1 WHERE id = ?1`, id); err != nil {
+				return err
+			}
+			ev = &pendingEvent{Event: ebbdriver.Event{Kind: ebbdriver.EventCancel, Queue: queue, TaskID: id, WorkerID: worker.String}}
+			if ev.seq, err = insertEvent(ctx, tx, "cancel", ev.Event, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if ev != nil {
+		d.notify.events([]pendingEvent{*ev})
+	}
+	if state == ebbdriver.StateCancelled {
+		d.notify.finished([]string{id})
+	}
+	return state, nil
+}
+
+// eventsKept is how many cancel/drain events the events table keeps for
+// pollers in other processes: only the latest few matter, as pollers read
+// them within a poll interval.
+const eventsKept = 10000
+
+func insertEvent(ctx context.Context, tx *sql.Tx, kind string, ev ebbdriver.Event, now time.Time) (int64, error) {
+	var seq int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO events (kind, queue, task_id, worker_id, at)
+		VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq`,
+		kind, nullStr(ev.Queue), nullStr(ev.TaskID), nullStr(ev.WorkerID), ns(now)).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("recording %s event: %w", kind, err)
+	}
+	if seq%100 == 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq <= ?1`, seq-eventsKept); err != nil {
+			return 0, fmt.Errorf("pruning events: %w", err)
+		}
+	}
+	return seq, nil
+}
+
+// idsJSON passes a list of ids as one parameter, for json_each: no limit on
+// the number of SQL variables.
+func idsJSON(ids []string) string {
+	b, _ := json.Marshal(ids)
+	return string(b)
+}
+
+// DeadList lists a queue's dead tasks, newest death first, and counts them.
+func (d *Driver) DeadList(ctx context.Context, p ebbdriver.DeadListParams) ([]*ebbdriver.TaskRecord, int64, error) {
+	limit := int64(p.Limit)
+	if limit <= 0 {
+		limit = -1
+	}
+	tx, err := d.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, 0, d.wrap("listing dead tasks", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var total int64
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM tasks WHERE queue = ?1 AND state = 'dead'`, p.Queue).
+		Scan(&total); err != nil {
+		return nil, 0, d.wrap("counting dead tasks", err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE queue = ?1 AND state = 'dead'
+		ORDER BY finished_at DESC, id DESC LIMIT ?2 OFFSET ?3`, p.Queue, limit, max(p.Offset, 0))
+	if err != nil {
+		return nil, 0, d.wrap("listing dead tasks", err)
+	}
+	out, err := scanTasks(rows)
+	if err != nil {
+		return nil, 0, d.wrap("listing dead tasks", err)
+	}
+	return out, total, nil
+}
+
+// deadFilter selects a queue's dead tasks, all or those in ?2 (a JSON array).
+func deadFilter(ids []string) (string, []any) {
+	if len(ids) == 0 {
+		return `queue = ?1 AND state = 'dead'`, nil
+	}
+	return `queue = ?1 AND state = 'dead' AND id IN (SELECT value FROM json_each(?2))`, []any{idsJSON(ids)}
+}
+
+// DeadRetry moves dead tasks back to Queued, keeping their error history.
+func (d *Driver) DeadRetry(ctx context.Context, p ebbdriver.DeadParams) (int64, error) {
+	where, extra := deadFilter(p.IDs)
+	args := append([]any{p.Queue}, extra...)
+	var n int64
+	ready := map[string]int64{}
+	err := d.writeTx(ctx, "retrying dead tasks", func(tx *sql.Tx) error {
+		clear(ready)
+		// Take back the unique keys still free; a key another task took
+		// meanwhile stays with it.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO unique_keys (key, task_id, expires_at)
+			SELECT unique_key, id, NULL FROM tasks WHERE `+where+` AND unique_key IS NOT NULL AND unique_ttl = 0
+			ON CONFLICT (key) DO NOTHING`, args...); err != nil {
+			return err
+		}
+		// run_at moves to now: the task waits from its retry, not from its
+		// first enqueue, as OldestQueuedAt reports.
+		r, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'queued', attempt = 0, run_at = ?`+
+			fmt.Sprint(len(args)+1)+`, finished_at = 0, expires_at = NULL, cancel_requested = 0,
+			lease_token = NULL, lease_expires_at = 0 WHERE `+where, append(args, ns(p.Now))...)
+		if err != nil {
+			return err
+		}
+		if n, err = r.RowsAffected(); err != nil {
+			return err
+		}
+		if n > 0 {
+			ready[p.Queue] = 0
+		}
+		return bumpReady(ctx, tx, d.stmts, ready)
+	})
+	if err != nil {
+		return 0, err
+	}
+	d.notify.queued(ready)
+	return n, nil
+}
+
+// DeadPurge deletes dead tasks.
+func (d *Driver) DeadPurge(ctx context.Context, p ebbdriver.DeadParams) (int64, error) {
+	where, extra := deadFilter(p.IDs)
+	var n int64
+	err := d.writeTx(ctx, "purging dead tasks", func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE `+where, append([]any{p.Queue}, extra...)...)
+		if err != nil {
+			return err
+		}
+		n, err = r.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		d.notify.wakeAll() // awaiters of purged tasks learn they are gone
+	}
+	return n, nil
+}
+
+// QueueStats counts every queue's tasks from one snapshot. Each count walks
+// only its state's partial index, so finished tasks kept for their retention
+// cost nothing.
+func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.QueueStats, error) {
+	tx, err := d.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, d.wrap("reading queue stats", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	rows, err := tx.QueryContext(ctx, `SELECT name, succeeded, failed, retried FROM queues ORDER BY name`)
+	if err != nil {
+		return nil, d.wrap("reading queue stats", err)
+	}
+	var out []ebbdriver.QueueStats
+	for rows.Next() {
+		var s ebbdriver.QueueStats
+		if err := rows.Scan(&s.Name, &s.Succeeded, &s.Failed, &s.Retried); err != nil {
+			rows.Close()
+			return nil, d.wrap("reading queue stats", err)
+		}
+		out = append(out, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, d.wrap("reading queue stats", err)
+	}
+	for i := range out {
+		s := &out[i]
+		var oldest sql.NullInt64
+		if err := tx.QueryRowContext(ctx, statsQueuedSQL, s.Name).Scan(&s.Queued, &oldest); err != nil {
+			return nil, d.wrap("counting queued tasks", err)
+		}
+		s.OldestQueuedAt = fromNS(oldest.Int64)
+		if err := tx.QueryRowContext(ctx, statsWaitingSQL, s.Name).Scan(&s.Scheduled); err != nil {
+			return nil, d.wrap("counting scheduled tasks", err)
+		}
+		if err := tx.QueryRowContext(ctx, statsRunningSQL, s.Name).Scan(&s.InFlight); err != nil {
+			return nil, d.wrap("counting running tasks", err)
+		}
+		if err := tx.QueryRowContext(ctx, statsDeadSQL, s.Name).Scan(&s.Dead); err != nil {
+			return nil, d.wrap("counting dead tasks", err)
+		}
+	}
+	return out, nil
+}
+
+// The counting queries, kept apart so a test can check their plans.
+const (
+	statsQueuedSQL  = `SELECT count(*), min(run_at) FROM tasks WHERE queue = ?1 AND state = 'queued'`
+	statsWaitingSQL = `SELECT count(*) FROM tasks WHERE queue = ?1 AND state IN ('scheduled', 'retrying')`
+	statsRunningSQL = `SELECT count(*) FROM tasks WHERE queue = ?1 AND state = 'running'`
+	statsDeadSQL    = `SELECT count(*) FROM tasks WHERE queue = ?1 AND state = 'dead'`
+)
+
+// PromoteDue moves up to limit due Scheduled/Retrying tasks to Queued.
+func (d *Driver) PromoteDue(ctx context.Context, queue string, now time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	var n int64
+	ready := map[string]int64{}
+	err := d.writeTx(ctx, "promoting due tasks", func(tx *sql.Tx) error {
+		clear(ready)
+		r, err := tx.StmtContext(ctx, d.stmts.promote).ExecContext(ctx, queue, ns(now), limit)
+		if err != nil {
+			return err
+		}
+		if n, err = r.RowsAffected(); err != nil {
+			return err
+		}
+		if n > 0 {
+			ready[queue] = 0
+		}
+		return bumpReady(ctx, tx, d.stmts, ready)
+	})
+	if err != nil {
+		return 0, err
+	}
+	d.notify.queued(ready)
+	return int(n), nil
+}
+
+// RescueExpired requeues (or kills) running tasks whose lease expired.
+func (d *Driver) RescueExpired(ctx context.Context, queue string, now time.Time, limit int) (*ebbdriver.RescueResult, error) {
+	res := &ebbdriver.RescueResult{}
+	if limit <= 0 {
+		return res, nil
+	}
+	at, _ := now.MarshalJSON() // a JSON string, as AttemptError.At encodes
+	entry := `json_object('attempt', attempt, 'at', json(?3), 'error', 'lease expired', 'worker_id', coalesce(worker_id, ''))`
+	ready := map[string]int64{}
+	err := d.writeTx(ctx, "rescuing expired tasks", func(tx *sql.Tx) error {
+		res.Requeued, res.Dead = nil, nil
+		clear(ready)
+		rows, err := tx.QueryContext(ctx, `UPDATE tasks SET
+			state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
+			finished_at = CASE WHEN attempt >= max_attempts THEN ?2 ELSE finished_at END,
+			errors = `+appendErr(entry)+`,
+			lease_token = NULL, lease_expires_at = 0
+			WHERE rowid IN (SELECT rowid FROM tasks WHERE queue = ?1 AND state = 'running'
+				AND lease_expires_at < ?2 ORDER BY lease_expires_at LIMIT ?4)
+			RETURNING id, state, unique_key, unique_ttl`, queue, ns(now), string(at), limit)
+		if err != nil {
+			return err
+		}
+		var release []string
+		for rows.Next() {
+			var (
+				id, state string
+				key       sql.NullString
+				ttl       int64
+			)
+			if err := rows.Scan(&id, &state, &key, &ttl); err != nil {
+				rows.Close()
+				return err
+			}
+			if state == string(ebbdriver.StateDead) {
+				res.Dead = append(res.Dead, id)
+				if key.Valid && ttl == 0 {
+					release = append(release, key.String, id)
+				}
+			} else {
+				res.Requeued = append(res.Requeued, id)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for i := 0; i < len(release); i += 2 {
+			if _, err := tx.StmtContext(ctx, d.stmts.uniqueRelease).ExecContext(ctx, release[i], release[i+1]); err != nil {
+				return err
+			}
+		}
+		if len(res.Requeued) > 0 {
+			ready[queue] = 0
+		}
+		sums := map[string]*totals{}
+		if len(res.Requeued)+len(res.Dead) > 0 {
+			sums[queue] = &totals{retried: int64(len(res.Requeued)), failed: int64(len(res.Dead))}
+		}
+		if err := addTotals(ctx, tx, d.stmts, sums); err != nil {
+			return err
+		}
+		return bumpReady(ctx, tx, d.stmts, ready)
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.notify.queued(ready)
+	d.notify.finished(res.Dead)
+	return res, nil
+}
+
+// Cleanup deletes, in batches of at most Limit rows, finished tasks past
+// their retention and dead tasks older than DeadRetention, and forgets
+// expired unique keys. An empty Queue cleans every queue.
+func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64, error) {
+	limit := int64(p.Limit)
+	if limit <= 0 {
+		limit = -1
+	}
+	now := ns(p.Now)
+	deadBefore := ns(p.Now.Add(-p.DeadRetention))
+	var n int64
+	err := d.writeTx(ctx, "cleaning up", func(tx *sql.Tx) error {
+		n = 0
+		queues := []string{p.Queue}
+		if p.Queue == "" {
+			var err error
+			if queues, err = queueNames(ctx, tx); err != nil {
+				return err
+			}
+		}
+		del := func(query string, args ...any) error {
+			if limit >= 0 && n >= limit {
+				return nil
+			}
+			lim := limit
+			if lim > 0 {
+				lim -= n
+			}
+			r, err := tx.ExecContext(ctx, query, append(args, lim)...)
+			if err != nil {
+				return err
+			}
+			k, err := r.RowsAffected()
+			n += k
+			return err
+		}
+		for _, q := range queues {
+			if err := del(`DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks
+				WHERE queue = ?1 AND expires_at <= ?2 LIMIT ?3)`, q, now); err != nil {
+				return fmt.Errorf("deleting finished tasks of queue %q: %w", q, err)
+			}
+			if err := del(`DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks
+				WHERE queue = ?1 AND state = 'dead' AND finished_at < ?2 LIMIT ?3)`, q, deadBefore); err != nil {
+				return fmt.Errorf("deleting dead tasks of queue %q: %w", q, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM unique_keys WHERE key IN (SELECT key FROM unique_keys
+			WHERE expires_at <= ?1 LIMIT ?2)`, now, max(limit, 1000)); err != nil {
+			return fmt.Errorf("deleting expired unique keys: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		d.notify.wakeAll()
+	}
+	return n, nil
+}
+
+func queueNames(ctx context.Context, tx *sql.Tx) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM queues ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var q string
+		if err := rows.Scan(&q); err != nil {
+			return nil, err
+		}
+		out = append(out, q)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,5 @@
+package ebb_test
+
+import "log/slog"
+
+var quiet = slog.New(slog.DiscardHandler)
