@@ -63,12 +63,12 @@ func (c *Client) Driver() ebbdriver.Driver { return c.driver }
 type EnqueueResult struct {
 	// ID is the task's id; when Duplicate, the id of the task that already
 	// held the id or unique key.
-	ID string
+	ID string `json:"id"`
 	// Duplicate is set when no new task was stored because of its id or
 	// unique key.
-	Duplicate bool
+	Duplicate bool `json:"duplicate"`
 	// State is the new task's first state (queued or scheduled).
-	State State
+	State State `json:"state"`
 }
 
 // EnqueueParams is one task of a batch: typed Args, or Kind with raw JSON.

@@ -75,6 +75,12 @@ func (w *Worker) execute(ctx context.Context, rec *ebbdriver.TaskRecord) (c ebbd
 	if rec.Malformed != "" {
 		return dead("malformed task: " + rec.Malformed)
 	}
+	if rec.CancelRequested {
+		// Cancelled while an earlier attempt ran and came back (rescue or
+		// hand-back) before the cancel took effect: honour it now.
+		c.Outcome, c.Now = ebbdriver.OutcomeCancelled, time.Now()
+		return c, true
+	}
 	h := w.config.Handlers.lookup(rec.Kind)
 	if h == nil {
 		return dead(fmt.Sprintf("unknown task kind %q: worker %s has no handler for it (it handles %s); deploy a worker that handles it, then run `ebb dead retry --queue %s`",

@@ -43,7 +43,7 @@ func TestNoLossUnderKill(t *testing.T) {
 
 func testNoLossUnderKill(t *testing.T, b *broker) {
 	ctx := context.Background()
-	rng := rand.New(rand.NewPCG(1, uint64(len(b.kind))))
+	rng := rand.New(rand.NewPCG(1, 2))
 	ids := make([]string, 0, killTasks)
 	sleeps := make(map[string]int, killTasks)
 	for len(ids) < killTasks {

@@ -63,9 +63,15 @@ type Driver interface {
 	// A task whose ID already exists is not stored again: its result has
 	// Duplicate set and ID of the existing task (beat relies on this to
 	// collapse a tick enqueued twice). A task whose UniqueKey is held by
-	// another task is not stored either: Duplicate is set and ID names the
-	// holder. Enqueue notifies listeners of the queues that received Queued
-	// tasks.
+	// another task of the same queue is not stored either: Duplicate is set
+	// and ID names the holder. Unique keys are scoped to a queue (the same key
+	// in two queues names two tasks), which keeps every key of a queue in one
+	// Redis Cluster slot.
+	//
+	// Enqueue notifies listeners of the queues that received Queued tasks.
+	// So does every other transition into Queued (hand-back, an immediate
+	// retry, promotion of due tasks, lease rescue, dead retry), so an idle
+	// worker never waits for its backstop poll to see work.
 	Enqueue(ctx context.Context, tasks []*TaskRecord) ([]EnqueueResult, error)
 
 	// --- consuming ---------------------------------------------------------

@@ -184,6 +184,13 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 		f.enqueue(f.task("a", withUnique("other", 0)))
 	})
 
+	t.Run("UniqueKeyIsPerQueue", func(t *testing.T) {
+		f := setup(t, newDriver)
+		res := f.enqueueResults(f.task("a", withUnique("k", 0)), f.task("b", withUnique("k", 0)))
+		check(t, "queue a Duplicate", false, res[0].Duplicate)
+		check(t, "queue b Duplicate (keys are scoped to a queue)", false, res[1].Duplicate)
+	})
+
 	t.Run("UniqueKeyInBatch", func(t *testing.T) {
 		f := setup(t, newDriver)
 		first := f.task("a", withUnique("k", 0))

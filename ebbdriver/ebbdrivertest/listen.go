@@ -65,4 +65,48 @@ func testListen(t *testing.T, newDriver Factory) {
 		f.enqueue(f.task("b"), f.task("a"))
 		waitEvent(t, ch, "second EventQueued for a", isQueued("a"), notB)
 	})
+
+	t.Run("QueuedEventOnEveryReturnToQueued", func(t *testing.T) {
+		f := setup(t, newDriver)
+		ch := f.listen(ebbdriver.ListenParams{Queues: []string{"a"}})
+		isA := func(ev ebbdriver.Event) bool { return ev.Kind == ebbdriver.EventQueued && ev.Queue == "a" }
+		f.enqueue(f.task("a"), f.task("a"), f.task("a"), f.task("a", withMaxAttempts(1)))
+		waitEvent(t, ch, "EventQueued after enqueue", isA, nil)
+
+		rs := f.fetch(f.now, 4, "a").Tasks
+		check(t, "fetched", 4, len(rs))
+		drainEvents(ch)
+		f.completeOK(completion(rs[0], ebbdriver.OutcomeHandBack, f.now))
+		waitEvent(t, ch, "EventQueued after hand-back", isA, nil)
+
+		drainEvents(ch)
+		f.completeOK(retry(rs[1], f.now, f.now, "try again now"))
+		waitEvent(t, ch, "EventQueued after an immediate retry", isA, nil)
+
+		drainEvents(ch)
+		if _, err := f.d.RescueExpired(f.ctx, "a", f.at(time.Hour), 10); err != nil {
+			t.Fatalf("RescueExpired: %v", err)
+		}
+		waitEvent(t, ch, "EventQueued after lease rescue", isA, nil)
+
+		drainEvents(ch)
+		f.enqueue(f.task("a", withRunAt(f.at(time.Minute))))
+		drainEvents(ch)
+		if n, err := f.d.PromoteDue(f.ctx, "a", f.at(2*time.Hour), 10); err != nil || n == 0 {
+			t.Fatalf("PromoteDue = %d, %v; want at least one promoted", n, err)
+		}
+		waitEvent(t, ch, "EventQueued after promotion", isA, nil)
+	})
+}
+
+// drainEvents discards events already delivered, so the next waitEvent sees
+// only what the following step causes.
+func drainEvents(ch <-chan ebbdriver.Event) {
+	for {
+		select {
+		case <-ch:
+		case <-time.After(50 * time.Millisecond):
+			return
+		}
+	}
 }

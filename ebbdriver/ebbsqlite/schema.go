@@ -72,12 +72,15 @@ CREATE TABLE queues (
 	ready_seq INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
--- Held unique keys. expires_at NULL: held while task_id is not terminal
--- (UniqueTTL 0); otherwise held until expires_at whatever the task does.
+-- Held unique keys, scoped to a queue. expires_at NULL: held while task_id
+-- is not terminal (UniqueTTL 0); otherwise held until expires_at whatever
+-- the task does.
 CREATE TABLE unique_keys (
-	key        TEXT PRIMARY KEY,
+	queue      TEXT NOT NULL,
+	key        TEXT NOT NULL,
 	task_id    TEXT NOT NULL,
-	expires_at INTEGER
+	expires_at INTEGER,
+	PRIMARY KEY (queue, key)
 ) WITHOUT ROWID;
 CREATE INDEX unique_keys_expiring ON unique_keys (expires_at) WHERE expires_at IS NOT NULL;
 

@@ -65,9 +65,9 @@ func prepare(ctx context.Context, wdb, rdb *sql.DB) (*stmts, error) {
 		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
 		ON CONFLICT (id) DO NOTHING`)
 	s.uniqueHolder = p(wdb, `SELECT u.task_id, u.expires_at, t.state
-		FROM unique_keys u LEFT JOIN tasks t ON t.id = u.task_id WHERE u.key = ?1`)
-	s.uniqueSet = p(wdb, `INSERT INTO unique_keys (key, task_id, expires_at) VALUES (?1, ?2, ?3)
-		ON CONFLICT (key) DO UPDATE SET task_id = excluded.task_id, expires_at = excluded.expires_at`)
+		FROM unique_keys u LEFT JOIN tasks t ON t.id = u.task_id WHERE u.queue = ?1 AND u.key = ?2`)
+	s.uniqueSet = p(wdb, `INSERT INTO unique_keys (queue, key, task_id, expires_at) VALUES (?1, ?2, ?3, ?4)
+		ON CONFLICT (queue, key) DO UPDATE SET task_id = excluded.task_id, expires_at = excluded.expires_at`)
 	s.uniqueRelease = p(wdb, `DELETE FROM unique_keys WHERE key = ?1 AND task_id = ?2 AND expires_at IS NULL`)
 	s.queueEnsure = p(wdb, `INSERT INTO queues (name) VALUES (?1) ON CONFLICT (name) DO NOTHING`)
 	s.queueReady = p(wdb, `UPDATE queues SET ready_seq = ready_seq + 1 WHERE name = ?1 RETURNING ready_seq`)

@@ -84,7 +84,7 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]
 				if t.UniqueTTL > 0 {
 					exp = uniqueExpiry(t)
 				}
-				if _, err := setKey.ExecContext(ctx, t.UniqueKey, t.ID, exp); err != nil {
+				if _, err := setKey.ExecContext(ctx, t.Queue, t.UniqueKey, t.ID, exp); err != nil {
 					return fmt.Errorf("taking unique key %q: %w", t.UniqueKey, err)
 				}
 			}
@@ -118,7 +118,7 @@ func uniqueHeld(ctx context.Context, holder *sql.Stmt, t *ebbdriver.TaskRecord) 
 	var id string
 	var exp sql.NullInt64
 	var state sql.NullString
-	err := holder.QueryRowContext(ctx, t.UniqueKey).Scan(&id, &exp, &state)
+	err := holder.QueryRowContext(ctx, t.Queue, t.UniqueKey).Scan(&id, &exp, &state)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -589,9 +589,9 @@ func (d *Driver) DeadRetry(ctx context.Context, p ebbdriver.DeadParams) (int64, 
 		clear(ready)
 		// Take back the unique keys still free; a key another task took
 		// meanwhile stays with it.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO unique_keys (key, task_id, expires_at)
-			SELECT unique_key, id, NULL FROM tasks WHERE `+where+` AND unique_key IS NOT NULL AND unique_ttl = 0
-			ON CONFLICT (key) DO NOTHING`, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO unique_keys (queue, key, task_id, expires_at)
+			SELECT queue, unique_key, id, NULL FROM tasks WHERE `+where+` AND unique_key IS NOT NULL AND unique_ttl = 0
+			ON CONFLICT (queue, key) DO NOTHING`, args...); err != nil {
 			return err
 		}
 		// run_at moves to now: the task waits from its retry, not from its
@@ -838,7 +838,7 @@ func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64,
 				return fmt.Errorf("deleting dead tasks of queue %q: %w", q, err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM unique_keys WHERE key IN (SELECT key FROM unique_keys
+		if _, err := tx.ExecContext(ctx, `DELETE FROM unique_keys WHERE (queue, key) IN (SELECT queue, key FROM unique_keys
 			WHERE expires_at <= ?1 LIMIT ?2)`, now, max(limit, 1000)); err != nil {
 			return fmt.Errorf("deleting expired unique keys: %w", err)
 		}

@@ -30,10 +30,7 @@ func Open(ctx context.Context, url string) (ebbdriver.Driver, error) {
 	case "redis", "rediss":
 		return ebbredis.Open(ctx, url, nil)
 	case "sqlite", "sqlite3":
-		path := rest
-		if strings.HasPrefix(path, "//") {
-			path = strings.TrimPrefix(path, "//")
-		}
+		path := strings.TrimPrefix(rest, "//")
 		if path == "" {
 			return nil, fmt.Errorf("%w %q: the SQLite URL needs a file path, e.g. sqlite:ebb.db", ErrBadURL, url)
 		}
