@@ -225,16 +225,17 @@ func defaultWorkerID() string {
 // ID is the worker's registry id.
 func (w *Worker) ID() string { return w.config.ID }
 
-// Drain asks a running worker to stop fetching, finish what it holds and
-// return from Run, as a broker drain request or ctx cancellation would.
+// Drain asks a running worker to stop fetching, finish what it holds (with no
+// deadline) and return from Run, as a broker drain request does. Cancelling
+// Run's context instead drains with DrainTimeout.
 func (w *Worker) Drain() {
 	w.drainOnce.Do(func() { close(w.drainReq) })
 }
 
 // Run runs the worker until ctx is cancelled or it is asked to drain, then
-// drains: it stops fetching, lets in-flight tasks finish for up to
-// DrainTimeout, cancels and hands back the rest (their attempt does not
-// count), stores every outcome and deregisters. It returns nil after a clean
+// drains: it stops fetching, lets in-flight tasks finish (for up to
+// DrainTimeout when ctx was cancelled), cancels and hands back the rest
+// (their attempt does not count), stores every outcome and deregisters. It returns nil after a clean
 // drain; an error only if it could not start (broker unreachable).
 func (w *Worker) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
@@ -274,18 +275,20 @@ func (w *Worker) Run(ctx context.Context) error {
 	}()
 	w.logger.Info("worker started", "queues", w.queues, "concurrency", w.config.Concurrency, "broker", w.driver.Name())
 
+	requested := false
 	select {
 	case <-ctx.Done():
-		w.logger.Info("worker draining: shutdown requested")
+		w.logger.Info("worker draining: shutdown requested", "drain_timeout", w.config.DrainTimeout)
 	case <-w.drainReq:
-		w.logger.Info("worker draining: drain requested")
+		requested = true
+		w.logger.Info("worker draining: drain requested; running tasks finish before exit")
 	}
 	w.draining.Store(true)
 	stopFetch()
 	<-fetchDone
 	w.sendHeartbeat(bg) // tell the registry (and the autoscaler) at once
 
-	w.finishInFlight()
+	w.finishInFlight(ctx, requested)
 	w.completer.stop()
 	stopBG()
 	services.Wait()
@@ -299,10 +302,21 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // finishInFlight waits up to DrainTimeout for running handlers, then cancels
-// the rest and hands their tasks back.
-func (w *Worker) finishInFlight() {
+// the rest and hands their tasks back. A drain that was requested (by the
+// autoscaler, through the broker) rather than forced by a signal has no
+// deadline: scale-in must never interrupt a task. Should ctx end while such a
+// drain waits, the usual DrainTimeout applies from then.
+func (w *Worker) finishInFlight(ctx context.Context, requested bool) {
 	done := make(chan struct{})
 	go func() { w.handlersWG.Wait(); close(done) }()
+	if requested {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			w.logger.Info("worker draining: shutdown requested during drain", "drain_timeout", w.config.DrainTimeout)
+		}
+	}
 	timer := time.NewTimer(w.config.DrainTimeout)
 	defer timer.Stop()
 	select {

@@ -133,7 +133,7 @@ func testAPI(t *testing.T, newDriver Factory) {
 	t.Run("DrainRequestThroughBroker", func(t *testing.T) {
 		a := apiSetup(t, newDriver)
 		ebb.Handle(a.handlers, func(ctx context.Context, task *ebb.Task[apiArgs]) (any, error) { return nil, nil })
-		w, done, result := a.runWorker(&ebb.WorkerConfig{ID: "drain-me"})
+		w, done, result, _ := a.runWorker(&ebb.WorkerConfig{ID: "drain-me"})
 		poll(t, "worker registered", func() bool { return len(a.workers()) == 1 })
 		requireNoErr(t, "request drain", a.driver.WorkerRequestDrain(a.ctx, w.ID(), time.Now()))
 		select {
@@ -143,6 +143,40 @@ func testAPI(t *testing.T, newDriver Factory) {
 			t.Fatal("worker did not drain within 15s of the request")
 		}
 		check(t, "workers after drain", 0, len(a.workers()))
+	})
+
+	t.Run("DrainRequestWaitsForRunningTasks", func(t *testing.T) {
+		a := apiSetup(t, newDriver)
+		started, release := make(chan struct{}), make(chan struct{})
+		ebb.Handle(a.handlers, func(ctx context.Context, task *ebb.Task[apiArgs]) (string, error) {
+			close(started)
+			select {
+			case <-release:
+				return "finished", nil
+			case <-ctx.Done():
+				return "", context.Cause(ctx)
+			}
+		})
+		// A drain timeout far shorter than the task: a requested drain (the
+		// autoscaler's scale-in) must ignore it and let the task finish.
+		w, done, result, _ := a.runWorker(&ebb.WorkerConfig{DrainTimeout: 10 * time.Millisecond})
+		res := a.enqueue(apiArgs{}, nil)
+		waitClosed(t, started, "handler start")
+		requireNoErr(t, "request drain", a.driver.WorkerRequestDrain(a.ctx, w.ID(), time.Now()))
+		poll(t, "worker reported draining", func() bool {
+			ws := a.workers()
+			return len(ws) == 1 && ws[0].Draining
+		})
+		select {
+		case <-done:
+			t.Fatalf("worker exited (%v) while its task was still running", result())
+		case <-time.After(100 * time.Millisecond):
+		}
+		close(release)
+		requireNoErr(t, "Run", result())
+		got, err := ebb.WaitResult[string](a.ctx, a.client, res.ID)
+		requireNoErr(t, "wait", err)
+		check(t, "result", "finished", got)
 	})
 
 	t.Run("IdleWorkerWakesOnEnqueue", func(t *testing.T) {
@@ -395,7 +429,7 @@ var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // runWorker starts a worker; done is closed when Run returns, and result
 // then holds Run's error. The worker is stopped when the test ends.
-func (a *apiBundle) runWorker(config *ebb.WorkerConfig) (w *ebb.Worker, done <-chan struct{}, result func() error) {
+func (a *apiBundle) runWorker(config *ebb.WorkerConfig) (w *ebb.Worker, done <-chan struct{}, result func() error, shutdown context.CancelFunc) {
 	a.t.Helper()
 	c := ebb.WorkerConfig{}
 	if config != nil {
@@ -418,16 +452,17 @@ func (a *apiBundle) runWorker(config *ebb.WorkerConfig) (w *ebb.Worker, done <-c
 		cancel()
 		<-finished
 	})
-	return w, finished, func() error { <-finished; return runErr }
+	return w, finished, func() error { <-finished; return runErr }, cancel
 }
 
-// startWorker starts a worker and returns a function that drains it and
+// startWorker starts a worker and returns a function that shuts it down as
+// SIGTERM would (cancelling Run's context: drain with DrainTimeout) and
 // returns Run's result.
 func (a *apiBundle) startWorker(config *ebb.WorkerConfig) (stop func() error) {
 	a.t.Helper()
-	w, done, result := a.runWorker(config)
+	_, done, result, shutdown := a.runWorker(config)
 	return func() error {
-		w.Drain()
+		shutdown()
 		select {
 		case <-done:
 			return result()

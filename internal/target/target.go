@@ -1,0 +1,60 @@
+// Package target is the seam between the autoscaler and the places worker
+// processes run: local processes now, Kubernetes and ECS later. A target
+// starts instances and reports them; it never decides how many there should
+// be, and it never stops a busy one on its own: scale-in goes through the
+// broker as a drain request to an idle worker, which then exits by itself, so
+// the same path works on every platform and across hosts.
+package target
+
+import (
+	"context"
+	"time"
+)
+
+// State is an instance's life stage as the platform sees it.
+type State string
+
+const (
+	// StateStarting: launched, not yet known to be running.
+	StateStarting State = "starting"
+	// StateRunning: the process, task or pod is alive.
+	StateRunning State = "running"
+	// StateStopping: the target was told to stop it (shutdown) and it has not
+	// exited yet.
+	StateStopping State = "stopping"
+)
+
+// Instance is one worker process, task or pod.
+type Instance struct {
+	// ID is the worker id the instance registers with in the broker's worker
+	// registry, so the autoscaler can match the two.
+	ID        string    `json:"id"`
+	State     State     `json:"state"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// Target runs a pool's worker instances.
+type Target interface {
+	// Name is the target kind ("local", "kubernetes", "ecs").
+	Name() string
+
+	// Launch starts up to n new instances and returns the ids it started. It
+	// may start fewer (or none) while a crash loop is backing off; the
+	// autoscaler asks again on its next pass.
+	Launch(ctx context.Context, n int) ([]string, error)
+
+	// Instances lists the instances that have not exited.
+	Instances(ctx context.Context) ([]Instance, error)
+
+	// Protect tells platforms that choose scale-in victims themselves (ECS
+	// task scale-in protection, Kubernetes pod-deletion-cost) which
+	// instances are busy and must not be picked. Targets whose platform never
+	// removes instances on its own do nothing.
+	Protect(ctx context.Context, busy []string) error
+
+	// Shutdown stops every instance: each worker is expected to have been
+	// asked to drain already; the target then sends SIGTERM (or the
+	// platform's equivalent), and kills what is left after its grace period.
+	// It returns when all have exited.
+	Shutdown(ctx context.Context) error
+}
