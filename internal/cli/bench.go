@@ -9,7 +9,12 @@ import (
 )
 
 func runBench(e *env, args []string) error {
-	f := newFlagSet(e, "bench", "bench --tasks N [--concurrency C] [--json] [flags]",
+	if len(args) > 0 && args[0] == "scaling" {
+		f := newFlagSet(e, "bench scaling", "bench scaling [--trials N] [--json] [flags]",
+			"ebb bench scaling --broker redis://127.0.0.1:6379/0 --json")
+		return runBenchScaling(e, f, args[1:])
+	}
+	f := newFlagSet(e, "bench", "bench [scaling] --tasks N [--concurrency C] [--json] [flags]",
 		"ebb bench --broker redis://127.0.0.1:6379/0 --tasks 100000 --json")
 	tasks := f.Int("tasks", 100_000, "no-op tasks in the burn-down")
 	concurrency := f.Int("concurrency", 256, "worker concurrency")
@@ -67,5 +72,53 @@ func runBench(e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "burn-down       %.0f tasks/s (one worker)\n", res.ProcessPerS)
 	fmt.Fprintf(e.stdout, "enqueue→start   p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d samples, idle worker)\n",
 		res.LatencyP50MS, res.LatencyP99MS, res.LatencyMaxMS, res.LatencySamples)
+	return nil
+}
+
+func runBenchScaling(e *env, f *flagSet, args []string) error {
+	trials := f.Int("trials", 20, "scale-from-zero trials")
+	asJSON := f.Bool("json", false, "print one JSON line")
+	if pos, err := f.parse(e, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("unexpected argument %q (see --help)", pos[0])
+	}
+	if *trials < 1 {
+		return usagef("--trials must be at least 1")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logDir, err := os.MkdirTemp("", "ebb-bench-scaling-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(logDir)
+	ctx, stop := signalContext()
+	defer stop()
+	drv, err := f.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer drv.Close()
+	p := bench.ScalingParams{Trials: *trials, BrokerURL: *f.broker, Executable: exe, LogDir: logDir}
+	tty := !*asJSON && isTerminal(e.stderr)
+	if tty {
+		p.Progress = func(done, total int) { fmt.Fprintf(e.stderr, "\rtrial %d/%d   ", done, total) }
+	}
+	res, err := bench.RunScaling(ctx, drv, p)
+	if tty {
+		fmt.Fprintln(e.stderr)
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSONLine(e, res)
+	}
+	fmt.Fprintf(e.stdout, "broker               %s (%d trials, local target, pool at zero before each)\n", res.Broker, res.Trials)
+	fmt.Fprintf(e.stdout, "enqueue→decision     p50 %.1f ms, p99 %.1f ms\n", res.DecisionMSP50, res.DecisionMSP99)
+	fmt.Fprintf(e.stdout, "enqueue→first start  p50 %.1f ms, p99 %.1f ms\n", res.FirstStartMSP50, res.FirstStartMSP99)
 	return nil
 }

@@ -42,6 +42,8 @@ var commands []command
 
 func init() {
 	commands = []command{
+		{"up", "run everything on this machine: SQLite broker, control plane, an autoscaled pool", runUp},
+		{"server", "run the control plane: maintenance, autoscaler, HTTP API and metrics", runServer},
 		{"worker", "run a worker with the built-in kinds (noop, sleep, fail)", runWorker},
 		{"enqueue", "enqueue tasks", runEnqueue},
 		{"inspect", "show queues, workers or one task", runInspect},

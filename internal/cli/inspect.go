@@ -7,40 +7,34 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb"
+	"github.com/ebbq/ebb/internal/server"
 )
 
-// queueJSON is one row of `ebb inspect queues --json`; its field names are a
-// documented interface (scripts and the autoscaler's users read them).
-type queueJSON struct {
-	Name       string  `json:"name"`
-	Queued     int64   `json:"queued"`
-	Scheduled  int64   `json:"scheduled"`
-	InFlight   int64   `json:"in_flight"`
-	Dead       int64   `json:"dead"`
-	Succeeded  int64   `json:"succeeded"`
-	Failed     int64   `json:"failed"`
-	Retried    int64   `json:"retried"`
-	OldestAgeS float64 `json:"oldest_age_s"`
-}
-
 func runInspect(e *env, args []string) error {
-	f := newFlagSet(e, "inspect", "inspect queues|workers|task ID [--json] [flags]", "ebb inspect queues --json")
+	f := newFlagSet(e, "inspect", "inspect queues|workers|scaling|task ID [--json] [flags]", "ebb inspect queues --json")
 	asJSON := f.Bool("json", false, "print JSON")
+	pool := f.String("pool", "", "inspect scaling: only this pool")
+	limit := f.Int("limit", 50, "inspect scaling: how many decisions")
 	pos, err := f.parse(e, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
-		return usagef("want queues, workers or task ID (see --help)")
+		return usagef("want queues, workers, scaling or task ID (see --help)")
 	}
 	what := pos[0]
 	switch {
-	case (what == "queues" || what == "workers") && len(pos) != 1:
+	case what == "scaling" && len(pos) == 1:
+		if *limit < 1 || *limit > 1000 {
+			return usagef("--limit %d: use 1 to 1000", *limit)
+		}
+		return runInspectScaling(e, f, *asJSON, *pool, *limit)
+	case (what == "queues" || what == "workers" || what == "scaling") && len(pos) != 1:
 		return usagef("inspect %s takes no further arguments", what)
 	case what == "task" && len(pos) != 2:
 		return usagef("want: inspect task ID")
 	case what != "queues" && what != "workers" && what != "task":
-		return usagef("cannot inspect %q: use queues, workers or task ID", what)
+		return usagef("cannot inspect %q: use queues, workers, scaling or task ID", what)
 	}
 
 	ctx, stop := signalContext()
@@ -60,14 +54,7 @@ func runInspect(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		rows := make([]queueJSON, len(stats))
-		for i, s := range stats {
-			rows[i] = queueJSON{Name: s.Name, Queued: s.Queued, Scheduled: s.Scheduled, InFlight: s.InFlight, Dead: s.Dead,
-				Succeeded: s.Succeeded, Failed: s.Failed, Retried: s.Retried}
-			if !s.OldestQueuedAt.IsZero() {
-				rows[i].OldestAgeS = max(0, now.Sub(s.OldestQueuedAt).Seconds())
-			}
-		}
+		rows := server.QueuesJSON(stats, now, nil)
 		if *asJSON {
 			return printJSON(e.stdout, rows)
 		}

@@ -101,7 +101,13 @@ func (m *Maintainer) queues(ctx context.Context) []string {
 // Rescue returns expired leases to their queues and promotes due tasks. It
 // reports how many tasks it moved.
 func (m *Maintainer) Rescue(ctx context.Context) (rescued, promoted int) {
-	for _, q := range m.queues(ctx) {
+	qs := m.queues(ctx)
+	return m.RescueQueues(ctx, qs), m.PromoteQueues(ctx, qs)
+}
+
+// RescueQueues returns the expired leases of the given queues to them.
+func (m *Maintainer) RescueQueues(ctx context.Context, queues []string) (rescued int) {
+	for _, q := range queues {
 		for {
 			res, err := m.c.Driver.RescueExpired(ctx, q, m.c.Now(), batchLimit)
 			if err != nil {
@@ -118,6 +124,14 @@ func (m *Maintainer) Rescue(ctx context.Context) (rescued, promoted int) {
 				break
 			}
 		}
+	}
+	return rescued
+}
+
+// PromoteQueues moves the due scheduled and retrying tasks of the given queues
+// to queued.
+func (m *Maintainer) PromoteQueues(ctx context.Context, queues []string) (promoted int) {
+	for _, q := range queues {
 		for {
 			n, err := m.c.Driver.PromoteDue(ctx, q, m.c.Now(), batchLimit)
 			if err != nil {
@@ -130,12 +144,17 @@ func (m *Maintainer) Rescue(ctx context.Context) (rescued, promoted int) {
 			}
 		}
 	}
-	return rescued, promoted
+	return promoted
 }
 
 // Cleanup deletes finished tasks past retention and old dead tasks.
 func (m *Maintainer) Cleanup(ctx context.Context) (deleted int64) {
-	for _, q := range m.queues(ctx) {
+	return m.CleanupQueues(ctx, m.queues(ctx))
+}
+
+// CleanupQueues is Cleanup for the given queues.
+func (m *Maintainer) CleanupQueues(ctx context.Context, queues []string) (deleted int64) {
+	for _, q := range queues {
 		for {
 			n, err := m.c.Driver.Cleanup(ctx, ebbdriver.CleanupParams{
 				Queue: q, Now: m.c.Now(), DeadRetention: m.c.DeadRetention, Limit: batchLimit,

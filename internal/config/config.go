@@ -1,0 +1,378 @@
+// Package config is the control plane's configuration (`ebb server --config
+// ebb.yaml`): a YAML file, then EBB_* environment variables on top of it, then
+// validation that reports every problem at once, each named by its field path.
+//
+// The commented example at the repository root (ebb.example.yaml) is the
+// user-facing reference; the XxxDefault constants here are the source of the
+// defaults it documents.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ebbq/ebb"
+	"github.com/ebbq/ebb/internal/brokerurl"
+	"github.com/ebbq/ebb/internal/maintenance"
+)
+
+// Config is the whole control-plane configuration.
+type Config struct {
+	// Broker is the broker URL, as for every other command. Default
+	// BrokerDefault; env EBB_BROKER.
+	Broker string `yaml:"broker"`
+
+	Server      Server      `yaml:"server"`
+	Leader      Leader      `yaml:"leader"`
+	Maintenance Maintenance `yaml:"maintenance"`
+	Autoscaler  Autoscaler  `yaml:"autoscaler"`
+
+	// Pools are the autoscaled worker pools. Default: one pool named
+	// "default" serving the queue "default" (see DefaultPool). A file's pools
+	// replace the default pool; an empty list means no pools (maintenance
+	// and the API only).
+	Pools []Pool `yaml:"pools"`
+
+	// origins maps field paths to where their value came from ("line 12",
+	// "from EBB_POOL_X_MAX"), so validation errors can point there. Only Load
+	// fills it; a Config built in Go validates without origins.
+	origins map[string]string
+}
+
+// BrokerDefault is the embedded SQLite broker, as on the command line.
+const BrokerDefault = brokerurl.Default
+
+// Server is the HTTP API.
+type Server struct {
+	// Listen is the API's host:port. Default ListenDefault; env EBB_LISTEN.
+	Listen string `yaml:"listen"`
+	// Token is the bearer token the API requires. Required when Listen is not
+	// a loopback address, at least TokenMinLength characters; env EBB_TOKEN.
+	Token Secret `yaml:"token,omitempty"`
+	// ReadOnly makes the API refuse every change (enqueue, cancel, retry,
+	// purge, drain), for dashboards. Default false; env EBB_READ_ONLY.
+	ReadOnly bool `yaml:"read_only"`
+}
+
+// Server defaults and limits.
+const (
+	// ListenDefault is loopback so that a server started without a config
+	// exposes nothing and needs no token.
+	ListenDefault = "127.0.0.1:8080"
+	// TokenMinLength keeps guessable tokens out; `openssl rand -hex 32`
+	// gives 64 characters.
+	TokenMinLength = 16
+)
+
+// Leader is the lease that picks the one control-plane replica that scales
+// pools, so several `ebb server` processes can share a broker.
+type Leader struct {
+	// TTL is how long leadership lasts without renewal: after a leader dies,
+	// another replica takes over within TTL. Default LeaderTTLDefault.
+	TTL time.Duration `yaml:"ttl"`
+	// RenewInterval must be less than TTL/2 so a leader survives one missed
+	// renewal. Default LeaderRenewIntervalDefault.
+	RenewInterval time.Duration `yaml:"renew_interval"`
+}
+
+// Leader defaults: a dead leader's pools stall for at most 6 s, and a renewal
+// can fail twice before leadership is lost.
+const (
+	LeaderTTLDefault           = 6 * time.Second
+	LeaderRenewIntervalDefault = 2 * time.Second
+)
+
+// Maintenance is the broker housekeeping the control plane runs for every
+// queue, so it goes on while pools are at zero (see internal/maintenance).
+type Maintenance struct {
+	// RescueInterval is how often expired leases are rescued and due
+	// scheduled and retrying tasks promoted. Default RescueIntervalDefault.
+	RescueInterval time.Duration `yaml:"rescue_interval"`
+	// CleanupInterval is how often finished and dead tasks past their
+	// retention are deleted. Default CleanupIntervalDefault.
+	CleanupInterval time.Duration `yaml:"cleanup_interval"`
+	// DeadRetention is how long dead tasks are kept for `ebb dead retry`.
+	// Default DeadRetentionDefault.
+	DeadRetention time.Duration `yaml:"dead_retention"`
+}
+
+// Maintenance defaults are the workers' own, so a queue is looked after the
+// same way whoever runs the pass.
+const (
+	RescueIntervalDefault  = maintenance.RescueIntervalDefault
+	CleanupIntervalDefault = maintenance.CleanupIntervalDefault
+	DeadRetentionDefault   = maintenance.DeadRetentionDefault
+)
+
+// Autoscaler sizes the pools.
+type Autoscaler struct {
+	// ReconcileInterval is the backstop pass when no notification arrives:
+	// it catches lost notifications, crashed workers and the time-based
+	// rules (max wait, scale-down delay, idle before zero). Default
+	// ReconcileIntervalDefault.
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+}
+
+// ReconcileIntervalDefault bounds how late a time-based decision can be.
+const ReconcileIntervalDefault = 5 * time.Second
+
+// Target kinds. Only TargetLocal runs today; the others are accepted by the
+// type so configs and the target seam need not change when they arrive.
+const (
+	TargetLocal      = "local"
+	TargetKubernetes = "kubernetes"
+	TargetECS        = "ecs"
+)
+
+// Pool is a group of identical workers that the autoscaler starts and drains.
+type Pool struct {
+	// Name identifies the pool in the worker registry, logs and EBB_POOL_*
+	// variables: 1–128 characters of [A-Za-z0-9_.:-]. Required.
+	Name string `yaml:"name"`
+	// Queues the pool's workers serve, as `ebb worker --queues` takes them:
+	// names in strict order, or every entry as name:weight for weighted
+	// order. A queue belongs to at most one pool. Default [Name]; env
+	// EBB_POOL_<NAME>_QUEUES (comma list).
+	Queues []string `yaml:"queues"`
+	// Target is where workers run: TargetLocal (child processes of the
+	// server). Default TargetDefault.
+	Target string `yaml:"target"`
+	// Min and Max bound the number of workers: 0 ≤ Min ≤ Max, Max ≥ 1.
+	// Defaults MinDefault and MaxDefault; env EBB_POOL_<NAME>_MIN, _MAX.
+	Min int `yaml:"min"`
+	Max int `yaml:"max"`
+	// Concurrency is each worker's number of task slots. Default
+	// ConcurrencyDefault; env EBB_POOL_<NAME>_CONCURRENCY.
+	Concurrency int `yaml:"concurrency"`
+	// Command is a worker's argv. Empty (the default) runs the server's own
+	// binary as `ebb worker`, which handles the built-in kinds only; set it
+	// to run your own binary with your handlers.
+	Command []string `yaml:"command,omitempty"`
+	// Env is added to each worker's environment.
+	Env map[string]string `yaml:"env,omitempty"`
+	// LogDir receives one log file per worker process, relative to the
+	// server's working directory. Default LogDirDefault.
+	LogDir string `yaml:"log_dir"`
+	// DrainTimeout is how long a draining worker's running tasks may finish
+	// before they are handed back. Default DrainTimeoutDefault.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// StopGrace is how long the target waits after SIGTERM before it kills a
+	// worker; it must exceed DrainTimeout so the hand-back completes.
+	// Default StopGraceDefault.
+	StopGrace time.Duration `yaml:"stop_grace"`
+
+	Policy Policy `yaml:"policy"`
+}
+
+// Pool defaults.
+const (
+	TargetDefault = TargetLocal
+	MinDefault    = 0 // scale to zero
+	MaxDefault    = 4
+	// ConcurrencyDefault is lower than a standalone worker's
+	// (ebb.ConcurrencyDefault): the autoscaler adds processes as backlog
+	// grows, so each one needs fewer slots, and fewer tasks are disturbed
+	// when one is drained.
+	ConcurrencyDefault  = 10
+	LogDirDefault       = "ebb-logs"
+	DrainTimeoutDefault = ebb.DrainTimeoutDefault
+	// StopGraceDefault leaves 5 s after DrainTimeoutDefault for hand-back,
+	// and matches Kubernetes' default termination grace.
+	StopGraceDefault = 30 * time.Second
+)
+
+// Policy is how the autoscaler picks a pool's size between Min and Max.
+type Policy struct {
+	// BacklogPerWorker is how many tasks (queued + in flight) one worker is
+	// expected to hold; the desired size is the backlog divided by it,
+	// rounded up. 0 (the default) means the pool's Concurrency. Env
+	// EBB_POOL_<NAME>_BACKLOG_PER_WORKER.
+	BacklogPerWorker int `yaml:"backlog_per_worker"`
+	// MaxWait is the age SLO: when the oldest queued task has waited longer,
+	// add a worker whatever the backlog says. Default MaxWaitDefault; env
+	// EBB_POOL_<NAME>_MAX_WAIT.
+	MaxWait time.Duration `yaml:"max_wait"`
+	// ScaleDownDelay: scale down only to the largest desired size seen over
+	// this window, so a bursty queue does not churn processes. Default
+	// ScaleDownDelayDefault; env EBB_POOL_<NAME>_SCALE_DOWN_DELAY.
+	ScaleDownDelay time.Duration `yaml:"scale_down_delay"`
+	// IdleBeforeZero: go to zero workers only after queued and in flight
+	// were both zero this long. Default IdleBeforeZeroDefault; env
+	// EBB_POOL_<NAME>_IDLE_BEFORE_ZERO.
+	IdleBeforeZero time.Duration `yaml:"idle_before_zero"`
+	// MaxStep is the most workers added in one decision; 0 (the default)
+	// means no limit. Env EBB_POOL_<NAME>_MAX_STEP.
+	MaxStep int `yaml:"max_step"`
+}
+
+// Policy defaults.
+const (
+	BacklogPerWorkerDefault = 0 // the pool's concurrency
+	MaxWaitDefault          = 30 * time.Second
+	ScaleDownDelayDefault   = 30 * time.Second
+	// IdleBeforeZeroDefault is longer than the scale-down delay because a
+	// cold start (a new process) costs more than keeping one more worker.
+	IdleBeforeZeroDefault = 60 * time.Second
+	MaxStepDefault        = 0 // no limit
+)
+
+// Default returns the configuration used without a file: the embedded
+// broker, the API on loopback without a token, and one pool "default".
+func Default() *Config {
+	return &Config{
+		Broker: BrokerDefault,
+		Server: Server{Listen: ListenDefault},
+		Leader: Leader{TTL: LeaderTTLDefault, RenewInterval: LeaderRenewIntervalDefault},
+		Maintenance: Maintenance{
+			RescueInterval:  RescueIntervalDefault,
+			CleanupInterval: CleanupIntervalDefault,
+			DeadRetention:   DeadRetentionDefault,
+		},
+		Autoscaler: Autoscaler{ReconcileInterval: ReconcileIntervalDefault},
+		Pools:      []Pool{DefaultPool(ebb.QueueDefault)},
+	}
+}
+
+// DefaultPool returns a pool with every default, serving the queue of its
+// own name.
+func DefaultPool(name string) Pool {
+	return Pool{
+		Name:         name,
+		Queues:       []string{name},
+		Target:       TargetDefault,
+		Min:          MinDefault,
+		Max:          MaxDefault,
+		Concurrency:  ConcurrencyDefault,
+		LogDir:       LogDirDefault,
+		DrainTimeout: DrainTimeoutDefault,
+		StopGrace:    StopGraceDefault,
+		Policy: Policy{
+			BacklogPerWorker: BacklogPerWorkerDefault,
+			MaxWait:          MaxWaitDefault,
+			ScaleDownDelay:   ScaleDownDelayDefault,
+			IdleBeforeZero:   IdleBeforeZeroDefault,
+			MaxStep:          MaxStepDefault,
+		},
+	}
+}
+
+// BacklogPerWorker is the policy's value, or the pool's concurrency when the
+// policy leaves it at 0.
+func (p *Pool) BacklogPerWorker() int {
+	if p.Policy.BacklogPerWorker > 0 {
+		return p.Policy.BacklogPerWorker
+	}
+	return p.Concurrency
+}
+
+// QueueConfigs returns the queues as a worker takes them. It assumes a
+// validated pool.
+func (p *Pool) QueueConfigs() []ebb.QueueConfig {
+	out := make([]ebb.QueueConfig, 0, len(p.Queues))
+	for _, q := range p.Queues {
+		name, weight, _ := splitQueue(q)
+		out = append(out, ebb.QueueConfig{Name: name, Weight: weight})
+	}
+	return out
+}
+
+// EnvPrefix is the prefix of the pool's override variables, e.g.
+// EBB_POOL_REPORTS_ for "reports": upper case, with -, . and : (which
+// variable names cannot hold) turned into _.
+func (p *Pool) EnvPrefix() string {
+	return "EBB_POOL_" + envName(p.Name) + "_"
+}
+
+func envName(pool string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '-', '.', ':':
+			return '_'
+		}
+		return r
+	}, strings.ToUpper(pool))
+}
+
+// Secret is a string that never prints: fmt, slog, JSON and YAML all show a
+// mask, so a token cannot leak through a logged struct. Use string(s) where
+// the value itself is needed.
+type Secret string
+
+const mask = "xxxxx" // as brokerurl.Redact
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return mask
+}
+
+// GoString masks %#v too.
+func (s Secret) GoString() string { return fmt.Sprintf("%q", s.String()) }
+
+// LogValue masks the secret in slog.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalJSON masks the secret in JSON.
+func (s Secret) MarshalJSON() ([]byte, error) { return fmt.Appendf(nil, "%q", s.String()), nil }
+
+// MarshalYAML masks the secret in YAML.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// Redacted returns a deep copy that is safe to log or show: the token and
+// the broker URL's password are masked, and so are the values of pool env
+// variables, which commonly carry credentials for the workers. It is for
+// display only; the masked token does not validate.
+func (c *Config) Redacted() *Config {
+	r := *c
+	r.Broker = brokerurl.Redact(c.Broker)
+	if r.Server.Token != "" {
+		r.Server.Token = mask
+	}
+	r.Pools = slices.Clone(c.Pools)
+	for i := range r.Pools {
+		p := &r.Pools[i]
+		p.Queues = slices.Clone(p.Queues)
+		p.Command = slices.Clone(p.Command)
+		if p.Env != nil {
+			p.Env = make(map[string]string, len(p.Env))
+			for k := range c.Pools[i].Env {
+				p.Env[k] = mask
+			}
+		}
+	}
+	r.origins = maps.Clone(c.origins)
+	return &r
+}
+
+// String is the redacted configuration as YAML. It has a value receiver so
+// that printing a Config, not only a *Config, is redacted.
+func (c Config) String() string {
+	out, err := yaml.Marshal(c.Redacted())
+	if err != nil {
+		return fmt.Sprintf("config: %v", err)
+	}
+	return string(out)
+}
+
+// LogValue keeps slog handlers (the JSON one marshals structs field by
+// field) from printing secrets, and keeps the log line short.
+func (c Config) LogValue() slog.Value {
+	names := make([]string, len(c.Pools))
+	for i, p := range c.Pools {
+		names[i] = p.Name
+	}
+	return slog.GroupValue(
+		slog.String("broker", brokerurl.Redact(c.Broker)),
+		slog.String("listen", c.Server.Listen),
+		slog.Bool("token", c.Server.Token != ""),
+		slog.Bool("read_only", c.Server.ReadOnly),
+		slog.String("pools", strings.Join(names, ",")),
+	)
+}

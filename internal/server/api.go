@@ -1,0 +1,194 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// QueueJSON is one queue in GET /api/v1/queues (and `ebb inspect queues
+// --json`): a documented interface, so fields are only ever added.
+type QueueJSON struct {
+	Name           string  `json:"name"`
+	Queued         int64   `json:"queued"`
+	Scheduled      int64   `json:"scheduled"`
+	DueScheduled   int64   `json:"due_scheduled"`
+	InFlight       int64   `json:"in_flight"`
+	Dead           int64   `json:"dead"`
+	Enqueued       int64   `json:"enqueued"`
+	Succeeded      int64   `json:"succeeded"`
+	Failed         int64   `json:"failed"`
+	Retried        int64   `json:"retried"`
+	OldestAgeS     float64 `json:"oldest_age_s"`
+	ArrivalPerS    float64 `json:"arrival_per_s"`
+	CompletionPerS float64 `json:"completion_per_s"`
+}
+
+// QueuesJSON converts broker counts to the API shape; rates may be nil.
+func QueuesJSON(stats []ebbdriver.QueueStats, now time.Time, rates func(string) (float64, float64)) []QueueJSON {
+	out := make([]QueueJSON, len(stats))
+	for i, s := range stats {
+		out[i] = QueueJSON{Name: s.Name, Queued: s.Queued, Scheduled: s.Scheduled, DueScheduled: s.DueScheduled,
+			InFlight: s.InFlight, Dead: s.Dead, Enqueued: s.Enqueued, Succeeded: s.Succeeded, Failed: s.Failed, Retried: s.Retried}
+		if !s.OldestQueuedAt.IsZero() {
+			out[i].OldestAgeS = max(0, now.Sub(s.OldestQueuedAt).Seconds())
+		}
+		if rates != nil {
+			out[i].ArrivalPerS, out[i].CompletionPerS = rates(s.Name)
+		}
+	}
+	return out
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/v1/queues", s.handleQueues)
+	mux.HandleFunc("GET /api/v1/pools", s.handlePools)
+	mux.HandleFunc("GET /api/v1/workers", s.handleWorkers)
+	mux.HandleFunc("GET /api/v1/scaling", s.handleScaling)
+	mux.HandleFunc("GET /api/v1/leader", s.handleLeader)
+	return s.authorize(mux)
+}
+
+// RequiresToken reports whether a listen address needs a bearer token: any
+// address but loopback.
+func RequiresToken(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return true
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
+
+// authorize guards every route but /healthz with the bearer token whenever
+// the server listens beyond loopback or a token is configured. The compare
+// takes the same time whatever the guess.
+func (s *Server) authorize(next http.Handler) http.Handler {
+	token := string(s.cfg.Server.Token)
+	need := token != "" || RequiresToken(s.cfg.Server.Listen)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || !need {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !TokenOK(r.Header.Get("Authorization"), token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ebb"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token: send Authorization: Bearer <token> (server.token or EBB_TOKEN)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// TokenOK checks an Authorization header against the configured token in
+// constant time. An empty configured token accepts nothing.
+func TokenOK(header, token string) bool {
+	got, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok || token == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if !s.ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, "starting or stopping")
+		return
+	}
+	if _, err := s.stats.get(ctx, time.Second); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "broker unreachable: "+err.Error())
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *Server) handleQueues(w http.ResponseWriter, r *http.Request) {
+	stats, err := s.stats.get(r.Context(), 500*time.Millisecond)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "broker: "+err.Error())
+		return
+	}
+	writeJSON(w, QueuesJSON(stats, time.Now(), s.stats.rates))
+}
+
+func (s *Server) handlePools(w http.ResponseWriter, r *http.Request) {
+	out := make([]PoolView, 0, len(s.pools))
+	for _, p := range s.pools {
+		out = append(out, p.snapshot())
+	}
+	writeJSON(w, out)
+}
+
+func (s *Server) handleWorkers(w http.ResponseWriter, r *http.Request) {
+	ws, err := s.drv.WorkerList(r.Context(), time.Now())
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "broker: "+err.Error())
+		return
+	}
+	if ws == nil {
+		ws = []ebbdriver.WorkerInfo{}
+	}
+	writeJSON(w, ws)
+}
+
+func (s *Server) handleScaling(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > ebbdriver.DecisionLogMax {
+			writeError(w, http.StatusBadRequest, "limit must be a number from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	ds, err := s.ctl.DecisionList(r.Context(), r.URL.Query().Get("pool"), limit)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "broker: "+err.Error())
+		return
+	}
+	if ds == nil {
+		ds = []ebbdriver.Decision{}
+	}
+	writeJSON(w, ds)
+}
+
+func (s *Server) handleLeader(w http.ResponseWriter, r *http.Request) {
+	out := map[string]any{"server": s.id, "leading": s.leading.Load()}
+	if l := s.leader.Load(); l != nil {
+		out["leader_id"], out["term"], out["expires_at"] = l.LeaderID, l.Term, l.ExpiresAt
+	}
+	writeJSON(w, out)
+}
