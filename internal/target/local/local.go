@@ -8,6 +8,10 @@
 // (Pdeathsig), so an orphaned worker drains and exits rather than running
 // unowned; elsewhere it runs on until drained through the broker.
 //
+// Because each worker leads its own process group, a Ctrl-C in the server's
+// terminal reaches only the server, which is expected to drain the pool
+// through the broker and then call Shutdown.
+//
 // Scale-in does not go through the target: the autoscaler asks an idle worker
 // to drain through the broker and the worker exits by itself; the target
 // reaps it. Only Shutdown signals workers.
@@ -83,12 +87,14 @@ type Config struct {
 	LogDir string
 
 	// StopGrace is how long Shutdown waits after SIGTERM before it SIGKILLs
-	// what is left; zero is StopGraceDefault. Keep it above the workers'
-	// --drain-timeout.
+	// what is left; zero is StopGraceDefault. Keep it a few seconds above
+	// the workers' --drain-timeout so they can hand back unfinished tasks.
 	StopGrace time.Duration
 
-	// CrashBackoffMin and CrashBackoffMax bound the crash-loop backoff,
-	// which doubles per crash; zero takes CrashBackoffMinDefault and
+	// CrashBackoffMin and CrashBackoffMax bound the crash-loop backoff. It
+	// doubles with each launch that crashes (instances launched together
+	// count once) and resets once an instance launched since the last crash
+	// outlives CrashWindow. Zero takes CrashBackoffMinDefault and
 	// CrashBackoffMaxDefault.
 	CrashBackoffMin, CrashBackoffMax time.Duration
 
@@ -98,7 +104,8 @@ type Config struct {
 	// drains them, however young. Zero is CrashWindowDefault.
 	CrashWindow time.Duration
 
-	// Logger defaults to slog.Default().
+	// Logger defaults to slog.Default(). The target adds target=local; the
+	// pool is the caller's to add (instance ids carry it too).
 	Logger *slog.Logger
 }
 
@@ -219,7 +226,7 @@ func New(config Config) (*Target, error) {
 	logger := cmp.Or(c.Logger, slog.Default())
 	return &Target{
 		cfg:       c,
-		logger:    logger.With("target", "local", "pool", c.Pool),
+		logger:    logger.With("target", "local"),
 		now:       time.Now,
 		instances: make(map[string]*instance),
 		shutDown:  make(chan struct{}),
@@ -389,6 +396,7 @@ func (t *Target) reap(inst *instance) {
 	if len(t.exits) > exitsKept {
 		t.exits = slices.Delete(t.exits, 0, len(t.exits)-exitsKept)
 	}
+	t.releaseSpawnerLocked()
 	t.mu.Unlock()
 
 	attrs := []any{"id", ex.ID, "code", code, "ran_for", ex.RanFor.Round(time.Millisecond), "log", ex.Log}

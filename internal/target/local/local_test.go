@@ -64,7 +64,7 @@ func TestHelperProcess(t *testing.T) {
 		time.Sleep(time.Hour)
 	case "ignore-with-child":
 		signal.Ignore(syscall.SIGTERM)
-		child := exec.Command(os.Args[0], os.Args[1:]...)
+		child := exec.Command(testBinary(), os.Args[1:]...)
 		child.Env = append(os.Environ(), helperEnv+"=ignore")
 		child.Stdout, child.Stderr = os.Stdout, os.Stderr
 		if err := child.Start(); err != nil {
@@ -135,7 +135,16 @@ func helperDrain() {
 }
 
 func helperCommand(extra ...string) []string {
-	return append([]string{os.Args[0], "-test.run=^TestHelperProcess$", "--"}, extra...)
+	return append([]string{testBinary(), "-test.run=^TestHelperProcess$", "--"}, extra...)
+}
+
+// testBinary is absolute: tests change the workers' directory.
+func testBinary() string {
+	exe, err := os.Executable()
+	if err != nil {
+		panic(err)
+	}
+	return exe
 }
 
 // newTarget builds a target running helper mode and shuts it down when the
@@ -285,7 +294,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	ok := func() Config {
-		return Config{Pool: "mail", Command: []string{os.Args[0]}, LogDir: filepath.Join(dir, "logs")}
+		return Config{Pool: "mail", Command: []string{testBinary()}, LogDir: filepath.Join(dir, "logs")}
 	}
 	for _, tc := range []struct {
 		name  string
@@ -301,8 +310,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"empty command", func(c *Config) { c.Command = []string{""} }, "Config.Command"},
 		{"command not found", func(c *Config) { c.Command = []string{"ebb-no-such-binary-here"} }, "Config.Command[0]"},
 		{"command not executable", func(c *Config) { c.Command = []string{file} }, "Config.Command[0]"},
-		{"command sets --id", func(c *Config) { c.Command = []string{os.Args[0], "worker", "--id", "x"} }, "Config.Command"},
-		{"command sets --id=", func(c *Config) { c.Command = []string{os.Args[0], "--id=x"} }, "Config.Command"},
+		{"command sets --id", func(c *Config) { c.Command = []string{testBinary(), "worker", "--id", "x"} }, "Config.Command"},
+		{"command sets --id=", func(c *Config) { c.Command = []string{testBinary(), "--id=x"} }, "Config.Command"},
 		{"env without =", func(c *Config) { c.Env = []string{"A=1", "B"} }, "Config.Env[1]"},
 		{"env without key", func(c *Config) { c.Env = []string{"=1"} }, "Config.Env[0]"},
 		{"dir missing", func(c *Config) { c.Dir = filepath.Join(dir, "nope") }, "Config.Dir"},
@@ -331,7 +340,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 // directory, which it changes.
 func TestNewDefaults(t *testing.T) {
 	t.Chdir(t.TempDir())
-	tg, err := New(Config{Pool: "p", Command: []string{os.Args[0]}})
+	tg, err := New(Config{Pool: "p", Command: []string{testBinary()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -753,7 +762,7 @@ func TestWorkersDrainWhenServerDies(t *testing.T) {
 	}
 	logDir := t.TempDir()
 	var out logBuffer
-	server := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "--")
+	server := exec.Command(testBinary(), "-test.run=^TestHelperProcess$", "--")
 	server.Env = append(os.Environ(), helperEnv+"=server", helperLogDirEnv+"="+logDir, "GORACE=atexit_sleep_ms=0")
 	server.Stdout, server.Stderr = &out, &out
 	if err := server.Start(); err != nil {

@@ -10,6 +10,7 @@ import (
 // server (which drains the pool through the broker), and asks Linux to
 // SIGTERM the worker if the thread that started it dies: when the server
 // crashes, its workers drain by themselves instead of running on unowned.
+// The spawner keeps that thread alive for as long as its workers.
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 }
