@@ -370,8 +370,14 @@ type QueueStats struct {
 	Name      string
 	Queued    int64 // ready to run now
 	Scheduled int64 // scheduled or retrying (not yet due, or due and not yet promoted)
+	// DueScheduled counts Scheduled tasks already due at Now (waiting for
+	// promotion): work the autoscaler must count as queued.
+	DueScheduled int64
+	// NextDueAt is when the earliest Scheduled task becomes due; zero if none.
+	NextDueAt time.Time
 	InFlight  int64 // running (claimed by a worker)
 	Dead      int64
+	Enqueued  int64 // running total of stored tasks (duplicates not counted)
 	Succeeded int64 // running total
 	Failed    int64 // running total of tasks that went dead
 	Retried   int64 // running total of failed attempts that were retried

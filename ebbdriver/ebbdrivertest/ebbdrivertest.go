@@ -42,6 +42,7 @@ func Exercise(t *testing.T, newDriver Factory) {
 		{"API", testAPI},
 		{"Cleanup", testCleanup},
 		{"Complete", testComplete},
+		{"Control", testControl},
 		{"DeadList", testDeadList},
 		{"DeadPurge", testDeadPurge},
 		{"DeadRetry", testDeadRetry},

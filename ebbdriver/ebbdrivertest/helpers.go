@@ -281,9 +281,14 @@ func (f *fixture) kill(task *ebbdriver.TaskRecord, deathAt time.Time) {
 
 func (f *fixture) stats() []ebbdriver.QueueStats {
 	f.t.Helper()
-	st, err := f.d.QueueStats(f.ctx, f.now)
+	return f.statsAt(f.now)
+}
+
+func (f *fixture) statsAt(now time.Time) []ebbdriver.QueueStats {
+	f.t.Helper()
+	st, err := f.d.QueueStats(f.ctx, now)
 	if err != nil {
-		f.t.Fatalf("QueueStats: %v", err)
+		f.t.Fatalf("QueueStats at %s: %v", fmtTime(now), err)
 	}
 	return st
 }
@@ -497,8 +502,11 @@ func checkQueueStats(t *testing.T, when string, want, got ebbdriver.QueueStats) 
 	p := when + ": queue " + want.Name + " "
 	check(t, p+"Queued", want.Queued, got.Queued)
 	check(t, p+"Scheduled", want.Scheduled, got.Scheduled)
+	check(t, p+"DueScheduled", want.DueScheduled, got.DueScheduled)
+	checkTime(t, p+"NextDueAt", want.NextDueAt, got.NextDueAt)
 	check(t, p+"InFlight", want.InFlight, got.InFlight)
 	check(t, p+"Dead", want.Dead, got.Dead)
+	check(t, p+"Enqueued", want.Enqueued, got.Enqueued)
 	check(t, p+"Succeeded", want.Succeeded, got.Succeeded)
 	check(t, p+"Failed", want.Failed, got.Failed)
 	check(t, p+"Retried", want.Retried, got.Retried)

@@ -1,6 +1,7 @@
 package ebbdrivertest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -8,11 +9,97 @@ import (
 )
 
 func testQueueStats(t *testing.T, newDriver Factory) {
+	t.Run("DueScheduled", func(t *testing.T) {
+		f := setup(t, newDriver)
+		retrying := f.enqueue(f.task("a"))[0]
+		f.completeOK(retry(f.fetchOne(f.now, "a"), f.now, f.at(90*time.Second), "later"))
+		s1 := f.task("a", withRunAt(f.at(time.Minute)))
+		s2 := f.task("a", withRunAt(f.at(2*time.Minute)))
+		s3 := f.task("a", withRunAt(f.at(time.Hour)))
+		f.enqueue(s1, s2, s3, f.task("a"), f.task("b"))
+
+		waiting := func(when string, now time.Time, scheduled, due int64, next time.Time) {
+			t.Helper()
+			st := queueStats(t, f.statsAt(now), "a")
+			p := when + " (at " + fmtTime(now) + "): "
+			check(t, p+"Scheduled", scheduled, st.Scheduled)
+			check(t, p+"DueScheduled", due, st.DueScheduled)
+			checkTime(t, p+"NextDueAt", next, st.NextDueAt)
+		}
+		// Retrying tasks wait in the same place as Scheduled ones, and are
+		// as much work waiting for promotion once due.
+		waiting("before anything is due", f.now, 4, 0, f.at(time.Minute))
+		waiting("just before s2 is due", f.at(2*time.Minute-time.Millisecond), 4, 2, f.at(time.Minute))
+		waiting("when s2 is due", f.at(2*time.Minute), 4, 3, f.at(time.Minute))
+		st := queueStats(t, f.statsAt(f.at(2*time.Minute)), "b")
+		check(t, "b DueScheduled", int64(0), st.DueScheduled)
+		checkTime(t, "b NextDueAt", time.Time{}, st.NextDueAt)
+
+		if n, err := f.d.PromoteDue(f.ctx, "a", f.at(2*time.Minute), 100); err != nil || n != 3 {
+			t.Fatalf("PromoteDue = %d, %v; want 3", n, err)
+		}
+		f.requireState(retrying.ID, ebbdriver.StateQueued)
+		waiting("after promotion", f.at(2*time.Minute), 1, 0, s3.RunAt)
+		waiting("after promotion, later", f.at(2*time.Hour), 1, 1, s3.RunAt)
+		if n, err := f.d.PromoteDue(f.ctx, "a", f.at(2*time.Hour), 100); err != nil || n != 1 {
+			t.Fatalf("second PromoteDue = %d, %v; want 1", n, err)
+		}
+		waiting("with nothing waiting", f.at(2*time.Hour), 0, 0, time.Time{})
+		check(t, "Queued", int64(5), queueStats(t, f.stats(), "a").Queued)
+	})
+
 	t.Run("Empty", func(t *testing.T) {
 		f := setup(t, newDriver)
 		if st := f.stats(); len(st) != 0 {
 			t.Errorf("QueueStats of an empty broker = %+v, want none", st)
 		}
+	})
+
+	t.Run("Enqueued", func(t *testing.T) {
+		f := setup(t, newDriver)
+		enqueued := func(when string, want int64) {
+			t.Helper()
+			check(t, when+": Enqueued", want, queueStats(t, f.stats(), "a").Enqueued)
+		}
+		first := f.task("a")
+		holder := f.task("a", withUnique("k", 0))
+		f.enqueue(first, holder, f.task("a", withRunAt(f.at(time.Hour))), f.task("b"))
+		enqueued("after the first batch", 3)
+
+		// Duplicates by id (in a batch and of a stored task) and by unique
+		// key store nothing and count nothing.
+		again := f.task("a")
+		again.ID = first.ID
+		fresh := f.task("a")
+		twin := f.task("a")
+		twin.ID = fresh.ID
+		res := f.enqueueResults(again, fresh, twin, f.task("a", withUnique("k", 0)))
+		for i, dup := range []bool{true, false, true, true} {
+			check(t, fmt.Sprintf("result %d Duplicate", i), dup, res[i].Duplicate)
+		}
+		enqueued("after duplicates", 4)
+		check(t, "b Enqueued", int64(1), queueStats(t, f.stats(), "b").Enqueued)
+
+		// A running total: finishing, dying, retrying and purging tasks
+		// leave it alone.
+		var cs []ebbdriver.Completion
+		for _, r := range f.fetch(f.now, 10, "a").Tasks {
+			if r.ID == first.ID {
+				cs = append(cs, dead(r, f.now, "fatal"))
+			} else {
+				cs = append(cs, succeed(r, f.now, `1`))
+			}
+		}
+		check(t, "fetched", 3, len(cs))
+		f.completeOK(cs...)
+		if n, err := f.d.DeadRetry(f.ctx, ebbdriver.DeadParams{Queue: "a", Now: f.now}); err != nil || n != 1 {
+			t.Fatalf("DeadRetry = %d, %v; want 1", n, err)
+		}
+		f.kill(first, f.now)
+		if n, err := f.d.DeadPurge(f.ctx, ebbdriver.DeadParams{Queue: "a", Now: f.now}); err != nil || n != 1 {
+			t.Fatalf("DeadPurge = %d, %v; want 1", n, err)
+		}
+		enqueued("after finishing, retrying and purging", 4)
 	})
 
 	t.Run("KnownSequence", func(t *testing.T) {
@@ -52,12 +139,13 @@ func testQueueStats(t *testing.T, newDriver Factory) {
 			dead(byID[q[2].ID], f.now, "fatal"),
 		) // q[3] stays running
 
+		// a's earliest waiting task is q[1], retrying in 10 minutes.
 		want := []ebbdriver.QueueStats{
-			{Name: "a", Queued: 2, Scheduled: 3, InFlight: 1, Dead: 1, Succeeded: 1, Failed: 1, Retried: 1,
-				OldestQueuedAt: q[4].RunAt},
-			{Name: "b", Queued: 1, OldestQueuedAt: b1.RunAt},
-			{Name: "c"},
-			{Name: "d", Scheduled: 1},
+			{Name: "a", Queued: 2, Scheduled: 3, NextDueAt: f.at(10 * time.Minute), InFlight: 1, Dead: 1,
+				Enqueued: 8, Succeeded: 1, Failed: 1, Retried: 1, OldestQueuedAt: q[4].RunAt},
+			{Name: "b", Queued: 1, Enqueued: 1, OldestQueuedAt: b1.RunAt},
+			{Name: "c", Enqueued: 1},
+			{Name: "d", Scheduled: 1, NextDueAt: f.at(time.Hour), Enqueued: 1},
 		}
 		checkAllStats(t, "after first completions", want, f.stats())
 
@@ -68,8 +156,8 @@ func testQueueStats(t *testing.T, newDriver Factory) {
 			t.Fatalf("DeadRetry = %d, %v; want 1", n, err)
 		}
 		st := queueStats(t, f.stats(), "a")
-		want[0] = ebbdriver.QueueStats{Name: "a", Queued: 4, Scheduled: 3, InFlight: 0, Dead: 0,
-			Succeeded: 1, Failed: 1, Retried: 2, OldestQueuedAt: st.OldestQueuedAt}
+		want[0] = ebbdriver.QueueStats{Name: "a", Queued: 4, Scheduled: 3, NextDueAt: f.at(10 * time.Minute),
+			InFlight: 0, Dead: 0, Enqueued: 8, Succeeded: 1, Failed: 1, Retried: 2, OldestQueuedAt: st.OldestQueuedAt}
 		checkQueueStats(t, "after immediate retry and dead retry", want[0], st)
 		if st.OldestQueuedAt.IsZero() {
 			t.Errorf("OldestQueuedAt is zero with 4 queued tasks")
@@ -82,7 +170,8 @@ func testQueueStats(t *testing.T, newDriver Factory) {
 		}
 		check(t, "drained", 4, len(cs))
 		f.completeOK(cs...)
-		want[0] = ebbdriver.QueueStats{Name: "a", Scheduled: 3, Succeeded: 5, Failed: 1, Retried: 2}
+		want[0] = ebbdriver.QueueStats{Name: "a", Scheduled: 3, NextDueAt: f.at(10 * time.Minute),
+			Enqueued: 8, Succeeded: 5, Failed: 1, Retried: 2}
 		checkAllStats(t, "after draining a", want, f.stats())
 	})
 }

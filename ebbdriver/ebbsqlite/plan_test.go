@@ -10,7 +10,8 @@ import (
 // TestQueryPlans checks that every query that runs per fetch, per
 // completion or per stats call searches the partial index of its state
 // without visiting the table, so its cost does not grow with the finished
-// tasks kept for their retention.
+// tasks kept for their retention; and that the decision log is read and
+// trimmed through its pool index, without sorting.
 func TestQueryPlans(t *testing.T) {
 	t.Parallel()
 	d, err := Open(t.Context(), filepath.Join(t.TempDir(), "ebb.db"), nil)
@@ -33,6 +34,10 @@ func TestQueryPlans(t *testing.T) {
 		{"cleanup finished", `SELECT rowid FROM tasks WHERE queue = ?1 AND expires_at <= ?2 LIMIT ?3`, "tasks_expiring"},
 		{"cleanup dead", `SELECT rowid FROM tasks WHERE queue = ?1 AND state = 'dead' AND finished_at < ?2 LIMIT ?3`, "tasks_dead"},
 		{"by id", `SELECT id FROM tasks WHERE id = ?1`, "sqlite_autoindex_tasks_1"},
+		// Listing decisions reads their rows, so only the trim can stay
+		// in the index; neither may sort.
+		{"decisions of a pool", `SELECT seq, at, inputs FROM decisions WHERE pool = ?1 ORDER BY seq DESC LIMIT ?2`, "decisions_pool"},
+		{"decision trim", `SELECT seq FROM decisions WHERE pool = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2`, "decisions_pool"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// ?1 is always the queue (or id); the rest are numbers.
@@ -60,7 +65,11 @@ func TestQueryPlans(t *testing.T) {
 			}
 			all := strings.Join(plan, "; ")
 			t.Logf("%s: %s", c.name, all)
-			if !strings.Contains(all, "SEARCH tasks USING COVERING INDEX "+c.index+" ") {
+			if strings.HasPrefix(c.index, "decisions_") {
+				if !strings.Contains(all, "SEARCH decisions USING ") || !strings.Contains(all, "INDEX "+c.index+" ") {
+					t.Errorf("plan %q does not search index %s", all, c.index)
+				}
+			} else if !strings.Contains(all, "SEARCH tasks USING COVERING INDEX "+c.index+" ") {
 				t.Errorf("plan %q does not search index %s alone", all, c.index)
 			}
 			if strings.Contains(all, "TEMP B-TREE") {

@@ -104,6 +104,44 @@ CREATE TABLE events (
 	at        INTEGER NOT NULL
 );
 `,
+	// 2: the control plane (leader election, scaling decisions) and the
+	// Enqueued total.
+	`
+-- Backfilled with the tasks the file still holds (those already cleaned up
+-- cannot be counted): a total starting at 0 would read as fewer tasks ever
+-- enqueued than the queue has waiting.
+ALTER TABLE queues ADD COLUMN enqueued INTEGER NOT NULL DEFAULT 0;
+UPDATE queues SET enqueued = c.n
+	FROM (SELECT queue, count(*) AS n FROM tasks GROUP BY queue) AS c
+	WHERE c.queue = queues.name;
+
+-- One row per election, kept after its leader expires or resigns
+-- (expires_at 0) so the next term is always one above the last: a fenced
+-- write from an old leader must never match a new term.
+CREATE TABLE leaders (
+	name       TEXT    PRIMARY KEY,
+	leader_id  TEXT    NOT NULL,
+	term       INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- The scaling decision log, trimmed per pool on append. AUTOINCREMENT:
+-- seq never reuses the number of a trimmed decision.
+CREATE TABLE decisions (
+	seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+	pool      TEXT    NOT NULL,
+	at        INTEGER NOT NULL,
+	term      INTEGER NOT NULL,
+	leader_id TEXT    NOT NULL,
+	from_n    INTEGER NOT NULL,
+	to_n      INTEGER NOT NULL,
+	action    TEXT    NOT NULL,
+	reason    TEXT    NOT NULL,
+	inputs    BLOB,             -- JSON, NULL when none
+	drained   TEXT              -- JSON array of worker ids, NULL when none
+);
+CREATE INDEX decisions_pool ON decisions (pool, seq);
+`,
 }
 
 var errSchemaNewer = errors.New("the database was written by a newer ebb")

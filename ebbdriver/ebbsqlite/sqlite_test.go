@@ -573,3 +573,56 @@ func TestPathWithURICharacters(t *testing.T) {
 		t.Errorf("Path() = %q, want %q", d.Path(), path)
 	}
 }
+
+// Control-plane replicas on one machine each open the file: the election
+// must hold across connections, not only across one Driver's goroutines.
+func TestLeaderAcrossDrivers(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "ebb.db")
+	const n = 4
+	drivers := make([]*ebbsqlite.Driver, n)
+	for i := range drivers {
+		drivers[i] = openAt(t, path)
+	}
+	now := time.Now()
+	for round := range 3 {
+		at := now.Add(time.Duration(round) * time.Hour) // each round past the last one's TTL
+		got := make([]*ebbdriver.Leadership, 2*n)
+		errs := make([]error, 2*n)
+		var wg sync.WaitGroup
+		for i := range got {
+			wg.Go(func() {
+				got[i], errs[i] = drivers[i%n].LeaderAttempt(t.Context(), ebbdriver.LeaderParams{
+					Name: "cp", ID: fmt.Sprintf("s%d", i), TTL: time.Minute, Now: at,
+				})
+			})
+		}
+		wg.Wait()
+		winners := 0
+		for i, l := range got {
+			if errs[i] != nil {
+				t.Fatalf("round %d: LeaderAttempt(s%d): %v", round, i, errs[i])
+			}
+			if l.LeaderID == fmt.Sprintf("s%d", i) {
+				winners++
+			}
+			if l.LeaderID != got[0].LeaderID || l.Term != got[0].Term || !l.ExpiresAt.Equal(got[0].ExpiresAt) {
+				t.Errorf("round %d: s%d sees %+v, s0 sees %+v", round, i, l, got[0])
+			}
+		}
+		if winners != 1 || got[0].Term != int64(round+1) {
+			t.Fatalf("round %d: %d leaders, term %d; want one leader in term %d", round, winners, got[0].Term, round+1)
+		}
+		// Only the winner's decisions get through, through any connection.
+		for i, d := range drivers {
+			dec := &ebbdriver.Decision{Pool: "web", At: at, Term: got[0].Term, LeaderID: got[0].LeaderID, Action: "up"}
+			if err := d.DecisionAppend(t.Context(), "cp", dec); err != nil {
+				t.Errorf("round %d: DecisionAppend by the leader through driver %d: %v", round, i, err)
+			}
+			dec.LeaderID = "s-not-elected"
+			if err := d.DecisionAppend(t.Context(), "cp", dec); !errors.Is(err, ebbdriver.ErrNotLeader) {
+				t.Errorf("round %d: DecisionAppend by a non-leader through driver %d = %v, want ErrNotLeader", round, i, err)
+			}
+		}
+	}
+}

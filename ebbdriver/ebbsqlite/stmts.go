@@ -29,7 +29,7 @@ type stmts struct {
 	uniqueHolder  *sql.Stmt
 	uniqueSet     *sql.Stmt
 	uniqueRelease *sql.Stmt // TTL 0 keys only
-	queueEnsure   *sql.Stmt
+	queueAdd      *sql.Stmt
 	queueReady    *sql.Stmt
 	queueTotals   *sql.Stmt
 
@@ -69,7 +69,8 @@ func prepare(ctx context.Context, wdb, rdb *sql.DB) (*stmts, error) {
 	s.uniqueSet = p(wdb, `INSERT INTO unique_keys (queue, key, task_id, expires_at) VALUES (?1, ?2, ?3, ?4)
 		ON CONFLICT (queue, key) DO UPDATE SET task_id = excluded.task_id, expires_at = excluded.expires_at`)
 	s.uniqueRelease = p(wdb, `DELETE FROM unique_keys WHERE key = ?1 AND task_id = ?2 AND expires_at IS NULL`)
-	s.queueEnsure = p(wdb, `INSERT INTO queues (name) VALUES (?1) ON CONFLICT (name) DO NOTHING`)
+	s.queueAdd = p(wdb, `INSERT INTO queues (name, enqueued) VALUES (?1, ?2)
+		ON CONFLICT (name) DO UPDATE SET enqueued = enqueued + excluded.enqueued`)
 	s.queueReady = p(wdb, `UPDATE queues SET ready_seq = ready_seq + 1 WHERE name = ?1 RETURNING ready_seq`)
 	s.queueTotals = p(wdb, `UPDATE queues SET succeeded = succeeded + ?2, failed = failed + ?3,
 		retried = retried + ?4 WHERE name = ?1`)

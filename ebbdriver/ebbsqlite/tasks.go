@@ -52,8 +52,7 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]
 		insert := tx.StmtContext(ctx, d.stmts.insertTask)
 		holder := tx.StmtContext(ctx, d.stmts.uniqueHolder)
 		setKey := tx.StmtContext(ctx, d.stmts.uniqueSet)
-		ensure := tx.StmtContext(ctx, d.stmts.queueEnsure)
-		known := map[string]bool{}
+		stored := map[string]int64{}
 		for i, t := range tasks {
 			if t.UniqueKey != "" {
 				id, held, err := uniqueHeld(ctx, holder, t)
@@ -88,14 +87,16 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]
 					return fmt.Errorf("taking unique key %q: %w", t.UniqueKey, err)
 				}
 			}
-			if !known[t.Queue] {
-				known[t.Queue] = true
-				if _, err := ensure.ExecContext(ctx, t.Queue); err != nil {
-					return err
-				}
-			}
+			stored[t.Queue]++
 			if enc[i].state == ebbdriver.StateQueued {
 				ready[t.Queue] = 0
+			}
+		}
+		// Also creates the queue's row, which bumpReady updates.
+		add := tx.StmtContext(ctx, d.stmts.queueAdd)
+		for q, n := range stored {
+			if _, err := add.ExecContext(ctx, q, n); err != nil {
+				return fmt.Errorf("counting tasks enqueued in queue %q: %w", q, err)
 			}
 		}
 		return bumpReady(ctx, tx, d.stmts, ready)
@@ -647,14 +648,14 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.Que
 		return nil, d.wrap("reading queue stats", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	rows, err := tx.QueryContext(ctx, `SELECT name, succeeded, failed, retried FROM queues ORDER BY name`)
+	rows, err := tx.QueryContext(ctx, `SELECT name, enqueued, succeeded, failed, retried FROM queues ORDER BY name`)
 	if err != nil {
 		return nil, d.wrap("reading queue stats", err)
 	}
 	var out []ebbdriver.QueueStats
 	for rows.Next() {
 		var s ebbdriver.QueueStats
-		if err := rows.Scan(&s.Name, &s.Succeeded, &s.Failed, &s.Retried); err != nil {
+		if err := rows.Scan(&s.Name, &s.Enqueued, &s.Succeeded, &s.Failed, &s.Retried); err != nil {
 			rows.Close()
 			return nil, d.wrap("reading queue stats", err)
 		}
@@ -671,9 +672,11 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.Que
 			return nil, d.wrap("counting queued tasks", err)
 		}
 		s.OldestQueuedAt = fromNS(oldest.Int64)
-		if err := tx.QueryRowContext(ctx, statsWaitingSQL, s.Name).Scan(&s.Scheduled); err != nil {
+		var next sql.NullInt64
+		if err := tx.QueryRowContext(ctx, statsWaitingSQL, s.Name, ns(now)).Scan(&s.Scheduled, &s.DueScheduled, &next); err != nil {
 			return nil, d.wrap("counting scheduled tasks", err)
 		}
+		s.NextDueAt = fromNS(next.Int64)
 		if err := tx.QueryRowContext(ctx, statsRunningSQL, s.Name).Scan(&s.InFlight); err != nil {
 			return nil, d.wrap("counting running tasks", err)
 		}
@@ -684,10 +687,13 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.Que
 	return out, nil
 }
 
-// The counting queries, kept apart so a test can check their plans.
+// The counting queries, kept apart so a test can check their plans. The
+// walk of the waiting index that the Scheduled count needs anyway yields the
+// due count and the earliest run_at too.
 const (
 	statsQueuedSQL  = `SELECT count(*), min(run_at) FROM tasks WHERE queue = ?1 AND state = 'queued'`
-	statsWaitingSQL = `SELECT count(*) FROM tasks WHERE queue = ?1 AND state IN ('scheduled', 'retrying')`
+	statsWaitingSQL = `SELECT count(*), count(*) FILTER (WHERE run_at <= ?2), min(run_at)
+		FROM tasks WHERE queue = ?1 AND state IN ('scheduled', 'retrying')`
 	statsRunningSQL = `SELECT count(*) FROM tasks WHERE queue = ?1 AND state = 'running'`
 	statsDeadSQL    = `SELECT count(*) FROM tasks WHERE queue = ?1 AND state = 'dead'`
 )

@@ -1,0 +1,120 @@
+package ebbsqlite
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/internal/tid"
+)
+
+// TestMigrateFromVersion1 opens a file written by the first schema: it must
+// upgrade in place, keep its tasks and totals, backfill Enqueued, and serve
+// the control plane.
+func TestMigrateFromVersion1(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "ebb.db")
+	now := time.Now().Truncate(time.Millisecond)
+
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(migrations[0]); err != nil {
+		t.Fatalf("creating a version 1 schema: %v", err)
+	}
+	if _, err := raw.Exec(`PRAGMA user_version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(`INSERT INTO queues (name, succeeded, failed, retried) VALUES ('a', 7, 2, 3), ('idle', 1, 0, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	ins := func(queue, state string, runAt time.Time) {
+		t.Helper()
+		if _, err := raw.Exec(`INSERT INTO tasks (id, queue, kind, priority, run_at, attempt, max_attempts,
+			timeout, retention, unique_ttl, state, enqueued_at) VALUES (?1, ?2, 'k', 2, ?3, 0, 3, 0, 0, 0, ?4, ?5)`,
+			tid.NewAt(now), queue, runAt.UnixNano(), state, now.UnixNano()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ins("a", "queued", now)
+	ins("a", "scheduled", now.Add(time.Minute))
+	ins("a", "succeeded", now)
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	d, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatalf("Open of a version 1 file: %v", err)
+	}
+	defer func() { d.Close() }()
+	checkVersion(t, d)
+
+	stats := func(when string, enqueued, queued int64) {
+		t.Helper()
+		st, err := d.QueueStats(ctx, now)
+		if err != nil {
+			t.Fatalf("%s: QueueStats: %v", when, err)
+		}
+		if len(st) != 2 {
+			t.Fatalf("%s: QueueStats = %+v, want queues a and idle", when, st)
+		}
+		a, idle := st[0], st[1]
+		if a.Enqueued != enqueued || a.Succeeded != 7 || a.Failed != 2 || a.Retried != 3 || a.Queued != queued || a.Scheduled != 1 ||
+			!a.NextDueAt.Equal(now.Add(time.Minute)) {
+			t.Errorf("%s: queue a = %+v, want Enqueued %d, Queued %d, the version 1 totals and tasks", when, a, enqueued, queued)
+		}
+		if idle.Enqueued != 0 || idle.Succeeded != 1 {
+			t.Errorf("%s: queue idle = %+v, want Enqueued 0, Succeeded 1", when, idle)
+		}
+	}
+	stats("after the upgrade", 3, 1)
+
+	tk := &ebbdriver.TaskRecord{ID: tid.NewAt(now), Kind: "k", Queue: "a", Priority: ebbdriver.PriorityNormal,
+		RunAt: now, MaxAttempts: 1, EnqueuedAt: now}
+	if _, err := d.Enqueue(ctx, []*ebbdriver.TaskRecord{tk}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := d.LeaderAttempt(ctx, ebbdriver.LeaderParams{Name: "cp", ID: "s1", TTL: time.Minute, Now: now})
+	if err != nil || l.LeaderID != "s1" {
+		t.Fatalf("LeaderAttempt = %+v, %v", l, err)
+	}
+	dec := &ebbdriver.Decision{Pool: "web", At: now, Term: l.Term, LeaderID: "s1", From: 0, To: 1, Action: "up", Reason: "backlog"}
+	if err := d.DecisionAppend(ctx, "cp", dec); err != nil {
+		t.Fatalf("DecisionAppend: %v", err)
+	}
+
+	// Reopening does not migrate again: the backfill would reset Enqueued.
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = Open(ctx, path, nil); err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	checkVersion(t, d)
+	stats("after reopening", 4, 2)
+	ds, err := d.DecisionList(ctx, "", 10)
+	if err != nil || len(ds) != 1 || ds[0].Seq != dec.Seq {
+		t.Errorf("DecisionList after reopening = %+v, %v; want decision %d", ds, err, dec.Seq)
+	}
+	if l2, err := d.LeaderAttempt(ctx, ebbdriver.LeaderParams{Name: "cp", ID: "s2", TTL: time.Minute, Now: now.Add(time.Second)}); err != nil ||
+		l2.LeaderID != "s1" || l2.Term != l.Term {
+		t.Errorf("LeaderAttempt after reopening = %+v, %v; want s1 still leading in term %d", l2, err, l.Term)
+	}
+}
+
+func checkVersion(t *testing.T, d *Driver) {
+	t.Helper()
+	var v int
+	if err := d.rdb.QueryRowContext(context.Background(), `PRAGMA user_version`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != schemaVersion || schemaVersion < 2 {
+		t.Errorf("user_version = %d, want %d (≥ 2)", v, schemaVersion)
+	}
+}
