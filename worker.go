@@ -103,6 +103,7 @@ type Worker struct {
 
 	sem  chan struct{} // one token per running handler
 	wake chan struct{} // poked by notifications
+	edge chan struct{} // poked when the worker turns busy or idle
 
 	inflightMu sync.Mutex
 	inflight   map[string]*inflightTask // by task id, until the outcome is stored
@@ -136,7 +137,7 @@ func NewWorker(driver ebbdriver.Driver, config *WorkerConfig) (*Worker, error) {
 	if len(c.Queues) == 0 {
 		c.Queues = []QueueConfig{{Name: QueueDefault}}
 	}
-	w := &Worker{driver: driver, logger: c.Logger, wake: make(chan struct{}, 1), drainReq: make(chan struct{}),
+	w := &Worker{driver: driver, logger: c.Logger, wake: make(chan struct{}, 1), edge: make(chan struct{}, 1), drainReq: make(chan struct{}),
 		inflight: make(map[string]*inflightTask)}
 	seen := map[string]bool{}
 	for _, q := range c.Queues {

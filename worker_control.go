@@ -7,19 +7,41 @@ import (
 	"github.com/ebbq/ebb/ebbdriver"
 )
 
+// busyEdgeMinGap limits registry updates on busy/idle edges, so a worker that
+// flips between busy and idle many times a second costs the broker at most
+// one extra command per second.
+const busyEdgeMinGap = time.Second
+
+// busyEdge asks for a registry update because the worker turned busy or idle:
+// the autoscaler picks idle workers for scale-in and never goes below the busy
+// ones, so it should not have to wait a whole heartbeat to see the change.
+func (w *Worker) busyEdge() {
+	select {
+	case w.edge <- struct{}{}:
+	default:
+	}
+}
+
 // heartbeat renews the leases of every task the worker holds (until its
-// outcome is stored) and refreshes the registry entry.
+// outcome is stored) and refreshes the registry entry, on a timer and on
+// busy/idle edges.
 func (w *Worker) heartbeat(ctx context.Context) {
 	t := time.NewTicker(w.config.HeartbeatInterval)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			w.renewLeases(ctx)
+		case <-w.edge:
+			if !sleepCtx(ctx, busyEdgeMinGap-time.Since(last)) {
+				return
+			}
 		}
-		w.renewLeases(ctx)
 		w.sendHeartbeat(ctx)
+		last = time.Now()
 	}
 }
 

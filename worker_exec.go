@@ -28,13 +28,17 @@ func (w *Worker) start(rec *ebbdriver.TaskRecord) {
 	w.inflightMu.Lock()
 	w.inflight[rec.ID] = t
 	w.inflightMu.Unlock()
-	w.busy.Add(1)
+	if w.busy.Add(1) == 1 {
+		w.busyEdge()
+	}
 	w.handlersWG.Add(1)
 	go func() {
 		slotHeld := true
 		defer func() {
 			cancel(nil)
-			w.busy.Add(-1)
+			if w.busy.Add(-1) == 0 {
+				w.busyEdge()
+			}
 			if slotHeld {
 				w.release(1)
 			}
