@@ -13,6 +13,7 @@ import (
 
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/internal/builtin"
 	"github.com/ebbq/ebb/internal/config"
 	"github.com/ebbq/ebb/internal/server"
 	"github.com/ebbq/ebb/internal/tid"
@@ -122,7 +123,8 @@ func RunScaling(ctx context.Context, drv ebbdriver.Driver, p ScalingParams) (*Sc
 			zeros = append(zeros, ms(time.Since(zeroStart)))
 		}
 		t0 := time.Now()
-		enq, err := client.Enqueue(ctx, benchArgs{Seq: int64(i)}, &ebb.EnqueueOpts{Queue: name, Retention: time.Minute})
+		// The workers are `ebb worker` processes: the built-in noop kind.
+		enq, err := client.Enqueue(ctx, builtin.NoopArgs{}, &ebb.EnqueueOpts{Queue: name, Retention: time.Minute})
 		if err != nil {
 			return nil, err
 		}
