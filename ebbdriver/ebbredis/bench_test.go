@@ -65,7 +65,7 @@ func BenchmarkEnqueueBatch(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
-	b.ReportMetric(float64((redisCPU(b, d.rdb) - cpu0).Nanoseconds())/float64(b.N), "redis-cpu-ns/task")
+	b.ReportMetric(float64((redisCPU(b, d.rdb)-cpu0).Nanoseconds())/float64(b.N), "redis-cpu-ns/task")
 }
 
 // BenchmarkFetchComplete is a worker's hot loop at the driver level: Fetch
@@ -124,5 +124,5 @@ func BenchmarkFetchComplete(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 	b.ReportMetric(float64(fetchTime.Nanoseconds())/float64(b.N), "fetch-ns/task")
 	b.ReportMetric(float64(completeTime.Nanoseconds())/float64(b.N), "complete-ns/task")
-	b.ReportMetric(float64((redisCPU(b, d.rdb) - cpu0).Nanoseconds())/float64(b.N), "redis-cpu-ns/task")
+	b.ReportMetric(float64((redisCPU(b, d.rdb)-cpu0).Nanoseconds())/float64(b.N), "redis-cpu-ns/task")
 }

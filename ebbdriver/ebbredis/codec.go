@@ -1,10 +1,12 @@
 package ebbredis
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -73,8 +75,8 @@ type msgJSON struct {
 }
 
 // appendMsg encodes t's immutable part. It is hand-written because it runs
-// for every enqueued task and because it embeds Args verbatim (encoding/json
-// would compact it, so Args would not round-trip byte for byte).
+// for every enqueued task and because it embeds Args verbatim but for
+// surrounding whitespace (encoding/json would compact them).
 func appendMsg(b []byte, t *ebbdriver.TaskRecord) ([]byte, error) {
 	b = append(b, `{"id":`...)
 	b = appendJSONString(b, t.ID)
@@ -82,12 +84,12 @@ func appendMsg(b []byte, t *ebbdriver.TaskRecord) ([]byte, error) {
 	b = appendJSONString(b, t.Kind)
 	b = append(b, `,"q":`...)
 	b = appendJSONString(b, t.Queue)
-	if len(t.Args) > 0 {
-		if !json.Valid(t.Args) {
-			return b, errors.New("Args is not valid JSON")
+	if args := bytes.TrimSpace(t.Args); len(args) > 0 {
+		if !json.Valid(args) {
+			return b, errors.New("args are not valid JSON; Args must hold a JSON document")
 		}
 		b = append(b, `,"a":`...)
-		b = append(b, t.Args...)
+		b = append(b, args...)
 	}
 	if len(t.Headers) > 0 {
 		b = append(b, `,"h":{`...)
@@ -181,8 +183,11 @@ func appendJSONString(b []byte, s string) []byte {
 // it had (at least ID and Queue) and the error says what is wrong.
 func decodeMsg(rec *ebbdriver.TaskRecord, msg string) error {
 	var m msgJSON
-	if err := json.Unmarshal([]byte(msg), &m); err != nil {
-		return fmt.Errorf("stored task data (msg) is not valid: %v", err)
+	if !parseMsg(msg, &m) {
+		m = msgJSON{}
+		if err := json.Unmarshal([]byte(msg), &m); err != nil {
+			return fmt.Errorf("stored task data (msg) is not valid: %v", err)
+		}
 	}
 	if m.ID != "" && m.ID != rec.ID {
 		return fmt.Errorf("stored task data (msg) names task %q, not %q", m.ID, rec.ID)
@@ -289,13 +294,21 @@ func decodeHash(queue, id string, h map[string]string) *ebbdriver.TaskRecord {
 		rec.Attempt = n
 	}
 	rec.RunAt = parseNS(h["run"])
-	rec.WorkerID = h["w"]
-	rec.StartedAt = parseNS(h["sa"])
-	rec.FinishedAt = parseNS(h["fa"])
-	if rec.State == ebbdriver.StateRunning {
-		rec.LeaseToken = h["tok"]
-		rec.LeaseExpiresAt = parseNS(h["le"])
+	if ls, ok := h["ls"]; ok {
+		// token, k, lease expiry, start, worker (see scripts.go)
+		parts := strings.SplitN(ls, "\n", 5)
+		if len(parts) != 5 {
+			problems = append(problems, fmt.Sprintf("stored claim %q is not token, k, lease expiry, start and worker", ls))
+		} else {
+			rec.StartedAt = parseNS(parts[3])
+			rec.WorkerID = parts[4]
+			if rec.State == ebbdriver.StateRunning {
+				rec.LeaseToken = parts[0]
+				rec.LeaseExpiresAt = parseNS(parts[2])
+			}
+		}
 	}
+	rec.FinishedAt = parseNS(h["fa"])
 	rec.CancelRequested = h["cx"] == "1"
 	if es, err := decodeErrors(h["err"]); err != nil {
 		problems = append(problems, err.Error())

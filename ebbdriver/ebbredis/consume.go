@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-
 	"github.com/ebbq/ebb/ebbdriver"
 )
 
@@ -20,6 +19,9 @@ const promoteBatch = 1000
 // reached get one pipelined call that only promotes and reports NextDueAt.
 func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver.FetchResult, error) {
 	res := &ebbdriver.FetchResult{}
+	if p.LeaseToken == "" && p.Limit > 0 {
+		return nil, fmt.Errorf("ebbredis: fetch: empty lease token; every fetch needs a fresh token to fence its completions")
+	}
 	now := nsString(p.Now)
 	leaseUntil := p.Now.Add(p.LeaseDuration)
 	leaseNS := nsString(leaseUntil)
@@ -38,7 +40,7 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 		}
 		k := d.keys(q)
 		n := min(need, maxPerCall)
-		vals, err := d.run(ctx, scriptFetch, k.kFetch, k.prefix, now, n, p.LeaseToken, p.WorkerID, leaseNS, promoteBatch).Slice()
+		vals, err := d.run(ctx, scriptFetch, k.kFetch, k.prefix, now, n, p.LeaseToken, p.WorkerID, leaseNS, promoteBatch, k.channel).Slice()
 		if err != nil {
 			return nil, fmt.Errorf("ebbredis: fetch from queue %q: %w", q, err)
 		}
@@ -101,7 +103,7 @@ func (d *Driver) fetchRest(ctx context.Context, queues []string, now string, nex
 			return fmt.Errorf("ebbredis: fetch: %w", err)
 		}
 		k := d.keys(q)
-		calls = append(calls, &call{s: scriptFetch, keys: k.kFetch, args: []any{k.prefix, now, 0, "", "", "0", promoteBatch}})
+		calls = append(calls, &call{s: scriptFetch, keys: k.kFetch, args: []any{k.prefix, now, 0, "", "", "0", promoteBatch, k.channel}})
 	}
 	if err := d.runPipelined(ctx, calls, nil); err != nil {
 		return fmt.Errorf("ebbredis: fetch: promote due tasks: %w", err)
@@ -145,6 +147,10 @@ func (d *Driver) ExtendLeases(ctx context.Context, p ebbdriver.ExtendLeasesParam
 		if err := checkQueue(l.Queue); err != nil {
 			return nil, fmt.Errorf("ebbredis: extend lease of task %q: %w", l.ID, err)
 		}
+		if l.Token == "" {
+			res.Lost = append(res.Lost, l.ID) // see Complete
+			continue
+		}
 		c := byQueue[l.Queue]
 		if c == nil || len(c.args) >= 2+2*maxPerCall {
 			k := d.keys(l.Queue)
@@ -153,6 +159,9 @@ func (d *Driver) ExtendLeases(ctx context.Context, p ebbdriver.ExtendLeasesParam
 			calls = append(calls, c)
 		}
 		c.args = append(c.args, l.ID, l.Token)
+	}
+	if len(calls) == 0 {
+		return res, nil
 	}
 	if err := d.runPipelined(ctx, calls, nil); err != nil {
 		return nil, fmt.Errorf("ebbredis: extend %d leases: %w", len(p.Leases), err)
@@ -186,16 +195,21 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 	type group struct {
 		call *call
 		idx  []int
+		tok  string
 	}
 	var groups []*group
-	var cur *group // fast path: consecutive completions of one queue
-	var curQueue string
 	byQueue := map[string]*group{}
 	var buf []byte
 	for i := range completions {
 		c := &completions[i]
 		if err := checkQueue(c.Queue); err != nil {
 			errs[i] = fmt.Errorf("ebbredis: complete task %q: %w", c.ID, err)
+			continue
+		}
+		if c.LeaseToken == "" {
+			// Fetch never hands out an empty token, so nobody owns a task
+			// with one (and the fence must not match a token cut off).
+			errs[i] = fmt.Errorf("ebbredis: complete task %q with an empty lease token: %w", c.ID, ebbdriver.ErrLeaseLost)
 			continue
 		}
 		var op, retryAt, data string
@@ -225,19 +239,24 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 			buf = appendErr(buf[:0], c.Error)
 			data = string(buf)
 		}
-		g := cur
-		if g == nil || curQueue != c.Queue || len(g.idx) == maxPerCall {
-			g = byQueue[c.Queue]
-			if g == nil || len(g.idx) == maxPerCall {
-				k := d.keys(c.Queue)
-				args := make([]any, 0, 3+6*min(len(completions)-i, maxPerCall))
-				g = &group{call: &call{s: scriptComplete, keys: k.kComplete, args: append(args, k.prefix, k.channel, d.chDone)}}
-				byQueue[c.Queue] = g
-				groups = append(groups, g)
-			}
-			cur, curQueue = g, c.Queue
+		g := byQueue[c.Queue]
+		if g == nil || len(g.idx) == maxPerCall {
+			k := d.keys(c.Queue)
+			args := make([]any, 0, 5+4*min(len(completions)-i, maxPerCall))
+			g = &group{call: &call{s: scriptComplete, keys: k.kComplete,
+				args: append(args, k.prefix, k.channel, d.chDone, "T", c.LeaseToken)}, tok: c.LeaseToken}
+			byQueue[c.Queue] = g
+			groups = append(groups, g)
 		}
-		g.call.args = append(g.call.args, c.ID, c.LeaseToken, op, nsString(c.Now), retryAt, data)
+		// Tasks of one fetch share a token: send it once per run.
+		if c.LeaseToken != g.tok {
+			g.call.args = append(g.call.args, "T", c.LeaseToken)
+			g.tok = c.LeaseToken
+		}
+		g.call.args = append(g.call.args, op, c.ID, nsString(c.Now), data)
+		if op == "Q" || op == "R" {
+			g.call.args = append(g.call.args, retryAt)
+		}
 		g.idx = append(g.idx, i)
 	}
 	if len(groups) == 0 {

@@ -20,21 +20,32 @@
 //	P:{q}:scheduled    ZSET   Scheduled and Retrying tasks; score RunAt µs
 //	P:{q}:leases       ZSET   Running tasks; score lease expiry µs
 //	P:{q}:dead         ZSET   Dead tasks; score time of death µs
-//	P:{q}:stats        HASH   running totals: succeeded, failed, retried; and
-//	                          "since" (ns), which tells the driver the queue's
-//	                          keys were just created (see P:queues)
-//	P:{q}:u:<key>      STRING unique lock: the id of the task holding UniqueKey
-//	                          (PX UniqueTTL when UniqueTTL > 0; else deleted when
-//	                          the holder reaches Succeeded, Dead or Cancelled)
+//	P:{q}:stats        HASH   running totals: enqueued, succeeded, failed,
+//	                          retried; and "since" (ns), which tells the driver
+//	                          the queue's keys were just created (see P:queues)
+//	P:{q}:waiters      HASH   task id → number of TaskAwait calls waiting for it;
+//	                          an ending task with an entry publishes on P:ch:done
+//	P:{q}:u:<key>      STRING unique lock: the id of the task holding UniqueKey;
+//	                          PX UniqueTTL when UniqueTTL > 0, else deleted when
+//	                          the holder reaches Succeeded, Dead or Cancelled;
+//	                          deleted either way when the holder is cancelled
+//	                          before it ran (TaskCancel)
 //	P:queues           SET    names of queues that ever received a task
 //	P:workers:{w}      ZSET   live workers; score expiry ms
 //	P:worker:{w}:<id>  STRING a worker's WorkerInfo as JSON (PX TTL+10m as a
 //	                          garbage-collection backstop; liveness is the ZSET)
 //	P:drain:{w}:<id>   STRING "1" while a drain was requested for that worker
+//	P:leader:{ctl}:<name>       HASH   elected leader: id, term, exp (µs); never
+//	                                   expires, so terms never repeat
+//	P:decisions:{ctl}:seq       STRING last decision Seq (INCR)
+//	P:decisions:{ctl}:data      HASH   Seq → decision JSON
+//	P:decisions:{ctl}:all       ZSET   Seqs of all pools
+//	P:decisions:{ctl}:pool:<p>  ZSET   Seqs of pool p, trimmed to DecisionLogMax
 //
 // A queue's keys all start with "P:{", other keys never do, so no queue name
 // (even "w" or "queues") can collide with a global key; the prefix itself must
-// not contain braces.
+// not contain braces. Global keys of one kind share a hash tag ({w}, {ctl}) so
+// their scripts run on one slot too.
 //
 // Task hash fields: msg is the immutable part of the task, one compact JSON
 // object written by Go at enqueue and decoded only by Go:
@@ -43,14 +54,24 @@
 //	 "to":timeout ns,"r":retention ns,"u":unique key,"ut":unique TTL ns,
 //	 "e":enqueued at ns}
 //
-// The small mutable fields are what the scripts need without decoding msg:
-// st (state name), a (attempt), p (priority), max (max attempts), ret
-// (retention ms), u (unique key held until the task ends: UniqueTTL 0) or ux
-// (unique key with a TTL: released early only by TaskCancel before it ran),
-// run (RunAt ns), tok (lease token), w (worker id), sa (started ns), fa
-// (finished ns), le (lease expiry ns), cx ("1": cancel requested), err (error
-// history: a JSON array, appended by string surgery), res (result JSON) and wt
-// (number of TaskAwait callers waiting).
+// The other fields are small and are what the scripts read and write:
+//
+//	st   state name
+//	a    attempts started
+//	run  RunAt, ns
+//	k    immutable facts the scripts need, packed so the hot path reads one
+//	     field: <unique flag><priority><retention ms>, flag "-" (no unique
+//	     key), "u" (held until the task ends) or "x" (has its own TTL)
+//	max  max attempts (read by lease rescue only)
+//	u    the unique key, when there is one
+//	ls   the latest claim: "<lease token>\n<k>\n<lease expiry ns>\n<started
+//	     ns>\n<worker id>"; the token is cut off (ls then starts with "\n")
+//	     whenever the task stops running, so checking that ls starts with the
+//	     caller's token is the whole fence, and a Complete reads one field
+//	fa   finished, ns
+//	cx   "1": cancellation requested while running
+//	err  error history, a JSON array appended to by string surgery
+//	res  result JSON
 //
 // Succeeded and Cancelled tasks get PEXPIRE Retention so their results expire
 // natively; Dead tasks stay in P:{q}:dead until Cleanup trims them.
@@ -58,10 +79,11 @@
 // # Finding a task by id
 //
 // TaskGet, TaskAwait and TaskCancel get only an id, and a task's key contains
-// its queue. The driver pipelines HGETALL of P:{q}:t:<id> over the queues in
-// P:queues (one round trip, plus one for SMEMBERS; queues this Driver already
-// knows are tried in the first round trip). That costs one command per queue,
-// fine for the tens of queues ebb deployments have.
+// its queue. The driver pipelines HGETALL of P:{q}:t:<id> over the known
+// queues: the first round trip carries SMEMBERS P:queues and the HGETALLs for
+// the queues this Driver has seen, a second (only if needed) those for the
+// queues it learnt from P:queues. That costs one command per queue, fine for
+// the tens of queues ebb deployments have.
 //
 // # Notifications (pub/sub)
 //
@@ -70,10 +92,10 @@
 //	             uses PSUBSCRIBE P:ch:q:*
 //	P:ch:ctl     control messages as JSON: cancel requests (to every listener)
 //	             and drain requests (to the listener of that worker)
-//	P:ch:done    task id, published only when a task with waiters (wt > 0)
-//	             reaches a terminal state; one subscription per Driver serves
-//	             all its TaskAwait calls, so awaiting costs no connection per
-//	             call and nothing at all when nobody waits
+//	P:ch:done    task id, published only when a task someone awaits (an entry
+//	             in P:{q}:waiters) reaches a terminal state; one subscription
+//	             per Driver serves all its TaskAwait calls, so awaiting costs no
+//	             connection per call and nothing at all when nobody waits
 //
 // # Scripts
 //

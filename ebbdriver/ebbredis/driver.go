@@ -142,6 +142,7 @@ type queueKeys struct {
 	leases    string
 	dead      string
 	stats     string
+	waiters   string
 
 	// Key lists in the order the scripts declare them.
 	kEnqueue  []string
@@ -166,12 +167,13 @@ func (d *Driver) keys(queue string) *queueKeys {
 		leases:    p + "leases",
 		dead:      p + "dead",
 		stats:     p + "stats",
+		waiters:   p + "waiters",
 	}
 	r := k.ready
 	k.kEnqueue = []string{r[0], r[1], r[2], k.scheduled, k.stats}
 	k.kFetch = []string{r[0], r[1], r[2], k.scheduled, k.leases}
-	k.kComplete = []string{r[0], r[1], r[2], k.scheduled, k.leases, k.dead, k.stats}
-	k.kRescue = []string{r[0], r[1], r[2], k.leases, k.dead, k.stats}
+	k.kComplete = []string{r[0], r[1], r[2], k.scheduled, k.leases, k.dead, k.stats, k.waiters}
+	k.kRescue = []string{r[0], r[1], r[2], k.leases, k.dead, k.stats, k.waiters}
 	k.kPromote = []string{r[0], r[1], r[2], k.scheduled}
 	k.kDeadMove = []string{r[0], r[1], r[2], k.dead}
 	v, _ := d.queues.LoadOrStore(queue, k)

@@ -205,13 +205,14 @@ type awaitHub struct {
 	mu      sync.Mutex
 	ps      *redis.PubSub
 	closed  bool
+	done    chan struct{} // closed by close: waiters give up
 	waiters map[string]map[*waiter]struct{}
 }
 
 type waiter struct{ ch chan struct{} }
 
 func newAwaitHub(d *Driver) *awaitHub {
-	return &awaitHub{d: d, waiters: make(map[string]map[*waiter]struct{})}
+	return &awaitHub{d: d, done: make(chan struct{}), waiters: make(map[string]map[*waiter]struct{})}
 }
 
 func (h *awaitHub) add(ctx context.Context, id string) (*waiter, error) {
@@ -279,6 +280,9 @@ func wake(w *waiter) {
 func (h *awaitHub) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.closed {
+		close(h.done)
+	}
 	h.closed = true
 	if h.ps != nil {
 		_ = h.ps.Close()

@@ -3,6 +3,7 @@ package ebbredis
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -49,7 +50,7 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]
 		}
 		if len(g.calls) == 0 || len(g.idx[len(g.idx)-1]) == maxPerCall {
 			c := &call{s: scriptEnqueue, keys: g.k.kEnqueue,
-				args: append(make([]any, 0, 3+9*min(len(tasks), maxPerCall)), g.k.prefix, g.k.channel, now)}
+				args: append(make([]any, 0, 3+8*min(len(tasks), maxPerCall)), g.k.prefix, g.k.channel, now)}
 			g.calls = append(g.calls, c)
 			g.idx = append(g.idx, nil)
 		}
@@ -66,16 +67,29 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]
 		if prio < ebbdriver.PriorityHigh || prio > ebbdriver.PriorityLow {
 			return nil, fmt.Errorf("ebbredis: enqueue task %q: priority %d is out of range %d..%d", t.ID, t.Priority, ebbdriver.PriorityHigh, ebbdriver.PriorityLow)
 		}
-		start := "q"
-		if t.RunAt.After(t.EnqueuedAt) {
-			start = "s"
+		enqueuedAt := t.EnqueuedAt
+		if enqueuedAt.IsZero() {
+			enqueuedAt = time.Now()
 		}
 		runAt := t.RunAt
 		if runAt.IsZero() {
-			runAt = t.EnqueuedAt
+			runAt = enqueuedAt
 		}
-		c.args = append(c.args, t.ID, string(buf), prio, nsString(runAt), start,
-			max(t.MaxAttempts, 1), ceilMS(t.Retention), t.UniqueKey, ceilMS(t.UniqueTTL))
+		start := "q"
+		if runAt.After(enqueuedAt) {
+			start = "s"
+		}
+		// k: what the scripts need of the task, see scripts.go.
+		uflag := "-"
+		switch {
+		case t.UniqueKey != "" && t.UniqueTTL > 0:
+			uflag = "x"
+		case t.UniqueKey != "":
+			uflag = "u"
+		}
+		k := uflag + strconv.Itoa(prio) + strconv.FormatInt(ceilMS(t.Retention), 10)
+		c.args = append(c.args, t.ID, string(buf), k, nsString(runAt), start,
+			max(t.MaxAttempts, 1), t.UniqueKey, ceilMS(t.UniqueTTL))
 		g.idx[len(g.idx)-1] = append(g.idx[len(g.idx)-1], i)
 	}
 

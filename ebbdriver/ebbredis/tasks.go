@@ -81,9 +81,9 @@ func (d *Driver) TaskGet(ctx context.Context, id string) (*ebbdriver.TaskRecord,
 // was lost (pub/sub is at-most-once, e.g. across a reconnect).
 const awaitBackstop = 3 * time.Second
 
-// TaskAwait implements ebbdriver.Driver. The caller's wait is registered on
-// the task (field wt) atomically with a state check, so the script that ends
-// the task publishes the id on P:ch:done exactly when someone waits; this
+// TaskAwait implements ebbdriver.Driver. The caller's wait is counted in
+// P:{q}:waiters atomically with a state check, so the script that ends the
+// task publishes the id on P:ch:done exactly when someone waits; this
 // Driver's single subscription to that channel wakes the local waiters.
 func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbdriver.TaskRecord, error) {
 	k, h, err := d.findTask(ctx, id)
@@ -100,7 +100,7 @@ func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbdriver.TaskRecor
 	}
 	defer d.hub.remove(id, w)
 	tk := k.task(id)
-	st, err := d.run(ctx, scriptAwaitMark, []string{tk}).Text()
+	st, err := d.run(ctx, scriptAwaitMark, []string{tk, k.waiters}, id).Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbdriver.ErrTaskNotFound)
 	}
@@ -112,7 +112,7 @@ func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbdriver.TaskRecor
 			// Even when ctx is done: a stale count only costs a publish per end.
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
-			_ = d.run(uctx, scriptAwaitUnmark, []string{tk}).Err()
+			_ = d.run(uctx, scriptAwaitUnmark, []string{k.waiters}, id).Err()
 		}()
 		t := time.NewTicker(awaitBackstop)
 		defer t.Stop()
@@ -120,6 +120,8 @@ func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbdriver.TaskRecor
 			select {
 			case <-ctx.Done():
 				return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ctx.Err())
+			case <-d.hub.done:
+				return nil, fmt.Errorf("ebbredis: await task %q: the driver was closed", id)
 			case <-w.ch:
 			case <-t.C:
 			}
@@ -163,7 +165,7 @@ func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbd
 	}
 	payload, _ := json.Marshal(ctlMessage{Kind: "cancel", Queue: k.name, TaskID: id})
 	st, err := d.run(ctx, scriptCancel,
-		[]string{k.task(id), k.ready[0], k.ready[1], k.ready[2], k.scheduled},
+		[]string{k.task(id), k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.waiters},
 		k.prefix, id, nsString(now), d.chCtl, string(payload), d.chDone).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", fmt.Errorf("ebbredis: cancel task %q: %w", id, ebbdriver.ErrTaskNotFound)
@@ -256,7 +258,7 @@ func (d *Driver) DeadPurge(ctx context.Context, p ebbdriver.DeadParams) (int64, 
 
 // deadBatches runs a dead-set script over ids in chunks, or, with no ids,
 // over the whole set a chunk at a time until a chunk comes back short. Each
-// script answers {done, looked at}.
+// script answers {done, ids it took off the dead list}.
 func (d *Driver) deadBatches(ctx context.Context, ids []string, run func([]string) *redis.Cmd) (int64, error) {
 	var total int64
 	step := func(chunk []string) (int64, error) {
@@ -308,7 +310,7 @@ func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64,
 }
 
 // QueueStats implements ebbdriver.Driver: a handful of O(1) and O(log n)
-// reads per queue, all queues in one pipeline.
+// reads per queue (ZCARD, ZCOUNT, ZRANGE 0 0), all queues in one pipeline.
 func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.QueueStats, error) {
 	names, err := d.rdb.SMembers(ctx, d.queuesKey()).Result()
 	if err != nil {
@@ -319,10 +321,13 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.Que
 		ready     [3]*redis.IntCmd
 		oldest    [3]*redis.ZSliceCmd
 		scheduled *redis.IntCmd
+		due       *redis.IntCmd
+		next      *redis.ZSliceCmd
 		leases    *redis.IntCmd
 		dead      *redis.IntCmd
 		totals    *redis.SliceCmd
 	}
+	nowUS := usString(now)
 	cs := make([]cmds, len(names))
 	pipe := d.rdb.Pipeline()
 	for i, q := range names {
@@ -334,9 +339,11 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.Que
 			c.oldest[p] = pipe.ZRangeWithScores(ctx, k.ready[p], 0, 0)
 		}
 		c.scheduled = pipe.ZCard(ctx, k.scheduled)
+		c.due = pipe.ZCount(ctx, k.scheduled, "-inf", nowUS)
+		c.next = pipe.ZRangeWithScores(ctx, k.scheduled, 0, 0)
 		c.leases = pipe.ZCard(ctx, k.leases)
 		c.dead = pipe.ZCard(ctx, k.dead)
-		c.totals = pipe.HMGet(ctx, k.stats, "succeeded", "failed", "retried")
+		c.totals = pipe.HMGet(ctx, k.stats, "enqueued", "succeeded", "failed", "retried")
 	}
 	if len(names) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil {
@@ -346,7 +353,11 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.Que
 	out := make([]ebbdriver.QueueStats, len(names))
 	for i, q := range names {
 		c := &cs[i]
-		s := ebbdriver.QueueStats{Name: q, Scheduled: c.scheduled.Val(), InFlight: c.leases.Val(), Dead: c.dead.Val()}
+		s := ebbdriver.QueueStats{Name: q, Scheduled: c.scheduled.Val(), DueScheduled: c.due.Val(),
+			InFlight: c.leases.Val(), Dead: c.dead.Val()}
+		if z := c.next.Val(); len(z) > 0 {
+			s.NextDueAt = fromUS(z[0].Score)
+		}
 		oldest := 0.0
 		for p := range 3 {
 			s.Queued += c.ready[p].Val()
@@ -356,7 +367,7 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.Que
 		}
 		s.OldestQueuedAt = fromUS(oldest)
 		t := c.totals.Val()
-		s.Succeeded, s.Failed, s.Retried = toInt(t[0]), toInt(t[1]), toInt(t[2])
+		s.Enqueued, s.Succeeded, s.Failed, s.Retried = toInt(t[0]), toInt(t[1]), toInt(t[2]), toInt(t[3])
 		out[i] = s
 	}
 	return out, nil

@@ -195,6 +195,17 @@ func (p *pool) reconcile(ctx context.Context) {
 			in.Starting++
 		}
 	}
+	if m.InFlight == 0 && in.Busy > 0 {
+		// The registry's busy counts lag by up to a second; the queue counts
+		// are exact. Nothing in flight means nobody is busy.
+		for _, w := range workers {
+			if w.Pool == p.name && registered[w.ID] && !w.Draining && w.Busy > 0 {
+				idle = append(idle, w)
+			}
+		}
+		in.Idle += in.Busy
+		in.Busy, busyIDs = 0, nil
+	}
 	for id := range p.launched {
 		if _, ok := live[id]; !ok {
 			delete(p.launched, id)

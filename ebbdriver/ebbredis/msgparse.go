@@ -1,0 +1,200 @@
+package ebbredis
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// parseMsg decodes msg as appendMsg writes it, without reflection: Fetch
+// decodes one per claimed task, and encoding/json took a large share of a
+// worker's CPU. Anything it does not expect (other key order is fine; an
+// unknown key, odd whitespace, a syntax error) makes it give up, and the
+// caller falls back to encoding/json, which also words the error.
+func parseMsg(s string, m *msgJSON) bool {
+	p := msgParser{s: s}
+	if !p.byte('{') {
+		return false
+	}
+	if p.peek() == '}' {
+		return p.i+1 == len(s)
+	}
+	for {
+		key, ok := p.str()
+		if !ok || !p.byte(':') {
+			return false
+		}
+		switch key {
+		case "id":
+			m.ID, ok = p.str()
+		case "k":
+			m.Kind, ok = p.str()
+		case "q":
+			m.Queue, ok = p.str()
+		case "u":
+			m.UniqueKey, ok = p.str()
+		case "a":
+			start := p.i
+			if ok = p.skip(); ok {
+				m.Args = json.RawMessage(s[start:p.i])
+			}
+		case "h":
+			m.Headers, ok = p.headers()
+		case "p":
+			var n int64
+			n, ok = p.int()
+			m.Priority = int(n)
+		case "m":
+			var n int64
+			n, ok = p.int()
+			m.MaxAttempts = int(n)
+		case "to":
+			m.Timeout, ok = p.int()
+		case "r":
+			m.Retention, ok = p.int()
+		case "ut":
+			m.UniqueTTL, ok = p.int()
+		case "e":
+			m.EnqueuedAt, ok = p.int()
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+		switch p.peek() {
+		case ',':
+			p.i++
+		case '}':
+			return p.i+1 == len(s)
+		default:
+			return false
+		}
+	}
+}
+
+type msgParser struct {
+	s string
+	i int
+}
+
+func (p *msgParser) peek() byte {
+	if p.i < len(p.s) {
+		return p.s[p.i]
+	}
+	return 0
+}
+
+func (p *msgParser) byte(c byte) bool {
+	if p.peek() != c {
+		return false
+	}
+	p.i++
+	return true
+}
+
+// str reads a JSON string. Escapes are rare in these fields; a string with
+// one is handed to encoding/json.
+func (p *msgParser) str() (string, bool) {
+	if !p.byte('"') {
+		return "", false
+	}
+	start := p.i
+	escaped := false
+	for p.i < len(p.s) {
+		switch c := p.s[p.i]; {
+		case c == '"':
+			p.i++
+			if !escaped {
+				return p.s[start : p.i-1], true
+			}
+			var v string
+			if json.Unmarshal([]byte(p.s[start-1:p.i]), &v) != nil {
+				return "", false
+			}
+			return v, true
+		case c == '\\':
+			escaped = true
+			p.i += 2
+		case c < 0x20:
+			return "", false
+		default:
+			p.i++
+		}
+	}
+	return "", false
+}
+
+func (p *msgParser) int() (int64, bool) {
+	start := p.i
+	if p.peek() == '-' {
+		p.i++
+	}
+	for p.i < len(p.s) && p.s[p.i] >= '0' && p.s[p.i] <= '9' {
+		p.i++
+	}
+	n, err := strconv.ParseInt(p.s[start:p.i], 10, 64)
+	return n, err == nil
+}
+
+func (p *msgParser) headers() (map[string]string, bool) {
+	if !p.byte('{') {
+		return nil, false
+	}
+	h := map[string]string{}
+	if p.byte('}') {
+		return h, true
+	}
+	for {
+		k, ok := p.str()
+		if !ok || !p.byte(':') {
+			return nil, false
+		}
+		v, ok := p.str()
+		if !ok {
+			return nil, false
+		}
+		h[k] = v
+		if p.byte('}') {
+			return h, true
+		}
+		if !p.byte(',') {
+			return nil, false
+		}
+	}
+}
+
+// skip passes over one JSON value (Args, embedded verbatim). It checks
+// nesting and strings, not every detail of the grammar: Args were validated
+// at enqueue, and the handler decodes them anyway.
+func (p *msgParser) skip() bool {
+	depth := 0
+	for p.i < len(p.s) {
+		switch c := p.s[p.i]; c {
+		case '"':
+			if _, ok := p.str(); !ok {
+				return false
+			}
+			if depth == 0 {
+				return true
+			}
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return true // end of msg, value was a scalar
+			}
+			depth--
+			if depth == 0 {
+				p.i++
+				return true
+			}
+		case ',':
+			if depth == 0 {
+				return true
+			}
+		}
+		p.i++
+	}
+	return false
+}

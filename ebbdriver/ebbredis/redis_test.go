@@ -1,0 +1,593 @@
+package ebbredis
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/internal/testredis"
+	"github.com/ebbq/ebb/internal/tid"
+)
+
+func testTask(queue string, now time.Time) *ebbdriver.TaskRecord {
+	return &ebbdriver.TaskRecord{
+		ID: tid.NewAt(now), Kind: "test.kind", Queue: queue, Args: []byte(`{"x":1}`),
+		Priority: ebbdriver.PriorityNormal, RunAt: now, MaxAttempts: 3, Retention: time.Hour, EnqueuedAt: now,
+	}
+}
+
+func mustEnqueue(t *testing.T, d *Driver, tasks ...*ebbdriver.TaskRecord) {
+	t.Helper()
+	res, err := d.Enqueue(t.Context(), tasks)
+	if err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	for i, r := range res {
+		if r.Duplicate {
+			t.Fatalf("Enqueue: task %d (%s) is a duplicate of %s", i, tasks[i].ID, r.ID)
+		}
+	}
+}
+
+func fetchParams(now time.Time, limit int, queues ...string) ebbdriver.FetchParams {
+	return ebbdriver.FetchParams{Queues: queues, Limit: limit, WorkerID: "w", LeaseToken: tid.New(),
+		LeaseDuration: time.Minute, Now: now}
+}
+
+func TestOpenBadURL(t *testing.T) {
+	t.Parallel()
+	_, err := Open(t.Context(), "http://user:hunter2@example.com/0", nil)
+	if err == nil || !strings.Contains(err.Error(), "bad broker URL") || !strings.Contains(err.Error(), "redis://host:port/db") {
+		t.Errorf("Open(http://…) = %v; want a bad-URL error that shows the expected form", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("error %q shows the password", err)
+	}
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	t.Parallel()
+	// A port nothing listens on: a private server, stopped.
+	srv := testredis.Start(t)
+	srv.Kill()
+	url := "redis://:hunter2@127.0.0.1:" + strconv.Itoa(srv.Port) + "/0"
+	_, err := Open(t.Context(), url, nil)
+	if err == nil {
+		t.Fatal("Open of a stopped Redis succeeded")
+	}
+	for _, want := range []string{"cannot reach Redis at 127.0.0.1:" + strconv.Itoa(srv.Port), "is redis-server running?", "EBB_BROKER"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("error %q shows the password", err)
+	}
+}
+
+func TestOpenOwnsClientNewDoesNot(t *testing.T) {
+	t.Parallel()
+	prefix := testredis.Prefix(t)
+	d, err := Open(t.Context(), testredis.URL(), &Config{Prefix: prefix})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if d.Name() != "redis" {
+		t.Errorf("Name = %q", d.Name())
+	}
+	mustEnqueue(t, d, testTask("a", time.Now()))
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := d.rdb.Ping(t.Context()).Err(); !errors.Is(err, redis.ErrClosed) {
+		t.Errorf("Ping after Close of an opened driver = %v, want redis.ErrClosed", err)
+	}
+
+	c := testredis.Client(t)
+	d, err = New(c, &Config{Prefix: prefix})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := c.Ping(t.Context()).Err(); err != nil {
+		t.Errorf("the caller's client after Close: %v", err)
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	t.Parallel()
+	if _, err := New(nil, nil); err == nil {
+		t.Error("New(nil) succeeded")
+	}
+	if _, err := New(testredis.Client(t), &Config{Prefix: "a{b}"}); err == nil || !strings.Contains(err.Error(), "brace") {
+		t.Errorf("New with a braced prefix = %v, want an error about the brace", err)
+	}
+}
+
+func TestEnqueueRejectsBadTasks(t *testing.T) {
+	t.Parallel()
+	d := newTestDriver(t)
+	now := time.Now()
+	for name, mutate := range map[string]func(*ebbdriver.TaskRecord){
+		"args":     func(r *ebbdriver.TaskRecord) { r.Args = []byte(`{not json`) },
+		"queue":    func(r *ebbdriver.TaskRecord) { r.Queue = "" },
+		"id":       func(r *ebbdriver.TaskRecord) { r.ID = "" },
+		"priority": func(r *ebbdriver.TaskRecord) { r.Priority = 7 },
+	} {
+		r := testTask("a", now)
+		mutate(r)
+		if _, err := d.Enqueue(t.Context(), []*ebbdriver.TaskRecord{r}); err == nil {
+			t.Errorf("Enqueue with a bad %s succeeded", name)
+		}
+	}
+}
+
+// TestMalformed writes broken task data straight into Redis: Fetch and
+// TaskGet must return the record with what is wrong instead of failing, so
+// the worker can dead-letter it.
+func TestMalformed(t *testing.T) {
+	t.Parallel()
+	d := newTestDriver(t)
+	ctx := t.Context()
+	now := time.Now()
+	good, badMsg, noMsg, badErrs := testTask("a", now), testTask("a", now), testTask("a", now), testTask("a", now)
+	mustEnqueue(t, d, good, badMsg, noMsg, badErrs)
+	k := d.keys("a")
+	if err := d.rdb.HSet(ctx, k.task(badMsg.ID), "msg", `{"id":"`+badMsg.ID+`","k":`).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.rdb.HDel(ctx, k.task(noMsg.ID), "msg").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.rdb.HSet(ctx, k.task(badErrs.ID), "err", `[{"attempt":`).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := d.Fetch(ctx, fetchParams(now, 10, "a"))
+	if err != nil {
+		t.Fatalf("Fetch with malformed tasks: %v", err)
+	}
+	got := map[string]*ebbdriver.TaskRecord{}
+	for _, r := range res.Tasks {
+		got[r.ID] = r
+	}
+	if len(got) != 4 {
+		t.Fatalf("Fetch returned %d tasks, want all 4", len(res.Tasks))
+	}
+	if r := got[good.ID]; r.Malformed != "" || r.Kind != "test.kind" {
+		t.Errorf("good task: Malformed %q, Kind %q", r.Malformed, r.Kind)
+	}
+	for _, c := range []struct {
+		id, want string
+	}{{badMsg.ID, "msg"}, {noMsg.ID, "msg field missing"}, {badErrs.ID, "error history"}} {
+		r := got[c.id]
+		if !strings.Contains(r.Malformed, c.want) || r.ID != c.id || r.Queue != "a" || r.State != ebbdriver.StateRunning || r.LeaseToken == "" {
+			t.Errorf("task %s: %+v; want ID, Queue, a lease and Malformed mentioning %q", c.id, r, c.want)
+		}
+		if g, err := d.TaskGet(ctx, c.id); err != nil || !strings.Contains(g.Malformed, c.want) {
+			t.Errorf("TaskGet(%s) = %+v, %v; want Malformed mentioning %q", c.id, g, err, c.want)
+		}
+	}
+
+	// The worker dead-letters it with the reason; that must work.
+	r := got[badMsg.ID]
+	errs, err := d.Complete(ctx, []ebbdriver.Completion{{Queue: r.Queue, ID: r.ID, LeaseToken: r.LeaseToken,
+		Outcome: ebbdriver.OutcomeDead, Now: now, Error: &ebbdriver.AttemptError{Attempt: 1, At: now, Error: r.Malformed}}})
+	if err != nil || errs[0] != nil {
+		t.Fatalf("Complete(dead) of a malformed task: %v, %v", err, errs)
+	}
+	dead, total, err := d.DeadList(ctx, ebbdriver.DeadListParams{Queue: "a", Limit: 10})
+	if err != nil || total != 1 || dead[0].ID != badMsg.ID || dead[0].State != ebbdriver.StateDead {
+		t.Errorf("DeadList = %v, %d, %v", dead, total, err)
+	}
+}
+
+// --- Redis Cluster hash slots ---------------------------------------------------
+
+// keySlot is Redis Cluster's slot of a key: CRC16 (XMODEM) of its hash tag,
+// or of the whole key when it has none.
+func keySlot(key string) int {
+	if s := strings.IndexByte(key, '{'); s >= 0 {
+		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
+			key = key[s+1 : s+1+e]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) & 16383
+}
+
+func TestKeySlot(t *testing.T) {
+	t.Parallel()
+	// Values from the Redis Cluster specification and CLUSTER KEYSLOT.
+	for key, want := range map[string]int{"123456789": 12739, "foo": 12182, "{user1000}.following": 3443, "user1000": 3443, "foo{}{bar}": 8363} {
+		if got := keySlot(key); got != want {
+			t.Errorf("keySlot(%q) = %d, want %d", key, got, want)
+		}
+	}
+}
+
+// TestQueueKeysShareSlot drives a queue through every state and checks that
+// every key the driver created for it (found by SCAN) and every key a script
+// declares hashes to one slot, so Redis Cluster can run the scripts.
+func TestQueueKeysShareSlot(t *testing.T) {
+	t.Parallel()
+	for _, queue := range []string{"default", "a}b", "x{y", "emails:high", "w"} {
+		t.Run(queue, func(t *testing.T) {
+			t.Parallel()
+			d := newTestDriver(t)
+			ctx := t.Context()
+			now := time.Now()
+			tasks := []*ebbdriver.TaskRecord{testTask(queue, now), testTask(queue, now), testTask(queue, now), testTask(queue, now.Add(time.Hour))}
+			tasks[0].UniqueKey = "u1"
+			tasks[1].UniqueKey, tasks[1].UniqueTTL = "u2", time.Hour
+			mustEnqueue(t, d, tasks...)
+			res, err := d.Fetch(ctx, fetchParams(now, 2, queue))
+			if err != nil || len(res.Tasks) != 2 {
+				t.Fatalf("Fetch = %v, %v", res, err)
+			}
+			r := res.Tasks[0]
+			if _, err := d.Complete(ctx, []ebbdriver.Completion{{Queue: queue, ID: r.ID, LeaseToken: r.LeaseToken,
+				Outcome: ebbdriver.OutcomeDead, Now: now, Error: &ebbdriver.AttemptError{Error: "x"}}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.WorkerHeartbeat(ctx, ebbdriver.WorkerInfo{ID: "w1", HeartbeatAt: now}, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+
+			k := d.keys(queue)
+			slot := keySlot(k.prefix + "t:x")
+			var found []string
+			iter := d.rdb.Scan(ctx, 0, globEscape(k.prefix)+"*", 1000).Iterator()
+			for iter.Next(ctx) {
+				found = append(found, iter.Val())
+			}
+			if err := iter.Err(); err != nil {
+				t.Fatal(err)
+			}
+			// task hashes, two ready/scheduled/leases/dead sets, stats, unique keys
+			if len(found) < 9 {
+				t.Errorf("found only %d keys of queue %q: %v", len(found), queue, found)
+			}
+			declared := slices.Concat(k.kEnqueue, k.kFetch, k.kComplete, k.kRescue, k.kPromote, k.kDeadMove)
+			for _, key := range slices.Concat(found, declared) {
+				if keySlot(key) != slot {
+					t.Errorf("key %q is in slot %d, not the queue's slot %d", key, keySlot(key), slot)
+				}
+			}
+			// The global keys of one kind share a slot too (their scripts).
+			for _, group := range [][]string{
+				{d.workersKey(), d.workerKeyPrefix() + "w1", d.drainKeyPrefix() + "w1"},
+				{d.leaderKey("cp"), d.decisionsKey("seq"), d.decisionsKey("data"), d.decisionsKey("all"), d.decisionsKey("pool:web")},
+			} {
+				for _, key := range group {
+					if keySlot(key) != keySlot(group[0]) {
+						t.Errorf("key %q is not in the slot of %q", key, group[0])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestScriptHeaders checks that every script starts with a comment naming
+// each KEYS and ARGV index its body uses.
+func TestScriptHeaders(t *testing.T) {
+	t.Parallel()
+	scripts := map[string]*script{
+		"enqueue": scriptEnqueue, "fetch": scriptFetch, "complete": scriptComplete, "extend": scriptExtend,
+		"rescue": scriptRescue, "promote": scriptPromote, "cancel": scriptCancel, "awaitMark": scriptAwaitMark,
+		"awaitUnmark": scriptAwaitUnmark, "deadRetry": scriptDeadRetry, "deadPurge": scriptDeadPurge,
+		"cleanup": scriptCleanup, "workerHeartbeat": scriptWorkerHeartbeat, "workerList": scriptWorkerList,
+		"workerDeregister": scriptWorkerDeregister, "workerDrain": scriptWorkerDrain,
+		"leaderAttempt": scriptLeaderAttempt, "leaderResign": scriptLeaderResign,
+		"decisionAppend": scriptDecisionAppend, "decisionList": scriptDecisionList,
+	}
+	use := regexp.MustCompile(`(KEYS|ARGV)\[(\d+)`)
+	decl := regexp.MustCompile(`^-- (KEYS|ARGV)\[(\d+)(…)?\] ->`)
+	for name, s := range scripts {
+		if !strings.HasPrefix(s.src, "-- ") {
+			t.Errorf("%s: does not start with a comment", name)
+			continue
+		}
+		declared := map[string]bool{}
+		open := map[string]int{} // ARGV[n…]: n and everything after
+		for _, line := range strings.Split(s.src, "\n") {
+			if !strings.HasPrefix(line, "--") {
+				break
+			}
+			if m := decl.FindStringSubmatch(line); m != nil {
+				declared[m[1]+m[2]] = true
+				if m[3] != "" {
+					open[m[1]], _ = strconv.Atoi(m[2])
+				}
+			}
+		}
+		body := s.src[strings.Index(s.src, luaLib)+len(luaLib):]
+		for _, m := range use.FindAllStringSubmatch(body, -1) {
+			n, _ := strconv.Atoi(m[2])
+			if !declared[m[1]+m[2]] && (open[m[1]] == 0 || n < open[m[1]]) {
+				t.Errorf("%s: uses %s[%s] but its header does not name it", name, m[1], m[2])
+			}
+		}
+	}
+}
+
+// TestFindTaskInQueueUnknownToDriver: a task enqueued by another process is
+// found by id through P:queues.
+func TestFindTaskInQueueUnknownToDriver(t *testing.T) {
+	t.Parallel()
+	c := testredis.Client(t)
+	prefix := testredis.Prefix(t)
+	producer, _ := New(c, &Config{Prefix: prefix})
+	reader, _ := New(c, &Config{Prefix: prefix})
+	now := time.Now()
+	task := testTask("elsewhere", now)
+	mustEnqueue(t, producer, testTask("first", now), task)
+	got, err := reader.TaskGet(t.Context(), task.ID)
+	if err != nil || got.Queue != "elsewhere" || got.State != ebbdriver.StateQueued {
+		t.Fatalf("TaskGet from another driver = %+v, %v", got, err)
+	}
+	if st, err := reader.TaskCancel(t.Context(), task.ID, now); err != nil || st != ebbdriver.StateCancelled {
+		t.Fatalf("TaskCancel from another driver = %q, %v", st, err)
+	}
+}
+
+// TestLargeBatches crosses the per-script chunk size in Enqueue, Fetch and
+// Complete.
+func TestLargeBatches(t *testing.T) {
+	t.Parallel()
+	d := newTestDriver(t)
+	ctx := t.Context()
+	now := time.Now()
+	const n = 2*maxPerCall + 300
+	tasks := make([]*ebbdriver.TaskRecord, n)
+	for i := range tasks {
+		tasks[i] = testTask([]string{"a", "b"}[i%2], now)
+	}
+	mustEnqueue(t, d, tasks...)
+	res, err := d.Fetch(ctx, fetchParams(now, n-100, "a", "b"))
+	if err != nil || len(res.Tasks) != n-100 {
+		t.Fatalf("Fetch(limit %d) = %d tasks, %v", n-100, len(res.Tasks), err)
+	}
+	for i, r := range res.Tasks[:n/2] {
+		if r.Queue != "a" {
+			t.Fatalf("task %d of the fetch is from queue %q: queue a must be drained first", i, r.Queue)
+		}
+	}
+	cs := make([]ebbdriver.Completion, len(res.Tasks))
+	for i, r := range res.Tasks {
+		cs[i] = ebbdriver.Completion{Queue: r.Queue, ID: r.ID, LeaseToken: r.LeaseToken, Outcome: ebbdriver.OutcomeSucceeded, Now: now}
+	}
+	errs, err := d.Complete(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("completion %d: %v", i, err)
+		}
+	}
+	st, err := d.QueueStats(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var succeeded, queued int64
+	for _, s := range st {
+		succeeded += s.Succeeded
+		queued += s.Queued
+	}
+	if succeeded != n-100 || queued != 100 {
+		t.Errorf("succeeded %d, queued %d; want %d and 100", succeeded, queued, n-100)
+	}
+}
+
+// TestCompletionPublishesOnlyForWaiters: ending a task nobody awaits must not
+// publish on the done channel. A sentinel published afterwards on the same
+// channel must be the first message the subscriber sees.
+func TestCompletionPublishesOnlyForWaiters(t *testing.T) {
+	t.Parallel()
+	d := newTestDriver(t)
+	ctx := t.Context()
+	now := time.Now()
+	ps, _, err := d.subscribe(ctx, []string{d.chDone}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	mustEnqueue(t, d, testTask("a", now))
+	res, err := d.Fetch(ctx, fetchParams(now, 1, "a"))
+	if err != nil || len(res.Tasks) != 1 {
+		t.Fatalf("Fetch = %v, %v", res, err)
+	}
+	r := res.Tasks[0]
+	if _, err := d.Complete(ctx, []ebbdriver.Completion{{Queue: "a", ID: r.ID, LeaseToken: r.LeaseToken, Outcome: ebbdriver.OutcomeSucceeded, Now: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.rdb.Publish(ctx, d.chDone, "sentinel").Err(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ps.ReceiveMessage(ctx)
+	if err != nil || m.Payload != "sentinel" {
+		t.Errorf("first message on the done channel = %v, %v; want the sentinel (no publish without waiters)", m, err)
+	}
+}
+
+// TestDrainOnlyToItsWorker: a listener for another worker sees cancel
+// requests but not the drain request.
+func TestDrainOnlyToItsWorker(t *testing.T) {
+	t.Parallel()
+	d := newTestDriver(t)
+	ctx := t.Context()
+	now := time.Now()
+	if _, err := d.WorkerHeartbeat(ctx, ebbdriver.WorkerInfo{ID: "w1", HeartbeatAt: now}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	other, err := d.Listen(ctx, ebbdriver.ListenParams{Queues: []string{"x"}, WorkerID: "w2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEnqueue(t, d, testTask("a", now))
+	res, err := d.Fetch(ctx, fetchParams(now, 1, "a"))
+	if err != nil || len(res.Tasks) != 1 {
+		t.Fatalf("Fetch = %v, %v", res, err)
+	}
+	if err := d.WorkerRequestDrain(ctx, "w1", now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.TaskCancel(ctx, res.Tasks[0].ID, now); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-other:
+		if ev.Kind != ebbdriver.EventCancel || ev.TaskID != res.Tasks[0].ID || ev.Queue != "a" {
+			t.Errorf("first event of w2's listener = %+v, want the cancel request (not w1's drain)", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no cancel event within 10s")
+	}
+}
+
+// TestRedisRestart kills a private Redis under a driver and brings it back
+// empty: calls fail with an error meanwhile, then everything works again,
+// including scripts (reloaded after NOSCRIPT), the queue registry and
+// notifications (resubscribed).
+func TestRedisRestart(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	d, err := Open(t.Context(), srv.URL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	ctx := t.Context()
+	now := time.Now()
+	mustEnqueue(t, d, testTask("a", now))
+	events, err := d.Listen(ctx, ebbdriver.ListenParams{Queues: []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Kill()
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err = d.Enqueue(short, []*ebbdriver.TaskRecord{testTask("a", now)})
+	cancel()
+	if err == nil {
+		t.Fatal("Enqueue with Redis down succeeded")
+	}
+	if !strings.Contains(err.Error(), "ebbredis: enqueue") {
+		t.Errorf("error %q does not say what failed", err)
+	}
+
+	srv.Restart() // empty: no data, no script cache
+	// The listener reports the resubscription as a possible missed enqueue.
+	waitFor(t, events, "EventQueued after resubscribing", func(ev ebbdriver.Event) bool {
+		return ev.Kind == ebbdriver.EventQueued && ev.Queue == "a"
+	})
+	task := testTask("a", now)
+	retryUntil(t, "Enqueue after the restart", func() error {
+		_, err := d.Enqueue(ctx, []*ebbdriver.TaskRecord{task})
+		return err
+	})
+	waitFor(t, events, "EventQueued for the new task", func(ev ebbdriver.Event) bool {
+		return ev.Kind == ebbdriver.EventQueued && ev.Queue == "a"
+	})
+	res, err := d.Fetch(ctx, fetchParams(now, 10, "a"))
+	if err != nil || len(res.Tasks) != 1 || res.Tasks[0].ID != task.ID {
+		t.Fatalf("Fetch after restart = %v, %v; want the task enqueued after it", res, err)
+	}
+	if got, err := d.TaskGet(ctx, task.ID); err != nil || got.State != ebbdriver.StateRunning {
+		t.Errorf("TaskGet after restart = %+v, %v", got, err)
+	}
+	st, err := d.QueueStats(ctx, now)
+	if err != nil || len(st) != 1 || st[0].Name != "a" || st[0].InFlight != 1 {
+		t.Errorf("QueueStats after restart = %+v, %v; want queue a registered again", st, err)
+	}
+}
+
+func waitFor(t *testing.T, ch <-chan ebbdriver.Event, what string, match func(ebbdriver.Event) bool) {
+	t.Helper()
+	timer := time.NewTimer(15 * time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Fatalf("waiting for %s: channel closed", what)
+			}
+			if match(ev) {
+				return
+			}
+		case <-timer.C:
+			t.Fatalf("no %s within 15s", what)
+		}
+	}
+}
+
+// retryUntil calls f until it succeeds: right after a restart the client's
+// pool may still hold connections to the dead server.
+func retryUntil(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEmptyTokenNeverOwns: a rescued task's claim has its token cut off;
+// an empty token must not pass the fence for it (or for anything).
+func TestEmptyTokenNeverOwns(t *testing.T) {
+	t.Parallel()
+	d := newTestDriver(t)
+	ctx := t.Context()
+	now := time.Now()
+	task := testTask("a", now)
+	mustEnqueue(t, d, task)
+	if _, err := d.Fetch(ctx, ebbdriver.FetchParams{Queues: []string{"a"}, Limit: 1, Now: now}); err == nil {
+		t.Error("Fetch with an empty lease token succeeded")
+	}
+	res, err := d.Fetch(ctx, fetchParams(now, 1, "a"))
+	if err != nil || len(res.Tasks) != 1 {
+		t.Fatalf("Fetch = %v, %v", res, err)
+	}
+	if _, err := d.RescueExpired(ctx, "a", now.Add(time.Hour), 10); err != nil {
+		t.Fatal(err)
+	}
+	errs, err := d.Complete(ctx, []ebbdriver.Completion{{Queue: "a", ID: task.ID, Outcome: ebbdriver.OutcomeSucceeded, Now: now}})
+	if err != nil || !errors.Is(errs[0], ebbdriver.ErrLeaseLost) {
+		t.Errorf("Complete with an empty token = %v, %v; want ErrLeaseLost", errs, err)
+	}
+	ext, err := d.ExtendLeases(ctx, ebbdriver.ExtendLeasesParams{Leases: []ebbdriver.LeaseRef{{Queue: "a", ID: task.ID}}, Until: now.Add(time.Hour), Now: now})
+	if err != nil || len(ext.Lost) != 1 {
+		t.Errorf("ExtendLeases with an empty token = %+v, %v; want it lost", ext, err)
+	}
+	if got, err := d.TaskGet(ctx, task.ID); err != nil || got.State != ebbdriver.StateQueued || got.LeaseToken != "" {
+		t.Errorf("task after the attempts = %+v, %v; want queued, no token", got, err)
+	}
+}
