@@ -88,7 +88,7 @@ func BenchmarkBurnDown(b *testing.B) {
 				}
 				return nil, nil
 			})
-			w, err := ebb.NewWorker(drv, &ebb.WorkerConfig{Handlers: handlers, Concurrency: 256, Logger: quiet, DisableMaintenance: true})
+			w, err := ebb.NewWorker(drv, &ebb.WorkerConfig{Handlers: handlers, Concurrency: 1000, Logger: quiet, DisableMaintenance: true})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -13,7 +13,7 @@ import (
 // short.
 const completeBatchMax = 1000
 
-// completer stores outcomes in batches. Whatever accumulates while one batch
+// completer stores outcomes in batches. Whatever accumulates while a batch
 // is in flight goes out in the next, so batches grow with load and a lone
 // completion is never held back waiting for company.
 type completer struct {
@@ -55,8 +55,21 @@ func (c *completer) stop() {
 	<-c.done
 }
 
+// completeFlushers is how many Complete calls may be in flight at once: while
+// one batch is in the broker, the next accumulates and goes out on another
+// connection, so the slots it holds free up sooner.
+const completeFlushers = 2
+
 func (c *completer) run(ctx context.Context) {
 	defer close(c.done)
+	var wg sync.WaitGroup
+	for range completeFlushers {
+		wg.Go(func() { c.flushLoop(ctx) })
+	}
+	wg.Wait()
+}
+
+func (c *completer) flushLoop(ctx context.Context) {
 	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
 	var flushDeadline time.Time
 	var batch []ebbdriver.Completion

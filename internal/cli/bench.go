@@ -17,7 +17,7 @@ func runBench(e *env, args []string) error {
 	f := newFlagSet(e, "bench", "bench [scaling] --tasks N [--concurrency C] [--json] [flags]",
 		"ebb bench --broker redis://127.0.0.1:6379/0 --tasks 100000 --json")
 	tasks := f.Int("tasks", 100_000, "no-op tasks in the burn-down")
-	concurrency := f.Int("concurrency", 256, "worker concurrency")
+	concurrency := f.Int("concurrency", 1000, "worker concurrency (goroutines are cheap; a large backlog of no-op tasks wants many slots so fetches and acknowledgements stay batched)")
 	batch := f.Int("batch", 1000, "tasks per enqueue call")
 	samples := f.Int("latency-samples", 200, "sequential enqueue→start samples on the idle worker")
 	asJSON := f.Bool("json", false, "print one JSON line")
