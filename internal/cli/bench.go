@@ -30,13 +30,11 @@ func runBench(e *env, args []string) error {
 	if *tasks < 1 || *concurrency < 1 || *batch < 1 || *samples < 1 {
 		return usagef("--tasks, --concurrency, --batch and --latency-samples must be at least 1")
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	drv, err := f.open(ctx)
+	ctx, drv, closeBroker, err := f.openBroker()
 	if err != nil {
 		return err
 	}
-	defer drv.Close()
+	defer closeBroker()
 
 	p := bench.Params{Tasks: *tasks, Concurrency: *concurrency, EnqueueBatch: *batch, LatencySamples: *samples}
 	tty := !*asJSON && isTerminal(e.stderr)
@@ -95,13 +93,11 @@ func runBenchScaling(e *env, f *flagSet, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(logDir)
-	ctx, stop := signalContext()
-	defer stop()
-	drv, err := f.open(ctx)
+	ctx, drv, closeBroker, err := f.openBroker()
 	if err != nil {
 		return err
 	}
-	defer drv.Close()
+	defer closeBroker()
 	p := bench.ScalingParams{Trials: *trials, BrokerURL: *f.broker, Executable: exe, LogDir: logDir}
 	tty := !*asJSON && isTerminal(e.stderr)
 	if tty {

@@ -201,12 +201,16 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
 
-func (f *flagSet) open(ctx context.Context) (ebbdriver.Driver, error) {
-	drv, err := brokerurl.Open(ctx, *f.broker)
+// openBroker opens the broker named by --broker under a context that SIGINT
+// and SIGTERM cancel; closeBroker releases both.
+func (f *flagSet) openBroker() (ctx context.Context, drv ebbdriver.Driver, closeBroker func(), err error) {
+	ctx, stop := signalContext()
+	drv, err = brokerurl.Open(ctx, *f.broker)
 	if err != nil {
-		return nil, err
+		stop()
+		return nil, nil, nil, err
 	}
-	return drv, nil
+	return ctx, drv, func() { drv.Close(); stop() }, nil
 }
 
 // signalContext is cancelled by SIGINT or SIGTERM.

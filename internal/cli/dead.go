@@ -41,13 +41,11 @@ func runDead(e *env, args []string) error {
 		return usagef("unknown action %q: use list, retry or purge", action)
 	}
 
-	ctx, stop := signalContext()
-	defer stop()
-	drv, err := f.open(ctx)
+	ctx, drv, closeBroker, err := f.openBroker()
 	if err != nil {
 		return err
 	}
-	defer drv.Close()
+	defer closeBroker()
 
 	switch action {
 	case "list":

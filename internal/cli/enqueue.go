@@ -55,13 +55,11 @@ func runEnqueue(e *env, args []string) error {
 		opts.Unique = &ebb.UniqueOpts{Key: *unique}
 	}
 
-	ctx, stop := signalContext()
-	defer stop()
-	drv, err := f.open(ctx)
+	ctx, drv, closeBroker, err := f.openBroker()
 	if err != nil {
 		return err
 	}
-	defer drv.Close()
+	defer closeBroker()
 	client, err := ebb.NewClient(drv, &ebb.ClientConfig{Logger: e.logger})
 	if err != nil {
 		return err
@@ -146,13 +144,11 @@ func runCancel(e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one TASK_ID (see --help)")
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	drv, err := f.open(ctx)
+	ctx, drv, closeBroker, err := f.openBroker()
 	if err != nil {
 		return err
 	}
-	defer drv.Close()
+	defer closeBroker()
 	client, err := ebb.NewClient(drv, nil)
 	if err != nil {
 		return err

@@ -37,15 +37,13 @@ func runInspect(e *env, args []string) error {
 		return usagef("cannot inspect %q: use queues, workers, scaling or task ID", what)
 	}
 
-	ctx, stop := signalContext()
-	defer stop()
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	drv, err := f.open(ctx)
+	ctx, drv, closeBroker, err := f.openBroker()
 	if err != nil {
 		return err
 	}
-	defer drv.Close()
+	defer closeBroker()
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
 	now := time.Now()
 
 	switch what {

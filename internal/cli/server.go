@@ -117,15 +117,13 @@ func flagSetByUser(f *flagSet, name string) bool {
 }
 
 func runInspectScaling(e *env, f *flagSet, asJSON bool, pool string, limit int) error {
-	ctx, stop := signalContext()
-	defer stop()
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	drv, err := f.open(ctx)
+	ctx, drv, closeBroker, err := f.openBroker()
 	if err != nil {
 		return err
 	}
-	defer drv.Close()
+	defer closeBroker()
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
 	ctl, ok := drv.(ebbdriver.Control)
 	if !ok {
 		return errors.New("this broker keeps no scaling decisions")

@@ -43,13 +43,11 @@ func runWorker(e *env, args []string) error {
 		return usagef("--concurrency %d: must be at least 1", *concurrency)
 	}
 
-	ctx, stop := signalContext()
-	defer stop()
-	drv, err := f.open(ctx)
+	ctx, drv, closeBroker, err := f.openBroker()
 	if err != nil {
 		return err
 	}
-	defer drv.Close()
+	defer closeBroker()
 	handlers := ebb.NewHandlers()
 	builtin.Register(handlers)
 	w, err := ebb.NewWorker(drv, &ebb.WorkerConfig{
