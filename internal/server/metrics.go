@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are exported on /metrics. Queue gauges are read from the broker at
@@ -26,7 +27,7 @@ func newMetrics(s *Server) *metrics {
 			Help: "Scaling decisions applied by this replica, by pool and direction."}, []string{"pool", "action"}),
 	}
 	m.registry.MustRegister(m.leader, m.decisions, &collector{s: s},
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
