@@ -54,6 +54,7 @@ func Exercise(t *testing.T, newDriver Factory) {
 		{"PromoteDue", testPromoteDue},
 		{"QueueStats", testQueueStats},
 		{"RescueExpired", testRescueExpired},
+		{"Schedules", testSchedules},
 		{"TaskAwait", testTaskAwait},
 		{"TaskCancel", testTaskCancel},
 		{"TaskGet", testTaskGet},

@@ -41,6 +41,14 @@
 //	P:decisions:{ctl}:data      HASH   Seq → decision JSON
 //	P:decisions:{ctl}:all       ZSET   Seqs of all pools
 //	P:decisions:{ctl}:pool:<p>  ZSET   Seqs of pool p, trimmed to DecisionLogMax
+//	P:schedules:{ctl}:names     ZSET   names of beat's schedules, all scored 0 so
+//	                                   ZRANGE lists them in name (byte) order
+//	P:schedules:{ctl}:s:<name>  HASH   one schedule: def (the definition as
+//	                                   JSON, written and read by Go only),
+//	                                   created (ns), paused ("1"), tick (last
+//	                                   tick fired, ns) and task (its task id);
+//	                                   the scripts own all but def, which
+//	                                   cjson could not rewrite losslessly
 //
 // A queue's keys all start with "P:{", other keys never do, so no queue name
 // (even "w" or "queues") can collide with a global key; the prefix itself must

@@ -277,7 +277,8 @@ func TestQueueKeysShareSlot(t *testing.T) {
 			// The global keys of one kind share a slot too (their scripts).
 			for _, group := range [][]string{
 				{d.workersKey(), d.workerKeyPrefix() + "w1", d.drainKeyPrefix() + "w1"},
-				{d.leaderKey("cp"), d.decisionsKey("seq"), d.decisionsKey("data"), d.decisionsKey("all"), d.decisionsKey("pool:web")},
+				{d.leaderKey("cp"), d.decisionsKey("seq"), d.decisionsKey("data"), d.decisionsKey("all"), d.decisionsKey("pool:web"),
+					d.schedulesKey(), d.scheduleKey("nightly"), d.scheduleKey("a}b{c")},
 			} {
 				for _, key := range group {
 					if keySlot(key) != keySlot(group[0]) {
@@ -301,6 +302,8 @@ func TestScriptHeaders(t *testing.T) {
 		"workerDeregister": scriptWorkerDeregister, "workerDrain": scriptWorkerDrain,
 		"leaderAttempt": scriptLeaderAttempt, "leaderResign": scriptLeaderResign,
 		"decisionAppend": scriptDecisionAppend, "decisionList": scriptDecisionList,
+		"scheduleUpsert": scriptScheduleUpsert, "scheduleList": scriptScheduleList, "scheduleDelete": scriptScheduleDelete,
+		"schedulePause": scriptSchedulePause, "scheduleMarkFired": scriptScheduleMarkFired,
 	}
 	use := regexp.MustCompile(`(KEYS|ARGV)\[(\d+)`)
 	decl := regexp.MustCompile(`^-- (KEYS|ARGV)\[(\d+)(…)?\] ->`)

@@ -13,7 +13,7 @@ import (
 
 // TestMigrateFromVersion1 opens a file written by the first schema: it must
 // upgrade in place, keep its tasks and totals, backfill Enqueued, and serve
-// the control plane.
+// the control plane and beat's schedules.
 func TestMigrateFromVersion1(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -88,6 +88,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err := d.DecisionAppend(ctx, "cp", dec); err != nil {
 		t.Fatalf("DecisionAppend: %v", err)
 	}
+	sched := upsertTestSchedule(t, d, now)
 
 	// Reopening does not migrate again: the backfill would reset Enqueued.
 	if err := d.Close(); err != nil {
@@ -106,6 +107,87 @@ func TestMigrateFromVersion1(t *testing.T) {
 		l2.LeaderID != "s1" || l2.Term != l.Term {
 		t.Errorf("LeaderAttempt after reopening = %+v, %v; want s1 still leading in term %d", l2, err, l.Term)
 	}
+	checkTestSchedule(t, d, sched)
+}
+
+// TestMigrateFromVersion2 opens a file written before schedules existed: it
+// must gain the schedules table and keep the control plane's state.
+func TestMigrateFromVersion2(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "ebb.db")
+	now := time.Now().Truncate(time.Millisecond)
+
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range migrations[:2] {
+		if _, err := raw.Exec(m); err != nil {
+			t.Fatalf("creating a version 2 schema, migration %d: %v", i+1, err)
+		}
+	}
+	if _, err := raw.Exec(`PRAGMA user_version = 2`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(`INSERT INTO leaders (name, leader_id, term, expires_at) VALUES ('cp', 's1', 7, ?1)`,
+		now.Add(time.Minute).UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	d, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatalf("Open of a version 2 file: %v", err)
+	}
+	defer func() { d.Close() }()
+	checkVersion(t, d)
+	if l, err := d.LeaderAttempt(ctx, ebbdriver.LeaderParams{Name: "cp", ID: "s2", TTL: time.Minute, Now: now}); err != nil ||
+		l.LeaderID != "s1" || l.Term != 7 {
+		t.Errorf("LeaderAttempt after the upgrade = %+v, %v; want s1 leading in term 7", l, err)
+	}
+	sched := upsertTestSchedule(t, d, now)
+
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = Open(ctx, path, nil); err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	checkVersion(t, d)
+	checkTestSchedule(t, d, sched)
+}
+
+// upsertTestSchedule stores a fired schedule in an upgraded file.
+func upsertTestSchedule(t *testing.T, d *Driver, now time.Time) *ebbdriver.ScheduleRecord {
+	t.Helper()
+	s := &ebbdriver.ScheduleRecord{Name: "nightly", Cron: "0 3 * * *", TZ: "UTC", CatchUp: "once", Kind: "report",
+		Args: []byte(`{"a":1}`), Queue: "a", Headers: map[string]string{"h": "v"}, CreatedAt: now, UpdatedAt: now}
+	if err := d.ScheduleUpsert(t.Context(), s); err != nil {
+		t.Fatalf("ScheduleUpsert: %v", err)
+	}
+	s.LastTickAt, s.LastTaskID = now.Add(time.Minute), "task-1"
+	if ok, err := d.ScheduleMarkFired(t.Context(), s.Name, s.LastTickAt, s.LastTaskID, now); err != nil || !ok {
+		t.Fatalf("ScheduleMarkFired = %t, %v", ok, err)
+	}
+	return s
+}
+
+// checkTestSchedule reads back what upsertTestSchedule stored.
+func checkTestSchedule(t *testing.T, d *Driver, want *ebbdriver.ScheduleRecord) {
+	t.Helper()
+	l, err := d.ScheduleList(t.Context())
+	if err != nil || len(l) != 1 {
+		t.Fatalf("ScheduleList after reopening = %+v, %v; want %s", l, err, want.Name)
+	}
+	got := l[0]
+	if got.Name != want.Name || got.Cron != want.Cron || got.Kind != want.Kind || string(got.Args) != string(want.Args) ||
+		got.Headers["h"] != "v" || !got.LastTickAt.Equal(want.LastTickAt) || got.LastTaskID != want.LastTaskID ||
+		!got.CreatedAt.Equal(want.CreatedAt) {
+		t.Errorf("schedule after reopening = %+v, want %+v", got, *want)
+	}
 }
 
 func checkVersion(t *testing.T, d *Driver) {
@@ -114,7 +196,7 @@ func checkVersion(t *testing.T, d *Driver) {
 	if err := d.rdb.QueryRowContext(context.Background(), `PRAGMA user_version`).Scan(&v); err != nil {
 		t.Fatal(err)
 	}
-	if v != schemaVersion || schemaVersion < 2 {
-		t.Errorf("user_version = %d, want %d (≥ 2)", v, schemaVersion)
+	if v != schemaVersion || schemaVersion < 3 {
+		t.Errorf("user_version = %d, want %d (≥ 3)", v, schemaVersion)
 	}
 }

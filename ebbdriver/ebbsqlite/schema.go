@@ -142,6 +142,33 @@ CREATE TABLE decisions (
 );
 CREATE INDEX decisions_pool ON decisions (pool, seq);
 `,
+	// 3: beat's periodic schedules.
+	`
+-- One row per schedule: its definition, written whole by every upsert, and
+-- its firing state (paused, last_tick_at, last_task_id) and created_at,
+-- which upserts keep. Times and durations are nanoseconds (0: unset);
+-- strings are '' when unset.
+CREATE TABLE schedules (
+	name         TEXT    PRIMARY KEY,
+	cron         TEXT    NOT NULL,
+	every        INTEGER NOT NULL,
+	at           INTEGER NOT NULL,
+	tz           TEXT    NOT NULL,
+	catch_up     TEXT    NOT NULL,
+	kind         TEXT    NOT NULL,
+	args         BLOB,              -- JSON
+	queue        TEXT    NOT NULL,
+	priority     INTEGER NOT NULL,
+	max_attempts INTEGER NOT NULL,
+	timeout      INTEGER NOT NULL,
+	headers      TEXT,              -- JSON object, NULL when none
+	paused       INTEGER NOT NULL DEFAULT 0,
+	last_tick_at INTEGER NOT NULL DEFAULT 0,
+	last_task_id TEXT    NOT NULL DEFAULT '',
+	created_at   INTEGER NOT NULL,
+	updated_at   INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
 }
 
 var errSchemaNewer = errors.New("the database was written by a newer ebb")

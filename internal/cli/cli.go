@@ -49,6 +49,7 @@ func init() {
 		{"inspect", "show queues, workers or one task", runInspect},
 		{"cancel", "cancel a task (queued or running)", runCancel},
 		{"dead", "list, retry or purge dead tasks", runDead},
+		{"schedule", "list, add, remove, pause, resume or run periodic schedules (beat)", runSchedule},
 		{"bench", "measure enqueue rate, burn-down rate and pickup latency", runBench},
 		{"version", "print the version", func(e *env, _ []string) error { fmt.Fprintln(e.stdout, "ebb", Version); return nil }},
 	}

@@ -8,6 +8,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -18,7 +19,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ebbq/ebb"
+	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/internal/brokerurl"
+	"github.com/ebbq/ebb/internal/schedule"
 	"github.com/ebbq/ebb/internal/maintenance"
 )
 
@@ -38,6 +41,12 @@ type Config struct {
 	// replace the default pool; an empty list means no pools (maintenance
 	// and the API only).
 	Pools []Pool `yaml:"pools"`
+
+	// Schedules are beat's periodic tasks from the file. The leader stores
+	// them in the broker when it is elected (replacing the definitions of
+	// the same names, keeping their firing state), next to the schedules
+	// added at runtime with `ebb schedule add` or the API.
+	Schedules []Schedule `yaml:"schedules,omitempty"`
 
 	// origins maps field paths to where their value came from ("line 12",
 	// "from EBB_POOL_X_MAX"), so validation errors can point there. Only Load
@@ -375,4 +384,73 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("read_only", c.Server.ReadOnly),
 		slog.String("pools", strings.Join(names, ",")),
 	)
+}
+
+// Schedule is one periodic task: when it ticks (exactly one of Cron, Every and
+// At) and the task each tick enqueues.
+type Schedule struct {
+	// Name identifies the schedule: 1–128 characters of [A-Za-z0-9_.:-].
+	Name string `yaml:"name" json:"name,omitempty"`
+	// Cron has 5 fields (minute hour day-of-month month day-of-week), or 6
+	// with seconds first, or a descriptor such as @hourly; TZ is its IANA
+	// time zone (default UTC).
+	Cron string `yaml:"cron,omitempty" json:"cron,omitempty"`
+	TZ   string `yaml:"tz,omitempty" json:"tz,omitempty"`
+	// Every ticks at a fixed interval (at least 1 s) from the schedule's
+	// creation.
+	Every time.Duration `yaml:"every,omitempty" json:"every,omitempty"`
+	// At ticks once, at an RFC 3339 time.
+	At time.Time `yaml:"at,omitempty" json:"at,omitzero"`
+	// CatchUp is what happens to ticks missed while no leader ran: "once"
+	// (default: the latest missed tick fires once) or "skip".
+	CatchUp string `yaml:"catch_up,omitempty" json:"catch_up,omitempty"`
+
+	Kind        string         `yaml:"kind" json:"kind,omitempty"`
+	Args        map[string]any `yaml:"args,omitempty" json:"args,omitempty"`
+	Queue       string         `yaml:"queue,omitempty" json:"queue,omitempty"`
+	Priority    string         `yaml:"priority,omitempty" json:"priority,omitempty"` // high, normal (default) or low
+	MaxAttempts int            `yaml:"max_attempts,omitempty" json:"max_attempts,omitempty"`
+	Timeout     time.Duration  `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// Record converts the schedule to what the broker stores, checking its
+// timing (cron syntax, time zone, interval) and options. now stamps
+// CreatedAt and UpdatedAt.
+func (s *Schedule) Record(now time.Time) (*ebbdriver.ScheduleRecord, error) {
+	args := []byte("{}")
+	if len(s.Args) > 0 {
+		var err error
+		if args, err = json.Marshal(s.Args); err != nil {
+			return nil, fmt.Errorf("args cannot be encoded as JSON: %w", err)
+		}
+	}
+	prio := ebb.PriorityNormal
+	switch strings.ToLower(s.Priority) {
+	case "", "normal":
+	case "high":
+		prio = ebb.PriorityHigh
+	case "low":
+		prio = ebb.PriorityLow
+	default:
+		return nil, fmt.Errorf("priority %q: use high, normal or low", s.Priority)
+	}
+	queue := s.Queue
+	if queue == "" {
+		queue = ebb.QueueDefault
+	}
+	if !ebb.ValidName(queue) {
+		return nil, fmt.Errorf("queue %q: use %s", queue, nameChars)
+	}
+	if s.MaxAttempts < 0 {
+		return nil, fmt.Errorf("max_attempts %d is negative", s.MaxAttempts)
+	}
+	r := &ebbdriver.ScheduleRecord{
+		Name: s.Name, Cron: s.Cron, TZ: s.TZ, Every: s.Every, At: s.At, CatchUp: s.CatchUp,
+		Kind: s.Kind, Args: args, Queue: queue, Priority: int(prio), MaxAttempts: s.MaxAttempts, Timeout: s.Timeout,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if _, err := schedule.FromRecord(r); err != nil {
+		return nil, err
+	}
+	return r, nil
 }

@@ -54,6 +54,21 @@ type (
 		Maintenance *fileMaintenance `yaml:"maintenance"`
 		Autoscaler  *fileAutoscaler  `yaml:"autoscaler"`
 		Pools       *[]filePool      `yaml:"pools"`
+		Schedules   *[]fileSchedule  `yaml:"schedules"`
+	}
+	fileSchedule struct {
+		Name        *string        `yaml:"name"`
+		Cron        *string        `yaml:"cron"`
+		TZ          *string        `yaml:"tz"`
+		Every       *string        `yaml:"every"`
+		At          *string        `yaml:"at"`
+		CatchUp     *string        `yaml:"catch_up"`
+		Kind        *string        `yaml:"kind"`
+		Args        map[string]any `yaml:"args"`
+		Queue       *string        `yaml:"queue"`
+		Priority    *string        `yaml:"priority"`
+		MaxAttempts *int           `yaml:"max_attempts"`
+		Timeout     *string        `yaml:"timeout"`
 	}
 	fileServer struct {
 		Listen   *string `yaml:"listen"`
@@ -197,6 +212,32 @@ func (c *Config) apply(f *fileConfig) []Problem {
 				set(&p.Policy.MaxStep, fq.MaxStep)
 			}
 			c.Pools[i] = p
+		}
+	}
+	if f.Schedules != nil {
+		c.Schedules = make([]Schedule, len(*f.Schedules))
+		for i, fs := range *f.Schedules {
+			var s Schedule
+			path := fmt.Sprintf("schedules[%d]", i)
+			set(&s.Name, fs.Name)
+			set(&s.Cron, fs.Cron)
+			set(&s.TZ, fs.TZ)
+			dur(&s.Every, fs.Every, path+".every")
+			if fs.At != nil {
+				at, err := time.Parse(time.RFC3339, strings.TrimSpace(*fs.At))
+				if err != nil {
+					probs = append(probs, c.problem(path+".at", "%q is not an RFC 3339 time (e.g. 2027-01-01T09:00:00+01:00)", *fs.At))
+				}
+				s.At = at
+			}
+			set(&s.CatchUp, fs.CatchUp)
+			set(&s.Kind, fs.Kind)
+			s.Args = fs.Args
+			set(&s.Queue, fs.Queue)
+			set(&s.Priority, fs.Priority)
+			set(&s.MaxAttempts, fs.MaxAttempts)
+			dur(&s.Timeout, fs.Timeout, path+".timeout")
+			c.Schedules[i] = s
 		}
 	}
 	return probs
@@ -366,7 +407,7 @@ func goTypeName(t string) string {
 var fileTypes = map[string][]string{}
 
 func init() {
-	for _, v := range []any{fileConfig{}, fileServer{}, fileLeader{}, fileMaintenance{}, fileAutoscaler{}, filePool{}, filePolicy{}} {
+	for _, v := range []any{fileConfig{}, fileServer{}, fileLeader{}, fileMaintenance{}, fileAutoscaler{}, filePool{}, filePolicy{}, fileSchedule{}} {
 		t := reflect.TypeOf(v)
 		var keys []string
 		for i := range t.NumField() {

@@ -227,6 +227,7 @@ func (c *Config) Validate() error {
 			add(path+".policy.max_step", "%d is negative (0 means no limit)", p.Policy.MaxStep)
 		}
 	}
+	c.validateSchedules(add, required)
 
 	if len(probs) == 0 {
 		return nil
@@ -307,4 +308,29 @@ func splitQueue(q string) (name string, weight int, ok bool) {
 		return name, 0, false
 	}
 	return name, n, true
+}
+
+func (c *Config) validateSchedules(add addFunc, required func(path, msg string)) {
+	seen := map[string]int{}
+	for i := range c.Schedules {
+		s := &c.Schedules[i]
+		path := fmt.Sprintf("schedules[%d]", i)
+		switch {
+		case s.Name == "":
+			required(path+".name", "missing; every schedule needs a name")
+		case !ebb.ValidName(s.Name):
+			add(path+".name", "%q: use %s", s.Name, nameChars)
+		default:
+			if j, dup := seen[s.Name]; dup {
+				add(path+".name", "%q is also the name of schedules[%d]", s.Name, j)
+			}
+			seen[s.Name] = i
+		}
+		if s.Kind == "" {
+			required(path+".kind", "missing; name the task kind each tick enqueues")
+		}
+		if _, err := s.Record(time.Time{}); err != nil {
+			add(path, "%v", err)
+		}
+	}
 }

@@ -61,6 +61,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/workers", s.handleWorkers)
 	mux.HandleFunc("GET /api/v1/scaling", s.handleScaling)
 	mux.HandleFunc("GET /api/v1/leader", s.handleLeader)
+	s.scheduleRoutes(mux)
 	return s.authorize(mux)
 }
 

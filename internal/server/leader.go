@@ -84,6 +84,7 @@ func (s *Server) lead(ctx context.Context, wg *sync.WaitGroup) {
 		wg.Go(func() { p.loop(ctx) })
 	}
 	wg.Go(func() { s.maintain(ctx) })
+	wg.Go(func() { s.beat(ctx) })
 }
 
 // maintain runs maintenance for every queue, driven by the queue counts so a

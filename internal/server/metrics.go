@@ -16,6 +16,7 @@ type metrics struct {
 	registry  *prometheus.Registry
 	leader    prometheus.Gauge
 	decisions *prometheus.CounterVec
+	beatTicks *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -25,8 +26,10 @@ func newMetrics(s *Server) *metrics {
 			Help: "1 while this replica leads the control plane."}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ebb_scaling_decisions_total",
 			Help: "Scaling decisions applied by this replica, by pool and direction."}, []string{"pool", "action"}),
+		beatTicks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ebb_beat_ticks_total",
+			Help: "Schedule ticks this replica enqueued (result enqueued) or found already enqueued (duplicate)."}, []string{"schedule", "result"}),
 	}
-	m.registry.MustRegister(m.leader, m.decisions, &collector{s: s},
+	m.registry.MustRegister(m.leader, m.decisions, m.beatTicks, &collector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -60,6 +60,9 @@ type Server struct {
 	term    atomic.Int64
 	leader  atomic.Pointer[ebbdriver.Leadership]
 
+	beatKick  chan struct{}
+	beatDirty atomic.Bool
+
 	stats    *statsCache
 	metrics  *metrics
 	listener net.Listener
@@ -77,7 +80,7 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server: the %s driver does not support the control plane (leader election, decision log)", opts.Driver.Name())
 	}
 	s := &Server{cfg: opts.Config, drv: opts.Driver, ctl: ctl, logger: opts.Logger, id: opts.ID,
-		byQueue: map[string]*pool{}}
+		byQueue: map[string]*pool{}, beatKick: make(chan struct{}, 1)}
 	if s.logger == nil {
 		s.logger = slog.Default()
 	}

@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/internal/config"
+	"github.com/ebbq/ebb/internal/server"
+)
+
+func runSchedule(e *env, args []string) error {
+	f := newFlagSet(e, "schedule", "schedule list|add|rm|pause|resume|run-now [NAME] [KIND] [ARGS_JSON] [flags]",
+		`ebb schedule add nightly-report report '{"day":"yesterday"}' --cron "0 3 * * *" --tz Europe/Berlin`)
+	cron := f.String("cron", "", "add: cron expression (5 fields, or 6 with seconds first, or @hourly…)")
+	tz := f.String("tz", "", "add: IANA time zone of --cron (default UTC)")
+	every := f.Duration("every", 0, "add: fixed interval (at least 1s)")
+	at := f.String("at", "", "add: one run at an RFC 3339 time")
+	catchUp := f.String("catch-up", "once", "add: ticks missed while no leader ran: once or skip")
+	queue := f.String("queue", "default", "add: queue of the enqueued tasks")
+	priority := f.String("priority", "normal", "add: high, normal or low")
+	maxAttempts := f.Int("max-attempts", 0, "add: attempts per task (0: the default)")
+	asJSON := f.Bool("json", false, "list: print JSON")
+	pos, err := f.parse(e, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("want list, add, rm, pause, resume or run-now (see --help)")
+	}
+	action, rest := pos[0], pos[1:]
+	want := map[string][2]int{"list": {0, 0}, "add": {2, 3}, "rm": {1, 1}, "pause": {1, 1}, "resume": {1, 1}, "run-now": {1, 1}}
+	n, known := want[action]
+	switch {
+	case !known:
+		return usagef("unknown action %q: use list, add, rm, pause, resume or run-now", action)
+	case len(rest) < n[0] || len(rest) > n[1]:
+		if action == "add" {
+			return usagef("want: schedule add NAME KIND [ARGS_JSON] with --cron, --every or --at")
+		}
+		return usagef("want: schedule %s NAME", action)
+	}
+
+	var rec *ebbdriver.ScheduleRecord
+	if action == "add" {
+		sc := config.Schedule{Name: rest[0], Kind: rest[1], Cron: *cron, TZ: *tz, Every: *every, CatchUp: *catchUp,
+			Queue: *queue, Priority: *priority, MaxAttempts: *maxAttempts}
+		if *at != "" {
+			if sc.At, err = time.Parse(time.RFC3339, *at); err != nil {
+				return usagef("--at %q is not an RFC 3339 time (e.g. 2027-01-01T09:00:00+01:00)", *at)
+			}
+		}
+		if len(rest) == 3 {
+			if err := json.Unmarshal([]byte(rest[2]), &sc.Args); err != nil {
+				return usagef("ARGS_JSON %q must be a JSON object: %v", rest[2], err)
+			}
+		}
+		if rec, err = sc.Record(time.Now()); err != nil {
+			return usagef("%v", err)
+		}
+	}
+
+	ctx, drv, closeBroker, err := f.openBroker()
+	if err != nil {
+		return err
+	}
+	defer closeBroker()
+	store, ok := drv.(ebbdriver.Schedules)
+	if !ok {
+		return errors.New("this broker cannot store schedules")
+	}
+	notFound := func(err error) error {
+		if errors.Is(err, ebbdriver.ErrScheduleNotFound) {
+			return fmt.Errorf("no schedule named %q (see ebb schedule list): %w", rest[0], ebbdriver.ErrTaskNotFound)
+		}
+		return err
+	}
+	switch action {
+	case "list":
+		recs, err := store.ScheduleList(ctx)
+		if err != nil {
+			return err
+		}
+		rows := server.SchedulesJSON(recs, time.Now())
+		if *asJSON {
+			return printJSON(e.stdout, rows)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tWHEN\tKIND\tQUEUE\tPAUSED\tLAST RUN\tNEXT RUN\tLAST TASK")
+		for _, r := range rows {
+			when := r.Spec
+			if r.Error != "" {
+				when = "invalid: " + r.Error
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%s\n", r.Name, when, r.Kind, r.Queue, r.Paused,
+				fmtTime(r.LastTickAt), fmtTime(r.NextRun), r.LastTaskID)
+		}
+		return tw.Flush()
+	case "add":
+		if err := store.ScheduleUpsert(ctx, rec); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "schedule %s stored; the leading `ebb server` fires it (within %s of now)\n", rec.Name, "5s")
+	case "rm":
+		if err := store.ScheduleDelete(ctx, rest[0]); err != nil {
+			return notFound(err)
+		}
+		fmt.Fprintf(e.stdout, "schedule %s removed\n", rest[0])
+	case "pause", "resume":
+		if err := store.ScheduleSetPaused(ctx, rest[0], action == "pause"); err != nil {
+			return notFound(err)
+		}
+		fmt.Fprintf(e.stdout, "schedule %s %s\n", rest[0], map[string]string{"pause": "paused", "resume": "resumed"}[action])
+	case "run-now":
+		id, err := server.RunScheduleNow(ctx, drv, store, rest[0])
+		if err != nil {
+			return notFound(err)
+		}
+		fmt.Fprintf(e.stdout, "enqueued %s\n", id)
+	}
+	return nil
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
