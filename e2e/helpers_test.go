@@ -156,12 +156,13 @@ type proc struct {
 }
 
 // childEnv is the environment of every ebb process: the test's own, minus
-// EBB_BROKER so a developer's setting can never point a test at a real
-// broker.
+// every EBB_* variable, so a developer's settings can never point a test at
+// a real broker (EBB_BROKER) or change the configuration a test gives `ebb
+// server` (EBB_TOKEN, EBB_LISTEN, EBB_POOL_*).
 func childEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "EBB_BROKER=") {
+		if !strings.HasPrefix(kv, "EBB_") {
 			env = append(env, kv)
 		}
 	}

@@ -4,6 +4,9 @@ package main
 
 import (
 	"os"
+	// Schedules name IANA time zones; embed the database so they work in
+	// minimal container images without /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/ebbq/ebb/internal/cli"
 )

@@ -79,7 +79,7 @@ func TestDefault(t *testing.T) {
 	want := &Config{
 		Broker:      "sqlite:ebb.db",
 		Server:      Server{Listen: "127.0.0.1:8080"},
-		Leader:      Leader{TTL: 6 * time.Second, RenewInterval: 2 * time.Second},
+		Leader:      Leader{TTL: 6 * time.Second, RenewInterval: 2500 * time.Millisecond},
 		Maintenance: Maintenance{RescueInterval: 5 * time.Second, CleanupInterval: time.Minute, DeadRetention: 720 * time.Hour},
 		Autoscaler:  Autoscaler{ReconcileInterval: 5 * time.Second},
 		Pools: []Pool{{
@@ -413,7 +413,7 @@ func TestLoadFileErrors(t *testing.T) {
 		want []string
 	}{
 		{"unknown top-level key", "brokr: sqlite:x.db\n",
-			[]string{"brokr: unknown key; use one of broker, server, leader, maintenance, autoscaler, pools (line 1)"}},
+			[]string{"brokr: unknown key; use one of broker, server, leader, maintenance, autoscaler, pools, schedules (line 1)"}},
 		{"unknown nested key names its path and line", `
 pools:
   - name: a
@@ -671,4 +671,69 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestSchedulesInFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", `
+schedules:
+  - name: nightly
+    cron: "30 2 * * *"
+    tz: Europe/Berlin
+    kind: report
+    args: {day: yesterday}
+    queue: reports
+    priority: low
+  - name: tick
+    every: 10s
+    kind: noop
+    catch_up: skip
+`)
+	c, err := Load(good, nil)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if len(c.Schedules) != 2 || c.Schedules[0].TZ != "Europe/Berlin" || c.Schedules[1].Every != 10*time.Second {
+		t.Fatalf("schedules = %+v", c.Schedules)
+	}
+	rec, err := c.Schedules[0].Record(time.Now())
+	if err != nil || string(rec.Args) != `{"day":"yesterday"}` || rec.Queue != "reports" || rec.Priority != 3 {
+		t.Fatalf("Record = %+v, %v", rec, err)
+	}
+
+	bad := write("bad.yaml", `
+schedules:
+  - name: a
+    cron: "61 * * * *"
+    kind: x
+  - name: a
+    every: 10s
+  - name: both
+    cron: "* * * * *"
+    every: 1m
+    kind: x
+`)
+	_, err = Load(bad, nil)
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Load(bad) = %v, want *Error", err)
+	}
+	for _, want := range []string{
+		`schedules[0]: schedule "a": cron "61 * * * *": minute 61 out of range 0-59`,
+		`schedules[1].name: "a" is also the name of schedules[0]`,
+		`schedules[1].kind: missing`,
+		`schedules[2]: schedule "both"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors %q do not contain %q", err, want)
+		}
+	}
 }

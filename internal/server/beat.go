@@ -19,7 +19,7 @@ const (
 	beatRefresh = 5 * time.Second
 	// beatGrace is how late a tick may fire and still count as on time for
 	// the "skip" catch-up policy (timer jitter, a slow broker call).
-	beatGrace = 2 * time.Second
+	beatGrace = schedule.GraceDefault
 )
 
 // beat fires periodic schedules while this replica leads. Exactly once per

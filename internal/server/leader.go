@@ -102,7 +102,9 @@ func (s *Server) maintain(ctx context.Context) {
 			return
 		case <-rescue.C:
 		}
-		stats, err := s.stats.get(ctx, time.Second)
+		// Reuse the autoscaler's reads: maintenance does not need fresher
+		// counts than its own interval.
+		stats, err := s.stats.get(ctx, s.cfg.Maintenance.RescueInterval)
 		if err != nil {
 			if !errors.Is(err, context.Canceled) {
 				s.logger.Warn("maintenance: cannot read queue counts", "error", err)

@@ -102,35 +102,63 @@ func (p *pool) resetHistory() {
 // loop reconciles the pool on notifications and on a timer: every second
 // while it has workers (the time-based rules need it), every reconcile
 // interval while it is at zero (a backstop for lost notifications).
+//
+// An idle pool at zero is cheap: its backstop reuses any queue counts read
+// within the interval (by another pool or maintenance) and reads the worker
+// registry only every sixth pass, so a quiet control plane sends the broker
+// well under one command per second.
 func (p *pool) loop(ctx context.Context) {
-	p.reconcile(ctx)
+	p.reconcile(ctx, 0, true)
+	idlePasses := 0
 	for {
-		wait := p.s.cfg.Autoscaler.ReconcileInterval
+		interval := p.s.cfg.Autoscaler.ReconcileInterval
 		p.mu.Lock()
-		if p.view.Current > 0 || p.view.Desired > 0 {
-			wait = min(wait, time.Second)
-		}
+		active := p.view.Current > 0 || p.view.Desired > 0 || len(p.launched) > 0
 		p.mu.Unlock()
+		wait, maxAge := interval, interval+time.Second
+		if active {
+			wait, maxAge = min(interval, time.Second), 500*time.Millisecond
+		}
 		t := time.NewTimer(wait)
+		kicked := false
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-p.kickCh:
+			kicked, maxAge = true, 0
 		case <-t.C:
 		}
 		t.Stop()
-		p.reconcile(ctx)
+		idlePasses++
+		withWorkers := active || kicked || idlePasses%6 == 0
+		if withWorkers {
+			idlePasses = 0
+		}
+		p.reconcile(ctx, maxAge, withWorkers)
 	}
 }
 
 // reconcile reads the pool's metrics, asks the policy, records the decision
 // (fenced by the leader term) and only then applies it.
-func (p *pool) reconcile(ctx context.Context) {
+func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers bool) {
 	now := time.Now()
-	stats, err := p.s.stats.get(ctx, 0)
+	stats, err := p.s.stats.get(ctx, maxAge)
 	if err != nil {
 		p.warn(ctx, "autoscaler: cannot read queue counts", err)
+		return
+	}
+	if !withWorkers {
+		// An idle pool at zero needs the registry only if its queues have
+		// work; otherwise skip the read (see loop).
+		for _, q := range stats {
+			if p.serves(q.Name) && q.Queued+q.DueScheduled+q.InFlight > 0 {
+				withWorkers = true
+				break
+			}
+		}
+	}
+	if !withWorkers {
 		return
 	}
 	workers, err := p.s.drv.WorkerList(ctx, now)
