@@ -5,12 +5,14 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/internal/testredis"
 	"github.com/ebbq/ebb/internal/tid"
 )
 
@@ -125,4 +127,57 @@ func BenchmarkFetchComplete(b *testing.B) {
 	b.ReportMetric(float64(fetchTime.Nanoseconds())/float64(b.N), "fetch-ns/task")
 	b.ReportMetric(float64(completeTime.Nanoseconds())/float64(b.N), "complete-ns/task")
 	b.ReportMetric(float64((redisCPU(b, d.rdb)-cpu0).Nanoseconds())/float64(b.N), "redis-cpu-ns/task")
+}
+
+// cmdCounter is a go-redis hook counting the commands a client sends
+// (top-level ones, pipelined ones each).
+type cmdCounter struct{ n atomic.Int64 }
+
+func (c *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *cmdCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (c *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// BenchmarkQueueStats measures QueueStats over benchStatsQueues queues with a
+// few tasks each, as the control plane calls it; one op is one call. It
+// reports the commands sent per call.
+func BenchmarkQueueStats(b *testing.B) {
+	const benchStatsQueues = 8
+	c := testredis.Client(b)
+	d, err := New(c, &Config{Prefix: testredis.Prefix(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Close() })
+	ctx := context.Background()
+	now := time.Now()
+	for q := range benchStatsQueues {
+		if _, err := d.Enqueue(ctx, benchTasks("q"+strconv.Itoa(q), 10, now)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := d.QueueStats(ctx, now); err != nil { // warm the script cache
+		b.Fatal(err)
+	}
+	var cc cmdCounter
+	c.AddHook(&cc)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		st, err := d.QueueStats(ctx, now)
+		if err != nil || len(st) != benchStatsQueues || st[0].Queued != 10 {
+			b.Fatalf("QueueStats = %+v, %v", st, err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cc.n.Load())/float64(b.N), "cmds/op")
 }

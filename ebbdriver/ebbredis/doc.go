@@ -91,7 +91,19 @@
 // queues: the first round trip carries SMEMBERS P:queues and the HGETALLs for
 // the queues this Driver has seen, a second (only if needed) those for the
 // queues it learnt from P:queues. That costs one command per queue, fine for
-// the tens of queues ebb deployments have.
+// the tens of queues ebb deployments have. Lookups by id always read
+// P:queues, so they find tasks in queues created a moment ago by anyone.
+//
+// # Queue stats
+//
+// QueueStats runs one read-only script per queue (all counts of the queue in
+// one reply), pipelined. The queue names come from a copy of P:queues the
+// Driver keeps for up to 30 s: queues this Driver enqueues into, finds a task
+// in, or hears a notification about (a Listen of all queues, as the control
+// plane's, hears every queue with new work) join it at once; any other queue
+// new to Redis shows up in QueueStats within 30 s. After Redis lost its data
+// (FLUSHDB, restart without persistence) the copy may list vanished queues,
+// with zero counts, until it is next read.
 //
 // # Notifications (pub/sub)
 //

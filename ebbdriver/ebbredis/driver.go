@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,7 @@ type Driver struct {
 
 	queues sync.Map // queue name → *queueKeys
 	known  sync.Map // queue name → struct{}: in P:queues as far as we know
+	qset   queueSet // cached P:queues for QueueStats
 
 	hub *awaitHub
 
@@ -151,6 +153,7 @@ type queueKeys struct {
 	kRescue   []string
 	kPromote  []string
 	kDeadMove []string
+	kStats    []string
 }
 
 func (d *Driver) keys(queue string) *queueKeys {
@@ -176,6 +179,7 @@ func (d *Driver) keys(queue string) *queueKeys {
 	k.kRescue = []string{r[0], r[1], r[2], k.leases, k.dead, k.stats, k.waiters}
 	k.kPromote = []string{r[0], r[1], r[2], k.scheduled}
 	k.kDeadMove = []string{r[0], r[1], r[2], k.dead}
+	k.kStats = []string{r[0], r[1], r[2], k.scheduled, k.leases, k.dead, k.stats}
 	v, _ := d.queues.LoadOrStore(queue, k)
 	return v.(*queueKeys)
 }
@@ -185,6 +189,100 @@ func (d *Driver) keys(queue string) *queueKeys {
 func (d *Driver) knownQueue(queue string) bool {
 	_, ok := d.known.Load(queue)
 	return ok
+}
+
+// queueSetTTL is how long QueueStats reuses its copy of P:queues. Queues
+// this Driver enqueues into, or hears a notification about, join the copy at
+// once; one created by another process (and not announced to a listener of
+// this Driver) shows up in QueueStats within queueSetTTL.
+const queueSetTTL = 30 * time.Second
+
+// queueSet is a Driver's cached copy of P:queues (SMEMBERS), so that the
+// control plane's frequent QueueStats calls do not read the set each time.
+type queueSet struct {
+	mu    sync.RWMutex
+	names map[string]struct{}
+	at    time.Time // when names was read from Redis; zero: never
+	gen   uint64    // bumped by invalidate
+}
+
+// queueList returns the sorted queue names, reading P:queues when the copy is
+// older than queueSetTTL.
+func (d *Driver) queueList(ctx context.Context) ([]string, error) {
+	s := &d.qset
+	s.mu.RLock()
+	fresh := !s.at.IsZero() && time.Since(s.at) < queueSetTTL
+	var out []string
+	if fresh {
+		out = make([]string, 0, len(s.names))
+		for q := range s.names {
+			out = append(out, q)
+		}
+	}
+	gen := s.gen
+	s.mu.RUnlock()
+	if !fresh {
+		read := time.Now()
+		names, err := d.rdb.SMembers(ctx, d.queuesKey()).Result()
+		if err != nil {
+			return nil, err
+		}
+		d.storeQueueSet(names, read, gen)
+		out = names
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// storeQueueSet replaces the copy with a full read of P:queues made at read.
+// The copy counts as fresh only if nothing invalidated it since gen was
+// taken (the read may predate what the invalidation was about).
+func (d *Driver) storeQueueSet(names []string, read time.Time, gen uint64) {
+	s := &d.qset
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]struct{}, len(names))
+	for _, q := range names {
+		m[q] = struct{}{}
+		d.known.Store(q, struct{}{})
+	}
+	for q := range s.names {
+		// Names added meanwhile by addQueues are in P:queues too.
+		if _, ok := m[q]; !ok && s.gen != gen {
+			m[q] = struct{}{}
+		}
+	}
+	s.names = m
+	if s.gen == gen && read.After(s.at) {
+		s.at = read
+	}
+}
+
+// addQueues records queues known to be in P:queues (this Driver registered
+// them, or a notification named them) in the copy.
+func (d *Driver) addQueues(names ...string) {
+	s := &d.qset
+	s.mu.RLock()
+	missing := false
+	for _, q := range names {
+		if _, ok := s.names[q]; !ok {
+			missing = true
+			break
+		}
+	}
+	s.mu.RUnlock()
+	if !missing {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.names == nil {
+		s.names = make(map[string]struct{}, len(names))
+	}
+	for _, q := range names {
+		s.names[q] = struct{}{}
+	}
+	s.gen++
 }
 
 func (k *queueKeys) task(id string) string { return k.prefix + "t:" + id }
@@ -232,6 +330,7 @@ var (
 	scriptWorkerList       = newScript(luaWorkerList)
 	scriptWorkerDeregister = newScript(luaWorkerDeregister)
 	scriptWorkerDrain      = newScript(luaWorkerDrain)
+	scriptQueueStats       = newScript(luaQueueStats)
 )
 
 func isNoScript(err error) bool {

@@ -17,6 +17,14 @@ import (
 // subscribeTimeout bounds the wait for Redis to confirm a subscription.
 const subscribeTimeout = 5 * time.Second
 
+// pubsubHealthCheck is how long a subscription may stay silent before the
+// client pings Redis to check the connection (go-redis pings every 3 s by
+// default: most of an idle process's commands). A connection Redis closes
+// (restart, kill) fails the pending read and is re-established at once; the
+// ping only finds connections that died silently (a half-open TCP
+// connection), so a long interval only delays that rare case.
+const pubsubHealthCheck = 30 * time.Second
+
 // subscribe opens a PubSub on channels and patterns and returns once Redis
 // confirmed every one of them, so a message published afterwards reaches it.
 // Messages that arrive in between are returned too.
@@ -122,15 +130,20 @@ func (d *Driver) Listen(ctx context.Context, p ebbdriver.ListenParams) (<-chan e
 			}
 			return ebbdriver.Event{}, false
 		}
+		// A queue with tasks to announce is in P:queues (Enqueue registers
+		// it first), so QueueStats of this Driver lists it from now on.
 		if q, ok := byChannel[m.Channel]; ok {
+			d.addQueues(q)
 			return ebbdriver.Event{Kind: ebbdriver.EventQueued, Queue: q}, true
 		}
 		if len(p.Queues) == 0 && strings.HasPrefix(m.Channel, qprefix) {
-			return ebbdriver.Event{Kind: ebbdriver.EventQueued, Queue: m.Channel[len(qprefix):]}, true
+			q := m.Channel[len(qprefix):]
+			d.addQueues(q)
+			return ebbdriver.Event{Kind: ebbdriver.EventQueued, Queue: q}, true
 		}
 		return ebbdriver.Event{}, false
 	}
-	msgs := ps.ChannelWithSubscriptions(redis.WithChannelSize(256))
+	msgs := ps.ChannelWithSubscriptions(redis.WithChannelSize(256), redis.WithChannelHealthCheckInterval(pubsubHealthCheck))
 	go func() {
 		defer func() {
 			_ = ps.Close()
@@ -227,7 +240,7 @@ func (h *awaitHub) add(ctx context.Context, id string) (*waiter, error) {
 			return nil, fmt.Errorf("ebbredis: await task %q: subscribe to completions: %w", id, err)
 		}
 		h.ps = ps
-		go h.loop(ps.ChannelWithSubscriptions(redis.WithChannelSize(1024)))
+		go h.loop(ps.ChannelWithSubscriptions(redis.WithChannelSize(1024), redis.WithChannelHealthCheckInterval(pubsubHealthCheck)))
 	}
 	w := &waiter{ch: make(chan struct{}, 1)}
 	ws := h.waiters[id]

@@ -146,6 +146,12 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]
 			return nil, fmt.Errorf("ebbredis: enqueue: register queues: %w", err)
 		}
 	}
+	// QueueStats of this Driver lists the queues at once.
+	names := make([]string, len(groups))
+	for i, g := range groups {
+		names[i] = g.k.name
+	}
+	d.addQueues(names...)
 	return results, nil
 }
 

@@ -299,7 +299,7 @@ func TestScriptHeaders(t *testing.T) {
 		"rescue": scriptRescue, "promote": scriptPromote, "cancel": scriptCancel, "awaitMark": scriptAwaitMark,
 		"awaitUnmark": scriptAwaitUnmark, "deadRetry": scriptDeadRetry, "deadPurge": scriptDeadPurge,
 		"cleanup": scriptCleanup, "workerHeartbeat": scriptWorkerHeartbeat, "workerList": scriptWorkerList,
-		"workerDeregister": scriptWorkerDeregister, "workerDrain": scriptWorkerDrain,
+		"workerDeregister": scriptWorkerDeregister, "workerDrain": scriptWorkerDrain, "queueStats": scriptQueueStats,
 		"leaderAttempt": scriptLeaderAttempt, "leaderResign": scriptLeaderResign,
 		"decisionAppend": scriptDecisionAppend, "decisionList": scriptDecisionList,
 		"scheduleUpsert": scriptScheduleUpsert, "scheduleList": scriptScheduleList, "scheduleDelete": scriptScheduleDelete,
@@ -592,5 +592,91 @@ func TestEmptyTokenNeverOwns(t *testing.T) {
 	}
 	if got, err := d.TaskGet(ctx, task.ID); err != nil || got.State != ebbdriver.StateQueued || got.LeaseToken != "" {
 		t.Errorf("task after the attempts = %+v, %v; want queued, no token", got, err)
+	}
+}
+
+// TestQueueStatsQueueSet: QueueStats reuses its copy of P:queues, which
+// takes in at once the queues this Driver enqueues into, hears about or
+// finds a task in, and the others within queueSetTTL.
+func TestQueueStatsQueueSet(t *testing.T) {
+	t.Parallel()
+	c := testredis.Client(t)
+	prefix := testredis.Prefix(t)
+	other, _ := New(c, &Config{Prefix: prefix})
+	d, _ := New(c, &Config{Prefix: prefix})
+	t.Cleanup(func() { _ = d.Close(); _ = other.Close() })
+	ctx := t.Context()
+	now := time.Now()
+	names := func() []string {
+		t.Helper()
+		st, err := d.QueueStats(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, s := range st {
+			out = append(out, s.Name)
+		}
+		return out
+	}
+	if got := names(); len(got) != 0 {
+		t.Fatalf("queues of an empty broker = %v", got)
+	}
+	mustEnqueue(t, other, testTask("elsewhere", now))
+	if got := names(); len(got) != 0 {
+		t.Fatalf("queues right after another driver's enqueue = %v, want the cached (empty) set", got)
+	}
+	mustEnqueue(t, d, testTask("mine", now))
+	if got := names(); !slices.Equal(got, []string{"mine"}) {
+		t.Fatalf("queues after this driver's enqueue = %v, want [mine] without a refresh", got)
+	}
+	// A listener hears of a queue: it is listed at once.
+	events, err := d.Listen(ctx, ebbdriver.ListenParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEnqueue(t, other, testTask("heard", now))
+	waitFor(t, events, "EventQueued for heard", func(ev ebbdriver.Event) bool { return ev.Queue == "heard" })
+	if got := names(); !slices.Equal(got, []string{"heard", "mine"}) {
+		t.Fatalf("queues after a notification = %v, want [heard mine]", got)
+	}
+	// The copy expires.
+	d.qset.mu.Lock()
+	d.qset.at = d.qset.at.Add(-queueSetTTL)
+	d.qset.mu.Unlock()
+	if got := names(); !slices.Equal(got, []string{"elsewhere", "heard", "mine"}) {
+		t.Fatalf("queues after queueSetTTL = %v, want all three", got)
+	}
+	// TaskGet finds tasks in queues new to the Driver, whatever the copy.
+	task := testTask("newest", now)
+	mustEnqueue(t, other, task)
+	if got, err := d.TaskGet(ctx, task.ID); err != nil || got.Queue != "newest" {
+		t.Fatalf("TaskGet of a task in a queue new to the driver = %+v, %v", got, err)
+	}
+	if got := names(); len(got) != 4 {
+		t.Fatalf("queues after TaskGet read P:queues = %v, want all four", got)
+	}
+}
+
+// TestQueueStatsOneCallPerQueue: with the queue set cached, QueueStats is
+// one script call per queue and nothing else.
+func TestQueueStatsOneCallPerQueue(t *testing.T) {
+	t.Parallel()
+	c := testredis.Client(t)
+	d, _ := New(c, &Config{Prefix: testredis.Prefix(t)})
+	t.Cleanup(func() { _ = d.Close() })
+	now := time.Now()
+	mustEnqueue(t, d, testTask("a", now), testTask("b", now), testTask("c", now))
+	if _, err := d.QueueStats(t.Context(), now); err != nil {
+		t.Fatal(err)
+	}
+	var cc cmdCounter
+	c.AddHook(&cc)
+	st, err := d.QueueStats(t.Context(), now)
+	if err != nil || len(st) != 3 {
+		t.Fatalf("QueueStats = %+v, %v", st, err)
+	}
+	if n := cc.n.Load(); n != 3 {
+		t.Errorf("QueueStats of 3 queues sent %d commands, want 3 (one script call per queue)", n)
 	}
 }

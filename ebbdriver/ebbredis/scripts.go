@@ -718,3 +718,39 @@ redis.call("SET", KEYS[2], "1", "PX", 86400000)
 redis.call("PUBLISH", ARGV[3], ARGV[4])
 return 1
 `
+
+const luaQueueStats = `-- QueueStats: every count of one queue in one reply (read only).
+-- KEYS[1] -> P:{q}:ready:1
+-- KEYS[2] -> P:{q}:ready:2
+-- KEYS[3] -> P:{q}:ready:3
+-- KEYS[4] -> P:{q}:scheduled
+-- KEYS[5] -> P:{q}:leases
+-- KEYS[6] -> P:{q}:dead
+-- KEYS[7] -> P:{q}:stats
+-- ARGV[1] -> now, µs
+-- Returns {queued, oldest ready score or "", scheduled, due at now,
+-- earliest scheduled score or "", leased, dead, enqueued, succeeded, failed,
+-- retried}; scores are returned as Redis formats them, never converted.
+` + luaLib + `
+local queued, oldest, oldestn = 0, "", nil
+for i = 1, 3 do
+  local n = redis.call("ZCARD", KEYS[i])
+  if n > 0 then
+    queued = queued + n
+    local z = redis.call("ZRANGE", KEYS[i], 0, 0, "WITHSCORES")
+    local sc = tonumber(z[2])
+    if not oldestn or sc < oldestn then
+      oldest, oldestn = z[2], sc
+    end
+  end
+end
+local scheduled = redis.call("ZCARD", KEYS[4])
+local due, nextdue = 0, ""
+if scheduled > 0 then
+  due = redis.call("ZCOUNT", KEYS[4], "-inf", ARGV[1])
+  nextdue = redis.call("ZRANGE", KEYS[4], 0, 0, "WITHSCORES")[2]
+end
+local t = redis.call("HMGET", KEYS[7], "enqueued", "succeeded", "failed", "retried")
+return {queued, oldest, scheduled, due, nextdue, redis.call("ZCARD", KEYS[5]),
+  redis.call("ZCARD", KEYS[6]), t[1] or "0", t[2] or "0", t[3] or "0", t[4] or "0"}
+`

@@ -28,6 +28,10 @@ func (d *Driver) findTask(ctx context.Context, id string) (*queueKeys, map[strin
 		return true
 	})
 	slices.Sort(local)
+	d.qset.mu.RLock()
+	gen := d.qset.gen
+	d.qset.mu.RUnlock()
+	read := time.Now()
 	pipe := d.rdb.Pipeline()
 	members := pipe.SMembers(ctx, d.queuesKey())
 	cmds := make([]*redis.MapStringStringCmd, len(local))
@@ -42,9 +46,10 @@ func (d *Driver) findTask(ctx context.Context, id string) (*queueKeys, map[strin
 			return d.keys(local[i]), h, nil
 		}
 	}
+	// A full read of P:queues: QueueStats's copy is as fresh as it.
+	d.storeQueueSet(members.Val(), read, gen)
 	var rest []string
 	for _, q := range members.Val() {
-		d.known.Store(q, struct{}{})
 		if _, found := slices.BinarySearch(local, q); !found {
 			rest = append(rest, q)
 		}
@@ -309,72 +314,62 @@ func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64,
 	return n, nil
 }
 
-// QueueStats implements ebbdriver.Driver: a handful of O(1) and O(log n)
-// reads per queue (ZCARD, ZCOUNT, ZRANGE 0 0), all queues in one pipeline.
+// QueueStats implements ebbdriver.Driver: one script call per queue that
+// reads every count of the queue (scriptQueueStats), all queues in one
+// pipeline. The queue names come from the Driver's copy of P:queues (see
+// queueSetTTL): a queue first used by another process may be missing for up
+// to 30 s, unless this Driver enqueued into it or one of its listeners heard
+// of it.
 func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.QueueStats, error) {
-	names, err := d.rdb.SMembers(ctx, d.queuesKey()).Result()
+	names, err := d.queueList(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: queue stats: list queues: %w", err)
 	}
-	slices.Sort(names)
-	type cmds struct {
-		ready     [3]*redis.IntCmd
-		oldest    [3]*redis.ZSliceCmd
-		scheduled *redis.IntCmd
-		due       *redis.IntCmd
-		next      *redis.ZSliceCmd
-		leases    *redis.IntCmd
-		dead      *redis.IntCmd
-		totals    *redis.SliceCmd
+	if len(names) == 0 {
+		return []ebbdriver.QueueStats{}, nil
 	}
 	nowUS := usString(now)
-	cs := make([]cmds, len(names))
-	pipe := d.rdb.Pipeline()
+	calls := make([]*call, len(names))
 	for i, q := range names {
-		d.known.Store(q, struct{}{})
-		k := d.keys(q)
-		c := &cs[i]
-		for p := range 3 {
-			c.ready[p] = pipe.ZCard(ctx, k.ready[p])
-			c.oldest[p] = pipe.ZRangeWithScores(ctx, k.ready[p], 0, 0)
-		}
-		c.scheduled = pipe.ZCard(ctx, k.scheduled)
-		c.due = pipe.ZCount(ctx, k.scheduled, "-inf", nowUS)
-		c.next = pipe.ZRangeWithScores(ctx, k.scheduled, 0, 0)
-		c.leases = pipe.ZCard(ctx, k.leases)
-		c.dead = pipe.ZCard(ctx, k.dead)
-		c.totals = pipe.HMGet(ctx, k.stats, "enqueued", "succeeded", "failed", "retried")
+		calls[i] = &call{s: scriptQueueStats, keys: d.keys(q).kStats, args: []any{nowUS}}
 	}
-	if len(names) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, fmt.Errorf("ebbredis: queue stats: %w", err)
-		}
+	if err := d.runPipelined(ctx, calls, nil); err != nil {
+		return nil, fmt.Errorf("ebbredis: queue stats: %w", err)
 	}
 	out := make([]ebbdriver.QueueStats, len(names))
 	for i, q := range names {
-		c := &cs[i]
-		s := ebbdriver.QueueStats{Name: q, Scheduled: c.scheduled.Val(), DueScheduled: c.due.Val(),
-			InFlight: c.leases.Val(), Dead: c.dead.Val()}
-		if z := c.next.Val(); len(z) > 0 {
-			s.NextDueAt = fromUS(z[0].Score)
+		v, err := calls[i].cmd.Slice()
+		if err != nil || len(v) != 11 {
+			return nil, fmt.Errorf("ebbredis: queue stats of %q: unexpected script answer %v: %v", q, v, err)
 		}
-		oldest := 0.0
-		for p := range 3 {
-			s.Queued += c.ready[p].Val()
-			if z := c.oldest[p].Val(); len(z) > 0 && (oldest == 0 || z[0].Score < oldest) {
-				oldest = z[0].Score
-			}
+		out[i] = ebbdriver.QueueStats{
+			Name: q, Queued: toInt(v[0]), OldestQueuedAt: scoreTime(v[1]),
+			Scheduled: toInt(v[2]), DueScheduled: toInt(v[3]), NextDueAt: scoreTime(v[4]),
+			InFlight: toInt(v[5]), Dead: toInt(v[6]),
+			Enqueued: toInt(v[7]), Succeeded: toInt(v[8]), Failed: toInt(v[9]), Retried: toInt(v[10]),
 		}
-		s.OldestQueuedAt = fromUS(oldest)
-		t := c.totals.Val()
-		s.Enqueued, s.Succeeded, s.Failed, s.Retried = toInt(t[0]), toInt(t[1]), toInt(t[2]), toInt(t[3])
-		out[i] = s
 	}
 	return out, nil
 }
 
-func toInt(v any) int64 {
+// scoreTime is a sorted-set score in µs as the scripts return it (a string,
+// "" for none).
+func scoreTime(v any) time.Time {
 	s, _ := v.(string)
-	n, _ := strconv.ParseInt(s, 10, 64)
-	return n
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || s == "" {
+		return time.Time{}
+	}
+	return fromUS(f)
+}
+
+func toInt(v any) int64 {
+	switch v := v.(type) {
+	case int64:
+		return v
+	case string:
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	}
+	return 0
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
@@ -16,7 +17,8 @@ import (
 //
 // Changes made through this Driver are announced right after their commit.
 // Changes made by other connections (other processes, other Drivers) are
-// found by the poller: every PollInterval it reads PRAGMA data_version on a
+// found by the poller: every PollInterval (backing off to PollIntervalMax when
+// quiet, see adaptive intervals below) it reads PRAGMA data_version on a
 // dedicated connection, which changes exactly when another connection has
 // committed, and only then reads what listeners and awaiters care about:
 //
@@ -27,6 +29,15 @@ import (
 //
 // The poller also sees this Driver's own commits (its connection is not the
 // writer); queueSeq and localEvents let it skip what was already announced.
+//
+// Adaptive intervals: polling every 5 ms costs a few percent of a core per
+// idle process, so the interval doubles per poll, up to PollIntervalMax, once
+// nothing happened for pollQuietAfter. Something happening is what the poller
+// exists for: a queue's ready_seq grew, a cancel or drain request, an awaited
+// task ended (found by the poll), or this Driver announcing the same, or a
+// TaskAwait or Listen starting here (activity). Commits that announce nothing,
+// such as heartbeats and leader renewals every few seconds, change
+// data_version but do not count: they would keep an idle poller fast.
 type notifier struct {
 	d *Driver
 
@@ -36,6 +47,13 @@ type notifier struct {
 	queueSeq    map[string]int64 // highest ready_seq announced per queue
 	eventSeq    int64            // highest events.seq the poller has read
 	localEvents map[int64]struct{}
+
+	// activity counts this Driver's announcements and new waits; slow is
+	// set while the poller is backed off, when activity also signals kick
+	// so the poller speeds up at once.
+	activity atomic.Uint64
+	slow     atomic.Bool
+	kick     chan struct{}
 
 	startMu sync.Mutex
 	started bool
@@ -57,6 +75,20 @@ func newNotifier(d *Driver) *notifier {
 		ctx:         ctx,
 		cancel:      cancel,
 		done:        make(chan struct{}),
+		kick:        make(chan struct{}, 1),
+	}
+}
+
+// pollQuietAfter is how long the poller keeps PollInterval after the last
+// thing that happened before it starts backing off.
+const pollQuietAfter = time.Second
+
+// active records that something happened in this process that makes
+// changes by other processes likely soon (see notifier).
+func (n *notifier) active() {
+	n.activity.Add(1)
+	if n.slow.Load() {
+		signal(n.kick)
 	}
 }
 
@@ -140,16 +172,36 @@ func (n *notifier) loop() {
 			n.conn.Close()
 		}
 	}()
-	t := time.NewTicker(n.d.cfg.PollInterval)
+	fast, slowest := n.d.cfg.PollInterval, n.d.cfg.PollIntervalMax
+	interval := fast
+	t := time.NewTimer(interval)
 	defer t.Stop()
+	lastActive := time.Now()
+	seen := n.activity.Load()
 	var lastLog time.Time
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
+		case <-n.kick:
+			// Activity here while backed off: poll now, then fast again.
 		case <-t.C:
 		}
-		err := n.poll()
+		changed, err := n.poll()
+		now := time.Now()
+		if a := n.activity.Load(); changed || a != seen {
+			seen, lastActive = a, now
+			interval = fast
+		} else if now.Sub(lastActive) >= pollQuietAfter {
+			interval = min(2*interval, slowest)
+		}
+		n.slow.Store(interval > fast)
+		// activity may have moved between the Load and slow.Store: its kick
+		// was not sent, so look again at the next fast tick.
+		if interval > fast && n.activity.Load() != seen {
+			interval = fast
+		}
+		t.Reset(interval)
 		if err == nil || n.ctx.Err() != nil {
 			continue
 		}
@@ -190,43 +242,53 @@ func readQueueSeqs(ctx context.Context, conn *sql.Conn) (map[string]int64, error
 	return out, rows.Err()
 }
 
-// poll checks for commits by other connections and announces them.
-func (n *notifier) poll() error {
+// poll checks for commits by other connections and announces them. changed
+// reports whether it found anything listeners or awaiters care about (even
+// if it had been announced already).
+func (n *notifier) poll() (changed bool, err error) {
 	ctx := n.ctx
 	if n.conn == nil {
-		return n.baseline(ctx)
+		return false, n.baseline(ctx)
 	}
 	v, err := dataVersion(ctx, n.conn)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if v == n.version {
-		return nil
+		return false, nil
 	}
 	n.mu.Lock()
 	listening, awaited := len(n.listeners) > 0, len(n.awaiters) > 0
 	n.mu.Unlock()
 	if listening {
-		if err := n.pollQueues(ctx); err != nil {
-			return err
+		c, err := n.pollQueues(ctx)
+		if err != nil {
+			return false, err
 		}
-		if err := n.pollEvents(ctx); err != nil {
-			return err
+		changed = changed || c
+		if c, err = n.pollEvents(ctx); err != nil {
+			return false, err
 		}
+		changed = changed || c
 	}
 	if awaited {
-		if err := n.pollAwaited(ctx); err != nil {
-			return err
+		c, err := n.pollAwaited(ctx)
+		if err != nil {
+			return false, err
 		}
+		changed = changed || c
 	}
 	n.version = v
-	return nil
+	return changed, nil
 }
 
-func (n *notifier) pollQueues(ctx context.Context) error {
+// pollQueues announces queues whose ready_seq grew; changed reports whether
+// any grew that this Driver had not announced itself (those count as
+// activity already).
+func (n *notifier) pollQueues(ctx context.Context) (changed bool, err error) {
 	seqs, err := readQueueSeqs(ctx, n.conn)
 	if err != nil {
-		return fmt.Errorf("reading queue sequence numbers: %w", err)
+		return false, fmt.Errorf("reading queue sequence numbers: %w", err)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -234,19 +296,22 @@ func (n *notifier) pollQueues(ctx context.Context) error {
 		if s > n.queueSeq[q] {
 			n.queueSeq[q] = s
 			n.dispatchLocked(ebbdriver.Event{Kind: ebbdriver.EventQueued, Queue: q})
+			changed = true
 		}
 	}
-	return nil
+	return changed, nil
 }
 
-func (n *notifier) pollEvents(ctx context.Context) error {
+// pollEvents announces new cancel and drain requests; changed reports
+// whether there were any.
+func (n *notifier) pollEvents(ctx context.Context) (changed bool, err error) {
 	n.mu.Lock()
 	after := n.eventSeq
 	n.mu.Unlock()
 	rows, err := n.conn.QueryContext(ctx, `SELECT seq, kind, coalesce(queue, ''), coalesce(task_id, ''),
 		coalesce(worker_id, '') FROM events WHERE seq > ?1 ORDER BY seq`, after)
 	if err != nil {
-		return fmt.Errorf("reading events: %w", err)
+		return false, fmt.Errorf("reading events: %w", err)
 	}
 	defer rows.Close()
 	var evs []pendingEvent
@@ -254,7 +319,7 @@ func (n *notifier) pollEvents(ctx context.Context) error {
 		var pe pendingEvent
 		var kind string
 		if err := rows.Scan(&pe.seq, &kind, &pe.Queue, &pe.TaskID, &pe.WorkerID); err != nil {
-			return fmt.Errorf("reading events: %w", err)
+			return false, fmt.Errorf("reading events: %w", err)
 		}
 		switch kind {
 		case "cancel":
@@ -267,7 +332,7 @@ func (n *notifier) pollEvents(ctx context.Context) error {
 		evs = append(evs, pe)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading events: %w", err)
+		return false, fmt.Errorf("reading events: %w", err)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -276,6 +341,7 @@ func (n *notifier) pollEvents(ctx context.Context) error {
 			continue
 		}
 		n.eventSeq = pe.seq
+		changed = true
 		if _, ok := n.localEvents[pe.seq]; ok {
 			continue
 		}
@@ -286,11 +352,12 @@ func (n *notifier) pollEvents(ctx context.Context) error {
 			delete(n.localEvents, s)
 		}
 	}
-	return nil
+	return changed, nil
 }
 
-// pollAwaited wakes awaiters whose task finished or disappeared.
-func (n *notifier) pollAwaited(ctx context.Context) error {
+// pollAwaited wakes awaiters whose task finished or disappeared; changed
+// reports whether there were any.
+func (n *notifier) pollAwaited(ctx context.Context) (changed bool, err error) {
 	n.mu.Lock()
 	ids := make([]string, 0, len(n.awaiters))
 	for id := range n.awaiters {
@@ -303,24 +370,25 @@ func (n *notifier) pollAwaited(ctx context.Context) error {
 			WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = j.value
 				AND t.state NOT IN ('succeeded', 'dead', 'cancelled'))`, string(b))
 		if err != nil {
-			return fmt.Errorf("checking awaited tasks: %w", err)
+			return false, fmt.Errorf("checking awaited tasks: %w", err)
 		}
 		var done []string
 		for rows.Next() {
 			var id string
 			if err := rows.Scan(&id); err != nil {
 				rows.Close()
-				return fmt.Errorf("checking awaited tasks: %w", err)
+				return false, fmt.Errorf("checking awaited tasks: %w", err)
 			}
 			done = append(done, id)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("checking awaited tasks: %w", err)
+			return false, fmt.Errorf("checking awaited tasks: %w", err)
 		}
 		n.finished(done)
+		changed = changed || len(done) > 0
 	}
-	return nil
+	return changed, nil
 }
 
 // queued announces queues whose ready_seq this Driver advanced (the values
@@ -337,6 +405,7 @@ func (n *notifier) queued(ready map[string]int64) {
 		}
 		n.queueSeq[q] = s
 		n.dispatchLocked(ebbdriver.Event{Kind: ebbdriver.EventQueued, Queue: q})
+		n.active()
 	}
 }
 
@@ -359,6 +428,7 @@ func (n *notifier) events(evs []pendingEvent) {
 		}
 		n.localEvents[pe.seq] = struct{}{}
 		n.dispatchLocked(pe.Event)
+		n.active()
 	}
 }
 
@@ -381,6 +451,7 @@ func (n *notifier) await(id string) (wake <-chan struct{}, done func()) {
 	}
 	set[ch] = struct{}{}
 	n.mu.Unlock()
+	n.active()
 	return ch, func() {
 		n.mu.Lock()
 		delete(set, ch)
@@ -404,6 +475,7 @@ func (n *notifier) finished(ids []string) {
 	for _, id := range ids {
 		for ch := range n.awaiters[id] {
 			signal(ch)
+			n.active()
 		}
 	}
 }
@@ -532,6 +604,7 @@ func (d *Driver) Listen(ctx context.Context, p ebbdriver.ListenParams) (<-chan e
 	n.mu.Lock()
 	n.listeners[l] = struct{}{}
 	n.mu.Unlock()
+	n.active()
 	go l.run(ctx, d.closed, n)
 	return l.out, nil
 }

@@ -14,8 +14,10 @@
 //
 // Notifications (Listen, TaskAwait) are immediate between goroutines of one
 // process. Commits made by other processes are noticed by polling PRAGMA
-// data_version on one dedicated connection every Config.PollInterval, which
-// costs a memory read of the shared WAL index, not a query of the tasks.
+// data_version on one dedicated connection, which costs a memory read of the
+// shared WAL index, not a query of the tasks: every Config.PollInterval while
+// tasks move, backing off to Config.PollIntervalMax when nothing has for a
+// second, so an idle process costs next to nothing.
 package ebbsqlite
 
 import (
@@ -45,9 +47,13 @@ const (
 	// write transaction before failing with "database is locked".
 	BusyTimeoutDefault = 10 * time.Second
 	// PollIntervalDefault is how often the driver checks whether another
-	// process committed, to wake listeners and awaiters. The check is a
-	// PRAGMA data_version on a dedicated connection: a shared-memory read.
+	// process committed, to wake listeners and awaiters, while tasks are
+	// moving. The check is a PRAGMA data_version on a dedicated connection:
+	// a shared-memory read.
 	PollIntervalDefault = 5 * time.Millisecond
+	// PollIntervalMaxDefault is the longest interval between those checks,
+	// reached when nothing happened for a while.
+	PollIntervalMaxDefault = 100 * time.Millisecond
 	// MaxReadConnsDefault is the size of the read connection pool.
 	MaxReadConnsDefault = 4
 	// AwaitBackstopDefault is how often TaskAwait re-reads its task even
@@ -60,10 +66,22 @@ type Config struct {
 	// BusyTimeout bounds how long a write waits for the database lock held
 	// by another process. Default BusyTimeoutDefault.
 	BusyTimeout time.Duration
-	// PollInterval is how often commits by other processes are looked for.
-	// It bounds the extra latency of a cross-process notification. Default
-	// PollIntervalDefault.
+	// PollInterval is how often commits by other processes are looked for
+	// while tasks are moving: it bounds the extra latency of a cross-process
+	// notification then. Default PollIntervalDefault.
 	PollInterval time.Duration
+	// PollIntervalMax caps the check interval when things are quiet. After
+	// a second without anything to announce (tasks becoming Queued, cancel
+	// or drain requests, awaited tasks finishing, in this process or
+	// another), the interval doubles per check up to PollIntervalMax; the
+	// next such change, or a Listen/TaskAwait/enqueue in this process, brings
+	// it back to PollInterval at once. So the first cross-process
+	// notification after a quiet spell may take up to PollIntervalMax (the
+	// ones after it PollInterval). Commits that announce nothing (worker
+	// heartbeats, leader renewals) do not end the quiet. Default
+	// PollIntervalMaxDefault; a value below PollInterval means PollInterval
+	// (no back-off).
+	PollIntervalMax time.Duration
 	// MaxReadConns is the number of connections used for reads (TaskGet,
 	// QueueStats, …), besides the single write connection and the
 	// notification poller's connection. Default MaxReadConnsDefault.
@@ -106,6 +124,10 @@ func Open(ctx context.Context, path string, config *Config) (*Driver, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = PollIntervalDefault
 	}
+	if cfg.PollIntervalMax <= 0 {
+		cfg.PollIntervalMax = PollIntervalMaxDefault
+	}
+	cfg.PollIntervalMax = max(cfg.PollIntervalMax, cfg.PollInterval)
 	if cfg.MaxReadConns <= 0 {
 		cfg.MaxReadConns = MaxReadConnsDefault
 	}

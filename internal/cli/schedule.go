@@ -103,7 +103,7 @@ func runSchedule(e *env, args []string) error {
 		if err := store.ScheduleUpsert(ctx, rec); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "schedule %s stored; the leading `ebb server` fires it (within %s of now)\n", rec.Name, "5s")
+		fmt.Fprintf(e.stdout, "schedule %s stored; the leading `ebb server` picks it up within 10s\n", rec.Name)
 	case "rm":
 		if err := store.ScheduleDelete(ctx, rest[0]); err != nil {
 			return notFound(err)

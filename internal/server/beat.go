@@ -16,7 +16,7 @@ const (
 	// schedules added, changed, paused or removed by other processes (the
 	// CLI, another replica's API). Changes made through this replica's API
 	// are seen at once.
-	beatRefresh = 5 * time.Second
+	beatRefresh = 10 * time.Second
 	// beatGrace is how late a tick may fire and still count as on time for
 	// the "skip" catch-up policy (timer jitter, a slow broker call).
 	beatGrace = schedule.GraceDefault

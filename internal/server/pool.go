@@ -115,7 +115,10 @@ func (p *pool) loop(ctx context.Context) {
 		p.mu.Lock()
 		active := p.view.Current > 0 || p.view.Desired > 0 || len(p.launched) > 0
 		p.mu.Unlock()
-		wait, maxAge := interval, interval+time.Second
+		// At zero, a timer pass may reuse counts up to two intervals old: a
+		// lost notification then waits at most that long, and an idle
+		// server stays under one broker command per second.
+		wait, maxAge := interval, 2*interval+time.Second
 		if active {
 			wait, maxAge = min(interval, time.Second), 500*time.Millisecond
 		}
