@@ -110,7 +110,11 @@ func runSchedule(e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "schedule %s removed\n", rest[0])
 	case "pause", "resume":
-		if err := store.ScheduleSetPaused(ctx, rest[0], action == "pause"); err != nil {
+		err := store.ScheduleSetPaused(ctx, rest[0], true)
+		if action == "resume" {
+			err = server.ResumeSchedule(ctx, store, rest[0], time.Now())
+		}
+		if err != nil {
 			return notFound(err)
 		}
 		fmt.Fprintf(e.stdout, "schedule %s %s\n", rest[0], map[string]string{"pause": "paused", "resume": "resumed"}[action])

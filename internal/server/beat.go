@@ -57,6 +57,12 @@ func (s *Server) beat(ctx context.Context) {
 		}
 		now := time.Now()
 		wake := loadedAt.Add(beatRefresh)
+		if !wake.After(now) {
+			// The reread failed: retry in a second, not at once (the
+			// refresh is already overdue, so the wake would be in the past
+			// and the loop would spin against the broker).
+			wake = now.Add(time.Second)
+		}
 		for i := range list {
 			rec := &list[i]
 			if rec.Paused {

@@ -142,8 +142,10 @@ func (s *Server) handleScheduleAction(w http.ResponseWriter, r *http.Request) {
 	switch action := r.PathValue("action"); {
 	case r.Method == http.MethodDelete:
 		err = st.ScheduleDelete(r.Context(), name)
-	case action == "pause" || action == "resume":
-		err = st.ScheduleSetPaused(r.Context(), name, action == "pause")
+	case action == "pause":
+		err = st.ScheduleSetPaused(r.Context(), name, true)
+	case action == "resume":
+		err = ResumeSchedule(r.Context(), st, name, time.Now())
 	case action == "run-now":
 		var id string
 		id, err = RunScheduleNow(r.Context(), s.drv, st, name)
