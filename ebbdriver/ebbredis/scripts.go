@@ -122,6 +122,18 @@ local function promote(qp, rk, sk, nowus, limit)
   end
   return n
 end
+-- pickDead returns the ids named in ARGV[first…] that are in the dead set
+-- key, or, when none are named, the n oldest dead ids.
+local function pickDead(key, first, n)
+  if #ARGV < first then
+    return redis.call("ZRANGE", key, 0, tonumber(n) - 1)
+  end
+  local ids = {}
+  for i = first, #ARGV do
+    if redis.call("ZSCORE", key, ARGV[i]) then ids[#ids + 1] = ARGV[i] end
+  end
+  return ids
+end
 `
 
 const luaEnqueue = `-- Enqueue: store new tasks of one queue.
@@ -578,14 +590,7 @@ const luaDeadRetry = `-- DeadRetry: move Dead tasks back to Queued with attempt 
 -- Returns how many moved, and how many left the dead list.
 ` + luaLib + `
 local qp, now = ARGV[1], ARGV[2]
-local ids = {}
-if #ARGV >= 5 then
-  for i = 5, #ARGV do
-    if redis.call("ZSCORE", KEYS[4], ARGV[i]) then ids[#ids + 1] = ARGV[i] end
-  end
-else
-  ids = redis.call("ZRANGE", KEYS[4], 0, tonumber(ARGV[4]) - 1)
-end
+local ids = pickDead(KEYS[4], 5, ARGV[4])
 local ready = {{}, {}, {}}
 local nowus = us(now)
 local n = 0
@@ -626,14 +631,7 @@ const luaDeadPurge = `-- DeadPurge: delete Dead tasks.
 -- Returns how many were deleted, and how many were looked at.
 ` + luaLib + `
 local qp = ARGV[1]
-local ids = {}
-if #ARGV >= 3 then
-  for i = 3, #ARGV do
-    if redis.call("ZSCORE", KEYS[1], ARGV[i]) then ids[#ids + 1] = ARGV[i] end
-  end
-else
-  ids = redis.call("ZRANGE", KEYS[1], 0, tonumber(ARGV[2]) - 1)
-end
+local ids = pickDead(KEYS[1], 3, ARGV[2])
 local n = 0
 for _, id in ipairs(ids) do
   n = n + redis.call("DEL", qp .. "t:" .. id)
