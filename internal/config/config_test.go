@@ -141,8 +141,13 @@ func TestExampleFileLoads(t *testing.T) {
 	}
 	withoutReports := plain(c)
 	withoutReports.Pools = c.Pools[:1]
+	withoutReports.Schedules = nil // the defaults have none; checked below
 	if !reflect.DeepEqual(withoutReports, Default()) {
 		t.Errorf("example (without reports) =\n%v\nwant the defaults\n%v", withoutReports, Default())
+	}
+	if len(c.Schedules) != 2 || c.Schedules[0].Name != "nightly-report" || c.Schedules[0].TZ != "Europe/Berlin" ||
+		c.Schedules[1].Every != time.Minute {
+		t.Errorf("example schedules = %+v", c.Schedules)
 	}
 	r := c.Pools[1]
 	if r.Name != "reports" || !reflect.DeepEqual(r.Queues, []string{"reports"}) || r.Min != 0 || r.Max != 2 ||
