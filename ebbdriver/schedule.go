@@ -23,7 +23,9 @@ type Schedules interface {
 	// ScheduleGet returns one schedule, or ErrScheduleNotFound.
 	ScheduleGet(ctx context.Context, name string) (*ScheduleRecord, error)
 
-	// ScheduleList returns every schedule, sorted by name.
+	// ScheduleList returns every schedule, sorted by name. A stored schedule
+	// the driver cannot decode is returned with Name and Malformed set, so
+	// one bad record never hides the others.
 	ScheduleList(ctx context.Context) ([]ScheduleRecord, error)
 
 	// ScheduleDelete removes a schedule; ErrScheduleNotFound if absent.
@@ -68,4 +70,9 @@ type ScheduleRecord struct {
 	LastTaskID string    `json:"last_task_id,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
+
+	// Malformed is set by a driver that could not decode the stored
+	// schedule; it says what is wrong. Beat skips such a schedule and
+	// reports it; deleting or re-adding it fixes it.
+	Malformed string `json:"malformed,omitempty"`
 }

@@ -161,7 +161,8 @@ func (d *Driver) ScheduleList(ctx context.Context) ([]ebbdriver.ScheduleRecord, 
 	for i := 0; i+5 < len(vals); i += 6 {
 		s, err := decodeSchedule(str(vals[i]), vals[i+1:i+6])
 		if err != nil {
-			return nil, err
+			out = append(out, ebbdriver.ScheduleRecord{Name: str(vals[i]), Malformed: err.Error()})
+			continue
 		}
 		out = append(out, *s)
 	}

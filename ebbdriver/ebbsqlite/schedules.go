@@ -96,7 +96,7 @@ func scanSchedule(r rowScanner) (*ebbdriver.ScheduleRecord, error) {
 	s.At, s.LastTickAt, s.CreatedAt, s.UpdatedAt = fromNS(at), fromNS(tick), fromNS(created), fromNS(upd)
 	if headers.Valid {
 		if err := json.Unmarshal([]byte(headers.String), &s.Headers); err != nil {
-			return nil, fmt.Errorf("schedule %q: headers %q are not a JSON object: %w", s.Name, headers.String, err)
+			s.Malformed = fmt.Sprintf("headers %q are not a JSON object: %v", headers.String, err)
 		}
 	}
 	return &s, nil

@@ -131,6 +131,9 @@ func ParseCatchUp(s string) (CatchUp, error) {
 // config file's one-off schedule into an error once its time has passed,
 // since its definition is checked again at every start.
 func FromRecord(r *ebbdriver.ScheduleRecord) (Spec, error) {
+	if r.Malformed != "" {
+		return nil, fmt.Errorf("schedule %q: the stored schedule cannot be read (%s); delete it or add it again", r.Name, r.Malformed)
+	}
 	spec, err := fromRecord(r)
 	if err != nil {
 		return nil, fmt.Errorf("schedule %q: %w", r.Name, err)
