@@ -117,6 +117,7 @@ type Worker struct {
 	running    atomic.Bool
 	completer  *completer
 	startedAt  time.Time
+	host       string
 }
 
 type inflightTask struct {
@@ -187,6 +188,7 @@ func NewWorker(driver ebbdriver.Driver, config *WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("ebb: worker id %q: use 1–128 characters from [A-Za-z0-9_.:-]", c.ID)
 	}
 	w.config = c
+	w.host, _ = os.Hostname()
 	w.logger = c.Logger.With("worker", c.ID)
 	w.sem = make(chan struct{}, c.Concurrency)
 	mw := c.Middleware
@@ -360,7 +362,7 @@ func (w *Worker) info(draining bool) ebbdriver.WorkerInfo {
 	return ebbdriver.WorkerInfo{
 		ID:          w.config.ID,
 		Pool:        w.config.Pool,
-		Host:        hostname(),
+		Host:        w.host,
 		PID:         os.Getpid(),
 		Queues:      w.queues,
 		Concurrency: w.config.Concurrency,
@@ -369,9 +371,4 @@ func (w *Worker) info(draining bool) ebbdriver.WorkerInfo {
 		HeartbeatAt: time.Now(),
 		Draining:    draining,
 	}
-}
-
-func hostname() string {
-	h, _ := os.Hostname()
-	return h
 }

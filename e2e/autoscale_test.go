@@ -40,12 +40,7 @@ const (
 // and exited 0.
 func TestScaleInSafety(t *testing.T) {
 	t.Parallel()
-	for _, kind := range brokerKinds {
-		t.Run(kind, func(t *testing.T) {
-			t.Parallel()
-			testScaleInSafety(t, newBroker(t, kind))
-		})
-	}
+	eachBroker(t, testScaleInSafety)
 }
 
 // taskWatch is what the test saw of one task while it ran.
@@ -290,12 +285,7 @@ func testScaleInSafety(t *testing.T, b *broker) {
 // idle_before_zero.
 func TestBackToZero(t *testing.T) {
 	t.Parallel()
-	for _, kind := range brokerKinds {
-		t.Run(kind, func(t *testing.T) {
-			t.Parallel()
-			testBackToZero(t, newBroker(t, kind))
-		})
-	}
+	eachBroker(t, testBackToZero)
 }
 
 func testBackToZero(t *testing.T, b *broker) {

@@ -462,12 +462,7 @@ func TestBeatExactlyOnceUnderFailover(t *testing.T) {
 // tick within TTL + 5 s of the stop, then every tick.
 func TestBeatScheduleAddedByCLIFiresAfterAdderStops(t *testing.T) {
 	t.Parallel()
-	for _, kind := range brokerKinds {
-		t.Run(kind, func(t *testing.T) {
-			t.Parallel()
-			testBeatAfterAdderStops(t, newBroker(t, kind))
-		})
-	}
+	eachBroker(t, testBeatAfterAdderStops)
 }
 
 func testBeatAfterAdderStops(t *testing.T, b *broker) {

@@ -183,12 +183,7 @@ func testCLIBadInput(t *testing.T) {
 // with `ebb dead`.
 func TestDeadLetterCLI(t *testing.T) {
 	t.Parallel()
-	for _, kind := range brokerKinds {
-		t.Run(kind, func(t *testing.T) {
-			t.Parallel()
-			testDeadLetterCLI(t, newBroker(t, kind))
-		})
-	}
+	eachBroker(t, testDeadLetterCLI)
 }
 
 func testDeadLetterCLI(t *testing.T, b *broker) {

@@ -22,12 +22,7 @@ const fenceTaskMS = 4000
 // must end with the second worker's result.
 func TestFencingAfterSIGSTOP(t *testing.T) {
 	t.Parallel()
-	for _, kind := range brokerKinds {
-		t.Run(kind, func(t *testing.T) {
-			t.Parallel()
-			testFencing(t, newBroker(t, kind))
-		})
-	}
+	eachBroker(t, testFencing)
 }
 
 func testFencing(t *testing.T, b *broker) {

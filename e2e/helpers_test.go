@@ -371,3 +371,15 @@ func jsonEqual(got []byte, want string) bool {
 	}
 	return reflect.DeepEqual(g, w)
 }
+
+// eachBroker runs test once per broker kind, as parallel subtests named by
+// the kind, each with its own fresh broker.
+func eachBroker(t *testing.T, test func(t *testing.T, b *broker)) {
+	t.Helper()
+	for _, kind := range brokerKinds {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			test(t, newBroker(t, kind))
+		})
+	}
+}

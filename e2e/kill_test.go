@@ -33,12 +33,7 @@ const (
 // than once are the ones a killed worker held.
 func TestNoLossUnderKill(t *testing.T) {
 	t.Parallel()
-	for _, kind := range brokerKinds {
-		t.Run(kind, func(t *testing.T) {
-			t.Parallel()
-			testNoLossUnderKill(t, newBroker(t, kind))
-		})
-	}
+	eachBroker(t, testNoLossUnderKill)
 }
 
 func testNoLossUnderKill(t *testing.T, b *broker) {

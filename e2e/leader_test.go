@@ -30,12 +30,7 @@ const failoverBound = 10 * time.Second
 // parent-death signal and every task ends succeeded.
 func TestLeaderFailover(t *testing.T) {
 	t.Parallel()
-	for _, kind := range brokerKinds {
-		t.Run(kind, func(t *testing.T) {
-			t.Parallel()
-			testLeaderFailover(t, newBroker(t, kind))
-		})
-	}
+	eachBroker(t, testLeaderFailover)
 }
 
 // termWatcher polls GET /api/v1/leader on every server and records which

@@ -512,3 +512,10 @@ func checkQueueStats(t *testing.T, when string, want, got ebbdriver.QueueStats) 
 	check(t, p+"Retried", want.Retried, got.Retried)
 	checkTime(t, p+"OldestQueuedAt", want.OldestQueuedAt, got.OldestQueuedAt)
 }
+
+// WaitEvent reads ch until an event matches, failing t on timeout or when
+// the channel closes: for drivers' own notification tests.
+func WaitEvent(t *testing.T, ch <-chan ebbdriver.Event, what string, match func(ebbdriver.Event) bool) ebbdriver.Event {
+	t.Helper()
+	return waitEvent(t, ch, what, match, nil)
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbdriver/ebbdrivertest"
 	"github.com/ebbq/ebb/internal/testredis"
 	"github.com/ebbq/ebb/internal/tid"
 )
@@ -503,7 +504,7 @@ func TestRedisRestart(t *testing.T) {
 
 	srv.Restart() // empty: no data, no script cache
 	// The listener reports the resubscription as a possible missed enqueue.
-	waitFor(t, events, "EventQueued after resubscribing", func(ev ebbdriver.Event) bool {
+	ebbdrivertest.WaitEvent(t, events, "EventQueued after resubscribing", func(ev ebbdriver.Event) bool {
 		return ev.Kind == ebbdriver.EventQueued && ev.Queue == "a"
 	})
 	task := testTask("a", now)
@@ -511,7 +512,7 @@ func TestRedisRestart(t *testing.T) {
 		_, err := d.Enqueue(ctx, []*ebbdriver.TaskRecord{task})
 		return err
 	})
-	waitFor(t, events, "EventQueued for the new task", func(ev ebbdriver.Event) bool {
+	ebbdrivertest.WaitEvent(t, events, "EventQueued for the new task", func(ev ebbdriver.Event) bool {
 		return ev.Kind == ebbdriver.EventQueued && ev.Queue == "a"
 	})
 	res, err := d.Fetch(ctx, fetchParams(now, 10, "a"))
@@ -524,25 +525,6 @@ func TestRedisRestart(t *testing.T) {
 	st, err := d.QueueStats(ctx, now)
 	if err != nil || len(st) != 1 || st[0].Name != "a" || st[0].InFlight != 1 {
 		t.Errorf("QueueStats after restart = %+v, %v; want queue a registered again", st, err)
-	}
-}
-
-func waitFor(t *testing.T, ch <-chan ebbdriver.Event, what string, match func(ebbdriver.Event) bool) {
-	t.Helper()
-	timer := time.NewTimer(15 * time.Second)
-	defer timer.Stop()
-	for {
-		select {
-		case ev, ok := <-ch:
-			if !ok {
-				t.Fatalf("waiting for %s: channel closed", what)
-			}
-			if match(ev) {
-				return
-			}
-		case <-timer.C:
-			t.Fatalf("no %s within 15s", what)
-		}
 	}
 }
 
@@ -636,7 +618,7 @@ func TestQueueStatsQueueSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustEnqueue(t, other, testTask("heard", now))
-	waitFor(t, events, "EventQueued for heard", func(ev ebbdriver.Event) bool { return ev.Queue == "heard" })
+	ebbdrivertest.WaitEvent(t, events, "EventQueued for heard", func(ev ebbdriver.Event) bool { return ev.Queue == "heard" })
 	if got := names(); !slices.Equal(got, []string{"heard", "mine"}) {
 		t.Fatalf("queues after a notification = %v, want [heard mine]", got)
 	}

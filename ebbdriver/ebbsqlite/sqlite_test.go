@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbdriver/ebbdrivertest"
 	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
 	"github.com/ebbq/ebb/internal/tid"
 )
@@ -227,25 +228,6 @@ func TestMalformedRow(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, ch <-chan ebbdriver.Event, what string, match func(ebbdriver.Event) bool) {
-	t.Helper()
-	timer := time.NewTimer(10 * time.Second)
-	defer timer.Stop()
-	for {
-		select {
-		case ev, ok := <-ch:
-			if !ok {
-				t.Fatalf("waiting for %s: channel closed", what)
-			}
-			if match(ev) {
-				return
-			}
-		case <-timer.C:
-			t.Fatalf("no %s within 10s", what)
-		}
-	}
-}
-
 // Two Drivers on one file stand for two processes: each has its own
 // connections, so the only way news crosses is through the file.
 func TestNotificationsAcrossDrivers(t *testing.T) {
@@ -266,7 +248,7 @@ func TestNotificationsAcrossDrivers(t *testing.T) {
 
 	t.Run("Queued", func(t *testing.T) {
 		enqueue(t, a, task("q", now))
-		waitFor(t, queued, "EventQueued from the other driver", func(ev ebbdriver.Event) bool {
+		ebbdrivertest.WaitEvent(t, queued, "EventQueued from the other driver", func(ev ebbdriver.Event) bool {
 			return ev.Kind == ebbdriver.EventQueued && ev.Queue == "q"
 		})
 	})
@@ -286,7 +268,7 @@ func TestNotificationsAcrossDrivers(t *testing.T) {
 		if st, err := a.TaskCancel(ctx, tk.ID, now); err != nil || st != ebbdriver.StateRunning {
 			t.Fatalf("TaskCancel = %q, %v", st, err)
 		}
-		waitFor(t, worker, "EventCancel from the other driver", func(ev ebbdriver.Event) bool {
+		ebbdrivertest.WaitEvent(t, worker, "EventCancel from the other driver", func(ev ebbdriver.Event) bool {
 			return ev.Kind == ebbdriver.EventCancel && ev.TaskID == tk.ID && ev.WorkerID == "w-b"
 		})
 
@@ -321,7 +303,7 @@ func TestNotificationsAcrossDrivers(t *testing.T) {
 		if err := a.WorkerRequestDrain(ctx, "w-b", now); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, worker, "EventDrain from the other driver", func(ev ebbdriver.Event) bool {
+		ebbdrivertest.WaitEvent(t, worker, "EventDrain from the other driver", func(ev ebbdriver.Event) bool {
 			return ev.Kind == ebbdriver.EventDrain && ev.WorkerID == "w-b"
 		})
 	})

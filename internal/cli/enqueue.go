@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -76,7 +77,7 @@ func runEnqueue(e *env, args []string) error {
 		}
 		res, err := client.EnqueueMany(ctx, batch)
 		if err != nil {
-			if strings.Contains(err.Error(), ebb.ErrInvalidOpts.Error()) {
+			if errors.Is(err, ebb.ErrInvalidOpts) || errors.Is(err, ebb.ErrArgsTooLarge) {
 				return usagef("%v", err)
 			}
 			return err
