@@ -41,6 +41,11 @@ var (
 
 	// ErrWorkerNotFound means no live worker with that id is registered.
 	ErrWorkerNotFound = errors.New("worker not found")
+
+	// ErrTaskState means the task exists but its state does not allow the
+	// action (deleting a running task, retrying a succeeded one). Drivers
+	// wrap it with the state: fmt.Errorf("%w: task is running", ErrTaskState).
+	ErrTaskState = errors.New("task state does not allow this")
 )
 
 // Driver is everything ebb needs from a broker.
@@ -119,6 +124,33 @@ type Driver interface {
 	// terminal task is left alone. It returns the task's state after the
 	// call.
 	TaskCancel(ctx context.Context, id string, now time.Time) (State, error)
+
+	// TaskList pages through stored tasks matching a filter, for dashboards
+	// and the API. One call examines at most ScanLimit stored tasks (so a
+	// search for a rare kind among millions of finished tasks answers in
+	// bounded time) and returns the matches among them, at most Limit, plus a
+	// Cursor to continue from; an empty Cursor means nothing is left. Paging
+	// with the cursor visits every task that stayed in place exactly once;
+	// tasks that change state meanwhile may be seen twice or not at all.
+	//
+	// Order is driver-specific but stable: SQLite returns newest id first
+	// across all queues and states; Redis walks queue by queue and, within a
+	// queue, running, queued, scheduled/retrying, dead, then finished tasks,
+	// each newest first.
+	TaskList(ctx context.Context, params TaskListParams) (*TaskListResult, error)
+
+	// TaskRetry makes a task run as soon as possible and returns its new
+	// state (Queued): a Scheduled or Retrying task becomes Queued now, a Dead
+	// task returns to Queued with Attempt reset to 0 and its error history
+	// kept (as DeadRetry). Any other state wraps ErrTaskState; a missing task
+	// ErrTaskNotFound. Listeners of the queue are notified.
+	TaskRetry(ctx context.Context, id string, now time.Time) (State, error)
+
+	// TaskDelete removes a task that is not Running (cancel it first), with
+	// its result, error history and unique key. A Running task wraps
+	// ErrTaskState; a missing task ErrTaskNotFound. Running totals are not
+	// changed.
+	TaskDelete(ctx context.Context, id string) error
 
 	// DeadList lists dead tasks of a queue, newest death first.
 	DeadList(ctx context.Context, params DeadListParams) ([]*TaskRecord, int64, error)
@@ -356,6 +388,35 @@ type DeadListParams struct {
 	Queue  string
 	Offset int
 	Limit  int
+}
+
+// Defaults of TaskListParams.
+const (
+	TaskListLimitDefault = 50
+	TaskListScanDefault  = 5000
+)
+
+// TaskListParams are TaskList's arguments; empty filters match everything.
+type TaskListParams struct {
+	Queue string
+	State State
+	Kind  string
+	// Limit caps the matches returned; 0 means TaskListLimitDefault.
+	Limit int
+	// ScanLimit caps the stored tasks examined; 0 means TaskListScanDefault.
+	ScanLimit int
+	// Cursor continues a previous call; "" starts at the beginning. It is
+	// opaque and only valid with the same filters and driver.
+	Cursor string
+}
+
+// TaskListResult is TaskList's answer.
+type TaskListResult struct {
+	Tasks []*TaskRecord
+	// Cursor continues the listing; "" when every task has been examined.
+	Cursor string
+	// Scanned is how many stored tasks this call examined.
+	Scanned int
 }
 
 // DeadParams name dead tasks to retry or purge.

@@ -57,7 +57,10 @@ func Exercise(t *testing.T, newDriver Factory) {
 		{"Schedules", testSchedules},
 		{"TaskAwait", testTaskAwait},
 		{"TaskCancel", testTaskCancel},
+		{"TaskDelete", testTaskDelete},
 		{"TaskGet", testTaskGet},
+		{"TaskList", testTaskList},
+		{"TaskRetry", testTaskRetry},
 		{"Worker", testWorker},
 	}
 	for _, g := range groups {

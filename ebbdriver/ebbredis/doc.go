@@ -20,6 +20,10 @@
 //	P:{q}:scheduled    ZSET   Scheduled and Retrying tasks; score RunAt µs
 //	P:{q}:leases       ZSET   Running tasks; score lease expiry µs
 //	P:{q}:dead         ZSET   Dead tasks; score time of death µs
+//	P:{q}:done         ZSET   Succeeded and Cancelled tasks kept for their
+//	                          retention; score expiry µs (FinishedAt+Retention,
+//	                          rounded up to the millisecond), so Cleanup drops
+//	                          the expired ones from the low end
 //	P:{q}:stats        HASH   running totals: enqueued, succeeded, failed,
 //	                          retried; and "since" (ns), which tells the driver
 //	                          the queue's keys were just created (see P:queues)
@@ -82,17 +86,29 @@
 //	res  result JSON
 //
 // Succeeded and Cancelled tasks get PEXPIRE Retention so their results expire
-// natively; Dead tasks stay in P:{q}:dead until Cleanup trims them.
+// natively, and enter P:{q}:done in the same script so TaskList can find them
+// without a scan of the keyspace; Cleanup drops the set's members whose
+// expiry passed (until then TaskList skips the ids whose hash is gone). Dead
+// tasks stay in P:{q}:dead until Cleanup trims them. A task with no
+// retention is deleted when it finishes and never enters P:{q}:done.
+//
+// Every stored task is thus a member of exactly one of its queue's sets,
+// which is what TaskList walks: queue by queue in name order, and within a
+// queue leases, ready:1…3, scheduled, dead, done, each from the highest
+// score down. Its cursor is the queue, the set and a ZREVRANGE offset, so
+// tasks entering or leaving a set ahead of the cursor shift it: under
+// concurrent changes a task may be listed twice or skipped.
 //
 // # Finding a task by id
 //
-// TaskGet, TaskAwait and TaskCancel get only an id, and a task's key contains
-// its queue. The driver pipelines HGETALL of P:{q}:t:<id> over the known
-// queues: the first round trip carries SMEMBERS P:queues and the HGETALLs for
-// the queues this Driver has seen, a second (only if needed) those for the
-// queues it learnt from P:queues. That costs one command per queue, fine for
-// the tens of queues ebb deployments have. Lookups by id always read
-// P:queues, so they find tasks in queues created a moment ago by anyone.
+// TaskGet, TaskAwait, TaskCancel, TaskRetry and TaskDelete get only an id,
+// and a task's key contains its queue. The driver pipelines HGETALL of
+// P:{q}:t:<id> over the known queues: the first round trip carries SMEMBERS
+// P:queues and the HGETALLs for the queues this Driver has seen, a second
+// (only if needed) those for the queues it learnt from P:queues. That costs
+// one command per queue, fine for the tens of queues ebb deployments have.
+// Lookups by id always read P:queues, so they find tasks in queues created a
+// moment ago by anyone.
 //
 // # Queue stats
 //
@@ -108,14 +124,15 @@
 // # Notifications (pub/sub)
 //
 //	P:ch:q:<q>   PUBLISH "" when tasks became Queued in q (Enqueue, promotion,
-//	             retry, hand-back, rescue, dead retry); Listen with no queues
-//	             uses PSUBSCRIBE P:ch:q:*
+//	             retry, hand-back, rescue, dead retry, TaskRetry); Listen
+//	             with no queues uses PSUBSCRIBE P:ch:q:*
 //	P:ch:ctl     control messages as JSON: cancel requests (to every listener)
 //	             and drain requests (to the listener of that worker)
 //	P:ch:done    task id, published only when a task someone awaits (an entry
-//	             in P:{q}:waiters) reaches a terminal state; one subscription
-//	             per Driver serves all its TaskAwait calls, so awaiting costs no
-//	             connection per call and nothing at all when nobody waits
+//	             in P:{q}:waiters) reaches a terminal state or is deleted
+//	             (TaskDelete); one subscription per Driver serves all its
+//	             TaskAwait calls, so awaiting costs no connection per call and
+//	             nothing at all when nobody waits
 //
 // # Scripts
 //

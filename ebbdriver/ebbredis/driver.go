@@ -143,6 +143,7 @@ type queueKeys struct {
 	scheduled string
 	leases    string
 	dead      string
+	done      string // Succeeded and Cancelled tasks kept for their retention
 	stats     string
 	waiters   string
 
@@ -169,13 +170,14 @@ func (d *Driver) keys(queue string) *queueKeys {
 		scheduled: p + "scheduled",
 		leases:    p + "leases",
 		dead:      p + "dead",
+		done:      p + "done",
 		stats:     p + "stats",
 		waiters:   p + "waiters",
 	}
 	r := k.ready
 	k.kEnqueue = []string{r[0], r[1], r[2], k.scheduled, k.stats}
 	k.kFetch = []string{r[0], r[1], r[2], k.scheduled, k.leases}
-	k.kComplete = []string{r[0], r[1], r[2], k.scheduled, k.leases, k.dead, k.stats, k.waiters}
+	k.kComplete = []string{r[0], r[1], r[2], k.scheduled, k.leases, k.dead, k.stats, k.waiters, k.done}
 	k.kRescue = []string{r[0], r[1], r[2], k.leases, k.dead, k.stats, k.waiters}
 	k.kPromote = []string{r[0], r[1], r[2], k.scheduled}
 	k.kDeadMove = []string{r[0], r[1], r[2], k.dead}
@@ -326,6 +328,8 @@ var (
 	scriptDeadRetry        = newScript(luaDeadRetry)
 	scriptDeadPurge        = newScript(luaDeadPurge)
 	scriptCleanup          = newScript(luaCleanup)
+	scriptRetry            = newScript(luaRetry)
+	scriptDelete           = newScript(luaDelete)
 	scriptWorkerHeartbeat  = newScript(luaWorkerHeartbeat)
 	scriptWorkerList       = newScript(luaWorkerList)
 	scriptWorkerDeregister = newScript(luaWorkerDeregister)

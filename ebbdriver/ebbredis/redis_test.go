@@ -305,6 +305,7 @@ func TestScriptHeaders(t *testing.T) {
 		"decisionAppend": scriptDecisionAppend, "decisionList": scriptDecisionList,
 		"scheduleUpsert": scriptScheduleUpsert, "scheduleList": scriptScheduleList, "scheduleDelete": scriptScheduleDelete,
 		"schedulePause": scriptSchedulePause, "scheduleMarkFired": scriptScheduleMarkFired,
+		"retry": scriptRetry, "delete": scriptDelete,
 	}
 	use := regexp.MustCompile(`(KEYS|ARGV)\[(\d+)`)
 	decl := regexp.MustCompile(`^-- (KEYS|ARGV)\[(\d+)(…)?\] ->`)

@@ -90,12 +90,45 @@ local function ended(qp, tk, id, k, anyunique, wk, done)
   end
 end
 
-local function expire(tk, k)
-  local ret = string.sub(k, 3)
-  if (tonumber(ret) or 0) > 0 then
-    redis.call("PEXPIRE", tk, ret)
+-- A task reached Succeeded or Cancelled at now (ns): keep it for its
+-- retention, appending its expiry score and id to fin for the done set, or
+-- delete it at once. Retentions are memoized per k, and the score is
+-- FinishedAt+Retention rounded up to the next millisecond (never before
+-- the hash expires) so that it only changes, and is only computed, once a
+-- millisecond: tonumber and string.format cost more than the ZADD itself.
+local retms, retstr = {}, {}
+local lastms, lastk, lastexp
+local function expire(tk, k, now, fin, id)
+  local ms = retms[k]
+  if not ms then
+    retstr[k] = string.sub(k, 3)
+    ms = tonumber(retstr[k]) or 0
+    retms[k] = ms
+  end
+  if ms > 0 then
+    redis.call("PEXPIRE", tk, retstr[k])
+    local nowms = string.sub(now, 1, -7)
+    if nowms ~= lastms or k ~= lastk then
+      lastms, lastk = nowms, k
+      lastexp = string.format("%d", ((tonumber(nowms) or 0) + 1 + ms) * 1000)
+    end
+    fin[#fin + 1] = lastexp
+    fin[#fin + 1] = id
   else
     redis.call("DEL", tk)
+  end
+end
+
+-- A Dead task goes back to Queued with attempt 0 and its error history
+-- kept; the caller moves it from the dead set to a ready set. k and u are
+-- its fields of those names.
+local function revive(qp, tk, id, k, u, now)
+  redis.call("HSET", tk, "st", "queued", "a", "0", "run", now)
+  redis.call("HDEL", tk, "fa", "cx")
+  -- Hold the unique key again while the task lives, unless another task
+  -- took it meanwhile (the user asked for this retry explicitly).
+  if string.byte(k, 1) == 117 and u then
+    redis.call("SET", qp .. "u:" .. u, id, "NX")
   end
 end
 
@@ -300,6 +333,7 @@ const luaComplete = `-- Complete: record outcomes of Running tasks of one queue,
 -- KEYS[6] -> P:{q}:dead
 -- KEYS[7] -> P:{q}:stats
 -- KEYS[8] -> P:{q}:waiters
+-- KEYS[9] -> P:{q}:done
 -- ARGV[1] -> queue key prefix P:{q}:
 -- ARGV[2] -> queue channel P:ch:q:<q>
 -- ARGV[3] -> done channel P:ch:done
@@ -321,6 +355,7 @@ local freed = {}
 local ready = {{}, {}, {}}
 local sched = {}
 local dead = {}
+local fin = {}
 local ns, nf, nr = 0, 0, 0
 local i = 4
 while i <= #ARGV do
@@ -350,7 +385,7 @@ while i <= #ARGV do
         else
           redis.call("HSET", tk, "st", "succeeded", "fa", now, "ls", rest)
         end
-        expire(tk, k)
+        expire(tk, k, now, fin, id)
         ended(qp, tk, id, k, false, wk, done)
         ns = ns + 1
       elseif op == "H" then
@@ -383,7 +418,7 @@ while i <= #ARGV do
           nf = nf + 1
         else -- C
           redis.call("HSET", tk, "st", "cancelled", "fa", now, "err", e, "ls", rest)
-          expire(tk, k)
+          expire(tk, k, now, fin, id)
           ended(qp, tk, id, k, false, wk, done)
         end
       end
@@ -400,6 +435,7 @@ for p = 1, 3 do
 end
 if #sched > 0 then bulk("ZADD", KEYS[4], sched) end
 if #dead > 0 then bulk("ZADD", KEYS[6], dead) end
+if #fin > 0 then bulk("ZADD", KEYS[9], fin) end
 if ns > 0 then redis.call("HINCRBY", KEYS[7], "succeeded", itoa(ns)) end
 if nf > 0 then redis.call("HINCRBY", KEYS[7], "failed", itoa(nf)) end
 if nr > 0 then redis.call("HINCRBY", KEYS[7], "retried", itoa(nr)) end
@@ -519,6 +555,7 @@ const luaCancel = `-- TaskCancel: cancel a waiting task at once, or flag a runni
 -- KEYS[4] -> P:{q}:ready:3
 -- KEYS[5] -> P:{q}:scheduled
 -- KEYS[6] -> P:{q}:waiters
+-- KEYS[7] -> P:{q}:done
 -- ARGV[1] -> queue key prefix P:{q}:
 -- ARGV[2] -> task id
 -- ARGV[3] -> now, ns
@@ -538,7 +575,9 @@ if st == "queued" or st == "scheduled" or st == "retrying" then
     redis.call("ZREM", KEYS[5], ARGV[2])
   end
   redis.call("HSET", tk, "st", "cancelled", "fa", ARGV[3])
-  expire(tk, k)
+  local fin = {}
+  expire(tk, k, ARGV[3], fin, ARGV[2])
+  if #fin > 0 then redis.call("ZADD", KEYS[7], fin[1], fin[2]) end
   -- Cancelled before it ran: as if never enqueued, so even a unique key
   -- with a TTL is released.
   ended(ARGV[1], tk, ARGV[2], k, true, KEYS[6], ARGV[6])
@@ -602,13 +641,7 @@ for _, id in ipairs(ids) do
   -- it, DeadPurge removes it); a missing hash is only dropped from the list.
   if f[1] or redis.call("EXISTS", tk) == 0 then moved[#moved + 1] = id end
   if f[1] then
-    redis.call("HSET", tk, "st", "queued", "a", "0", "run", now)
-    redis.call("HDEL", tk, "fa", "cx")
-    -- Hold the unique key again while the task lives, unless another task
-    -- took it meanwhile (the user asked for this retry explicitly).
-    if string.byte(f[1], 1) == 117 and f[2] then
-      redis.call("SET", qp .. "u:" .. f[2], id, "NX")
-    end
+    revive(qp, tk, id, f[1], f[2], now)
     local r = ready[kprio(f[1])]
     r[#r + 1] = nowus
     r[#r + 1] = id
@@ -640,19 +673,105 @@ if #ids > 0 then bulk("ZREM", KEYS[1], ids) end
 return {n, #ids}
 `
 
-const luaCleanup = `-- Cleanup: delete Dead tasks that died before a cutoff.
+const luaRetry = `-- TaskRetry: make a Scheduled, Retrying or Dead task Queued now.
+-- KEYS[1] -> P:{q}:t:<id>
+-- KEYS[2] -> P:{q}:ready:1
+-- KEYS[3] -> P:{q}:ready:2
+-- KEYS[4] -> P:{q}:ready:3
+-- KEYS[5] -> P:{q}:scheduled
+-- KEYS[6] -> P:{q}:dead
+-- ARGV[1] -> queue key prefix P:{q}:
+-- ARGV[2] -> task id
+-- ARGV[3] -> now, ns
+-- ARGV[4] -> queue channel P:ch:q:<q>
+-- Returns {1, "queued"} when the task moved, {0, its state} when its state
+-- does not allow it, or false when the task does not exist.
+` + luaLib + `
+local tk, id, now = KEYS[1], ARGV[2], ARGV[3]
+local f = redis.call("HMGET", tk, "st", "k", "u")
+local st, k = f[1], f[2]
+if not st and redis.call("EXISTS", tk) == 0 then return false end
+-- Without k the record is damaged: leave it as DeadRetry does.
+if not k or (st ~= "scheduled" and st ~= "retrying" and st ~= "dead") then
+  return {0, st or ""}
+end
+if st == "dead" then
+  revive(ARGV[1], tk, id, k, f[3], now)
+  redis.call("ZREM", KEYS[6], id)
+else
+  -- run moves to now: the task waits from the retry, as OldestQueuedAt
+  -- reports, behind the tasks already queued.
+  redis.call("HSET", tk, "st", "queued", "run", now)
+  redis.call("ZREM", KEYS[5], id)
+end
+redis.call("ZADD", KEYS[1 + kprio(k)], us(now), id)
+redis.call("PUBLISH", ARGV[4], "")
+return {1, "queued"}
+`
+
+const luaDelete = `-- TaskDelete: delete a task that is not Running, with its index entries and
+-- its unique key.
+-- KEYS[1] -> P:{q}:t:<id>
+-- KEYS[2] -> P:{q}:ready:1
+-- KEYS[3] -> P:{q}:ready:2
+-- KEYS[4] -> P:{q}:ready:3
+-- KEYS[5] -> P:{q}:scheduled
+-- KEYS[6] -> P:{q}:dead
+-- KEYS[7] -> P:{q}:done
+-- KEYS[8] -> P:{q}:waiters
+-- ARGV[1] -> queue key prefix P:{q}:
+-- ARGV[2] -> task id
+-- ARGV[3] -> done channel P:ch:done
+-- Returns the state the task had ("running": it was left alone), or false
+-- when it does not exist.
+` + luaLib + `
+local tk, id = KEYS[1], ARGV[2]
+local f = redis.call("HMGET", tk, "st", "u")
+if not f[1] and redis.call("EXISTS", tk) == 0 then return false end
+local st = f[1] or ""
+if st == "running" then return st end
+-- Every set, whatever st says: deleting is rare, and a damaged record
+-- leaves no member behind.
+for i = 2, 7 do redis.call("ZREM", KEYS[i], id) end
+if f[2] then
+  local uk = ARGV[1] .. "u:" .. f[2]
+  if redis.call("GET", uk) == id then redis.call("DEL", uk) end
+end
+redis.call("DEL", tk)
+-- Awaiters learn at once that the task is gone.
+if redis.call("HDEL", KEYS[8], id) == 1 then redis.call("PUBLISH", ARGV[3], id) end
+return st
+`
+
+const luaCleanup = `-- Cleanup: delete Dead tasks that died before a cutoff, and drop finished
+-- tasks whose retention ended (their hashes expired) from the done set.
 -- KEYS[1] -> P:{q}:dead
+-- KEYS[2] -> P:{q}:done
 -- ARGV[1] -> queue key prefix P:{q}:
 -- ARGV[2] -> cutoff, µs (exclusive)
--- ARGV[3] -> how many to delete at most
--- Returns how many were deleted.
+-- ARGV[3] -> how many to delete and drop at most, together
+-- ARGV[4] -> now, µs
+-- Returns how many were deleted and dropped.
 ` + luaLib + `
-local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", "(" .. ARGV[2], "LIMIT", 0, tonumber(ARGV[3]))
+local limit = tonumber(ARGV[3])
+local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", "(" .. ARGV[2], "LIMIT", 0, limit)
 for _, id in ipairs(ids) do
   redis.call("DEL", ARGV[1] .. "t:" .. id)
 end
 if #ids > 0 then bulk("ZREM", KEYS[1], ids) end
-return #ids
+-- The lowest ranks are the earliest expiries: removing by rank keeps the
+-- call bounded by the limit, where ZREMRANGEBYSCORE would take a whole
+-- backlog (millions after a busy hour without Cleanup) in one blocking call.
+local n = #ids
+if n < limit then
+  local due = redis.call("ZCOUNT", KEYS[2], "-inf", ARGV[4])
+  if due > limit - n then due = limit - n end
+  if due > 0 then
+    redis.call("ZREMRANGEBYRANK", KEYS[2], 0, itoa(due - 1))
+    n = n + due
+  end
+end
+return n
 `
 
 const luaWorkerHeartbeat = `-- WorkerHeartbeat: register or refresh a worker.

@@ -170,7 +170,7 @@ func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbd
 	}
 	payload, _ := json.Marshal(ctlMessage{Kind: "cancel", Queue: k.name, TaskID: id})
 	st, err := d.run(ctx, scriptCancel,
-		[]string{k.task(id), k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.waiters},
+		[]string{k.task(id), k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.waiters, k.done},
 		k.prefix, id, nsString(now), d.chCtl, string(payload), d.chDone).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", fmt.Errorf("ebbredis: cancel task %q: %w", id, ebbdriver.ErrTaskNotFound)
@@ -297,7 +297,10 @@ func (d *Driver) deadBatches(ctx context.Context, ids []string, run func([]strin
 }
 
 // Cleanup implements ebbdriver.Driver. Finished tasks expire natively
-// (PEXPIRE Retention), so only dead tasks are trimmed. Limit ≤ 0 means 1000.
+// (PEXPIRE Retention); Cleanup deletes dead tasks and drops the finished
+// ones whose retention ended from P:{q}:done, counting them as deleted so
+// that callers looping while a full Limit comes back keep the set from
+// growing. Limit ≤ 0 means 1000.
 func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64, error) {
 	if err := checkQueue(p.Queue); err != nil {
 		return 0, fmt.Errorf("ebbredis: clean up: %w", err)
@@ -307,7 +310,8 @@ func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64,
 		limit = maxPerCall
 	}
 	k := d.keys(p.Queue)
-	n, err := d.run(ctx, scriptCleanup, []string{k.dead}, k.prefix, usString(p.Now.Add(-p.DeadRetention)), limit).Int64()
+	n, err := d.run(ctx, scriptCleanup, []string{k.dead, k.done}, k.prefix, usString(p.Now.Add(-p.DeadRetention)), limit,
+		usString(p.Now)).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("ebbredis: clean up dead tasks of queue %q: %w", p.Queue, err)
 	}

@@ -78,3 +78,57 @@ func TestQueryPlans(t *testing.T) {
 		})
 	}
 }
+
+// TestListQueryPlans checks that TaskList's queries walk the id index for
+// their window and look the window's rows up by rowid, with no sort: what
+// bounds a call by its ScanLimit, however many tasks are stored.
+func TestListQueryPlans(t *testing.T) {
+	t.Parallel()
+	d, err := Open(t.Context(), filepath.Join(t.TempDir(), "ebb.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, c := range []struct {
+		name, query string
+		args        []any
+		walk        string // how the window reads the id index
+	}{
+		{"first page", fmt.Sprintf(listMatchSQL, listWindowFirst), []any{"", 10, "q", "dead", "k", 5}, "SCAN"},
+		{"next page", fmt.Sprintf(listMatchSQL, listWindowNext), []any{"x", 10, "q", "dead", "k", 5}, "SEARCH"},
+		{"first page scanned", fmt.Sprintf(listScannedSQL, listWindowFirst), []any{"", 10, "x"}, "SCAN"},
+		{"next page scanned", fmt.Sprintf(listScannedSQL, listWindowNext), []any{"x", 10, "x"}, "SEARCH"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rows, err := d.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+c.query, c.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			all := strings.Join(plan, "; ")
+			t.Logf("%s: %s", c.name, all)
+			if !strings.Contains(all, c.walk+" tasks USING COVERING INDEX sqlite_autoindex_tasks_1") {
+				t.Errorf("plan %q does not %s the id index alone", all, c.walk)
+			}
+			lookups := strings.Count(all, "SEARCH tasks USING INTEGER PRIMARY KEY (rowid=?)")
+			if strings.Contains(c.query, "CROSS JOIN") && lookups != 1 {
+				t.Errorf("plan %q does not look the window's rows up by rowid", all)
+			}
+			if n := strings.Count(all, " tasks "); n != 1+lookups {
+				t.Errorf("plan %q reads tasks in more ways than the window and its lookups", all)
+			}
+			if strings.Contains(all, "TEMP B-TREE") {
+				t.Errorf("plan %q sorts", all)
+			}
+		})
+	}
+}

@@ -588,22 +588,8 @@ func (d *Driver) DeadRetry(ctx context.Context, p ebbdriver.DeadParams) (int64, 
 	ready := map[string]int64{}
 	err := d.writeTx(ctx, "retrying dead tasks", func(tx *sql.Tx) error {
 		clear(ready)
-		// Take back the unique keys still free; a key another task took
-		// meanwhile stays with it.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO unique_keys (queue, key, task_id, expires_at)
-			SELECT queue, unique_key, id, NULL FROM tasks WHERE `+where+` AND unique_key IS NOT NULL AND unique_ttl = 0
-			ON CONFLICT (queue, key) DO NOTHING`, args...); err != nil {
-			return err
-		}
-		// run_at moves to now: the task waits from its retry, not from its
-		// first enqueue, as OldestQueuedAt reports.
-		r, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'queued', attempt = 0, run_at = ?`+
-			fmt.Sprint(len(args)+1)+`, finished_at = 0, expires_at = NULL, cancel_requested = 0,
-			lease_token = NULL, lease_expires_at = 0 WHERE `+where, append(args, ns(p.Now))...)
-		if err != nil {
-			return err
-		}
-		if n, err = r.RowsAffected(); err != nil {
+		var err error
+		if n, err = retryDead(ctx, tx, where, args, p.Now); err != nil {
 			return err
 		}
 		if n > 0 {
@@ -616,6 +602,27 @@ func (d *Driver) DeadRetry(ctx context.Context, p ebbdriver.DeadParams) (int64, 
 	}
 	d.notify.queued(ready)
 	return n, nil
+}
+
+// retryDead moves the dead tasks deadFilter selected back to Queued at now
+// and returns how many moved.
+func retryDead(ctx context.Context, tx *sql.Tx, where string, args []any, now time.Time) (int64, error) {
+	// Take back the unique keys still free; a key another task took
+	// meanwhile stays with it.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO unique_keys (queue, key, task_id, expires_at)
+		SELECT queue, unique_key, id, NULL FROM tasks WHERE `+where+` AND unique_key IS NOT NULL AND unique_ttl = 0
+		ON CONFLICT (queue, key) DO NOTHING`, args...); err != nil {
+		return 0, err
+	}
+	// run_at moves to now: the task waits from its retry, not from its
+	// first enqueue, as OldestQueuedAt reports.
+	r, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'queued', attempt = 0, run_at = ?`+
+		fmt.Sprint(len(args)+1)+`, finished_at = 0, expires_at = NULL, cancel_requested = 0,
+		lease_token = NULL, lease_expires_at = 0 WHERE `+where, append(args, ns(now))...)
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
 }
 
 // DeadPurge deletes dead tasks.
