@@ -27,6 +27,9 @@ type Metrics struct {
 	Current int
 	// Busy is how many registered workers hold at least one task.
 	Busy int
+	// Starting is how many of Current were launched and have not registered
+	// yet: capacity already on its way.
+	Starting int
 }
 
 // Policy holds a pool's knobs (see the config package for their defaults).
@@ -83,7 +86,8 @@ type Decision struct {
 // to the next call.
 //
 //	want    = clamp(ceil((queued + in-flight) / backlog-per-worker), min, max)
-//	          raised to current+1 while the oldest queued task is older than max wait,
+//	          raised to current+1 while the oldest queued task is older than max wait
+//	          and no worker is starting,
 //	          never below the busy workers
 //	up      : at once (at most max-step more than current)
 //	down    : only to the largest want of the last scale-down delay
@@ -106,8 +110,15 @@ func Decide(now time.Time, m Metrics, h History, p Policy) (Decision, History) {
 	var why []string
 	want := int((load + int64(per) - 1) / int64(per))
 	if m.Queued > 0 && p.MaxWait > 0 && m.OldestAge > p.MaxWait && want <= m.Current {
-		want = m.Current + 1
-		why = append(why, fmt.Sprintf("oldest %s > max wait %s", round(m.OldestAge), round(p.MaxWait)))
+		// A worker that is starting will take the old task; adding one per
+		// decision meanwhile would overshoot to max whenever start-up takes
+		// longer than max wait (Fargate's ~45 s against 30 s).
+		if m.Starting == 0 {
+			want = m.Current + 1
+			why = append(why, fmt.Sprintf("oldest %s > max wait %s", round(m.OldestAge), round(p.MaxWait)))
+		} else {
+			why = append(why, fmt.Sprintf("oldest %s > max wait %s, %d starting", round(m.OldestAge), round(p.MaxWait), m.Starting))
+		}
 	}
 	if want < m.Busy {
 		want = m.Busy

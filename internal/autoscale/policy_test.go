@@ -31,6 +31,7 @@ func TestDecideSingle(t *testing.T) {
 		{name: "HeldAtMin", m: Metrics{}, p: func(p *Policy) { p.Min = 2 }, want: 2, action: ActionUp, because: "held at min 2"},
 		{name: "OldestOverMaxWaitAddsOne", m: Metrics{Queued: 3, OldestAge: 8 * time.Second, Current: 1}, want: 2, action: ActionUp, because: "oldest 8s > max wait 5s"},
 		{name: "OldestUnderMaxWaitNoChange", m: Metrics{Queued: 3, OldestAge: 2 * time.Second, Current: 1}, want: 1, action: ActionHold},
+		{name: "OldestOverMaxWaitWhileOneStartsWaits", m: Metrics{Queued: 3, OldestAge: 8 * time.Second, Current: 1, Starting: 1}, want: 1, action: ActionHold, because: "1 starting"},
 		{name: "NeverBelowBusy", m: Metrics{InFlight: 3, Current: 3, Busy: 3}, want: 3, action: ActionHold},
 		{name: "MaxStep", m: Metrics{Queued: 100, Current: 1}, p: func(p *Policy) { p.MaxStep = 2 }, want: 3, action: ActionUp, because: "max step 2"},
 		{name: "FreshHistoryDoesNotDropToZero", m: Metrics{Current: 2}, want: 1, action: ActionDown, because: "before zero"},
