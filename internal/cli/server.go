@@ -98,7 +98,7 @@ func serve(e *env, cfg *config.Config, up bool) error {
 				where = "sqlite:" + abs
 			}
 		}
-		fmt.Fprintf(e.stdout, "ebb is up\n  broker   %s\n  api      http://%s/api/v1/queues\n  pool     default: 0 to %d workers, logs in %s/\n\nTry:  ebb enqueue sleep '{\"ms\": 2000}' --count 200\n      ebb inspect scaling\nCtrl-C drains the workers and stops.\n",
+		fmt.Fprintf(e.stdout, "ebb is up\n  broker     %s\n  dashboard  http://%[2]s/\n  api        http://%[2]s/api/v1/queues\n  pool       default: 0 to %d workers, logs in %s/\n\nTry:  ebb enqueue sleep '{\"ms\": 2000}' --count 200\n      ebb inspect scaling\nCtrl-C drains the workers and stops.\n",
 			brokerurl.Redact(where), srv.Addr(), cfg.Pools[0].Max, cfg.Pools[0].LogDir)
 	}
 	return srv.Run(ctx)

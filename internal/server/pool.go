@@ -24,6 +24,8 @@ type pool struct {
 	target target.Target
 	policy autoscale.Policy
 	kickCh chan struct{}
+	// timeline is safe for concurrent use on its own.
+	timeline *timeline
 
 	mu       sync.Mutex
 	history  autoscale.History
@@ -72,6 +74,7 @@ func newPool(s *Server, pc *config.Pool, t target.Target) *pool {
 	p := &pool{
 		s: s, cfg: pc, name: pc.Name, queues: qs, target: t,
 		kickCh:   make(chan struct{}, 1),
+		timeline: newTimeline(),
 		launched: map[string]bool{},
 		policy: autoscale.Policy{
 			Min: pc.Min, Max: pc.Max, Concurrency: pc.Concurrency,
@@ -243,7 +246,7 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 		}
 	}
 	m.Current = in.Busy + in.Idle + in.Starting
-	m.Busy = in.Busy
+	m.Busy, m.Starting = in.Busy, in.Starting
 	var d autoscale.Decision
 	d, p.history = autoscale.Decide(now, m, p.history, p.policy)
 	in.Queued, in.InFlight, in.OldestAgeS, in.Current, in.Desired = m.Queued, m.InFlight, m.OldestAge.Seconds(), m.Current, d.Desired
@@ -251,6 +254,7 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 	p.view.Draining, p.view.Starting, p.view.Reason, p.view.UpdatedAt = in.Draining, in.Starting, d.Reason, now
 	p.view.Instances = instances
 	p.mu.Unlock()
+	p.timeline.add(Point{At: now, Queued: m.Queued, InFlight: m.InFlight, Workers: m.Current, Busy: in.Busy, Desired: d.Desired})
 
 	if err := p.target.Protect(ctx, busyIDs); err != nil {
 		p.warn(ctx, "autoscaler: cannot protect busy instances", err)

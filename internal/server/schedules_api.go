@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -39,7 +40,7 @@ func SchedulesJSON(recs []ebbdriver.ScheduleRecord, now time.Time) []ScheduleJSO
 	return out
 }
 
-func (s *Server) scheduleRoutes(mux *http.ServeMux) {
+func (s *Server) scheduleRoutes(mux *router) {
 	mux.HandleFunc("GET /api/v1/schedules", s.handleSchedules)
 	mux.HandleFunc("POST /api/v1/schedules", s.writable(s.handleScheduleAdd))
 	mux.HandleFunc("DELETE /api/v1/schedules/{name}", s.writable(s.handleScheduleAction))
@@ -137,33 +138,45 @@ func (s *Server) handleScheduleAction(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	name := r.PathValue("name")
-	var err error
-	switch action := r.PathValue("action"); {
-	case r.Method == http.MethodDelete:
-		err = st.ScheduleDelete(r.Context(), name)
-	case action == "pause":
-		err = st.ScheduleSetPaused(r.Context(), name, true)
-	case action == "resume":
-		err = ResumeSchedule(r.Context(), st, name, time.Now())
-	case action == "run-now":
-		var id string
-		id, err = RunScheduleNow(r.Context(), s.drv, st, name)
-		if err == nil {
-			writeJSON(w, map[string]string{"task_id": id})
-			return
-		}
-	default:
-		writeError(w, http.StatusNotFound, "unknown action "+action+": use pause, resume or run-now")
-		return
+	name, action := r.PathValue("name"), r.PathValue("action")
+	if r.Method == http.MethodDelete {
+		action = "delete"
 	}
+	_, taskID, err := s.scheduleAct(r.Context(), st, name, action)
 	switch {
+	case errors.Is(err, errUnknownAction):
+		writeError(w, http.StatusNotFound, "unknown action "+action+": use pause, resume or run-now")
 	case errors.Is(err, ebbdriver.ErrScheduleNotFound):
 		writeError(w, http.StatusNotFound, "no schedule named "+name)
 	case err != nil:
 		writeError(w, http.StatusBadGateway, "broker: "+err.Error())
+	case taskID != "":
+		writeJSON(w, map[string]string{"task_id": taskID})
 	default:
-		s.scheduleChanged()
 		writeJSON(w, map[string]string{"ok": name})
 	}
+}
+
+// scheduleAct pauses, resumes, runs now or deletes a schedule; the API and
+// the dashboard share it. It returns a sentence for people and, for run-now,
+// the task id.
+func (s *Server) scheduleAct(ctx context.Context, st ebbdriver.Schedules, name, action string) (msg, taskID string, err error) {
+	switch action {
+	case "delete":
+		err, msg = st.ScheduleDelete(ctx, name), "Deleted schedule "+name+"."
+	case "pause":
+		err, msg = st.ScheduleSetPaused(ctx, name, true), "Paused schedule "+name+"."
+	case "resume":
+		err, msg = ResumeSchedule(ctx, st, name, time.Now()), "Resumed schedule "+name+"; ticks missed while paused are skipped."
+	case "run-now":
+		taskID, err = RunScheduleNow(ctx, s.drv, st, name)
+		msg = "Enqueued task " + taskID + " for schedule " + name + "."
+	default:
+		return "", "", errUnknownAction
+	}
+	if err != nil {
+		return "", "", err
+	}
+	s.scheduleChanged()
+	return msg, taskID, nil
 }

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/internal/config"
 	"github.com/ebbq/ebb/internal/target"
@@ -63,6 +64,8 @@ type Server struct {
 	beatKick  chan struct{}
 	beatDirty atomic.Bool
 
+	client   *ebb.Client
+	patterns []string // every route, filled in by routes()
 	stats    *statsCache
 	metrics  *metrics
 	listener net.Listener
@@ -79,6 +82,7 @@ func New(opts Options) (*Server, error) {
 	if !ok {
 		return nil, fmt.Errorf("server: the %s driver does not support the control plane (leader election, decision log)", opts.Driver.Name())
 	}
+	var err error
 	s := &Server{cfg: opts.Config, drv: opts.Driver, ctl: ctl, logger: opts.Logger, id: opts.ID,
 		byQueue: map[string]*pool{}, beatKick: make(chan struct{}, 1)}
 	if s.logger == nil {
@@ -91,7 +95,6 @@ func New(opts Options) (*Server, error) {
 	s.logger = s.logger.With("server", s.id)
 	exe := opts.Executable
 	if exe == "" {
-		var err error
 		if exe, err = os.Executable(); err != nil {
 			return nil, fmt.Errorf("server: cannot find this binary to run workers: %w", err)
 		}
@@ -99,7 +102,6 @@ func New(opts Options) (*Server, error) {
 	for i := range s.cfg.Pools {
 		pc := &s.cfg.Pools[i]
 		var t target.Target
-		var err error
 		if opts.Targets != nil {
 			t, err = opts.Targets(pc)
 		} else {
@@ -115,6 +117,9 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	s.stats = newStatsCache(s.drv)
+	if s.client, err = ebb.NewClient(s.drv, nil); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.metrics = newMetrics(s)
 	if opts.Listener != nil {
 		s.listener = opts.Listener
@@ -217,7 +222,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err
 	}
-	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	// Requests live in a context cancelled when the server stops, so live
+	// dashboard streams end instead of holding Shutdown until its deadline.
+	reqCtx, stopRequests := context.WithCancel(context.Background())
+	defer stopRequests()
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return reqCtx }}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.Serve(s.listener) }()
 	s.logger.Info("ebb server listening", "api", "http://"+s.Addr(), "broker", s.drv.Name(), "pools", len(s.pools))
@@ -240,6 +250,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.ctl.LeaderResign(stopCtx, LeaderName, s.id); err != nil {
 		s.logger.Warn("could not resign leadership; it expires on its own", "error", err)
 	}
+	stopRequests()
 	_ = s.http.Shutdown(stopCtx)
 	bg.Wait()
 	if err := <-httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -305,6 +316,15 @@ func (s *Server) shutdownPools(ctx context.Context) {
 
 // Leading reports whether this replica leads now.
 func (s *Server) Leading() bool { return s.leading.Load() }
+
+func (s *Server) pool(name string) *pool {
+	for _, p := range s.pools {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
 
 // Pool returns a pool's last reconciled view.
 func (s *Server) Pool(name string) (PoolView, bool) {

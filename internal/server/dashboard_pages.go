@@ -1,0 +1,404 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// overviewData is the overview's live part.
+type overviewData struct {
+	Queues []QueueJSON
+	Pools  []poolCard
+	Error  string
+	Now    time.Time
+}
+
+type poolCard struct {
+	PoolView
+	Recent []Point
+}
+
+func (s *Server) overview(ctx context.Context) overviewData {
+	now := time.Now()
+	d := overviewData{Now: now, Queues: []QueueJSON{}}
+	stats, err := s.stats.get(ctx, 900*time.Millisecond)
+	if err != nil {
+		d.Error = "broker: " + err.Error()
+	} else {
+		d.Queues = QueuesJSON(stats, now, s.stats.rates)
+	}
+	workers, werr := s.drv.WorkerList(ctx, now)
+	if werr != nil && d.Error == "" {
+		d.Error = "broker: " + werr.Error()
+	}
+	if err == nil && werr == nil {
+		s.samplePools(now, stats, workers)
+	}
+	for _, p := range s.pools {
+		v := p.snapshot()
+		if !s.leading.Load() {
+			// Only the leader reconciles; elsewhere show what the registry says.
+			v.Current, v.Busy, v.Desired = 0, 0, -1
+			for _, w := range workers {
+				if w.Pool == p.name {
+					v.Current++
+					if w.Busy > 0 {
+						v.Busy++
+					}
+				}
+			}
+		}
+		d.Pools = append(d.Pools, poolCard{PoolView: v, Recent: p.timeline.since(now.Add(-5 * time.Minute))})
+	}
+	return d
+}
+
+// samplePools records a timeline point per pool from counts the caller read
+// anyway. The leader's reconcile records richer points (with the desired
+// count); this keeps charts moving on replicas that do not lead and while a
+// pool at zero is not being reconciled.
+func (s *Server) samplePools(now time.Time, stats []ebbdriver.QueueStats, workers []ebbdriver.WorkerInfo) {
+	for _, p := range s.pools {
+		pt := Point{At: now, Desired: -1}
+		for _, q := range stats {
+			if p.serves(q.Name) {
+				pt.Queued += q.Queued + q.DueScheduled
+				pt.InFlight += q.InFlight
+			}
+		}
+		for _, w := range workers {
+			if w.Pool == p.name && !w.Draining {
+				pt.Workers++
+				if w.Busy > 0 {
+					pt.Busy++
+				}
+			}
+		}
+		if s.leading.Load() {
+			v := p.snapshot()
+			pt.Desired = v.Desired
+		}
+		p.timeline.addIfChanged(pt)
+	}
+}
+
+func (s *Server) pageOverview(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, "overview", page{Title: "Overview", Nav: "overview", Data: s.overview(r.Context()), Live: "/live/overview"})
+}
+
+// poolData is the pool page's live part.
+type poolData struct {
+	Pool      PoolView
+	Chart     chartData
+	Decisions []decisionRow
+	Span      string
+	Error     string
+}
+
+type decisionRow struct {
+	ebbdriver.Decision
+	In decisionInputs
+}
+
+var chartSpans = []string{"5m", "15m", "1h"}
+
+func (s *Server) poolPage(ctx context.Context, p *pool, span string) poolData {
+	now := time.Now()
+	d := poolData{Pool: p.snapshot(), Span: span}
+	spanD, _ := time.ParseDuration(span)
+	// Keep the picture current even when nobody else reads counts.
+	if stats, err := s.stats.get(ctx, 900*time.Millisecond); err == nil {
+		if workers, err := s.drv.WorkerList(ctx, now); err == nil {
+			s.samplePools(now, stats, workers)
+		}
+	}
+	ds, err := s.ctl.DecisionList(ctx, p.name, 50)
+	if err != nil {
+		d.Error = "broker: " + err.Error()
+	}
+	for _, dec := range ds {
+		row := decisionRow{Decision: dec}
+		_ = json.Unmarshal(dec.Inputs, &row.In)
+		d.Decisions = append(d.Decisions, row)
+	}
+	from := now.Add(-spanD)
+	points := p.timeline.since(from)
+	// A timeline younger than the span (the server just started) fills the
+	// chart instead of hugging its right edge.
+	if len(points) > 0 && points[0].At.After(from) {
+		from = points[0].At.Add(-time.Duration(float64(now.Sub(points[0].At)) * 0.05))
+		if earliest := now.Add(-time.Minute); from.After(earliest) {
+			from = earliest
+		}
+	}
+	d.Chart = chartData{From: from, To: now, Points: points, Decisions: ds, Max: p.cfg.Max}
+	return d
+}
+
+func (s *Server) pagePool(w http.ResponseWriter, r *http.Request) {
+	p := s.pool(r.PathValue("name"))
+	if p == nil {
+		http.NotFound(w, r)
+		return
+	}
+	span := r.URL.Query().Get("span")
+	if !slices.Contains(chartSpans, span) {
+		span = "15m"
+	}
+	s.render(w, r, "pool", page{Title: "Pool " + p.name, Nav: "overview", Data: s.poolPage(r.Context(), p, span),
+		Live: "/live/pool?" + url.Values{"name": {p.name}, "span": {span}}.Encode()})
+}
+
+type tasksData struct {
+	Params  ebbdriver.TaskListParams
+	States  []ebbdriver.State
+	Queues  []string
+	Tasks   []*ebbdriver.TaskRecord
+	Cursor  string
+	Scanned int
+	Error   string
+	Took    time.Duration
+}
+
+var allStates = []ebbdriver.State{ebbdriver.StateScheduled, ebbdriver.StateQueued, ebbdriver.StateRunning,
+	ebbdriver.StateRetrying, ebbdriver.StateSucceeded, ebbdriver.StateDead, ebbdriver.StateCancelled}
+
+func (s *Server) pageTasks(w http.ResponseWriter, r *http.Request) {
+	if id := r.URL.Query().Get("id"); id != "" {
+		http.Redirect(w, r, "/tasks/"+url.PathEscape(id), http.StatusSeeOther)
+		return
+	}
+	d := tasksData{States: allStates}
+	p, err := searchParams(r)
+	d.Params = p
+	if stats, err := s.stats.get(r.Context(), 5*time.Second); err == nil {
+		for _, q := range stats {
+			d.Queues = append(d.Queues, q.Name)
+		}
+	}
+	if err != nil {
+		d.Error = err.Error()
+	} else {
+		start := time.Now()
+		res, err := s.drv.TaskList(r.Context(), p)
+		d.Took = time.Since(start)
+		if err != nil {
+			d.Error = "broker: " + err.Error()
+		} else {
+			d.Tasks, d.Cursor, d.Scanned = res.Tasks, res.Cursor, res.Scanned
+		}
+	}
+	s.render(w, r, "tasks", page{Title: "Tasks", Nav: "tasks", Data: d})
+}
+
+type taskData struct {
+	Task    TaskJSON
+	Raw     *ebbdriver.TaskRecord
+	Wait    time.Duration
+	Run     time.Duration
+	Missing string
+}
+
+func (s *Server) taskData(ctx context.Context, id string) taskData {
+	t, err := s.drv.TaskGet(ctx, id)
+	if errors.Is(err, ebbdriver.ErrTaskNotFound) {
+		return taskData{Missing: "No task " + strconv.Quote(id) + ": it never existed, was deleted, or its retention ended."}
+	}
+	if err != nil {
+		return taskData{Missing: "broker: " + err.Error()}
+	}
+	d := taskData{Task: TaskFromRecord(t), Raw: t}
+	if !t.StartedAt.IsZero() {
+		d.Wait = t.StartedAt.Sub(t.RunAt)
+		end := t.FinishedAt
+		if end.IsZero() && t.State == ebbdriver.StateRunning {
+			end = time.Now()
+		}
+		if !end.IsZero() && end.After(t.StartedAt) {
+			d.Run = end.Sub(t.StartedAt)
+		}
+	}
+	return d
+}
+
+func (s *Server) pageTask(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	d := s.taskData(r.Context(), id)
+	if d.Raw == nil {
+		w.WriteHeader(http.StatusNotFound)
+	}
+	s.render(w, r, "task", page{Title: "Task " + id, Nav: "tasks", Data: d, Live: "/live/task?" + url.Values{"id": {id}}.Encode()})
+}
+
+func (s *Server) formTaskAction(w http.ResponseWriter, r *http.Request) {
+	id, action := r.PathValue("id"), r.PathValue("action")
+	back := "/tasks/" + url.PathEscape(id)
+	if action == "delete" && r.PostFormValue("confirm") != "yes" {
+		s.render(w, r, "confirm", page{Title: "Confirm", Nav: "tasks", Data: confirmData{
+			Question: "Delete task " + id + "? Its args, result and error history are gone for good.",
+			Action:   "/tasks/" + url.PathEscape(id) + "/delete", Back: back, Button: "Delete task"}})
+		return
+	}
+	st, err := s.taskAction(r, id, action)
+	switch {
+	case errors.Is(err, errUnknownAction):
+		http.Error(w, "unknown action", http.StatusNotFound)
+	case err != nil:
+		redirectFlash(w, r, back, actionFailed(action, err))
+	case action == "delete":
+		redirectFlash(w, r, "/tasks", "Deleted task "+id+".")
+	default:
+		redirectFlash(w, r, back, "Task "+id+": "+action+" done, now "+string(st)+".")
+	}
+}
+
+type deadData struct {
+	Queue  string
+	Tasks  []*ebbdriver.TaskRecord
+	Total  int64
+	Offset int
+	Next   int
+	Prev   int
+	Error  string
+}
+
+const deadPageSize = 50
+
+func (s *Server) pageDead(w http.ResponseWriter, r *http.Request) {
+	q := r.PathValue("queue")
+	offset, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+	offset = max(0, offset)
+	d := deadData{Queue: q, Offset: offset, Prev: max(0, offset-deadPageSize), Next: -1}
+	recs, total, err := s.drv.DeadList(r.Context(), ebbdriver.DeadListParams{Queue: q, Offset: offset, Limit: deadPageSize})
+	if err != nil {
+		d.Error = "broker: " + err.Error()
+	}
+	d.Tasks, d.Total = recs, total
+	if int64(offset+deadPageSize) < total {
+		d.Next = offset + deadPageSize
+	}
+	s.render(w, r, "dead", page{Title: "Dead letters: " + q, Nav: "overview", Data: d})
+}
+
+type confirmData struct {
+	Question string
+	Action   string
+	Back     string
+	Button   string
+	IDs      []string
+	All      bool
+}
+
+// formDeadAction retries or deletes dead tasks. Acting on all of a queue's
+// dead tasks, or deleting any, first shows a confirmation page.
+func (s *Server) formDeadAction(w http.ResponseWriter, r *http.Request) {
+	q, action := r.PathValue("queue"), r.PathValue("action")
+	back := "/queues/" + url.PathEscape(q) + "/dead"
+	if action != "retry" && action != "delete" {
+		http.Error(w, "unknown action: use retry or delete", http.StatusNotFound)
+		return
+	}
+	_ = r.ParseForm()
+	ids := r.PostForm["id"]
+	all := r.PostFormValue("all") == "yes"
+	if len(ids) == 0 && !all {
+		redirectFlash(w, r, back, "Select dead tasks first, or use the "+action+" all button.")
+		return
+	}
+	if all {
+		ids = nil
+	}
+	if (all || action == "delete") && r.PostFormValue("confirm") != "yes" {
+		what := strconv.Itoa(len(ids)) + " dead task(s)"
+		if all {
+			_, total, _ := s.drv.DeadList(r.Context(), ebbdriver.DeadListParams{Queue: q, Limit: 1})
+			what = "all " + fmtInt(total) + " dead tasks"
+		}
+		verb := map[string]string{"retry": "Retry", "delete": "Delete"}[action]
+		s.render(w, r, "confirm", page{Title: "Confirm", Nav: "overview", Data: confirmData{
+			Question: verb + " " + what + " of queue " + q + "?", Action: back + "/" + action, Back: back,
+			Button: verb + " " + what, IDs: ids, All: all}})
+		return
+	}
+	n, err := s.deadAction(r, q, action, ids)
+	if err != nil {
+		redirectFlash(w, r, back, actionFailed(action, err))
+		return
+	}
+	verb := map[string]string{"retry": "Retried", "delete": "Deleted"}[action]
+	redirectFlash(w, r, back, verb+" "+fmtInt(n)+" dead task(s).")
+}
+
+type workersData struct {
+	Workers []ebbdriver.WorkerInfo
+	Error   string
+}
+
+func (s *Server) workers(ctx context.Context) workersData {
+	ws, err := s.drv.WorkerList(ctx, time.Now())
+	d := workersData{Workers: ws}
+	if err != nil {
+		d.Error = "broker: " + err.Error()
+	}
+	return d
+}
+
+func (s *Server) pageWorkers(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, "workers", page{Title: "Workers", Nav: "workers", Data: s.workers(r.Context()), Live: "/live/workers"})
+}
+
+func (s *Server) formWorkerDrain(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.drv.WorkerRequestDrain(r.Context(), id, time.Now()); err != nil {
+		redirectFlash(w, r, "/workers", actionFailed("drain", err))
+		return
+	}
+	redirectFlash(w, r, "/workers", "Asked worker "+id+" to drain: it finishes its running tasks, takes no new ones and exits.")
+}
+
+type schedulesData struct {
+	Schedules []ScheduleJSON
+	Error     string
+}
+
+func (s *Server) schedules(ctx context.Context) schedulesData {
+	st, ok := s.drv.(ebbdriver.Schedules)
+	if !ok {
+		return schedulesData{Error: "this broker cannot store schedules"}
+	}
+	recs, err := st.ScheduleList(ctx)
+	if err != nil {
+		return schedulesData{Error: "broker: " + err.Error()}
+	}
+	return schedulesData{Schedules: SchedulesJSON(recs, time.Now())}
+}
+
+func (s *Server) pageSchedules(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, "schedules", page{Title: "Schedules", Nav: "schedules", Data: s.schedules(r.Context()), Live: "/live/schedules"})
+}
+
+func (s *Server) formScheduleAction(w http.ResponseWriter, r *http.Request) {
+	name, action := r.PathValue("name"), r.PathValue("action")
+	st, ok := s.drv.(ebbdriver.Schedules)
+	if !ok {
+		http.Error(w, "this broker cannot store schedules", http.StatusNotImplemented)
+		return
+	}
+	msg, _, err := s.scheduleAct(r.Context(), st, name, action)
+	if errors.Is(err, errUnknownAction) {
+		http.Error(w, "unknown action: use pause, resume or run-now", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		msg = actionFailed(action, err)
+	}
+	redirectFlash(w, r, "/schedules", msg)
+}

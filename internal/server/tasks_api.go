@@ -1,0 +1,357 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ebbq/ebb"
+	"github.com/ebbq/ebb/ebbdriver"
+)
+
+// TaskJSON is a task in the API: the same field names as `ebb inspect task
+// --json` (ebb.TaskInfo), plus what only operators need.
+type TaskJSON struct {
+	ID              string                   `json:"id"`
+	Kind            string                   `json:"kind"`
+	Queue           string                   `json:"queue"`
+	Args            json.RawMessage          `json:"args"`
+	Headers         map[string]string        `json:"headers,omitempty"`
+	Priority        int                      `json:"priority"`
+	State           ebbdriver.State          `json:"state"`
+	Attempt         int                      `json:"attempt"`
+	MaxAttempts     int                      `json:"max_attempts"`
+	Timeout         time.Duration            `json:"timeout_ns,omitempty"`
+	Retention       time.Duration            `json:"retention_ns"`
+	UniqueKey       string                   `json:"unique_key,omitempty"`
+	RunAt           time.Time                `json:"run_at"`
+	EnqueuedAt      time.Time                `json:"enqueued_at"`
+	StartedAt       time.Time                `json:"started_at,omitzero"`
+	FinishedAt      time.Time                `json:"finished_at,omitzero"`
+	WorkerID        string                   `json:"worker_id,omitempty"`
+	CancelRequested bool                     `json:"cancel_requested,omitempty"`
+	Errors          []ebbdriver.AttemptError `json:"errors,omitempty"`
+	Result          json.RawMessage          `json:"result,omitempty"`
+	Malformed       string                   `json:"malformed,omitempty"`
+}
+
+// TaskFromRecord converts a stored task. Bytes that are not valid JSON (a
+// malformed record) are passed on as a JSON string rather than breaking the
+// whole answer.
+func TaskFromRecord(r *ebbdriver.TaskRecord) TaskJSON {
+	return TaskJSON{
+		ID: r.ID, Kind: r.Kind, Queue: r.Queue, Args: rawOrString(r.Args), Headers: r.Headers,
+		Priority: r.Priority, State: r.State, Attempt: r.Attempt, MaxAttempts: r.MaxAttempts,
+		Timeout: r.Timeout, Retention: r.Retention, UniqueKey: r.UniqueKey,
+		RunAt: r.RunAt, EnqueuedAt: r.EnqueuedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		WorkerID: r.WorkerID, CancelRequested: r.CancelRequested, Errors: r.Errors,
+		Result: rawOrString(r.Result), Malformed: r.Malformed,
+	}
+}
+
+func rawOrString(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	if json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}
+
+// TaskPageJSON is a page of GET /api/v1/tasks.
+type TaskPageJSON struct {
+	Tasks []TaskJSON `json:"tasks"`
+	// Cursor continues the search (?cursor=); "" when it is complete.
+	Cursor string `json:"cursor"`
+	// Scanned is how many stored tasks this page examined.
+	Scanned int `json:"scanned"`
+}
+
+// taskSearchLimitMax caps ?limit= so one request stays cheap.
+const taskSearchLimitMax = 500
+
+func (s *Server) taskRoutes(mux *router) {
+	mux.HandleFunc("GET /api/v1/tasks", s.handleTaskSearch)
+	mux.HandleFunc("POST /api/v1/tasks", s.writable(s.handleTaskEnqueue))
+	mux.HandleFunc("GET /api/v1/tasks/{id}", s.handleTaskGet)
+	mux.HandleFunc("POST /api/v1/tasks/{id}/{action}", s.writable(s.handleTaskAction))
+	mux.HandleFunc("DELETE /api/v1/tasks/{id}", s.writable(s.handleTaskAction))
+	mux.HandleFunc("GET /api/v1/queues/{queue}/dead", s.handleDeadList)
+	mux.HandleFunc("POST /api/v1/queues/{queue}/dead/{action}", s.writable(s.handleDeadAction))
+	mux.HandleFunc("POST /api/v1/workers/{id}/drain", s.writable(s.handleWorkerDrain))
+	mux.HandleFunc("GET /api/v1/pools/{name}/timeline", s.handleTimeline)
+}
+
+// searchParams reads a task search from a query string; the API and the
+// dashboard share it.
+func searchParams(r *http.Request) (ebbdriver.TaskListParams, error) {
+	q := r.URL.Query()
+	p := ebbdriver.TaskListParams{Queue: q.Get("queue"), Kind: q.Get("kind"), State: ebbdriver.State(q.Get("state")), Cursor: q.Get("cursor")}
+	if p.State != "" && !validState(p.State) {
+		return p, errors.New("state must be one of scheduled, queued, running, retrying, succeeded, dead, cancelled")
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > taskSearchLimitMax {
+			return p, errors.New("limit must be a number from 1 to 500")
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+func validState(st ebbdriver.State) bool {
+	switch st {
+	case ebbdriver.StateScheduled, ebbdriver.StateQueued, ebbdriver.StateRunning, ebbdriver.StateRetrying,
+		ebbdriver.StateSucceeded, ebbdriver.StateDead, ebbdriver.StateCancelled:
+		return true
+	}
+	return false
+}
+
+func (s *Server) handleTaskSearch(w http.ResponseWriter, r *http.Request) {
+	p, err := searchParams(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	res, err := s.drv.TaskList(r.Context(), p)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "broker: "+err.Error())
+		return
+	}
+	out := TaskPageJSON{Tasks: make([]TaskJSON, len(res.Tasks)), Cursor: res.Cursor, Scanned: res.Scanned}
+	for i, t := range res.Tasks {
+		out.Tasks[i] = TaskFromRecord(t)
+	}
+	writeJSON(w, out)
+}
+
+func (s *Server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
+	t, err := s.drv.TaskGet(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	writeJSON(w, TaskFromRecord(t))
+}
+
+// EnqueueRequest is the body of POST /api/v1/tasks.
+type EnqueueRequest struct {
+	Kind        string            `json:"kind"`
+	Args        json.RawMessage   `json:"args"`
+	Queue       string            `json:"queue"`
+	ID          string            `json:"id"`
+	Delay       string            `json:"delay"`
+	Priority    int               `json:"priority"`
+	MaxAttempts int               `json:"max_attempts"`
+	Timeout     string            `json:"timeout"`
+	Unique      string            `json:"unique"`
+	Headers     map[string]string `json:"headers"`
+}
+
+func (s *Server) handleTaskEnqueue(w http.ResponseWriter, r *http.Request) {
+	var in EnqueueRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, int64(ebb.MaxArgsBytesDefault)+64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		writeError(w, http.StatusBadRequest, "body must be a JSON task like {\"kind\":\"sleep\",\"args\":{\"ms\":100}}: "+err.Error())
+		return
+	}
+	opts := &ebb.EnqueueOpts{ID: in.ID, Queue: in.Queue, Priority: ebb.Priority(in.Priority), MaxAttempts: in.MaxAttempts, Headers: in.Headers}
+	if in.Unique != "" {
+		opts.Unique = &ebb.UniqueOpts{Key: in.Unique}
+	}
+	for _, d := range []struct {
+		name, src string
+		dst       *time.Duration
+	}{{"delay", in.Delay, &opts.Delay}, {"timeout", in.Timeout, &opts.Timeout}} {
+		if d.src == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.src)
+		if err != nil || v < 0 {
+			writeError(w, http.StatusBadRequest, d.name+" must be a duration like 30s or 5m, not "+strconv.Quote(d.src))
+			return
+		}
+		*d.dst = v
+	}
+	if in.Kind == "" {
+		writeError(w, http.StatusBadRequest, `"kind" is required: the task kind a worker handles, like "sleep"`)
+		return
+	}
+	if len(in.Args) == 0 {
+		in.Args = json.RawMessage("{}")
+	}
+	res, err := s.client.EnqueueRaw(r.Context(), in.Kind, in.Args, opts)
+	if err != nil {
+		if errors.Is(err, ebb.ErrInvalidOpts) || errors.Is(err, ebb.ErrArgsTooLarge) {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(map[string]any{"id": res.ID, "duplicate": res.Duplicate, "state": res.State})
+}
+
+// taskAction runs cancel, retry or delete; the API and the dashboard share it.
+func (s *Server) taskAction(r *http.Request, id, action string) (ebbdriver.State, error) {
+	now := time.Now()
+	switch action {
+	case "cancel":
+		return s.drv.TaskCancel(r.Context(), id, now)
+	case "retry":
+		return s.drv.TaskRetry(r.Context(), id, now)
+	case "delete":
+		return "", s.drv.TaskDelete(r.Context(), id)
+	}
+	return "", errUnknownAction
+}
+
+var errUnknownAction = errors.New("unknown action")
+
+func (s *Server) handleTaskAction(w http.ResponseWriter, r *http.Request) {
+	action := r.PathValue("action")
+	if r.Method == http.MethodDelete {
+		action = "delete"
+	}
+	st, err := s.taskAction(r, r.PathValue("id"), action)
+	if errors.Is(err, errUnknownAction) {
+		writeError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+": use cancel, retry or delete")
+		return
+	}
+	if err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	out := map[string]any{"id": r.PathValue("id")}
+	if action == "delete" {
+		out["deleted"] = true
+	} else {
+		out["state"] = st
+	}
+	writeJSON(w, out)
+}
+
+// writeBrokerError maps driver errors onto HTTP statuses.
+func writeBrokerError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ebbdriver.ErrTaskNotFound):
+		writeError(w, http.StatusNotFound, "no such task (it never existed or its retention ended)")
+	case errors.Is(err, ebbdriver.ErrTaskState):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, ebbdriver.ErrWorkerNotFound):
+		writeError(w, http.StatusNotFound, "no live worker with that id")
+	default:
+		writeError(w, http.StatusBadGateway, "broker: "+err.Error())
+	}
+}
+
+func (s *Server) handleDeadList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	offset, _ := strconv.Atoi(q.Get("offset"))
+	limit := 50
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > taskSearchLimitMax {
+			writeError(w, http.StatusBadRequest, "limit must be a number from 1 to 500")
+			return
+		}
+		limit = n
+	}
+	recs, total, err := s.drv.DeadList(r.Context(), ebbdriver.DeadListParams{Queue: r.PathValue("queue"), Offset: max(0, offset), Limit: limit})
+	if err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	out := struct {
+		Total int64      `json:"total"`
+		Tasks []TaskJSON `json:"tasks"`
+	}{Total: total, Tasks: make([]TaskJSON, len(recs))}
+	for i, t := range recs {
+		out.Tasks[i] = TaskFromRecord(t)
+	}
+	writeJSON(w, out)
+}
+
+// DeadActionRequest is the body of POST /api/v1/queues/{queue}/dead/retry
+// and …/delete: either ids, or all (explicitly, so an empty list never
+// means everything by accident).
+type DeadActionRequest struct {
+	IDs []string `json:"ids"`
+	All bool     `json:"all"`
+}
+
+func (s *Server) handleDeadAction(w http.ResponseWriter, r *http.Request) {
+	var in DeadActionRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		writeError(w, http.StatusBadRequest, `body must be {"ids":["…"]} or {"all":true}: `+err.Error())
+		return
+	}
+	if len(in.IDs) == 0 && !in.All {
+		writeError(w, http.StatusBadRequest, `name the tasks with "ids", or send "all": true to act on every dead task of the queue`)
+		return
+	}
+	if len(in.IDs) > 0 && in.All {
+		writeError(w, http.StatusBadRequest, `send either "ids" or "all", not both`)
+		return
+	}
+	n, err := s.deadAction(r, r.PathValue("queue"), r.PathValue("action"), in.IDs)
+	if errors.Is(err, errUnknownAction) {
+		writeError(w, http.StatusNotFound, "unknown action: use retry or delete")
+		return
+	}
+	if err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	writeJSON(w, map[string]int64{"count": n})
+}
+
+// deadAction retries or deletes dead tasks (all of the queue's when ids is
+// empty).
+func (s *Server) deadAction(r *http.Request, queue, action string, ids []string) (int64, error) {
+	p := ebbdriver.DeadParams{Queue: queue, IDs: ids, Now: time.Now()}
+	switch action {
+	case "retry":
+		return s.drv.DeadRetry(r.Context(), p)
+	case "delete":
+		return s.drv.DeadPurge(r.Context(), p)
+	}
+	return 0, errUnknownAction
+}
+
+func (s *Server) handleWorkerDrain(w http.ResponseWriter, r *http.Request) {
+	if err := s.drv.WorkerRequestDrain(r.Context(), r.PathValue("id"), time.Now()); err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"id": r.PathValue("id"), "draining": true})
+}
+
+func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) {
+	p := s.pool(r.PathValue("name"))
+	if p == nil {
+		writeError(w, http.StatusNotFound, "no pool named "+strconv.Quote(r.PathValue("name")))
+		return
+	}
+	span := 15 * time.Minute
+	if v := r.URL.Query().Get("span"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > timelineSpan {
+			writeError(w, http.StatusBadRequest, "span must be a duration up to 1h, like 15m")
+			return
+		}
+		span = d
+	}
+	writeJSON(w, p.timeline.since(time.Now().Add(-span)))
+}
