@@ -1,0 +1,117 @@
+package compare
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestQuickGoSystems runs a tiny version of every workload on each Go system.
+// It needs Redis and Postgres (EBB_BENCH_REDIS, EBB_BENCH_PG_URL, defaulting
+// to the local ones) and skips a system whose broker is not there; it is not
+// part of the main module's CI.
+func TestQuickGoSystems(t *testing.T) {
+	cfg := QuickConfig()
+	cfg.BurnTasks = 500
+	cfg.EnqueueWindow = 100 * time.Millisecond
+	cfg.SteadyRate = 100
+	cfg.SteadyDuration = time.Second
+	cfg.IdleSettle = 100 * time.Millisecond
+	cfg.IdleWindow = 500 * time.Millisecond
+	cfg.RedisAddr = envOr("EBB_BENCH_REDIS", "127.0.0.1:6379")
+	cfg.RedisDB = 13 // not bench/run's 12, so a test never flushes a running comparison
+	cfg.PostgresURL = envOr("EBB_BENCH_PG_URL", cfg.PostgresURL)
+	cfg.PostgresDB = "ebb_bench_test"
+	cfg.WorkDir = t.TempDir()
+
+	redisUp := reachable(cfg.RedisAddr)
+	pgUp := false
+	if conn, err := pgx.Connect(context.Background(), cfg.PostgresURL); err == nil {
+		pgUp = true
+		_ = conn.Close(context.Background())
+	}
+	for _, tc := range []struct {
+		mk   func(Config) System
+		need bool
+	}{
+		{NewEbbRedis, redisUp},
+		{NewEbbSQLite, true},
+		{NewAsynq, redisUp},
+		{NewRiver, pgUp},
+	} {
+		s := tc.mk(cfg)
+		t.Run(s.Name(), func(t *testing.T) {
+			if !tc.need {
+				t.Skipf("%s's broker is not reachable", s.Name())
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			runs, err := Run(ctx, cfg, []System{s})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := runs[s.Name()][0]
+			if len(r.Errors) > 0 {
+				t.Fatalf("errors: %s", strings.Join(r.Errors, "; "))
+			}
+			if r.Burn == nil || r.Burn.Tasks != cfg.BurnTasks || r.Burn.PerS <= 0 {
+				t.Errorf("burn-down: %+v", r.Burn)
+			}
+			if r.Enqueue1 == nil || *r.Enqueue1 <= 0 || r.EnqueueMany == nil || *r.EnqueueMany <= 0 {
+				t.Errorf("enqueue rates: %v %v", r.Enqueue1, r.EnqueueMany)
+			}
+			if r.Steady == nil || r.Steady.Started != r.Steady.Sent || r.Steady.Sent == 0 {
+				t.Errorf("steady: %+v", r.Steady)
+			}
+			if r.Idle == nil {
+				t.Errorf("idle: missing")
+			}
+			rep := Report{Generated: time.Now().UTC().Format(time.RFC3339), Versions: map[string]string{}, Setup: map[string]string{},
+				Reference: Reference, Systems: Summarize([]System{s}, runs), Notes: Notes(cfg)}
+			if md := rep.Markdown(); !strings.Contains(md, "| "+s.Name()+" |") {
+				t.Errorf("markdown has no row for %s:\n%s", s.Name(), md)
+			}
+		})
+	}
+}
+
+func TestTreeCPU(t *testing.T) {
+	// A shell whose busy child counts only if the walk finds descendants;
+	// its own process group lets the test kill both.
+	cmd := exec.Command("sh", "-c", "sh -c 'while :; do :; done' & wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	defer func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if got := treeCPU(cmd.Process.Pid); got < 200*time.Millisecond {
+		t.Errorf("treeCPU = %s after 500 ms of a busy child", got)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func reachable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}

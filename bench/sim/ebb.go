@@ -1,0 +1,150 @@
+package sim
+
+import (
+	"slices"
+	"time"
+
+	"github.com/ebbq/ebb/internal/autoscale"
+)
+
+// Server defaults, mirrored from internal/config (a test checks they still
+// match; bench cannot import that package without its YAML dependency).
+const (
+	ebbScaleDownDelayDefault    = 30 * time.Second // config.ScaleDownDelayDefault
+	ebbIdleBeforeZeroDefault    = 60 * time.Second // config.IdleBeforeZeroDefault
+	ebbReconcileIntervalDefault = 5 * time.Second  // config.ReconcileIntervalDefault
+	// ebbActiveInterval is pool.loop's cadence while a pool has workers:
+	// min(interval, time.Second).
+	ebbActiveInterval = time.Second
+	// ebbIdlePassesPerRead: at zero, pool.loop reads the worker registry
+	// (and so decides) only every sixth timer pass unless queues have work.
+	ebbIdlePassesPerRead = 6
+)
+
+// epoch anchors virtual time for the policy, which takes wall-clock times.
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// EbbDefaultPolicy is the server's policy for a pool of max workers with
+// concurrency c, with the given max wait.
+func EbbDefaultPolicy(maxWorkers, c int, maxWait time.Duration) autoscale.Policy {
+	return autoscale.Policy{
+		Min: 0, Max: maxWorkers, Concurrency: c,
+		MaxWait:        maxWait,
+		ScaleDownDelay: ebbScaleDownDelayDefault,
+		IdleBeforeZero: ebbIdleBeforeZeroDefault,
+	}
+}
+
+// ebbCtl drives autoscale.Decide the way internal/server/pool.go does:
+// a reconcile on every enqueue notification (coalesced like pool.kickCh),
+// and a timer that every reconcile resets — every second while the pool has
+// workers or wants some, every reconcile interval at zero.
+type ebbCtl struct {
+	policy   autoscale.Policy
+	interval time.Duration
+
+	history                  autoscale.History
+	viewCurrent, viewDesired int
+	timerGen                 int
+	kickPending              bool
+	active                   bool
+	idlePasses               int
+	actions                  int
+}
+
+func newEbb(p autoscale.Policy) *ebbCtl {
+	return &ebbCtl{policy: p, interval: ebbReconcileIntervalDefault}
+}
+
+func (c *ebbCtl) start(f *fleet) {
+	c.reconcile(f, true)
+	c.schedule(f)
+}
+
+func (c *ebbCtl) enqueued(f *fleet) {
+	if c.kickPending {
+		return
+	}
+	c.kickPending = true
+	f.at(f.now, func() {
+		c.kickPending = false
+		c.pass(f, true)
+	})
+}
+
+// pass is one turn of pool.loop after its wait ended.
+func (c *ebbCtl) pass(f *fleet, kicked bool) {
+	c.idlePasses++
+	withWorkers := c.active || kicked || c.idlePasses%ebbIdlePassesPerRead == 0
+	if withWorkers {
+		c.idlePasses = 0
+	}
+	c.reconcile(f, withWorkers)
+	c.schedule(f)
+}
+
+func (c *ebbCtl) reconcile(f *fleet, withWorkers bool) {
+	if !withWorkers && f.queued()+f.inflight == 0 {
+		return
+	}
+
+	// The metrics pool.reconcile builds: queued (with due scheduled tasks;
+	// traces have none), in flight, the oldest queued age, and workers split
+	// into busy, idle, draining and starting.
+	var m autoscale.Metrics
+	m.Queued = int64(f.queued())
+	m.InFlight = int64(f.inflight)
+	if at, ok := f.oldestVisible(); ok {
+		m.OldestAge = f.now - at
+	}
+	var idle []*worker
+	busy, starting := 0, 0
+	for _, w := range f.live {
+		switch {
+		case w.state == wStarting:
+			starting++
+		case w.state != wReady: // draining: no longer counted
+		case len(w.tasks) > 0:
+			busy++
+		default:
+			idle = append(idle, w)
+		}
+	}
+	m.Current = busy + len(idle) + starting
+	m.Busy, m.Starting = busy, starting
+	var d autoscale.Decision
+	d, c.history = autoscale.Decide(epoch.Add(f.now), m, c.history, c.policy)
+	c.viewCurrent, c.viewDesired = m.Current, d.Desired
+
+	switch d.Action {
+	case autoscale.ActionUp:
+		f.launch(d.Desired - m.Current)
+		c.actions++
+	case autoscale.ActionDown:
+		// pool.scaleDown: only idle workers, newest first.
+		n := min(m.Current-d.Desired, len(idle))
+		if n > 0 {
+			slices.SortStableFunc(idle, func(a, b *worker) int { return int(b.readyAt - a.readyAt) })
+			for _, w := range idle[:n] {
+				f.drain(w)
+			}
+			c.actions++
+		}
+	}
+}
+
+// schedule arms the loop's timer; any pass, kicked or timed, re-arms it.
+func (c *ebbCtl) schedule(f *fleet) {
+	c.timerGen++
+	gen := c.timerGen
+	c.active = c.viewCurrent > 0 || c.viewDesired > 0 || len(f.live) > 0
+	wait := c.interval
+	if c.active {
+		wait = min(c.interval, ebbActiveInterval)
+	}
+	f.at(f.now+wait, func() {
+		if gen == c.timerGen {
+			c.pass(f, false)
+		}
+	})
+}
