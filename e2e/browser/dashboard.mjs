@@ -85,7 +85,6 @@ try {
       return el && Number(el.textContent) >= 1;
     }, null, { timeout: 30000 });
     check(await page.evaluate(() => window.__noReload === 1), "the page reloaded");
-    if (shots) await page.screenshot({ path: shots + "/overview.png", fullPage: true });
   });
 
   await step("counts reach every task succeeded", async () => {
@@ -106,13 +105,12 @@ try {
       return el && Number(el.textContent) === 0;
     }, null, { timeout: 45000 });
     await page.waitForSelector("span.act-down", { timeout: 15000 });
-    if (shots) await page.screenshot({ path: shots + "/pool.png", fullPage: true });
   });
 
   await step("task search finds a task and its page shows args and result", async () => {
     await page.goto(base + "/tasks?queue=default&state=succeeded&kind=sleep");
     await page.waitForSelector(`tr[data-task] a`);
-    await page.click(`tr[data-task="${ids[0]}"] a`).catch(async () => { await page.click("tr[data-task] a"); });
+    await page.click(`tr[data-task="${ids[0]}"] a`);
     await page.waitForSelector('[data-testid="task-state"]');
     check((await page.textContent('[data-testid="task-state"]')).includes("succeeded"), "task not succeeded");
     check((await page.textContent('[data-testid="task-args"]')).includes('"ms": 1200'), "args not shown");
@@ -161,6 +159,34 @@ try {
     check(await page.evaluate(() => window.__xss === undefined), "markup from task args ran");
     check((await page.locator('[data-testid="task-args"] img, [data-testid="task-args"] script').count()) === 0, "markup became elements");
   });
+
+  if (shots) {
+    // Screenshots for the README: a few waves of work, so the chart shows
+    // the pool breathing from zero to max and back, and the overview caught
+    // mid-wave.
+    await step("screenshots of a pool breathing", async () => {
+      const atZero = () => page.waitForFunction(() => {
+        const el = document.querySelector('[data-testid="pool-current"]');
+        return el && Number(el.textContent) === 0;
+      }, null, { timeout: 60000 });
+      for (const [n, ms] of [[30, 2500], [10, 1500], [60, 2000]]) {
+        await page.goto(base + "/");
+        for (let i = 0; i < n; i++) await api("POST", "/api/v1/tasks", { kind: "sleep", args: { ms } });
+        if (n === 60) {
+          await page.waitForFunction(() => {
+            const el = document.querySelector('[data-pool="default"] [data-testid="pool-current"]');
+            return el && Number(el.textContent) >= 2;
+          }, null, { timeout: 30000 });
+          await new Promise((r) => setTimeout(r, 2500));
+          await page.screenshot({ path: shots + "/overview.png", fullPage: true });
+        }
+        await atZero();
+      }
+      await page.goto(base + "/pools/default?span=5m");
+      await page.waitForSelector("svg.chart path.workers");
+      await page.screenshot({ path: shots + "/pool.png", fullPage: true });
+    });
+  }
 
   await step("pages fit a phone screen", async () => {
     await page.setViewportSize({ width: 390, height: 844 });

@@ -110,6 +110,21 @@ func renderChart(c chartData) template.HTML {
 	return template.HTML(b.String())
 }
 
+// chartFrom is where a chart of span ending at now starts: a timeline
+// younger than the span (the server just started) fills the chart, with a
+// small margin and at least minSpan shown, instead of hugging its right edge.
+func chartFrom(points []Point, now time.Time, span, minSpan time.Duration) time.Time {
+	from := now.Add(-span)
+	if len(points) == 0 || !points[0].At.After(from) {
+		return from
+	}
+	from = points[0].At.Add(-now.Sub(points[0].At) / 20)
+	if earliest := now.Add(-minSpan); from.After(earliest) {
+		from = earliest
+	}
+	return from
+}
+
 func (c chartData) pointStart() time.Time {
 	if len(c.Points) == 0 || c.Points[0].At.Before(c.From) {
 		return c.From
@@ -180,15 +195,16 @@ func renderSparkline(ps []Point) template.HTML {
 		return ""
 	}
 	to := time.Now()
-	c := chartData{From: to.Add(-5 * time.Minute), To: to, Points: ps}
+	c := chartData{From: chartFrom(ps, to, 5*time.Minute, 30*time.Second), To: to, Points: ps}
 	const w, h = 160.0, 36.0
-	x := func(t time.Time) float64 { return math.Max(0, math.Min(1, t.Sub(c.From).Seconds()/300)) * w }
+	span := to.Sub(c.From).Seconds()
+	x := func(t time.Time) float64 { return math.Max(0, math.Min(1, t.Sub(c.From).Seconds()/span)) * w }
 	var mq, mw float64 = 1, 1
 	for _, p := range ps {
 		mq, mw = math.Max(mq, float64(p.Queued)), math.Max(mw, float64(p.Workers))
 	}
 	q := stepPath(c, x, func(v float64) float64 { return h - v/mq*(h-2) }, func(p Point) (float64, bool) { return float64(p.Queued), true })
 	wk := stepPath(c, x, func(v float64) float64 { return h - 1 - v/mw*(h-4) }, func(p Point) (float64, bool) { return float64(p.Workers), true })
-	return template.HTML(fmt.Sprintf(`<svg class="spark" viewBox="0 0 %.0f %.0f" aria-hidden="true"><path class="queued" d="%s V%.0f H%.1f Z"/><path class="workers" d="%s"/></svg>`,
+	return template.HTML(fmt.Sprintf(`<svg class="spark" viewBox="0 0 %.0f %.0f" preserveAspectRatio="none" aria-hidden="true"><path class="queued" d="%s V%.0f H%.1f Z"/><path class="workers" d="%s"/></svg>`,
 		w, h, q, h, x(c.pointStart()), wk))
 }

@@ -129,17 +129,8 @@ func (s *Server) poolPage(ctx context.Context, p *pool, span string) poolData {
 		_ = json.Unmarshal(dec.Inputs, &row.In)
 		d.Decisions = append(d.Decisions, row)
 	}
-	from := now.Add(-spanD)
-	points := p.timeline.since(from)
-	// A timeline younger than the span (the server just started) fills the
-	// chart instead of hugging its right edge.
-	if len(points) > 0 && points[0].At.After(from) {
-		from = points[0].At.Add(-time.Duration(float64(now.Sub(points[0].At)) * 0.05))
-		if earliest := now.Add(-time.Minute); from.After(earliest) {
-			from = earliest
-		}
-	}
-	d.Chart = chartData{From: from, To: now, Points: points, Decisions: ds, Max: p.cfg.Max}
+	points := p.timeline.since(now.Add(-spanD))
+	d.Chart = chartData{From: chartFrom(points, now, spanD, time.Minute), To: now, Points: points, Decisions: ds, Max: p.cfg.Max}
 	return d
 }
 
