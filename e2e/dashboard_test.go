@@ -44,35 +44,54 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eachBroker(t, func(t *testing.T, b *broker) {
-		port := freePort(t)
-		dir := t.TempDir()
-		up := startEbb(t, dir, "up", "up", "--broker", b.url, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
-			"--max", "2", "--concurrency", "8", "--idle-before-zero", "3s")
-		base := fmt.Sprintf("http://127.0.0.1:%d", port)
-		waitFor(t, 30*time.Second, "ebb up to be ready", func() (bool, string) {
-			code, _, body, err := httpGet(base+"/readyz", "")
+	run := func(t *testing.T, name, base, token string, server *proc) {
+		t.Helper()
+		waitFor(t, 30*time.Second, name+" to be ready", func() (bool, string) {
+			code, _, body, err := httpGet(base+"/readyz", bearer(token))
 			return err == nil && code == 200, fmt.Sprint(code, string(body), err)
-		}, up)
-
+		}, server)
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, node, filepath.Join(browserDir, "dashboard.mjs"))
 		cmd.Dir = browserDir
-		cmd.Env = append(os.Environ(), "BASE_URL="+base, "CHROMIUM="+chromium)
-		if shots != "" && b.kind == "sqlite" {
+		cmd.Env = append(os.Environ(), "BASE_URL="+base, "CHROMIUM="+chromium, "TOKEN="+token)
+		if shots != "" && name == "sqlite" {
 			cmd.Env = append(cmd.Env, "SCREENSHOT_DIR="+shots)
 		}
 		out, err := cmd.CombinedOutput()
-		t.Logf("browser run on %s:\n%s", b.kind, out)
+		t.Logf("browser run on %s:\n%s", name, out)
 		if err != nil {
-			t.Fatalf("browser steps failed on %s: %v", b.kind, err)
+			t.Fatalf("browser steps failed on %s: %v", name, err)
 		}
 		if !strings.Contains(string(out), "all dashboard steps passed") {
 			t.Fatalf("browser run ended without passing every step")
 		}
-		if err := checkAlive(up); err != nil {
+		if err := checkAlive(server); err != nil {
 			t.Fatal(err)
 		}
+	}
+	eachBroker(t, func(t *testing.T, b *broker) {
+		port := freePort(t)
+		up := startEbb(t, t.TempDir(), "up", "up", "--broker", b.url, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+			"--max", "2", "--concurrency", "8", "--idle-before-zero", "3s")
+		run(t, b.kind, fmt.Sprintf("http://127.0.0.1:%d", port), "", up)
 	})
+	// With a token, the browser signs in first; the API calls carry it.
+	t.Run("token", func(t *testing.T) {
+		t.Parallel()
+		b := newBroker(t, "sqlite")
+		port := freePort(t)
+		const token = "browser-test-token-0123456789abcdef"
+		cfg := writeConfig(t, serverConfig{broker: b.url, listen: fmt.Sprintf("127.0.0.1:%d", port), token: token,
+			pools: []poolConfig{{name: "default", max: 2, concurrency: 8, idleBeforeZero: "3s", scaleDownDelay: "3s"}}})
+		srv := startServer(t, "server", cfg, port, token)
+		run(t, "sqlite with a token", srv.base, token, srv.proc)
+	})
+}
+
+func bearer(token string) string {
+	if token == "" {
+		return ""
+	}
+	return "Bearer " + token
 }

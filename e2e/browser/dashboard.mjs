@@ -3,12 +3,15 @@
 //   BASE_URL        e.g. http://127.0.0.1:18080
 //   CHROMIUM        path of the browser (default /usr/bin/chromium)
 //   SCREENSHOT_DIR  where to write overview.png, pool.png, task.png (optional)
+//   TOKEN           the server's token, if it has one: the browser signs in
+//                   through the sign-in page, API calls send it as a bearer
 // Every step asserts on the page; the first failure exits non-zero with the
 // step's name, and the page's HTML is printed to help.
 import { chromium } from "playwright-core";
 
 const base = process.env.BASE_URL;
 const shots = process.env.SCREENSHOT_DIR || "";
+const token = process.env.TOKEN || "";
 if (!base) {
   console.error("BASE_URL is not set");
   process.exit(2);
@@ -39,7 +42,7 @@ function check(cond, msg) {
 async function api(method, path, body) {
   const res = await fetch(base + path, {
     method,
-    headers: body ? { "content-type": "application/json" } : {},
+    headers: Object.assign(body ? { "content-type": "application/json" } : {}, token ? { authorization: "Bearer " + token } : {}),
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await res.text();
@@ -59,6 +62,20 @@ const cell = (queue, col) => `tr[data-queue="${queue}"] td[data-col="${col}"]`;
 const num = (s) => Number(String(s).replace(/,/g, ""));
 
 try {
+  if (token) {
+    await step("a guarded dashboard asks for the token, then lets the browser in", async () => {
+      const res = await page.goto(base + "/");
+      check(res.status() === 401, "overview without the token answered " + res.status());
+      await page.fill('input[name="token"]', "not-the-token-000000");
+      await page.click('button:has-text("Sign in")');
+      await page.waitForSelector('input[name="token"]');
+      check((await page.textContent(".flash")).includes("not right"), "a wrong token was not refused");
+      await page.fill('input[name="token"]', token);
+      await page.click('button:has-text("Sign in")');
+      await page.waitForSelector('a.card.pool[data-pool="default"]');
+    });
+  }
+
   await step("overview opens with the pool at zero", async () => {
     await page.goto(base + "/");
     await page.waitForSelector('a.card.pool[data-pool="default"]');
