@@ -235,6 +235,21 @@ const (
 	StateCancelled State = "cancelled"
 )
 
+// States returns every state, in lifecycle order.
+func States() []State {
+	return []State{StateScheduled, StateQueued, StateRunning, StateRetrying, StateSucceeded, StateDead, StateCancelled}
+}
+
+// Valid reports whether s is one of States. Drivers call it for every
+// decoded task, so it does not allocate.
+func (s State) Valid() bool {
+	switch s {
+	case StateScheduled, StateQueued, StateRunning, StateRetrying, StateSucceeded, StateDead, StateCancelled:
+		return true
+	}
+	return false
+}
+
 // Terminal reports whether no further transition happens on its own.
 func (s State) Terminal() bool {
 	return s == StateSucceeded || s == StateDead || s == StateCancelled

@@ -280,10 +280,7 @@ func decodeHash(queue, id string, h map[string]string) *ebbdriver.TaskRecord {
 		problems = append(problems, err.Error())
 	}
 	rec.State = ebbdriver.State(h["st"])
-	switch rec.State {
-	case ebbdriver.StateScheduled, ebbdriver.StateQueued, ebbdriver.StateRunning, ebbdriver.StateRetrying,
-		ebbdriver.StateSucceeded, ebbdriver.StateDead, ebbdriver.StateCancelled:
-	default:
+	if !rec.State.Valid() {
 		problems = append(problems, fmt.Sprintf("stored state %q is unknown", h["st"]))
 	}
 	if a, ok := h["a"]; ok {

@@ -280,12 +280,10 @@ func (d *Driver) listSegments(ctx context.Context, p ebbdriver.TaskListParams, p
 }
 
 func checkListState(st ebbdriver.State) error {
-	switch st {
-	case "", ebbdriver.StateScheduled, ebbdriver.StateQueued, ebbdriver.StateRunning, ebbdriver.StateRetrying,
-		ebbdriver.StateSucceeded, ebbdriver.StateDead, ebbdriver.StateCancelled:
+	if st == "" || st.Valid() {
 		return nil
 	}
-	return fmt.Errorf("ebbredis: list tasks: unknown state %q; use scheduled, queued, running, retrying, succeeded, dead or cancelled", st)
+	return fmt.Errorf("ebbredis: list tasks: unknown state %q; use one of %v", st, ebbdriver.States())
 }
 
 // TaskRetry implements ebbdriver.Driver.

@@ -37,11 +37,8 @@ const (
 // the last id examined, so a page continues below it and a task that keeps
 // its id is never listed twice.
 func (d *Driver) TaskList(ctx context.Context, p ebbdriver.TaskListParams) (*ebbdriver.TaskListResult, error) {
-	switch p.State {
-	case "", ebbdriver.StateScheduled, ebbdriver.StateQueued, ebbdriver.StateRunning, ebbdriver.StateRetrying,
-		ebbdriver.StateSucceeded, ebbdriver.StateDead, ebbdriver.StateCancelled:
-	default:
-		return nil, fmt.Errorf("ebbsqlite: list tasks: unknown state %q; use scheduled, queued, running, retrying, succeeded, dead or cancelled: %w", p.State, errBadInput)
+	if p.State != "" && !p.State.Valid() {
+		return nil, fmt.Errorf("ebbsqlite: list tasks: unknown state %q; use one of %v: %w", p.State, ebbdriver.States(), errBadInput)
 	}
 	limit, scan := p.Limit, p.ScanLimit
 	if limit <= 0 {

@@ -131,11 +131,7 @@ func scanTask(s rowScanner) (*ebbdriver.TaskRecord, error) {
 			dec.bad("error history is not a JSON array of attempt errors: %v", err)
 		}
 	}
-	switch r.State {
-	case ebbdriver.StateScheduled, ebbdriver.StateQueued, ebbdriver.StateRunning,
-		ebbdriver.StateRetrying, ebbdriver.StateSucceeded, ebbdriver.StateDead,
-		ebbdriver.StateCancelled:
-	default:
+	if !r.State.Valid() {
 		dec.bad("unknown state %q", r.State)
 	}
 	if len(dec.problems) > 0 {

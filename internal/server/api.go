@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -70,6 +71,19 @@ func (s *Server) routes() http.Handler {
 	return securityHeaders(cop.Handler(s.authorize(mux)))
 }
 
+// queryLimit reads ?limit=, def when absent, refusing anything outside 1..most.
+func queryLimit(r *http.Request, def, most int) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > most {
+		return 0, fmt.Errorf("limit must be a number from 1 to %d", most)
+	}
+	return n, nil
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
@@ -127,14 +141,10 @@ func (s *Server) handleWorkers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleScaling(w http.ResponseWriter, r *http.Request) {
-	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > ebbdriver.DecisionLogMax {
-			writeError(w, http.StatusBadRequest, "limit must be a number from 1 to 1000")
-			return
-		}
-		limit = n
+	limit, err := queryLimit(r, 100, ebbdriver.DecisionLogMax)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	ds, err := s.ctl.DecisionList(r.Context(), r.URL.Query().Get("pool"), limit)
 	if err != nil {

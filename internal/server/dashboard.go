@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -181,6 +182,8 @@ type page struct {
 	// Live is the SSE URL that keeps the page's fragments fresh; "" for
 	// static pages.
 	Live string
+	// Status is the HTTP status to answer with; 0 means 200.
+	Status int
 }
 
 const flashCookie = "ebb_flash"
@@ -198,6 +201,12 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p p
 		}
 		http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", MaxAge: -1})
 	}
+	s.writePage(w, name, p)
+}
+
+// writePage renders a whole page into memory first, so a template error
+// becomes a clean 500 rather than half a page.
+func (s *Server) writePage(w http.ResponseWriter, name string, p page) {
 	var buf bytes.Buffer
 	if err := pageTemplates[name].ExecuteTemplate(&buf, "layout", p); err != nil {
 		s.logger.Error("dashboard template failed", "page", name, "error", err)
@@ -206,6 +215,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p p
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(cmp.Or(p.Status, http.StatusOK))
 	_, _ = buf.WriteTo(w)
 }
 
@@ -238,46 +248,26 @@ func (s *Server) dashboardRoutes(mux *router) {
 	mux.HandleFunc("GET /pools/{name}", s.pagePool)
 	mux.HandleFunc("GET /tasks", s.pageTasks)
 	mux.HandleFunc("GET /tasks/{id}", s.pageTask)
-	mux.HandleFunc("POST /tasks/{id}/{action}", s.uiWritable(withCSRF(s.formTaskAction)))
+	mux.HandleFunc("POST /tasks/{id}/{action}", s.writable(withCSRF(s.formTaskAction)))
 	mux.HandleFunc("GET /queues/{queue}/dead", s.pageDead)
-	mux.HandleFunc("POST /queues/{queue}/dead/{action}", s.uiWritable(withCSRF(s.formDeadAction)))
+	mux.HandleFunc("POST /queues/{queue}/dead/{action}", s.writable(withCSRF(s.formDeadAction)))
 	mux.HandleFunc("GET /workers", s.pageWorkers)
-	mux.HandleFunc("POST /workers/{id}/drain", s.uiWritable(withCSRF(s.formWorkerDrain)))
+	mux.HandleFunc("POST /workers/{id}/drain", s.writable(withCSRF(s.formWorkerDrain)))
 	mux.HandleFunc("GET /schedules", s.pageSchedules)
-	mux.HandleFunc("POST /schedules/{name}/{action}", s.uiWritable(withCSRF(s.formScheduleAction)))
+	mux.HandleFunc("POST /schedules/{name}/{action}", s.writable(withCSRF(s.formScheduleAction)))
 	mux.HandleFunc("GET /live/{view}", s.handleLive)
 	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) { s.renderLogin(w, r, http.StatusOK, "") })
 	mux.HandleFunc("POST /login", withCSRF(s.formLogin))
 	mux.HandleFunc("POST /logout", withCSRF(s.formLogout))
 }
 
-// uiWritable refuses dashboard actions in read-only mode.
-func (s *Server) uiWritable(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Server.ReadOnly {
-			http.Error(w, "this dashboard is read-only (server.read_only)", http.StatusForbidden)
-			return
-		}
-		h(w, r)
-	}
-}
-
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, code int, msg string) {
-	csrf := csrfToken(w, r)
-	var buf bytes.Buffer
 	next := r.URL.RequestURI()
 	if r.URL.Path == "/login" {
 		next = r.URL.Query().Get("next")
 	}
-	if err := pageTemplates["login"].ExecuteTemplate(&buf, "layout", page{Title: "Sign in", CSRF: csrf, Flash: msg,
-		Data: map[string]any{"Next": safeNext(next), "Needed": s.needsAuth()}}); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	_, _ = buf.WriteTo(w)
+	s.writePage(w, "login", page{Title: "Sign in", CSRF: csrfToken(w, r), Flash: msg, Status: code,
+		Data: map[string]any{"Next": safeNext(next), "Needed": s.needsAuth()}})
 }
 
 // safeNext keeps post-login redirects on this site.

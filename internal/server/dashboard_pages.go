@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,44 +30,39 @@ type poolCard struct {
 func (s *Server) overview(ctx context.Context) overviewData {
 	now := time.Now()
 	d := overviewData{Now: now, Queues: []QueueJSON{}}
-	stats, err := s.stats.get(ctx, 900*time.Millisecond)
+	stats, points, err := s.samplePools(ctx, now)
 	if err != nil {
 		d.Error = "broker: " + err.Error()
 	} else {
 		d.Queues = QueuesJSON(stats, now, s.stats.rates)
 	}
-	workers, werr := s.drv.WorkerList(ctx, now)
-	if werr != nil && d.Error == "" {
-		d.Error = "broker: " + werr.Error()
-	}
-	if err == nil && werr == nil {
-		s.samplePools(now, stats, workers)
-	}
-	for _, p := range s.pools {
+	for i, p := range s.pools {
 		v := p.snapshot()
-		if !s.leading.Load() {
+		if !s.leading.Load() && points != nil {
 			// Only the leader reconciles; elsewhere show what the registry says.
-			v.Current, v.Busy, v.Desired = 0, 0, -1
-			for _, w := range workers {
-				if w.Pool == p.name {
-					v.Current++
-					if w.Busy > 0 {
-						v.Busy++
-					}
-				}
-			}
+			v.Current, v.Busy, v.Desired = points[i].Workers, points[i].Busy, -1
 		}
 		d.Pools = append(d.Pools, poolCard{PoolView: v, Recent: p.timeline.since(now.Add(-5 * time.Minute))})
 	}
 	return d
 }
 
-// samplePools records a timeline point per pool from counts the caller read
-// anyway. The leader's reconcile records richer points (with the desired
-// count); this keeps charts moving on replicas that do not lead and while a
-// pool at zero is not being reconciled.
-func (s *Server) samplePools(now time.Time, stats []ebbdriver.QueueStats, workers []ebbdriver.WorkerInfo) {
-	for _, p := range s.pools {
+// samplePools reads the queue counts (shared through the stats cache) and
+// the worker registry, and records a timeline point per pool, in the order
+// of s.pools, which it also returns. The leader's reconcile records points
+// too; this keeps charts moving on replicas that do not lead and while a
+// pool at zero is not being reconciled, at no cost while no page is open.
+func (s *Server) samplePools(ctx context.Context, now time.Time) ([]ebbdriver.QueueStats, []Point, error) {
+	stats, err := s.stats.get(ctx, 900*time.Millisecond)
+	if err != nil {
+		return nil, nil, err
+	}
+	workers, err := s.drv.WorkerList(ctx, now)
+	if err != nil {
+		return stats, nil, err
+	}
+	points := make([]Point, len(s.pools))
+	for i, p := range s.pools {
 		pt := Point{At: now, Desired: -1}
 		for _, q := range stats {
 			if p.serves(q.Name) {
@@ -83,11 +79,12 @@ func (s *Server) samplePools(now time.Time, stats []ebbdriver.QueueStats, worker
 			}
 		}
 		if s.leading.Load() {
-			v := p.snapshot()
-			pt.Desired = v.Desired
+			pt.Desired = p.snapshot().Desired
 		}
 		p.timeline.addIfChanged(pt)
+		points[i] = pt
 	}
+	return stats, points, nil
 }
 
 func (s *Server) pageOverview(w http.ResponseWriter, r *http.Request) {
@@ -115,13 +112,9 @@ func (s *Server) poolPage(ctx context.Context, p *pool, span string) poolData {
 	d := poolData{Pool: p.snapshot(), Span: span}
 	spanD, _ := time.ParseDuration(span)
 	// Keep the picture current even when nobody else reads counts.
-	if stats, err := s.stats.get(ctx, 900*time.Millisecond); err == nil {
-		if workers, err := s.drv.WorkerList(ctx, now); err == nil {
-			s.samplePools(now, stats, workers)
-		}
-	}
-	ds, err := s.ctl.DecisionList(ctx, p.name, 50)
-	if err != nil {
+	_, _, err := s.samplePools(ctx, now)
+	ds, derr := s.ctl.DecisionList(ctx, p.name, 50)
+	if err = cmp.Or(err, derr); err != nil {
 		d.Error = "broker: " + err.Error()
 	}
 	for _, dec := range ds {
@@ -159,15 +152,12 @@ type tasksData struct {
 	Took    time.Duration
 }
 
-var allStates = []ebbdriver.State{ebbdriver.StateScheduled, ebbdriver.StateQueued, ebbdriver.StateRunning,
-	ebbdriver.StateRetrying, ebbdriver.StateSucceeded, ebbdriver.StateDead, ebbdriver.StateCancelled}
-
 func (s *Server) pageTasks(w http.ResponseWriter, r *http.Request) {
 	if id := r.URL.Query().Get("id"); id != "" {
 		http.Redirect(w, r, "/tasks/"+url.PathEscape(id), http.StatusSeeOther)
 		return
 	}
-	d := tasksData{States: allStates}
+	d := tasksData{States: ebbdriver.States()}
 	p, err := searchParams(r)
 	d.Params = p
 	if stats, err := s.stats.get(r.Context(), 5*time.Second); err == nil {
@@ -223,10 +213,11 @@ func (s *Server) taskData(ctx context.Context, id string) taskData {
 func (s *Server) pageTask(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	d := s.taskData(r.Context(), id)
+	pg := page{Title: "Task " + id, Nav: "tasks", Data: d, Live: "/live/task?" + url.Values{"id": {id}}.Encode()}
 	if d.Raw == nil {
-		w.WriteHeader(http.StatusNotFound)
+		pg.Status = http.StatusNotFound
 	}
-	s.render(w, r, "task", page{Title: "Task " + id, Nav: "tasks", Data: d, Live: "/live/task?" + url.Values{"id": {id}}.Encode()})
+	s.render(w, r, "task", pg)
 }
 
 func (s *Server) formTaskAction(w http.ResponseWriter, r *http.Request) {
@@ -288,12 +279,16 @@ type confirmData struct {
 	All      bool
 }
 
+// deadVerbs names the dead-letter actions: what the button says, what the
+// outcome says.
+var deadVerbs = map[string][2]string{"retry": {"Retry", "Retried"}, "delete": {"Delete", "Deleted"}}
+
 // formDeadAction retries or deletes dead tasks. Acting on all of a queue's
 // dead tasks, or deleting any, first shows a confirmation page.
 func (s *Server) formDeadAction(w http.ResponseWriter, r *http.Request) {
 	q, action := r.PathValue("queue"), r.PathValue("action")
 	back := "/queues/" + url.PathEscape(q) + "/dead"
-	if action != "retry" && action != "delete" {
+	if _, ok := deadVerbs[action]; !ok {
 		http.Error(w, "unknown action: use retry or delete", http.StatusNotFound)
 		return
 	}
@@ -313,7 +308,7 @@ func (s *Server) formDeadAction(w http.ResponseWriter, r *http.Request) {
 			_, total, _ := s.drv.DeadList(r.Context(), ebbdriver.DeadListParams{Queue: q, Limit: 1})
 			what = "all " + fmtInt(total) + " dead tasks"
 		}
-		verb := map[string]string{"retry": "Retry", "delete": "Delete"}[action]
+		verb := deadVerbs[action][0]
 		s.render(w, r, "confirm", page{Title: "Confirm", Nav: "overview", Data: confirmData{
 			Question: verb + " " + what + " of queue " + q + "?", Action: back + "/" + action, Back: back,
 			Button: verb + " " + what, IDs: ids, All: all}})
@@ -324,8 +319,7 @@ func (s *Server) formDeadAction(w http.ResponseWriter, r *http.Request) {
 		redirectFlash(w, r, back, actionFailed(action, err))
 		return
 	}
-	verb := map[string]string{"retry": "Retried", "delete": "Deleted"}[action]
-	redirectFlash(w, r, back, verb+" "+fmtInt(n)+" dead task(s).")
+	redirectFlash(w, r, back, deadVerbs[action][1]+" "+fmtInt(n)+" dead task(s).")
 }
 
 type workersData struct {

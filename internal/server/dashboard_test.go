@@ -248,6 +248,15 @@ func TestDashboardEscapesTaskContent(t *testing.T) {
 	if !strings.Contains(html, "&lt;script&gt;window.pwned=1&lt;/script&gt;") {
 		t.Errorf("task page does not show the args as text")
 	}
+	// A missing task is a 404 page, still HTML with the page's headers.
+	nf, err := http.Get(f.http.URL + "/tasks/no-such-task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = nf.Body.Close()
+	if nf.StatusCode != http.StatusNotFound || nf.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("missing task page: %d, Cache-Control %q; want 404 with the page's no-store", nf.StatusCode, nf.Header.Get("Cache-Control"))
+	}
 }
 
 func TestDashboardReadOnly(t *testing.T) {

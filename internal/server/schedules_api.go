@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
@@ -47,14 +48,18 @@ func (s *Server) scheduleRoutes(mux *router) {
 	mux.HandleFunc("POST /api/v1/schedules/{name}/{action}", s.writable(s.handleScheduleAction))
 }
 
-// writable refuses changes in read-only mode.
+// writable refuses changes in read-only mode: API clients get a JSON error,
+// dashboard forms plain text.
 func (s *Server) writable(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Server.ReadOnly {
+		switch {
+		case !s.cfg.Server.ReadOnly:
+			h(w, r)
+		case strings.HasPrefix(r.URL.Path, "/api/"):
 			writeError(w, http.StatusForbidden, "the API is read-only (server.read_only)")
-			return
+		default:
+			http.Error(w, "this dashboard is read-only (server.read_only)", http.StatusForbidden)
 		}
-		h(w, r)
 	}
 }
 
@@ -96,19 +101,9 @@ func (s *Server) handleScheduleAdd(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "body must be a JSON schedule: "+err.Error())
 		return
 	}
-	for _, d := range []struct {
-		src string
-		dst *time.Duration
-	}{{in.Every, &in.Schedule.Every}, {in.Timeout, &in.Schedule.Timeout}} {
-		if d.src == "" {
-			continue
-		}
-		v, err := time.ParseDuration(d.src)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "bad duration "+d.src+": use e.g. 30s, 5m")
-			return
-		}
-		*d.dst = v
+	if err := parseDurations(durationArg{"every", in.Every, &in.Schedule.Every}, durationArg{"timeout", in.Timeout, &in.Schedule.Timeout}); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	rec, err := in.Schedule.Record(time.Now())
 	if err == nil && (in.Name == "" || in.Kind == "") {

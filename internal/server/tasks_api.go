@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -91,26 +92,12 @@ func (s *Server) taskRoutes(mux *router) {
 func searchParams(r *http.Request) (ebbdriver.TaskListParams, error) {
 	q := r.URL.Query()
 	p := ebbdriver.TaskListParams{Queue: q.Get("queue"), Kind: q.Get("kind"), State: ebbdriver.State(q.Get("state")), Cursor: q.Get("cursor")}
-	if p.State != "" && !validState(p.State) {
-		return p, errors.New("state must be one of scheduled, queued, running, retrying, succeeded, dead, cancelled")
+	if p.State != "" && !p.State.Valid() {
+		return p, fmt.Errorf("state must be one of %v", ebbdriver.States())
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > taskSearchLimitMax {
-			return p, errors.New("limit must be a number from 1 to 500")
-		}
-		p.Limit = n
-	}
-	return p, nil
-}
-
-func validState(st ebbdriver.State) bool {
-	switch st {
-	case ebbdriver.StateScheduled, ebbdriver.StateQueued, ebbdriver.StateRunning, ebbdriver.StateRetrying,
-		ebbdriver.StateSucceeded, ebbdriver.StateDead, ebbdriver.StateCancelled:
-		return true
-	}
-	return false
+	var err error
+	p.Limit, err = queryLimit(r, 0, taskSearchLimitMax)
+	return p, err
 }
 
 func (s *Server) handleTaskSearch(w http.ResponseWriter, r *http.Request) {
@@ -166,19 +153,9 @@ func (s *Server) handleTaskEnqueue(w http.ResponseWriter, r *http.Request) {
 	if in.Unique != "" {
 		opts.Unique = &ebb.UniqueOpts{Key: in.Unique}
 	}
-	for _, d := range []struct {
-		name, src string
-		dst       *time.Duration
-	}{{"delay", in.Delay, &opts.Delay}, {"timeout", in.Timeout, &opts.Timeout}} {
-		if d.src == "" {
-			continue
-		}
-		v, err := time.ParseDuration(d.src)
-		if err != nil || v < 0 {
-			writeError(w, http.StatusBadRequest, d.name+" must be a duration like 30s or 5m, not "+strconv.Quote(d.src))
-			return
-		}
-		*d.dst = v
+	if err := parseDurations(durationArg{"delay", in.Delay, &opts.Delay}, durationArg{"timeout", in.Timeout, &opts.Timeout}); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	if in.Kind == "" {
 		writeError(w, http.StatusBadRequest, `"kind" is required: the task kind a worker handles, like "sleep"`)
@@ -199,6 +176,28 @@ func (s *Server) handleTaskEnqueue(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	_ = json.NewEncoder(w).Encode(map[string]any{"id": res.ID, "duplicate": res.Duplicate, "state": res.State})
+}
+
+// durationArg is a JSON field holding a duration as text, like "30s".
+type durationArg struct {
+	name, src string
+	dst       *time.Duration
+}
+
+// parseDurations sets each destination from its text ("" leaves it alone)
+// and names the field that is not a non-negative duration.
+func parseDurations(args ...durationArg) error {
+	for _, a := range args {
+		if a.src == "" {
+			continue
+		}
+		v, err := time.ParseDuration(a.src)
+		if err != nil || v < 0 {
+			return fmt.Errorf("%s must be a duration like 30s or 5m, not %q", a.name, a.src)
+		}
+		*a.dst = v
+	}
+	return nil
 }
 
 // taskAction runs cancel, retry or delete; the API and the dashboard share it.
@@ -257,14 +256,10 @@ func writeBrokerError(w http.ResponseWriter, err error) {
 func (s *Server) handleDeadList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	offset, _ := strconv.Atoi(q.Get("offset"))
-	limit := 50
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > taskSearchLimitMax {
-			writeError(w, http.StatusBadRequest, "limit must be a number from 1 to 500")
-			return
-		}
-		limit = n
+	limit, err := queryLimit(r, deadPageSize, taskSearchLimitMax)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	recs, total, err := s.drv.DeadList(r.Context(), ebbdriver.DeadListParams{Queue: r.PathValue("queue"), Offset: max(0, offset), Limit: limit})
 	if err != nil {
