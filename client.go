@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/clock"
 	"github.com/ebbq/ebb/internal/tid"
 )
 
@@ -29,6 +31,9 @@ type ClientConfig struct {
 	// BeforeEnqueue, if set, sees every task before it is stored; set Headers
 	// there to propagate trace context from ctx.
 	BeforeEnqueue func(ctx context.Context, task *TaskInfo)
+
+	// Clock defaults to the wall clock; tests move time with a stub.
+	Clock ebbtype.Clock
 }
 
 // Client enqueues tasks and reads, waits for and cancels them. It is safe for
@@ -50,14 +55,16 @@ func NewClient(driver ebbdriver.Driver, config *ClientConfig) (*Client, error) {
 	if c.config.Logger == nil {
 		c.config.Logger = slog.Default()
 	}
+	if c.config.Clock == nil {
+		c.config.Clock = clock.Wall
+	}
 	if c.config.MaxArgsBytes <= 0 {
 		c.config.MaxArgsBytes = MaxArgsBytesDefault
 	}
 	return c, nil
 }
 
-// Driver returns the client's broker driver.
-func (c *Client) Driver() ebbdriver.Driver { return c.driver }
+func (c *Client) now() time.Time { return c.config.Clock.Now() }
 
 // EnqueueResult is the answer to an enqueue.
 type EnqueueResult struct {
@@ -102,8 +109,15 @@ func (c *Client) EnqueueRaw(ctx context.Context, kind string, args json.RawMessa
 // every task is valid and the batch is sent, or an error names the first bad
 // one and nothing is sent.
 func (c *Client) EnqueueMany(ctx context.Context, params []EnqueueParams) ([]EnqueueResult, error) {
-	now := time.Now()
-	records := make([]*ebbdriver.TaskRecord, len(params))
+	return c.enqueue(ctx, params, c.driver.Enqueue)
+}
+
+// enqueue validates and fills in a batch, then stores it with store: the
+// driver's own Enqueue, or its EnqueueTx inside a caller's transaction.
+func (c *Client) enqueue(ctx context.Context, params []EnqueueParams,
+	store func(context.Context, []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error)) ([]EnqueueResult, error) {
+	now := c.now()
+	records := make([]*ebbtype.TaskInfo, len(params))
 	for i := range params {
 		rec, err := c.record(ctx, &params[i], now)
 		if err != nil {
@@ -114,7 +128,7 @@ func (c *Client) EnqueueMany(ctx context.Context, params []EnqueueParams) ([]Enq
 		}
 		records[i] = rec
 	}
-	stored, err := c.driver.Enqueue(ctx, records)
+	stored, err := store(ctx, records)
 	if err != nil {
 		return nil, fmt.Errorf("ebb: enqueue: %w", err)
 	}
@@ -125,7 +139,7 @@ func (c *Client) EnqueueMany(ctx context.Context, params []EnqueueParams) ([]Enq
 	return out, nil
 }
 
-func (c *Client) record(ctx context.Context, p *EnqueueParams, now time.Time) (*ebbdriver.TaskRecord, error) {
+func (c *Client) record(ctx context.Context, p *EnqueueParams, now time.Time) (*ebbtype.TaskInfo, error) {
 	var (
 		kind string
 		args []byte
@@ -192,13 +206,13 @@ func (c *Client) record(ctx context.Context, p *EnqueueParams, now time.Time) (*
 	if id == "" {
 		id = tid.NewAt(now)
 	}
-	rec := &ebbdriver.TaskRecord{
+	rec := &ebbtype.TaskInfo{
 		ID:          id,
 		Kind:        kind,
 		Queue:       opts.Queue,
-		Args:        args,
+		EncodedArgs: args,
 		Headers:     opts.Headers,
-		Priority:    int(opts.Priority),
+		Priority:    opts.Priority,
 		RunAt:       runAt,
 		MaxAttempts: opts.MaxAttempts,
 		Retention:   opts.Retention,
@@ -215,8 +229,9 @@ func (c *Client) record(ctx context.Context, p *EnqueueParams, now time.Time) (*
 		rec.UniqueKey, rec.UniqueTTL = opts.Unique.Key, opts.Unique.TTL
 	}
 	if c.config.BeforeEnqueue != nil {
-		info := taskInfoFromRecord(rec)
-		c.config.BeforeEnqueue(ctx, info)
+		// A copy: the hook may set Headers and nothing else.
+		info := *rec
+		c.config.BeforeEnqueue(ctx, &info)
 		rec.Headers = info.Headers
 	}
 	return rec, nil
@@ -226,9 +241,9 @@ func (c *Client) record(ctx context.Context, p *EnqueueParams, now time.Time) (*
 func (c *Client) Task(ctx context.Context, id string) (*TaskInfo, error) {
 	rec, err := c.driver.TaskGet(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("ebb: task %s: %w", id, err)
+		return nil, notFoundOr(err, "read", "task "+id)
 	}
-	return taskInfoFromRecord(rec), nil
+	return rec, nil
 }
 
 // Wait blocks until the task finishes or ctx is done. For a succeeded task it
@@ -237,9 +252,9 @@ func (c *Client) Task(ctx context.Context, id string) (*TaskInfo, error) {
 func (c *Client) Wait(ctx context.Context, id string) (*TaskInfo, error) {
 	rec, err := c.driver.TaskAwait(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("ebb: wait for task %s: %w", id, err)
+		return nil, notFoundOr(err, "wait for", "task "+id)
 	}
-	info := taskInfoFromRecord(rec)
+	info := rec
 	if info.State != StateSucceeded {
 		return info, &TaskFailedError{Task: info}
 	}
@@ -268,9 +283,9 @@ func WaitResult[R any](ctx context.Context, c *Client, id string) (R, error) {
 // StateRunning (cancellation requested), or the terminal state it already
 // had.
 func (c *Client) Cancel(ctx context.Context, id string) (State, error) {
-	st, err := c.driver.TaskCancel(ctx, id, time.Now())
+	st, err := c.driver.TaskCancel(ctx, id, c.now())
 	if err != nil {
-		return "", fmt.Errorf("ebb: cancel task %s: %w", id, err)
+		return "", notFoundOr(err, "cancel", "task "+id)
 	}
 	return st, nil
 }

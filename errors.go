@@ -5,15 +5,15 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 var (
 	// ErrTaskNotFound: no task has that id (or its retention has passed).
-	ErrTaskNotFound = ebbdriver.ErrTaskNotFound
+	ErrTaskNotFound = ebbtype.ErrTaskNotFound
 
 	// ErrLeaseLost: the worker no longer owns the task it tried to complete.
-	ErrLeaseLost = ebbdriver.ErrLeaseLost
+	ErrLeaseLost = ebbtype.ErrLeaseLost
 
 	// ErrArgsTooLarge: the encoded args exceed the client's MaxArgsBytes.
 	ErrArgsTooLarge = errors.New("args too large")

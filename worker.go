@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/clock"
 	"github.com/ebbq/ebb/internal/maintenance"
 	"github.com/ebbq/ebb/internal/tid"
 )
@@ -89,6 +91,12 @@ type WorkerConfig struct {
 	// DisableMaintenance stops the worker from rescuing expired leases and
 	// cleaning up its queues (the control plane does it too).
 	DisableMaintenance bool
+
+	// Clock defaults to the wall clock. Everything the worker stores or
+	// compares with stored times (fetch, lease expiry, outcomes, retry-at,
+	// registry timestamps) reads it, so a test can stop or move time. Timers
+	// (poll, heartbeat, drain grace, task timeouts) still run in real time.
+	Clock ebbtype.Clock
 }
 
 // Worker fetches tasks from its queues and runs them. Create it with
@@ -97,6 +105,7 @@ type Worker struct {
 	driver   ebbdriver.Driver
 	config   WorkerConfig
 	logger   *slog.Logger
+	clock    ebbtype.Clock
 	queues   []string
 	weighted bool
 	chain    func(h HandlerFunc) HandlerFunc
@@ -118,6 +127,9 @@ type Worker struct {
 	completer  *completer
 	startedAt  time.Time
 	host       string
+	// values carries the values of Run's context into every handler's,
+	// without its cancellation: shutdown ends handlers explicitly.
+	values context.Context
 }
 
 type inflightTask struct {
@@ -187,7 +199,9 @@ func NewWorker(driver ebbdriver.Driver, config *WorkerConfig) (*Worker, error) {
 	} else if !ValidName(c.ID) {
 		return nil, fmt.Errorf("ebb: worker id %q: use 1–128 characters from [A-Za-z0-9_.:-]", c.ID)
 	}
+	c.Clock = clock.Or(c.Clock)
 	w.config = c
+	w.clock = c.Clock
 	w.host, _ = os.Hostname()
 	w.logger = c.Logger.With("worker", c.ID)
 	w.sem = make(chan struct{}, c.Concurrency)
@@ -244,7 +258,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("ebb: worker is already running")
 	}
-	w.startedAt = time.Now()
+	w.startedAt = w.clock.Now()
+	w.values = context.WithoutCancel(ctx)
 	// Background services outlive ctx: the drain still needs leases renewed
 	// and outcomes stored after the caller cancelled.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
@@ -265,7 +280,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if !w.config.DisableMaintenance {
 		// Rescue at least twice per lease so a dead worker's tasks wait at
 		// most about 1.5 leases before running again.
-		m := maintenance.New(maintenance.Config{Driver: w.driver, Queues: w.queues, Logger: w.logger,
+		m := maintenance.New(maintenance.Config{Driver: w.driver, Queues: w.queues, Logger: w.logger, Clock: w.clock,
 			RescueInterval: min(maintenance.RescueIntervalDefault, w.config.LeaseDuration/2)})
 		services.Go(func() { m.Run(bg) })
 	}
@@ -347,7 +362,7 @@ func (w *Worker) finishInFlight(ctx context.Context, requested bool) {
 		return
 	case <-grace.C:
 	}
-	now := time.Now()
+	now := w.clock.Now()
 	w.inflightMu.Lock()
 	for _, t := range w.inflight {
 		if !t.done {
@@ -358,8 +373,8 @@ func (w *Worker) finishInFlight(ctx context.Context, requested bool) {
 	w.inflightMu.Unlock()
 }
 
-func (w *Worker) info(draining bool) ebbdriver.WorkerInfo {
-	return ebbdriver.WorkerInfo{
+func (w *Worker) info(draining bool) ebbtype.WorkerInfo {
+	return ebbtype.WorkerInfo{
 		ID:          w.config.ID,
 		Pool:        w.config.Pool,
 		Host:        w.host,
@@ -368,7 +383,7 @@ func (w *Worker) info(draining bool) ebbdriver.WorkerInfo {
 		Concurrency: w.config.Concurrency,
 		Busy:        int(w.busy.Load()),
 		StartedAt:   w.startedAt,
-		HeartbeatAt: time.Now(),
+		HeartbeatAt: w.clock.Now(),
 		Draining:    draining,
 	}
 }

@@ -71,7 +71,9 @@ func (c *completer) run(ctx context.Context) {
 
 func (c *completer) flushLoop(ctx context.Context) {
 	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
-	var flushDeadline time.Time
+	// flushDeadline runs in real time, not on the worker's clock: a stopped
+	// test clock must not keep an exiting worker retrying forever.
+	var flushDeadline <-chan time.Time
 	var batch []ebbdriver.Completion
 	var slots []bool
 	for {
@@ -102,13 +104,17 @@ func (c *completer) flushLoop(ctx context.Context) {
 		if err != nil {
 			select {
 			case <-c.stopped:
-				if flushDeadline.IsZero() {
-					flushDeadline = time.Now().Add(5 * time.Second)
+				if flushDeadline == nil {
+					t := time.NewTimer(5 * time.Second)
+					defer t.Stop()
+					flushDeadline = t.C
 				}
-				if time.Now().After(flushDeadline) {
+				select {
+				case <-flushDeadline:
 					c.w.logger.Error("could not store task outcomes before exit; their leases will expire and they will run again",
 						"count", len(batch), "error", err)
 					return
+				default:
 				}
 			default:
 			}
@@ -124,11 +130,7 @@ func (c *completer) flushLoop(ctx context.Context) {
 				delete(c.w.inflight, comp.ID)
 			}
 			if i < len(results) && results[i] != nil {
-				if errors.Is(results[i], ErrLeaseLost) {
-					c.w.logger.Warn("task outcome rejected: lease lost (the task was rescued and another worker owns it)", "id", comp.ID, "queue", comp.Queue)
-				} else {
-					c.w.logger.Error("task outcome rejected", "id", comp.ID, "queue", comp.Queue, "error", results[i])
-				}
+				c.rejected(comp, results[i])
 			}
 		}
 		c.w.inflightMu.Unlock()
@@ -139,4 +141,40 @@ func (c *completer) flushLoop(ctx context.Context) {
 		}
 		batch, slots = batch[:0], slots[:0]
 	}
+}
+
+// rejected says why the broker refused an outcome. The two refusals call for
+// different actions: a lost lease is routine (the task was rescued after a
+// missed heartbeat and runs elsewhere, or already finished), while a task
+// that no longer exists means someone deleted it or the broker lost its data
+// (a Redis restarted without persistence, a replaced SQLite file), which an
+// operator must hear about.
+func (c *completer) rejected(comp ebbdriver.Completion, err error) {
+	switch {
+	case errors.Is(err, ErrTaskNotFound):
+		c.w.logger.Error("task outcome not stored: the task no longer exists in the broker (was it deleted, or did the broker lose its data?)",
+			"id", comp.ID, "queue", comp.Queue, "outcome", outcomeName(comp.Outcome))
+	case errors.Is(err, ErrLeaseLost):
+		c.w.logger.Warn("task outcome not stored: lease lost (its lease expired and it moved to another worker, or it already finished)",
+			"id", comp.ID, "queue", comp.Queue)
+	default:
+		c.w.logger.Error("task outcome rejected", "id", comp.ID, "queue", comp.Queue, "error", err)
+	}
+}
+
+// outcomeName says which outcome was lost, for the log.
+func outcomeName(o ebbdriver.Outcome) string {
+	switch o {
+	case ebbdriver.OutcomeSucceeded:
+		return "succeeded"
+	case ebbdriver.OutcomeRetry:
+		return "retry"
+	case ebbdriver.OutcomeDead:
+		return "dead"
+	case ebbdriver.OutcomeCancelled:
+		return "cancelled"
+	case ebbdriver.OutcomeHandBack:
+		return "hand back"
+	}
+	return "unknown"
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/internal/clock"
 )
 
 // busyEdgeMinGap limits registry updates on busy/idle edges, so a worker that
@@ -28,7 +29,7 @@ func (w *Worker) busyEdge() {
 func (w *Worker) heartbeat(ctx context.Context) {
 	t := time.NewTicker(w.config.HeartbeatInterval)
 	defer t.Stop()
-	last := time.Now()
+	last := w.clock.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -36,12 +37,14 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		case <-t.C:
 			w.renewLeases(ctx)
 		case <-w.edge:
-			if !sleepCtx(ctx, busyEdgeMinGap-time.Since(last)) {
+			// Clamped: a clock set back (a test's stub, a stepped wall
+			// clock) must not hold the heartbeat back for longer.
+			if !sleepCtx(ctx, min(busyEdgeMinGap-clock.Since(w.clock, last), busyEdgeMinGap)) {
 				return
 			}
 		}
 		w.sendHeartbeat(ctx)
-		last = time.Now()
+		last = w.clock.Now()
 	}
 }
 
@@ -68,7 +71,7 @@ func (w *Worker) renewLeases(ctx context.Context) {
 	if len(refs) == 0 {
 		return
 	}
-	now := time.Now()
+	now := w.clock.Now()
 	res, err := w.driver.ExtendLeases(ctx, ebbdriver.ExtendLeasesParams{Leases: refs, Until: now.Add(w.config.LeaseDuration), Now: now})
 	if err != nil {
 		if ctx.Err() == nil {

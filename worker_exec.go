@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
-	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // Causes a worker gives when it cancels a handler's context.
@@ -20,10 +20,12 @@ var (
 
 // start runs one claimed task on its own goroutine; its slot is already
 // taken and is released once the task's outcome is stored (or dropped).
-func (w *Worker) start(rec *ebbdriver.TaskRecord) {
+func (w *Worker) start(rec *ebbtype.TaskInfo) {
 	// Handlers get a context that does not end with the worker's: shutdown
-	// lets them finish (drain) and cancels them explicitly when it must.
-	ctx, cancel := context.WithCancelCause(context.Background())
+	// lets them finish (drain) and cancels them explicitly when it must. It
+	// keeps the values of Run's context (trace ids, tenants, loggers), and
+	// carries the worker's clock for the middleware that times attempts.
+	ctx, cancel := context.WithCancelCause(withClock(w.values, w.clock))
 	t := &inflightTask{queue: rec.Queue, id: rec.ID, token: rec.LeaseToken, cancel: cancel}
 	w.inflightMu.Lock()
 	w.inflight[rec.ID] = t
@@ -68,10 +70,10 @@ func (w *Worker) start(rec *ebbdriver.TaskRecord) {
 
 // execute runs the handler and decides the outcome. ok is false when no
 // outcome may be recorded (the lease was lost).
-func (w *Worker) execute(ctx context.Context, rec *ebbdriver.TaskRecord) (c ebbdriver.Completion, ok bool) {
+func (w *Worker) execute(ctx context.Context, rec *ebbtype.TaskInfo) (c ebbdriver.Completion, ok bool) {
 	c = ebbdriver.Completion{Queue: rec.Queue, ID: rec.ID, LeaseToken: rec.LeaseToken}
 	dead := func(msg string) (ebbdriver.Completion, bool) {
-		c.Outcome, c.Now = ebbdriver.OutcomeDead, time.Now()
+		c.Outcome, c.Now = ebbdriver.OutcomeDead, w.clock.Now()
 		c.Error = &AttemptError{Attempt: rec.Attempt, At: c.Now, Error: msg, WorkerID: w.config.ID}
 		w.logger.Error("task cannot run; moved to dead", "id", rec.ID, "queue", rec.Queue, "kind", rec.Kind, "reason", msg)
 		return c, true
@@ -82,7 +84,7 @@ func (w *Worker) execute(ctx context.Context, rec *ebbdriver.TaskRecord) (c ebbd
 	if rec.CancelRequested {
 		// Cancelled while an earlier attempt ran and came back (rescue or
 		// hand-back) before the cancel took effect: honour it now.
-		c.Outcome, c.Now = ebbdriver.OutcomeCancelled, time.Now()
+		c.Outcome, c.Now = ebbdriver.OutcomeCancelled, w.clock.Now()
 		return c, true
 	}
 	h := w.config.Handlers.lookup(rec.Kind)
@@ -90,7 +92,10 @@ func (w *Worker) execute(ctx context.Context, rec *ebbdriver.TaskRecord) (c ebbd
 		return dead(fmt.Sprintf("unknown task kind %q: worker %s has no handler for it (it handles %s); deploy a worker that handles it, then run `ebb dead retry --queue %s`",
 			rec.Kind, w.config.ID, strings.Join(w.config.Handlers.Kinds(), ", "), rec.Queue))
 	}
-	info := taskInfoFromRecord(rec)
+	// The handler gets its own copy: what it changes must not reach the
+	// completion the worker sends, which is fenced by the lease token.
+	copied := *rec
+	info := &copied
 	timeout := rec.Timeout
 	if h.opts.Timeout > 0 {
 		timeout = h.opts.Timeout
@@ -102,7 +107,7 @@ func (w *Worker) execute(ctx context.Context, rec *ebbdriver.TaskRecord) (c ebbd
 	}
 
 	result, err := w.call(ctx, h.fn, info)
-	c.Now = time.Now()
+	c.Now = w.clock.Now()
 	if err == nil {
 		encoded, mErr := json.Marshal(result)
 		if mErr == nil {

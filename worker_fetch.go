@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/clock"
 )
 
 // fetchLoop claims tasks while there are free slots and starts a handler for
@@ -61,7 +63,7 @@ func (w *Worker) fetchLoop(stop, bg context.Context) {
 			WorkerID:      w.config.ID,
 			LeaseToken:    token,
 			LeaseDuration: w.config.LeaseDuration,
-			Now:           time.Now(),
+			Now:           w.clock.Now(),
 		})
 		if err != nil {
 			w.release(n)
@@ -89,7 +91,7 @@ func (w *Worker) fetchLoop(stop, bg context.Context) {
 		}
 		wait := w.config.PollInterval
 		if !res.NextDueAt.IsZero() {
-			if d := time.Until(res.NextDueAt); d < wait {
+			if d := clock.Until(w.clock, res.NextDueAt); d < wait {
 				wait = max(d, 0)
 			}
 		}
@@ -116,8 +118,8 @@ func (w *Worker) release(n int) {
 	}
 }
 
-func (w *Worker) handBack(tasks []*ebbdriver.TaskRecord) {
-	now := time.Now()
+func (w *Worker) handBack(tasks []*ebbtype.TaskInfo) {
+	now := w.clock.Now()
 	for _, rec := range tasks {
 		w.inflightMu.Lock()
 		w.inflight[rec.ID] = &inflightTask{queue: rec.Queue, id: rec.ID, token: rec.LeaseToken, cancel: func(error) {}, done: true}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb"
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // The scale-in test's knobs. The policy delays are far below the defaults so
@@ -164,7 +164,7 @@ func testScaleInSafety(t *testing.T, b *broker) {
 
 	// The decision log, through the API and through `ebb inspect scaling`.
 	decisions := s.decisions(t)
-	var viaCLI []ebbdriver.Decision
+	var viaCLI []ebbtype.Decision
 	mustEbbJSON(t, dir, &viaCLI, "inspect", "scaling", "--json", "--limit", "1000", "--broker", b.url)
 	if len(viaCLI) != len(decisions) {
 		t.Errorf("`ebb inspect scaling --json` lists %d decisions, GET /api/v1/scaling %d", len(viaCLI), len(decisions))
@@ -178,7 +178,7 @@ func testScaleInSafety(t *testing.T, b *broker) {
 		ids[i] = w.id
 	}
 	recs := b.tasks(t, ids)
-	byWorker := map[string][]*ebbdriver.TaskRecord{}
+	byWorker := map[string][]*ebbtype.TaskInfo{}
 	for i, r := range recs {
 		w := watches[i]
 		var res struct {
@@ -210,7 +210,7 @@ func testScaleInSafety(t *testing.T, b *broker) {
 	// safe (a requested drain waits for it) but means the registry's busy
 	// count was stale: counted, not failed.
 	var ups, downs, launched, drainedBusy int
-	drainedBy := map[string]ebbdriver.Decision{}
+	drainedBy := map[string]ebbtype.Decision{}
 	for _, d := range decisions {
 		switch d.Action {
 		case "up":
@@ -325,7 +325,7 @@ func testBackToZero(t *testing.T, b *broker) {
 		// The decision that took the last worker away must not come before
 		// idle_before_zero, give or take the one-second reconcile period the
 		// policy samples the load at.
-		var toZero *ebbdriver.Decision
+		var toZero *ebbtype.Decision
 		for _, dec := range s.decisions(t) {
 			if dec.Action == "down" && dec.To == 0 && dec.At.After(last) {
 				toZero = &dec

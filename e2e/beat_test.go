@@ -20,6 +20,7 @@ import (
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbdriver/ebbredis"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // Beat: periodic schedules fired by the leading `ebb server`, each tick under
@@ -41,7 +42,7 @@ const (
 	beatTTL   = 3 * time.Second
 	beatRenew = 1 * time.Second
 	// beatRefresh is how often the leader rereads the schedules (a copy of
-	// internal/server.beatRefresh): a schedule added by another process
+	// internal/controlplane.beatRefresh): a schedule added by another process
 	// fires within it. Waits on it add 10 s of slack.
 	beatRefresh = 10 * time.Second
 )
@@ -129,23 +130,19 @@ func beatLeaderNow(rs []*beatReplica) (*beatReplica, leaderJSON) {
 	return nil, leaderJSON{}
 }
 
-// awaitBeatLeader polls the replicas every 100 ms until one leads, and
-// returns it and when it was first seen leading.
+// awaitBeatLeader polls the replicas until one leads, and returns it and
+// when it was first seen leading.
 func awaitBeatLeader(t *testing.T, rs []*beatReplica, timeout time.Duration) (*beatReplica, leaderJSON, time.Time) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if r, l := beatLeaderNow(rs); r != nil {
-			return r, l, time.Now()
-		}
-		if err := checkAlive(beatProcs(rs)...); err != nil {
-			t.Fatalf("while waiting for a leader: %v", err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no replica led within %s", timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	var (
+		r *beatReplica
+		l leaderJSON
+	)
+	waitFor(t, timeout, "a replica to lead", func() (bool, string) {
+		r, l = beatLeaderNow(rs)
+		return r != nil, "no replica leads"
+	}, beatProcs(rs)...)
+	return r, l, time.Now()
 }
 
 // beatScheduleRow is one schedule of GET /api/v1/schedules and `ebb schedule
@@ -179,7 +176,7 @@ func findScheduleRow(rows []beatScheduleRow, name string) (beatScheduleRow, bool
 }
 
 // beatSchedule reads one schedule straight from the broker.
-func (b *broker) beatSchedule(t *testing.T, name string) *ebbdriver.ScheduleRecord {
+func (b *broker) beatSchedule(t *testing.T, name string) *ebbtype.Schedule {
 	t.Helper()
 	store, ok := b.drv.(ebbdriver.Schedules)
 	if !ok {
@@ -188,7 +185,7 @@ func (b *broker) beatSchedule(t *testing.T, name string) *ebbdriver.ScheduleReco
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	rec, err := store.ScheduleGet(ctx, name)
-	if errors.Is(err, ebbdriver.ErrScheduleNotFound) {
+	if errors.Is(err, ebbtype.ErrScheduleNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -198,12 +195,12 @@ func (b *broker) beatSchedule(t *testing.T, name string) *ebbdriver.ScheduleReco
 }
 
 // taskOrNil returns a task, or nil if no task has that id.
-func (b *broker) taskOrNil(t *testing.T, id string) *ebbdriver.TaskRecord {
+func (b *broker) taskOrNil(t *testing.T, id string) *ebbtype.TaskInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	rec, err := b.drv.TaskGet(ctx, id)
-	if errors.Is(err, ebbdriver.ErrTaskNotFound) {
+	if errors.Is(err, ebbtype.ErrTaskNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -213,7 +210,7 @@ func (b *broker) taskOrNil(t *testing.T, id string) *ebbdriver.TaskRecord {
 }
 
 // checkTickTask checks what a tick's task carries.
-func checkTickTask(t *testing.T, rec *ebbdriver.TaskRecord, name string, tick time.Time) {
+func checkTickTask(t *testing.T, rec *ebbtype.TaskInfo, name string, tick time.Time) {
 	t.Helper()
 	if rec.Kind != "noop" || rec.Queue != beatQueue || rec.State != ebb.StateQueued ||
 		rec.Headers["ebb-schedule"] != name || rec.Headers["ebb-tick"] != tick.UTC().Format(time.RFC3339) {
@@ -332,10 +329,10 @@ func TestBeatExactlyOnceUnderFailover(t *testing.T) {
 
 	// Every tick's task, second by second, from before the schedules
 	// existed until after the last replica stopped.
-	found := map[string]map[int64]*ebbdriver.TaskRecord{}
+	found := map[string]map[int64]*ebbtype.TaskInfo{}
 	total := 0
 	for _, name := range []string{fromConfig, fromCLI} {
-		found[name] = map[int64]*ebbdriver.TaskRecord{}
+		found[name] = map[int64]*ebbtype.TaskInfo{}
 		for s := created[name].Unix() - 2; s <= stopped.Unix()+2; s++ {
 			tick := time.Unix(s, 0)
 			if rec := b.taskOrNil(t, beatTickID(name, tick)); rec != nil {
@@ -700,10 +697,10 @@ func TestScheduleCLI(t *testing.T) {
 		t.Fatalf("run-now printed %q, want \"enqueued <task id>\"", out)
 	}
 	rec := b.task(t, id)
-	if rec.Kind != "report" || rec.Queue != "reports" || rec.Priority != int(ebb.PriorityHigh) || rec.State != ebb.StateQueued ||
-		rec.Headers["ebb-schedule"] != "nightly" || !jsonEqual(rec.Args, `{"day":"yesterday"}`) {
+	if rec.Kind != "report" || rec.Queue != "reports" || rec.Priority != ebb.PriorityHigh || rec.State != ebb.StateQueued ||
+		rec.Headers["ebb-schedule"] != "nightly" || !jsonEqual(rec.EncodedArgs, `{"day":"yesterday"}`) {
 		t.Errorf("run-now task: %s kind %q queue %q priority %d headers %v args %s; want the schedule's task with header ebb-schedule nightly",
-			describe(rec), rec.Kind, rec.Queue, rec.Priority, rec.Headers, rec.Args)
+			describe(rec), rec.Kind, rec.Queue, rec.Priority, rec.Headers, rec.EncodedArgs)
 	}
 	if n := b.stats(t, "reports").Enqueued; n != 1 {
 		t.Errorf("queue reports: %d tasks stored, want the one run-now task", n)

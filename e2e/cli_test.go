@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb"
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/testredis"
 )
 
@@ -108,9 +108,9 @@ func testCLIFlow(t *testing.T, dir string, brokerArgs []string) {
 		return last.Succeeded == 1000 && last.Queued == 0 && last.InFlight == 0, fmt.Sprintf("%+v", last)
 	}, w)
 
-	var workers []ebbdriver.WorkerInfo
+	var workers []ebbtype.WorkerInfo
 	mustEbbJSON(t, dir, &workers, with("inspect", "workers", "--json")...)
-	i := slices.IndexFunc(workers, func(wi ebbdriver.WorkerInfo) bool { return wi.ID == workerID })
+	i := slices.IndexFunc(workers, func(wi ebbtype.WorkerInfo) bool { return wi.ID == workerID })
 	if i < 0 {
 		t.Fatalf("inspect workers does not list the running worker %s: %+v", workerID, workers)
 	}
@@ -133,7 +133,7 @@ func testCLIFlow(t *testing.T, dir string, brokerArgs []string) {
 
 	w.stop(30 * time.Second)
 	mustEbbJSON(t, dir, &workers, with("inspect", "workers", "--json")...)
-	if slices.ContainsFunc(workers, func(wi ebbdriver.WorkerInfo) bool { return wi.ID == workerID }) {
+	if slices.ContainsFunc(workers, func(wi ebbtype.WorkerInfo) bool { return wi.ID == workerID }) {
 		t.Errorf("the worker exited but inspect workers still lists it: %+v", workers)
 	}
 }
@@ -160,7 +160,7 @@ func testCLIBadInput(t *testing.T) {
 		{"unknown flag", append([]string{"worker", "--no-such-flag"}, sqliteArgs...), 2, "flag provided but not defined"},
 		{"bad flag value", append([]string{"enqueue", "noop", "--count", "many"}, sqliteArgs...), 2, "invalid value"},
 		{"unreachable Redis (inspect)", []string{"inspect", "queues", "--broker", closedRedis}, 1, "cannot reach Redis"},
-		{"unreachable Redis (worker)", []string{"worker", "--broker", closedRedis}, 1, "cannot reach Redis"},
+		{"unreachable Redis (worker, no wait)", []string{"worker", "--broker", closedRedis, "--broker-wait", "0"}, 1, "cannot reach Redis"},
 	}
 	for _, c := range cases {
 		r := runEbb(t, dir, c.args...)
@@ -254,7 +254,7 @@ func testDeadLetterCLI(t *testing.T, b *broker) {
 	if !strings.Contains(r.stdout, "purged 1 dead task") {
 		t.Errorf("dead purge --all printed %q, want it to say it purged 1 task", r.stdout)
 	}
-	if _, err := b.drv.TaskGet(t.Context(), unknown); !errors.Is(err, ebbdriver.ErrTaskNotFound) {
+	if _, err := b.drv.TaskGet(t.Context(), unknown); !errors.Is(err, ebbtype.ErrTaskNotFound) {
 		t.Errorf("after dead purge --all, TaskGet of the purged task returned %v, want task not found", err)
 	}
 	if f := b.task(t, failing); f.State != ebb.StateQueued {

@@ -12,6 +12,7 @@ import (
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 const fenceTaskMS = 4000
@@ -31,7 +32,7 @@ func testFencing(t *testing.T, b *broker) {
 	id := b.enqueueSleep(t, 1, fenceTaskMS)[0]
 
 	a := startEbb(t, "", aID, append([]string{"worker", "--id", aID}, workerFlags...)...)
-	var onA *ebbdriver.TaskRecord
+	var onA *ebbtype.TaskInfo
 	waitFor(t, 20*time.Second, "the task to run on "+aID, func() (bool, string) {
 		onA = b.task(t, id)
 		return onA.State == ebb.StateRunning && onA.WorkerID == aID, describe(onA)
@@ -41,7 +42,7 @@ func testFencing(t *testing.T, b *broker) {
 
 	// B starts only now, so the task is A's alone until its lease runs out.
 	bw := startEbb(t, "", bID, append([]string{"worker", "--id", bID}, workerFlags...)...)
-	var onB *ebbdriver.TaskRecord
+	var onB *ebbtype.TaskInfo
 	waitFor(t, 15*time.Second, "the task to be rescued and run on "+bID, func() (bool, string) {
 		onB = b.task(t, id)
 		return onB.State == ebb.StateRunning && onB.WorkerID == bID, describe(onB)
@@ -62,7 +63,7 @@ func testFencing(t *testing.T, b *broker) {
 	if err != nil {
 		t.Fatalf("Complete with A's stale token: %v", err)
 	}
-	if len(errs) != 1 || !errors.Is(errs[0], ebbdriver.ErrLeaseLost) {
+	if len(errs) != 1 || !errors.Is(errs[0], ebbtype.ErrLeaseLost) {
 		t.Fatalf("Complete with A's stale token returned %v, want [ErrLeaseLost]", errs)
 	}
 	if r := b.task(t, id); r.State != ebb.StateRunning || r.WorkerID != bID || r.LeaseToken != onB.LeaseToken {
@@ -86,7 +87,7 @@ func testFencing(t *testing.T, b *broker) {
 		t.Fatalf("after %s woke up the task is %s, want it still %s's run", aID, describe(r), bID)
 	}
 
-	var final *ebbdriver.TaskRecord
+	var final *ebbtype.TaskInfo
 	waitFor(t, 15*time.Second, "the task to succeed on "+bID, func() (bool, string) {
 		final = b.task(t, id)
 		return final.State.Terminal(), describe(final)
@@ -147,7 +148,7 @@ func freeze(t *testing.T, b *broker, p *proc) {
 		p.signal(syscall.SIGSTOP)
 		// Deregistering an id nobody uses is a write that changes nothing.
 		err := probe.WorkerDeregister(ctx, "e2e-write-probe")
-		if err == nil || errors.Is(err, ebbdriver.ErrWorkerNotFound) {
+		if err == nil || errors.Is(err, ebbtype.ErrWorkerNotFound) {
 			return
 		}
 		if try == 5 {

@@ -19,7 +19,9 @@ import (
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbdriver/ebbredis"
 	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/testredis"
+	"github.com/ebbq/ebb/internal/testwait"
 )
 
 // brokerKinds are the brokers every multi-broker test runs against.
@@ -65,7 +67,7 @@ func newBroker(t *testing.T, kind string) *broker {
 	return b
 }
 
-func (b *broker) task(t *testing.T, id string) *ebbdriver.TaskRecord {
+func (b *broker) task(t *testing.T, id string) *ebbtype.TaskInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -76,9 +78,9 @@ func (b *broker) task(t *testing.T, id string) *ebbdriver.TaskRecord {
 	return rec
 }
 
-func (b *broker) tasks(t *testing.T, ids []string) []*ebbdriver.TaskRecord {
+func (b *broker) tasks(t *testing.T, ids []string) []*ebbtype.TaskInfo {
 	t.Helper()
-	out := make([]*ebbdriver.TaskRecord, len(ids))
+	out := make([]*ebbtype.TaskInfo, len(ids))
 	for i, id := range ids {
 		out[i] = b.task(t, id)
 	}
@@ -86,7 +88,7 @@ func (b *broker) tasks(t *testing.T, ids []string) []*ebbdriver.TaskRecord {
 }
 
 // stats returns a queue's counts; all zero if the queue is unknown.
-func (b *broker) stats(t *testing.T, queue string) ebbdriver.QueueStats {
+func (b *broker) stats(t *testing.T, queue string) ebbtype.QueueStats {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -99,11 +101,11 @@ func (b *broker) stats(t *testing.T, queue string) ebbdriver.QueueStats {
 			return s
 		}
 	}
-	return ebbdriver.QueueStats{Name: queue}
+	return ebbtype.QueueStats{Name: queue}
 }
 
 // worker returns the registry entry of a live worker, or nil.
-func (b *broker) worker(t *testing.T, id string) *ebbdriver.WorkerInfo {
+func (b *broker) worker(t *testing.T, id string) *ebbtype.WorkerInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -138,7 +140,7 @@ func (b *broker) enqueueSleep(t *testing.T, n, ms int) []string {
 	return ids
 }
 
-func describe(r *ebbdriver.TaskRecord) string {
+func describe(r *ebbtype.TaskInfo) string {
 	return fmt.Sprintf("{id %s state %s attempt %d worker %q errors %d}", r.ID, r.State, r.Attempt, r.WorkerID, len(r.Errors))
 }
 
@@ -295,19 +297,16 @@ func checkAlive(ps ...*proc) error {
 // cond's status string says what it saw, for the failure message.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string), watch ...*proc) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, status := cond()
-		if ok {
-			return
+	var status string
+	err := testwait.Until(timeout, func() (bool, error) {
+		var ok bool
+		if ok, status = cond(); ok {
+			return true, nil
 		}
-		if err := checkAlive(watch...); err != nil {
-			t.Fatalf("while waiting for %s (last seen: %s): %v", what, status, err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last seen: %s)", timeout, what, status)
-		}
-		time.Sleep(25 * time.Millisecond)
+		return false, checkAlive(watch...)
+	})
+	if err != nil {
+		t.Fatalf("waiting for %s (last seen: %s): %v", what, status, err)
 	}
 }
 

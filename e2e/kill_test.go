@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb"
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/builtin"
 )
 
@@ -107,7 +107,7 @@ func testNoLossUnderKill(t *testing.T, b *broker) {
 	}
 	kills := len(killedOrder)
 
-	var last ebbdriver.QueueStats
+	var last ebbtype.QueueStats
 	waitFor(t, time.Minute, fmt.Sprintf("all %d tasks to succeed", killTasks), func() (bool, string) {
 		last = b.stats(t, ebb.QueueDefault)
 		done := last.Succeeded >= killTasks && last.Queued == 0 && last.InFlight == 0 && last.Scheduled == 0
@@ -203,9 +203,9 @@ func testNoLossUnderKill(t *testing.T, b *broker) {
 }
 
 // getAll reads every task, several at a time.
-func getAll(t *testing.T, b *broker, ids []string) []*ebbdriver.TaskRecord {
+func getAll(t *testing.T, b *broker, ids []string) []*ebbtype.TaskInfo {
 	t.Helper()
-	out := make([]*ebbdriver.TaskRecord, len(ids))
+	out := make([]*ebbtype.TaskInfo, len(ids))
 	errs := make([]error, len(ids))
 	var wg sync.WaitGroup
 	const readers = 8

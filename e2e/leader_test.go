@@ -13,6 +13,7 @@ import (
 
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // failoverBound is how soon the surviving server must lead after the leader
@@ -128,7 +129,7 @@ func testLeaderFailover(t *testing.T, b *broker) {
 	// launched (one log file each) has registered, so the test knows their
 	// pids.
 	ids := b.enqueueSleeps(t, pool, []int{3000, 3000, 3000, 3000, 3000, 3000})
-	var orphans []ebbdriver.WorkerInfo
+	var orphans []ebbtype.WorkerInfo
 	waitFor(t, 20*time.Second, "the leader's workers to run tasks", func() (bool, string) {
 		running := 0
 		for _, r := range b.tasks(t, ids) {
@@ -198,7 +199,7 @@ func testLeaderFailover(t *testing.T, b *broker) {
 	if err != nil {
 		t.Fatalf("DecisionList: %v", err)
 	}
-	slices.SortFunc(decisions, func(a, b ebbdriver.Decision) int { return cmp.Compare(a.Seq, b.Seq) })
+	slices.SortFunc(decisions, func(a, b ebbtype.Decision) int { return cmp.Compare(a.Seq, b.Seq) })
 	observed, conflicts := terms.snapshot()
 	for _, c := range conflicts {
 		t.Errorf("two leaders reported for one term: %s", c)

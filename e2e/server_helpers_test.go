@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb"
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // Helpers for the tests that run `ebb server`: its YAML config, its HTTP API,
@@ -219,11 +219,11 @@ func (s *ebbServer) pool(t *testing.T, name string) poolJSON {
 }
 
 // decisions returns the whole decision log through the API, oldest first.
-func (s *ebbServer) decisions(t *testing.T) []ebbdriver.Decision {
+func (s *ebbServer) decisions(t *testing.T) []ebbtype.Decision {
 	t.Helper()
-	var ds []ebbdriver.Decision
+	var ds []ebbtype.Decision
 	s.get(t, "/api/v1/scaling?limit=1000", &ds)
-	slices.SortFunc(ds, func(a, b ebbdriver.Decision) int { return cmp.Compare(a.Seq, b.Seq) })
+	slices.SortFunc(ds, func(a, b ebbtype.Decision) int { return cmp.Compare(a.Seq, b.Seq) })
 	return ds
 }
 
@@ -241,7 +241,7 @@ func (s *ebbServer) waitLeading(t *testing.T, timeout time.Duration) leaderJSON 
 }
 
 // poolWorkers returns the registry entries of a pool's workers.
-func (b *broker) poolWorkers(t *testing.T, pool string) []ebbdriver.WorkerInfo {
+func (b *broker) poolWorkers(t *testing.T, pool string) []ebbtype.WorkerInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -249,7 +249,7 @@ func (b *broker) poolWorkers(t *testing.T, pool string) []ebbdriver.WorkerInfo {
 	if err != nil {
 		t.Fatalf("WorkerList: %v", err)
 	}
-	var out []ebbdriver.WorkerInfo
+	var out []ebbtype.WorkerInfo
 	for _, w := range ws {
 		if w.Pool == pool {
 			out = append(out, w)
@@ -300,9 +300,9 @@ func (b *broker) enqueueSleeps(t *testing.T, queue string, ms []int) []string {
 
 // waitSucceeded waits until every task succeeded; a task that went dead
 // fails the test at once.
-func waitSucceeded(t *testing.T, b *broker, ids []string, timeout time.Duration, watch ...*proc) []*ebbdriver.TaskRecord {
+func waitSucceeded(t *testing.T, b *broker, ids []string, timeout time.Duration, watch ...*proc) []*ebbtype.TaskInfo {
 	t.Helper()
-	var recs []*ebbdriver.TaskRecord
+	var recs []*ebbtype.TaskInfo
 	waitFor(t, timeout, fmt.Sprintf("%d tasks to succeed", len(ids)), func() (bool, string) {
 		recs = b.tasks(t, ids)
 		n := 0

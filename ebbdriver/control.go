@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // ErrNotLeader means the caller does not hold the leadership it claimed: its
@@ -20,11 +22,19 @@ type Control interface {
 	// leader key expired). If the caller leads, its expiry moves to Now+TTL
 	// and the term stays. Otherwise nothing changes and the answer names the
 	// current leader. The caller leads iff the answer's LeaderID is its ID.
-	LeaderAttempt(ctx context.Context, params LeaderParams) (*Leadership, error)
+	LeaderAttempt(ctx context.Context, params LeaderParams) (*ebbtype.Leadership, error)
 
 	// LeaderResign gives up leadership if the caller holds it, so a
 	// successor need not wait for the TTL.
 	LeaderResign(ctx context.Context, name, id string) error
+
+	// LeaderGet reads who leads name at now, without standing for election
+	// or changing anything: it lets an operator tell "no control plane runs"
+	// from "it runs and has nothing to do". It returns nil and no error when
+	// nobody leads at now: never elected, resigned, or the lease ended at or
+	// before now (the test LeaderAttempt applies, so the two never disagree
+	// about the same instant).
+	LeaderGet(ctx context.Context, name string, now time.Time) (*ebbtype.Leadership, error)
 
 	// DecisionAppend stores a scaling decision if, atomically, the caller
 	// still leads name with the decision's Term; otherwise it returns
@@ -32,11 +42,11 @@ type Control interface {
 	// leaders from applying decisions at once: a leader applies a decision
 	// only after storing it. Seq is assigned by the driver (increasing per
 	// broker). The log keeps the newest DecisionLogMax decisions per pool.
-	DecisionAppend(ctx context.Context, leaderName string, d *Decision) error
+	DecisionAppend(ctx context.Context, leaderName string, d *ebbtype.Decision) error
 
 	// DecisionList returns the newest decisions, newest first; Pool "" means
 	// all pools.
-	DecisionList(ctx context.Context, pool string, limit int) ([]Decision, error)
+	DecisionList(ctx context.Context, pool string, limit int) ([]ebbtype.Decision, error)
 }
 
 // DecisionLogMax is how many decisions a broker keeps per pool.
@@ -48,28 +58,4 @@ type LeaderParams struct {
 	ID   string // the candidate
 	TTL  time.Duration
 	Now  time.Time
-}
-
-// Leadership is the state of an election.
-type Leadership struct {
-	LeaderID  string    `json:"leader_id"`
-	Term      int64     `json:"term"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// Decision is one scaling decision as stored in the log.
-type Decision struct {
-	Seq      int64     `json:"seq"`
-	Pool     string    `json:"pool"`
-	At       time.Time `json:"at"`
-	Term     int64     `json:"term"`
-	LeaderID string    `json:"leader_id"`
-	From     int       `json:"from"`
-	To       int       `json:"to"`
-	Action   string    `json:"action"` // up, down
-	Reason   string    `json:"reason"`
-	// Inputs are the metrics the decision saw, as JSON.
-	Inputs []byte `json:"inputs"`
-	// Drained names the workers asked to drain by a scale-in.
-	Drained []string `json:"drained,omitempty"`
 }

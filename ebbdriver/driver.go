@@ -16,40 +16,25 @@
 //     broker's clock, so tests can drive time and all drivers agree.
 //   - Batch methods take and return slices in the same order and do the whole
 //     batch in one round trip where the broker allows it.
-//   - Errors for a missing task wrap ErrTaskNotFound; completions from a
-//     worker that no longer owns the task report ErrLeaseLost per item.
+//   - Errors for a missing task wrap ebbtype.ErrTaskNotFound; completions from a
+//     worker that no longer owns the task report ebbtype.ErrLeaseLost per
+//     item.
 //   - Nothing is ever dropped: a record the driver cannot decode is returned
 //     with Malformed set so the worker can dead-letter it with the reason.
 package ebbdriver
 
 import (
 	"context"
-	"errors"
 	"time"
-)
 
-// Errors drivers return. Callers match them with errors.Is.
-var (
-	// ErrTaskNotFound means no task with that id exists (or it has expired
-	// after its retention period).
-	ErrTaskNotFound = errors.New("task not found")
-
-	// ErrLeaseLost means the caller no longer owns the task: its lease expired
-	// and the task was rescued, handed to another worker, or finished. The
-	// caller must not act as if the completion was recorded.
-	ErrLeaseLost = errors.New("lease lost: another worker owns the task or it already finished")
-
-	// ErrWorkerNotFound means no live worker with that id is registered.
-	ErrWorkerNotFound = errors.New("worker not found")
-
-	// ErrTaskState means the task exists but its state does not allow the
-	// action (deleting a running task, retrying a succeeded one). Drivers
-	// wrap it with the state: fmt.Errorf("%w: task is running", ErrTaskState).
-	ErrTaskState = errors.New("task state does not allow this")
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // Driver is everything ebb needs from a broker.
 type Driver interface {
+	Control
+	Schedules
+
 	// Name is the broker's short name ("redis", "sqlite"), used in logs,
 	// metrics and benchmark output.
 	Name() string
@@ -77,7 +62,7 @@ type Driver interface {
 	// So does every other transition into Queued (hand-back, an immediate
 	// retry, promotion of due tasks, lease rescue, dead retry), so an idle
 	// worker never waits for its backstop poll to see work.
-	Enqueue(ctx context.Context, tasks []*TaskRecord) ([]EnqueueResult, error)
+	Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]EnqueueResult, error)
 
 	// --- consuming ---------------------------------------------------------
 
@@ -101,21 +86,23 @@ type Driver interface {
 
 	// Complete records the outcome of tasks in one round trip. Each item is
 	// fenced: it applies only if the task is Running with the given
-	// LeaseToken; otherwise that item's error is ErrLeaseLost and nothing
-	// changes. The returned slice has one entry per completion (nil on
+	// LeaseToken; otherwise that item's error wraps ebbtype.ErrLeaseLost
+	// (the task exists but another attempt or outcome owns it) or
+	// ebbtype.ErrTaskNotFound (the task is gone: deleted, or the broker lost
+	// its data), and nothing changes. The returned slice has one entry per completion (nil on
 	// success). The error return is for the batch as a whole (broker down).
 	Complete(ctx context.Context, completions []Completion) ([]error, error)
 
 	// --- reading and steering tasks ----------------------------------------
 
 	// TaskGet returns a task by id, in any state, until its retention ends.
-	TaskGet(ctx context.Context, id string) (*TaskRecord, error)
+	TaskGet(ctx context.Context, id string) (*ebbtype.TaskInfo, error)
 
 	// TaskAwait blocks until the task reaches a terminal state (Succeeded,
 	// Dead, Cancelled) and returns it, or until ctx is done. It must not
 	// busy-poll the broker: use notifications, with a slow poll only as a
 	// backstop.
-	TaskAwait(ctx context.Context, id string) (*TaskRecord, error)
+	TaskAwait(ctx context.Context, id string) (*ebbtype.TaskInfo, error)
 
 	// TaskCancel cancels a task. A Scheduled, Queued or Retrying task becomes
 	// Cancelled at once (its unique key is released). A Running task gets
@@ -123,7 +110,7 @@ type Driver interface {
 	// cancels the handler's context and completes it as Cancelled. A
 	// terminal task is left alone. It returns the task's state after the
 	// call.
-	TaskCancel(ctx context.Context, id string, now time.Time) (State, error)
+	TaskCancel(ctx context.Context, id string, now time.Time) (ebbtype.State, error)
 
 	// TaskList pages through stored tasks matching a filter, for dashboards
 	// and the API. One call examines at most ScanLimit stored tasks (so a
@@ -142,18 +129,18 @@ type Driver interface {
 	// TaskRetry makes a task run as soon as possible and returns its new
 	// state (Queued): a Scheduled or Retrying task becomes Queued now, a Dead
 	// task returns to Queued with Attempt reset to 0 and its error history
-	// kept (as DeadRetry). Any other state wraps ErrTaskState; a missing task
-	// ErrTaskNotFound. Listeners of the queue are notified.
-	TaskRetry(ctx context.Context, id string, now time.Time) (State, error)
+	// kept (as DeadRetry). Any other state wraps ebbtype.ErrTaskState; a missing task
+	// ebbtype.ErrTaskNotFound. Listeners of the queue are notified.
+	TaskRetry(ctx context.Context, id string, now time.Time) (ebbtype.State, error)
 
 	// TaskDelete removes a task that is not Running (cancel it first), with
 	// its result, error history and unique key. A Running task wraps
-	// ErrTaskState; a missing task ErrTaskNotFound. Running totals are not
+	// ebbtype.ErrTaskState; a missing task ebbtype.ErrTaskNotFound. Running totals are not
 	// changed.
 	TaskDelete(ctx context.Context, id string) error
 
 	// DeadList lists dead tasks of a queue, newest death first.
-	DeadList(ctx context.Context, params DeadListParams) ([]*TaskRecord, int64, error)
+	DeadList(ctx context.Context, params DeadListParams) ([]*ebbtype.TaskInfo, int64, error)
 
 	// DeadRetry moves dead tasks (all of the queue's when IDs is empty) back to
 	// Queued with Attempt reset to 0, keeping their error history. It returns
@@ -168,7 +155,7 @@ type Driver interface {
 
 	// QueueStats returns counts for every queue that has ever received a
 	// task, sorted by name. Each count is O(1) or O(log n) in the broker.
-	QueueStats(ctx context.Context, now time.Time) ([]QueueStats, error)
+	QueueStats(ctx context.Context, now time.Time) ([]ebbtype.QueueStats, error)
 
 	// --- maintenance (run by workers and by the control plane) ---------------
 
@@ -191,16 +178,16 @@ type Driver interface {
 	// WorkerHeartbeat registers or refreshes a worker. The entry lives until
 	// Now+TTL unless refreshed. The answer tells the worker whether it was
 	// asked to drain.
-	WorkerHeartbeat(ctx context.Context, info WorkerInfo, ttl time.Duration) (*WorkerControl, error)
+	WorkerHeartbeat(ctx context.Context, info ebbtype.WorkerInfo, ttl time.Duration) (*WorkerControl, error)
 
 	// WorkerList returns the live (unexpired) workers, sorted by ID.
-	WorkerList(ctx context.Context, now time.Time) ([]WorkerInfo, error)
+	WorkerList(ctx context.Context, now time.Time) ([]ebbtype.WorkerInfo, error)
 
 	// WorkerDeregister removes a worker's entry (on clean exit).
 	WorkerDeregister(ctx context.Context, id string) error
 
 	// WorkerRequestDrain asks a worker to drain: its next heartbeat answer says
-	// so, and a notification reaches it at once if it listens. ErrWorkerNotFound
+	// so, and a notification reaches it at once if it listens. ebbtype.ErrWorkerNotFound
 	// if no live worker has that id.
 	WorkerRequestDrain(ctx context.Context, id string, now time.Time) error
 
@@ -212,98 +199,6 @@ type Driver interface {
 	// sent after Listen returned must not be lost while the listener is
 	// healthy.
 	Listen(ctx context.Context, params ListenParams) (<-chan Event, error)
-}
-
-// State is where a task is in its lifecycle:
-//
-//	scheduled ─► queued ─► running ─► succeeded
-//	                ▲         │
-//	                │         ├─► retrying ─► (queued …)
-//	                │         └─► dead
-//	                └── (lease rescue, hand-back, dead retry)
-//
-// Any non-terminal task can become cancelled.
-type State string
-
-const (
-	StateScheduled State = "scheduled"
-	StateQueued    State = "queued"
-	StateRunning   State = "running"
-	StateRetrying  State = "retrying"
-	StateSucceeded State = "succeeded"
-	StateDead      State = "dead"
-	StateCancelled State = "cancelled"
-)
-
-// States returns every state, in lifecycle order.
-func States() []State {
-	return []State{StateScheduled, StateQueued, StateRunning, StateRetrying, StateSucceeded, StateDead, StateCancelled}
-}
-
-// Valid reports whether s is one of States. Drivers call it for every
-// decoded task, so it does not allocate.
-func (s State) Valid() bool {
-	switch s {
-	case StateScheduled, StateQueued, StateRunning, StateRetrying, StateSucceeded, StateDead, StateCancelled:
-		return true
-	}
-	return false
-}
-
-// Terminal reports whether no further transition happens on its own.
-func (s State) Terminal() bool {
-	return s == StateSucceeded || s == StateDead || s == StateCancelled
-}
-
-// Priorities, honoured within a queue. Lower runs first.
-const (
-	PriorityHigh   = 1
-	PriorityNormal = 2
-	PriorityLow    = 3
-)
-
-// TaskRecord is a task as stored by a broker.
-type TaskRecord struct {
-	ID          string
-	Kind        string
-	Queue       string
-	Args        []byte // JSON
-	Headers     map[string]string
-	Priority    int           // PriorityHigh … PriorityLow
-	RunAt       time.Time     // when it became or becomes runnable
-	Attempt     int           // attempts started so far
-	MaxAttempts int           // ≥ 1
-	Timeout     time.Duration // 0: none
-	Retention   time.Duration // how long a finished task and its result are kept
-	UniqueKey   string        // "" when not unique
-	UniqueTTL   time.Duration // 0: held while the task is not terminal
-
-	State      State
-	EnqueuedAt time.Time
-	StartedAt  time.Time // of the latest attempt
-	FinishedAt time.Time
-
-	WorkerID        string    // worker of the latest attempt
-	LeaseToken      string    // set while Running
-	LeaseExpiresAt  time.Time // set while Running
-	CancelRequested bool
-
-	Errors []AttemptError
-	Result []byte // JSON; set when Succeeded
-
-	// Malformed is set by a driver that could not decode the stored task; it
-	// says what is wrong. The fields it could read (at least ID and Queue)
-	// are filled in; the worker dead-letters such a task.
-	Malformed string
-}
-
-// AttemptError is one entry of a task's error history.
-type AttemptError struct {
-	Attempt  int       `json:"attempt"`
-	At       time.Time `json:"at"`
-	Error    string    `json:"error"`
-	Stack    string    `json:"stack,omitempty"`
-	WorkerID string    `json:"worker_id,omitempty"`
 }
 
 // EnqueueResult is the answer for one enqueued task.
@@ -324,7 +219,7 @@ type FetchParams struct {
 
 // FetchResult is Fetch's answer.
 type FetchResult struct {
-	Tasks []*TaskRecord
+	Tasks []*ebbtype.TaskInfo
 	// NextDueAt is when the earliest Scheduled/Retrying task of the fetched
 	// queues becomes due; zero if there is none.
 	NextDueAt time.Time
@@ -378,9 +273,9 @@ type Completion struct {
 	ID         string
 	LeaseToken string
 	Outcome    Outcome
-	Result     []byte        // OutcomeSucceeded
-	Error      *AttemptError // OutcomeRetry, OutcomeDead, OutcomeCancelled
-	RetryAt    time.Time     // OutcomeRetry
+	Result     []byte                // OutcomeSucceeded
+	Error      *ebbtype.AttemptError // OutcomeRetry, OutcomeDead, OutcomeCancelled
+	RetryAt    time.Time             // OutcomeRetry
 	Now        time.Time
 }
 
@@ -414,7 +309,7 @@ const (
 // TaskListParams are TaskList's arguments; empty filters match everything.
 type TaskListParams struct {
 	Queue string
-	State State
+	State ebbtype.State
 	Kind  string
 	// Limit caps the matches returned; 0 means TaskListLimitDefault.
 	Limit int
@@ -427,7 +322,7 @@ type TaskListParams struct {
 
 // TaskListResult is TaskList's answer.
 type TaskListResult struct {
-	Tasks []*TaskRecord
+	Tasks []*ebbtype.TaskInfo
 	// Cursor continues the listing; "" when every task has been examined.
 	Cursor string
 	// Scanned is how many stored tasks this call examined.
@@ -439,42 +334,6 @@ type DeadParams struct {
 	Queue string
 	IDs   []string // empty: all dead tasks of the queue
 	Now   time.Time
-}
-
-// QueueStats are a queue's counts.
-type QueueStats struct {
-	Name      string
-	Queued    int64 // ready to run now
-	Scheduled int64 // scheduled or retrying (not yet due, or due and not yet promoted)
-	// DueScheduled counts Scheduled tasks already due at Now (waiting for
-	// promotion): work the autoscaler must count as queued.
-	DueScheduled int64
-	// NextDueAt is when the earliest Scheduled task becomes due; zero if none.
-	NextDueAt time.Time
-	InFlight  int64 // running (claimed by a worker)
-	Dead      int64
-	Enqueued  int64 // running total of stored tasks (duplicates not counted)
-	Succeeded int64 // running total
-	Failed    int64 // running total of tasks that went dead
-	Retried   int64 // running total of failed attempts that were retried
-	// OldestQueuedAt is the RunAt of the longest-waiting Queued task; zero when
-	// none is queued.
-	OldestQueuedAt time.Time
-}
-
-// WorkerInfo is a worker registry entry.
-type WorkerInfo struct {
-	ID          string    `json:"id"`
-	Pool        string    `json:"pool,omitempty"`
-	Host        string    `json:"host"`
-	PID         int       `json:"pid"`
-	Queues      []string  `json:"queues"`
-	Concurrency int       `json:"concurrency"`
-	Busy        int       `json:"busy"`
-	StartedAt   time.Time `json:"started_at"`
-	HeartbeatAt time.Time `json:"heartbeat_at"`
-	Draining    bool      `json:"draining"`
-	Version     string    `json:"version,omitempty"`
 }
 
 // WorkerControl is what a heartbeat answer tells the worker.
@@ -506,4 +365,25 @@ type Event struct {
 	Queue    string
 	TaskID   string
 	WorkerID string
+}
+
+// TxDriver is implemented by drivers whose broker is a database the
+// application writes to as well (Postgres), so that queue changes can be
+// part of the application's own transactions. TTx is the transaction type
+// the driver accepts (pgx.Tx, *sql.Tx).
+//
+// Redis and SQLite do not implement it: their Enqueue and Complete commit on
+// their own, and ebb.EnqueueTx reports ebb.ErrTxUnsupported for them.
+type TxDriver[TTx any] interface {
+	Driver
+
+	// EnqueueTx is Enqueue inside tx: the tasks exist if and only if tx
+	// commits, and listeners hear of them only then (NOTIFY is
+	// transactional). The driver must not commit or roll back tx.
+	EnqueueTx(ctx context.Context, tx TTx, tasks []*ebbtype.TaskInfo) ([]EnqueueResult, error)
+
+	// CompleteTx is Complete inside tx, for a handler that wants its own
+	// writes and its task's outcome to commit together or not at all. Items
+	// are fenced by lease token as in Complete.
+	CompleteTx(ctx context.Context, tx TTx, completions []Completion) ([]error, error)
 }

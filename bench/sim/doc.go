@@ -1,6 +1,6 @@
 // Package sim is a discrete-event simulation of task queues and worker
 // fleets: it replays task-arrival traces through ebb's real scaling policy
-// (internal/autoscale, driven the way internal/server/pool.go drives it)
+// (internal/controlplane/policy, driven the way internal/controlplane/pool.go drives it)
 // and through baseline autoscalers modelled from their documentation, and
 // measures what each costs (worker-seconds), how long tasks wait, and how
 // many running tasks scale-in interrupts.

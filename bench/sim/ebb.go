@@ -4,7 +4,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/ebbq/ebb/internal/autoscale"
+	"github.com/ebbq/ebb/internal/controlplane/policy"
 )
 
 // Server defaults, mirrored from internal/config (a test checks they still
@@ -26,8 +26,8 @@ var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // EbbDefaultPolicy is the server's policy for a pool of max workers with
 // concurrency c, with the given max wait.
-func EbbDefaultPolicy(maxWorkers, c int, maxWait time.Duration) autoscale.Policy {
-	return autoscale.Policy{
+func EbbDefaultPolicy(maxWorkers, c int, maxWait time.Duration) policy.Policy {
+	return policy.Policy{
 		Min: 0, Max: maxWorkers, Concurrency: c,
 		MaxWait:        maxWait,
 		ScaleDownDelay: ebbScaleDownDelayDefault,
@@ -35,15 +35,15 @@ func EbbDefaultPolicy(maxWorkers, c int, maxWait time.Duration) autoscale.Policy
 	}
 }
 
-// ebbCtl drives autoscale.Decide the way internal/server/pool.go does:
+// ebbCtl drives policy.Decide the way internal/controlplane/pool.go does:
 // a reconcile on every enqueue notification (coalesced like pool.kickCh),
 // and a timer that every reconcile resets — every second while the pool has
 // workers or wants some, every reconcile interval at zero.
 type ebbCtl struct {
-	policy   autoscale.Policy
+	policy   policy.Policy
 	interval time.Duration
 
-	history                  autoscale.History
+	history                  policy.History
 	viewCurrent, viewDesired int
 	timerGen                 int
 	kickPending              bool
@@ -52,7 +52,7 @@ type ebbCtl struct {
 	actions                  int
 }
 
-func newEbb(p autoscale.Policy) *ebbCtl {
+func newEbb(p policy.Policy) *ebbCtl {
 	return &ebbCtl{policy: p, interval: ebbReconcileIntervalDefault}
 }
 
@@ -91,7 +91,7 @@ func (c *ebbCtl) reconcile(f *fleet, withWorkers bool) {
 	// The metrics pool.reconcile builds: queued (with due scheduled tasks;
 	// traces have none), in flight, the oldest queued age, and workers split
 	// into busy, idle, draining and starting.
-	var m autoscale.Metrics
+	var m policy.Metrics
 	m.Queued = int64(f.queued())
 	m.InFlight = int64(f.inflight)
 	if at, ok := f.oldestVisible(); ok {
@@ -112,15 +112,15 @@ func (c *ebbCtl) reconcile(f *fleet, withWorkers bool) {
 	}
 	m.Current = busy + len(idle) + starting
 	m.Busy, m.Starting = busy, starting
-	var d autoscale.Decision
-	d, c.history = autoscale.Decide(epoch.Add(f.now), m, c.history, c.policy)
+	var d policy.Decision
+	d, c.history = policy.Decide(epoch.Add(f.now), m, c.history, c.policy)
 	c.viewCurrent, c.viewDesired = m.Current, d.Desired
 
 	switch d.Action {
-	case autoscale.ActionUp:
+	case policy.ActionUp:
 		f.launch(d.Desired - m.Current)
 		c.actions++
-	case autoscale.ActionDown:
+	case policy.ActionDown:
 		// pool.scaleDown: only idle workers, newest first.
 		n := min(m.Current-d.Desired, len(idle))
 		if n > 0 {

@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/ebbq/ebb/internal/autoscale"
+	"github.com/ebbq/ebb/internal/controlplane/policy"
 )
 
 // Startups are the worker start-up delays every trace runs with: a local
@@ -146,7 +146,7 @@ type ebbOptions struct {
 	Pack bool
 }
 
-func ebbRow(key, name string, p autoscale.Policy, alt bool, o ebbOptions) Policy {
+func ebbRow(key, name string, p policy.Policy, alt bool, o ebbOptions) Policy {
 	return Policy{
 		Key: key, Name: name, Alt: alt,
 		Params: fmt.Sprintf("max wait %s, scale-down delay %s, idle before zero %s, backlog per worker = concurrency, max %d; reconcile on every enqueue, every 1 s with workers, every 5 s at zero; drains idle workers only",
@@ -164,7 +164,7 @@ func ebbRow(key, name string, p autoscale.Policy, alt bool, o ebbOptions) Policy
 // the backlog no longer needs and that is idle goes) and idle before zero
 // d. Max wait is left alone: the age rule already adds no worker while one
 // is starting, so a max wait below d launches no duplicates.
-func EbbTuned(p autoscale.Policy, d time.Duration) autoscale.Policy {
+func EbbTuned(p policy.Policy, d time.Duration) policy.Policy {
 	p.ScaleDownDelay = 0
 	p.IdleBeforeZero = d
 	return p

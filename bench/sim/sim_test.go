@@ -258,7 +258,7 @@ func TestServerDefaultsMirrored(t *testing.T) {
 			t.Errorf("internal/config/config.go no longer matches %q; update this package's mirrored defaults", want)
 		}
 	}
-	pool := read("internal/server/pool.go")
+	pool := read("internal/controlplane/pool.go")
 	for _, want := range []string{
 		`wait, maxAge = min\(interval, time\.Second\)`,
 		`idlePasses%6 == 0`,
@@ -266,7 +266,7 @@ func TestServerDefaultsMirrored(t *testing.T) {
 		`n := min\(in\.Current-d\.Desired, len\(idle\)\)`,
 	} {
 		if !regexp.MustCompile(want).MatchString(pool) {
-			t.Errorf("internal/server/pool.go no longer matches %q; check the simulated reconcile loop", want)
+			t.Errorf("internal/controlplane/pool.go no longer matches %q; check the simulated reconcile loop", want)
 		}
 	}
 }

@@ -3,7 +3,7 @@ package sim
 import (
 	"time"
 
-	"github.com/ebbq/ebb/internal/autoscale"
+	"github.com/ebbq/ebb/internal/controlplane/policy"
 )
 
 // Variant is a what-if for ebb: other settings, or a mechanism the server
@@ -14,7 +14,7 @@ type Variant struct {
 	Name string `json:"name"`
 	What string `json:"what"`
 
-	policy func(base autoscale.Policy, startup time.Duration) autoscale.Policy
+	policy func(base policy.Policy, startup time.Duration) policy.Policy
 	opts   ebbOptions
 }
 
@@ -23,7 +23,7 @@ var Variants = []Variant{
 	{
 		Key: "default", Name: "server today",
 		What:   "the server's defaults and mechanisms",
-		policy: func(p autoscale.Policy, _ time.Duration) autoscale.Policy { return p },
+		policy: func(p policy.Policy, _ time.Duration) policy.Policy { return p },
 	},
 	{
 		Key: "tuned", Name: "tuned to the start-up",
@@ -33,7 +33,7 @@ var Variants = []Variant{
 	{
 		Key: "pack", Name: "packing fetch",
 		What:   "proposal (workers): the fullest worker with a free slot fetches first, so the least-loaded ones empty and can be drained",
-		policy: func(p autoscale.Policy, _ time.Duration) autoscale.Policy { return p },
+		policy: func(p policy.Policy, _ time.Duration) policy.Policy { return p },
 		opts:   ebbOptions{Pack: true},
 	},
 	{

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // testAPI exercises the driver through the public client and worker: the
@@ -479,14 +480,14 @@ func (a *apiBundle) enqueue(args ebb.Args, opts *ebb.EnqueueOpts) *ebb.EnqueueRe
 	return res
 }
 
-func (a *apiBundle) stats() []ebbdriver.QueueStats {
+func (a *apiBundle) stats() []ebbtype.QueueStats {
 	a.t.Helper()
 	s, err := a.driver.QueueStats(a.ctx, time.Now())
 	requireNoErr(a.t, "QueueStats", err)
 	return s
 }
 
-func (a *apiBundle) workers() []ebbdriver.WorkerInfo {
+func (a *apiBundle) workers() []ebbtype.WorkerInfo {
 	a.t.Helper()
 	ws, err := a.driver.WorkerList(a.ctx, time.Now())
 	requireNoErr(a.t, "WorkerList", err)

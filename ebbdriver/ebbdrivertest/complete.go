@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 func testComplete(t *testing.T, newDriver Factory) {
@@ -18,17 +19,17 @@ func testComplete(t *testing.T, newDriver Factory) {
 		noErr := f.enqueue(f.task("a"))[0]
 		rs := f.fetch(f.now, 2, "a").Tasks
 		check(t, "fetched", 2, len(rs))
-		byID := map[string]*ebbdriver.TaskRecord{rs[0].ID: rs[0], rs[1].ID: rs[1]}
+		byID := map[string]*ebbtype.TaskInfo{rs[0].ID: rs[0], rs[1].ID: rs[1]}
 
 		c1 := completion(byID[withErr.ID], ebbdriver.OutcomeCancelled, f.at(time.Second))
 		c1.Error = attemptError(byID[withErr.ID], f.at(time.Second), "context canceled")
 		c2 := completion(byID[noErr.ID], ebbdriver.OutcomeCancelled, f.at(time.Second))
 		f.completeOK(c1, c2)
 
-		r := f.requireState(withErr.ID, ebbdriver.StateCancelled)
-		checkErrors(t, "Errors with error", []ebbdriver.AttemptError{*c1.Error}, r.Errors)
+		r := f.requireState(withErr.ID, ebbtype.StateCancelled)
+		checkErrors(t, "Errors with error", []ebbtype.AttemptError{*c1.Error}, r.Errors)
 		checkTime(t, "FinishedAt", f.at(time.Second), r.FinishedAt)
-		r = f.requireState(noErr.ID, ebbdriver.StateCancelled)
+		r = f.requireState(noErr.ID, ebbtype.StateCancelled)
 		checkErrors(t, "Errors without error", nil, r.Errors)
 		checkTime(t, "FinishedAt", f.at(time.Second), r.FinishedAt)
 		f.fetchNone(f.at(time.Hour), "a")
@@ -40,10 +41,10 @@ func testComplete(t *testing.T, newDriver Factory) {
 		r := f.fetchOne(f.now, "a")
 		f.completeOK(succeed(r, f.at(time.Second), `"first"`))
 		errs := f.complete(succeed(r, f.at(2*time.Second), `"second"`))
-		checkErrIs(t, "second completion", errs[0], ebbdriver.ErrLeaseLost)
+		checkErrIs(t, "second completion", errs[0], ebbtype.ErrLeaseLost)
 		errs = f.complete(dead(r, f.at(2*time.Second), "late"))
-		checkErrIs(t, "late dead completion", errs[0], ebbdriver.ErrLeaseLost)
-		got := f.requireState(r.ID, ebbdriver.StateSucceeded)
+		checkErrIs(t, "late dead completion", errs[0], ebbtype.ErrLeaseLost)
+		got := f.requireState(r.ID, ebbtype.StateSucceeded)
 		checkJSON(t, "Result", []byte(`"first"`), got.Result)
 		checkTime(t, "FinishedAt", f.at(time.Second), got.FinishedAt)
 		checkErrors(t, "Errors", nil, got.Errors)
@@ -68,7 +69,7 @@ func testComplete(t *testing.T, newDriver Factory) {
 					t.Errorf("Complete: %v", err)
 				case errs[0] == nil:
 					applied.Add(1)
-				case !errors.Is(errs[0], ebbdriver.ErrLeaseLost):
+				case !errors.Is(errs[0], ebbtype.ErrLeaseLost):
 					t.Errorf("losing completion: %v, want ErrLeaseLost", errs[0])
 				}
 			})
@@ -85,8 +86,8 @@ func testComplete(t *testing.T, newDriver Factory) {
 		r := f.fetchOne(f.now, "a")
 		c := dead(r, f.at(time.Second), "permanent failure")
 		f.completeOK(c)
-		got := f.requireState(r.ID, ebbdriver.StateDead)
-		checkErrors(t, "Errors", []ebbdriver.AttemptError{*c.Error}, got.Errors)
+		got := f.requireState(r.ID, ebbtype.StateDead)
+		checkErrors(t, "Errors", []ebbtype.AttemptError{*c.Error}, got.Errors)
 		checkTime(t, "FinishedAt", f.at(time.Second), got.FinishedAt)
 		check(t, "Attempt", 1, got.Attempt)
 		l, total := f.deadList("a", 0, 10)
@@ -104,7 +105,7 @@ func testComplete(t *testing.T, newDriver Factory) {
 		check(t, "first fetched", first.ID, r.ID)
 		f.completeOK(completion(r, ebbdriver.OutcomeHandBack, f.at(time.Second)))
 
-		got := f.requireState(first.ID, ebbdriver.StateQueued)
+		got := f.requireState(first.ID, ebbtype.StateQueued)
 		check(t, "Attempt after hand-back", 0, got.Attempt)
 		checkErrors(t, "Errors after hand-back", nil, got.Errors)
 		checkTime(t, "RunAt after hand-back", first.RunAt, got.RunAt)
@@ -122,14 +123,14 @@ func testComplete(t *testing.T, newDriver Factory) {
 
 	t.Run("MixedBatch", func(t *testing.T) {
 		f := setup(t, newDriver)
-		var tasks []*ebbdriver.TaskRecord
+		var tasks []*ebbtype.TaskInfo
 		for i := range 5 {
 			tasks = append(tasks, f.task("a", withRunAt(f.at(time.Duration(i-10)*time.Second))))
 		}
 		f.enqueue(tasks...)
 		rs := f.fetch(f.now, 5, "a").Tasks
 		check(t, "fetched", 5, len(rs))
-		byID := map[string]*ebbdriver.TaskRecord{}
+		byID := map[string]*ebbtype.TaskInfo{}
 		for _, r := range rs {
 			byID[r.ID] = r
 		}
@@ -141,9 +142,9 @@ func testComplete(t *testing.T, newDriver Factory) {
 			dead(byID[tasks[3].ID], now, "fatal"),
 			completion(byID[tasks[4].ID], ebbdriver.OutcomeHandBack, now),
 		)
-		states := []ebbdriver.State{
-			ebbdriver.StateSucceeded, ebbdriver.StateRetrying, ebbdriver.StateQueued,
-			ebbdriver.StateDead, ebbdriver.StateQueued,
+		states := []ebbtype.State{
+			ebbtype.StateSucceeded, ebbtype.StateRetrying, ebbtype.StateQueued,
+			ebbtype.StateDead, ebbtype.StateQueued,
 		}
 		for i, want := range states {
 			f.requireState(tasks[i].ID, want)
@@ -168,8 +169,8 @@ func testComplete(t *testing.T, newDriver Factory) {
 		// RetryAt ≤ Now: straight back to Queued, no promotion needed.
 		c := retry(r, f.at(time.Second), f.at(time.Second), "flaky")
 		f.completeOK(c)
-		got := f.requireState(r.ID, ebbdriver.StateQueued)
-		checkErrors(t, "Errors", []ebbdriver.AttemptError{*c.Error}, got.Errors)
+		got := f.requireState(r.ID, ebbtype.StateQueued)
+		checkErrors(t, "Errors", []ebbtype.AttemptError{*c.Error}, got.Errors)
 		check(t, "Queued", int64(1), queueStats(t, f.stats(), "a").Queued)
 		if n, err := f.d.PromoteDue(f.ctx, "a", f.at(time.Second), 10); err != nil || n != 0 {
 			t.Errorf("PromoteDue after immediate retry = %d, %v; want 0 (already queued)", n, err)
@@ -180,7 +181,7 @@ func testComplete(t *testing.T, newDriver Factory) {
 
 		// A RetryAt already in the past behaves the same.
 		f.completeOK(retry(again, f.at(5*time.Second), f.at(time.Second), "flaky again"))
-		f.requireState(r.ID, ebbdriver.StateQueued)
+		f.requireState(r.ID, ebbtype.StateQueued)
 	})
 
 	t.Run("RetryLater", func(t *testing.T) {
@@ -193,10 +194,10 @@ func testComplete(t *testing.T, newDriver Factory) {
 		c := retry(r, f.at(time.Second), retryAt, "connection refused")
 		f.completeOK(c)
 
-		got := f.requireState(r.ID, ebbdriver.StateRetrying)
+		got := f.requireState(r.ID, ebbtype.StateRetrying)
 		checkTime(t, "RunAt", retryAt, got.RunAt)
 		check(t, "Attempt", 1, got.Attempt)
-		want := []ebbdriver.AttemptError{{
+		want := []ebbtype.AttemptError{{
 			Attempt: 1, At: f.at(time.Second), Error: "connection refused",
 			Stack: c.Error.Stack, WorkerID: "worker-r",
 		}}
@@ -250,22 +251,22 @@ func testComplete(t *testing.T, newDriver Factory) {
 			succeed(r1, f.at(2*time.Minute), `"stale"`),
 			succeed(r2, f.at(2*time.Minute), `"fresh"`),
 		)
-		checkErrIs(t, "stale item", errs[0], ebbdriver.ErrLeaseLost)
+		checkErrIs(t, "stale item", errs[0], ebbtype.ErrLeaseLost)
 		if errs[1] != nil {
 			t.Errorf("fresh item in the same batch: %v", errs[1])
 		}
 
-		got := f.requireState(stale.ID, ebbdriver.StateRunning)
+		got := f.requireState(stale.ID, ebbtype.StateRunning)
 		check(t, "LeaseToken after stale completion", p3.LeaseToken, got.LeaseToken)
 		check(t, "WorkerID after stale completion", "worker-3", got.WorkerID)
 		check(t, "Attempt after stale completion", 2, got.Attempt)
 		checkJSON(t, "Result after stale completion", nil, got.Result)
 		check(t, "Errors after stale completion", 1, len(got.Errors))
-		checkJSON(t, "fresh Result", []byte(`"fresh"`), f.requireState(other.ID, ebbdriver.StateSucceeded).Result)
+		checkJSON(t, "fresh Result", []byte(`"fresh"`), f.requireState(other.ID, ebbtype.StateSucceeded).Result)
 
 		// The new owner's completion still applies.
 		f.completeOK(succeed(r3, f.at(2*time.Minute), `"owner"`))
-		checkJSON(t, "owner Result", []byte(`"owner"`), f.requireState(stale.ID, ebbdriver.StateSucceeded).Result)
+		checkJSON(t, "owner Result", []byte(`"owner"`), f.requireState(stale.ID, ebbtype.StateSucceeded).Result)
 	})
 
 	t.Run("Succeeded", func(t *testing.T) {
@@ -276,7 +277,7 @@ func testComplete(t *testing.T, newDriver Factory) {
 		r := f.fetchWith(p).Tasks[0]
 		f.completeOK(succeed(r, f.at(3*time.Second), `{"answer":42,"list":["x"]}`))
 
-		got := f.requireState(task.ID, ebbdriver.StateSucceeded)
+		got := f.requireState(task.ID, ebbtype.StateSucceeded)
 		checkStored(t, task, got)
 		checkJSON(t, "Result", []byte(`{"answer":42,"list":["x"]}`), got.Result)
 		checkTime(t, "FinishedAt", f.at(3*time.Second), got.FinishedAt)
@@ -290,7 +291,10 @@ func testComplete(t *testing.T, newDriver Factory) {
 		check(t, "InFlight", int64(0), st.InFlight)
 	})
 
-	t.Run("UnknownTaskIsLeaseLost", func(t *testing.T) {
+	// A worker must be able to tell a routine lost lease from a task that is
+	// gone (deleted, or a broker that lost its data): the first is fenced,
+	// the second is not found, and neither is mistaken for the other.
+	t.Run("UnknownTaskIsNotFound", func(t *testing.T) {
 		f := setup(t, newDriver)
 		f.enqueue(f.task("a"))
 		r := f.fetchOne(f.now, "a")
@@ -299,11 +303,42 @@ func testComplete(t *testing.T, newDriver Factory) {
 		wrong := *r
 		wrong.LeaseToken = "not-the-token"
 		errs := f.complete(succeed(&ghost, f.now, `1`), succeed(&wrong, f.now, `1`), succeed(r, f.now, `1`))
-		checkErrIs(t, "unknown task", errs[0], ebbdriver.ErrLeaseLost)
-		checkErrIs(t, "wrong token", errs[1], ebbdriver.ErrLeaseLost)
+		checkErrIs(t, "unknown task", errs[0], ebbtype.ErrTaskNotFound)
+		if errors.Is(errs[0], ebbtype.ErrLeaseLost) {
+			t.Errorf("unknown task: %v also matches ErrLeaseLost", errs[0])
+		}
+		checkErrIs(t, "wrong token", errs[1], ebbtype.ErrLeaseLost)
+		if errors.Is(errs[1], ebbtype.ErrTaskNotFound) {
+			t.Errorf("wrong token: %v also matches ErrTaskNotFound", errs[1])
+		}
 		if errs[2] != nil {
 			t.Errorf("right token: %v", errs[2])
 		}
 		f.requireNotFound(ghost.ID)
+	})
+
+	t.Run("DeletedTaskIsNotFound", func(t *testing.T) {
+		f := setup(t, newDriver)
+		f.enqueue(f.task("a"))
+		r := f.fetchOne(f.now, "a")
+		f.completeOK(succeed(r, f.at(time.Second), `1`))
+		// Still there, finished: a late completion is fenced.
+		for _, o := range []ebbdriver.Outcome{ebbdriver.OutcomeSucceeded, ebbdriver.OutcomeHandBack} {
+			errs := f.complete(completion(r, o, f.at(2*time.Second)))
+			checkErrIs(t, "late completion of a finished task", errs[0], ebbtype.ErrLeaseLost)
+		}
+		if err := f.d.TaskDelete(f.ctx, r.ID); err != nil {
+			t.Fatalf("TaskDelete: %v", err)
+		}
+		for _, o := range []ebbdriver.Outcome{ebbdriver.OutcomeSucceeded, ebbdriver.OutcomeRetry, ebbdriver.OutcomeDead,
+			ebbdriver.OutcomeCancelled, ebbdriver.OutcomeHandBack} {
+			c := completion(r, o, f.at(3*time.Second))
+			if o != ebbdriver.OutcomeSucceeded && o != ebbdriver.OutcomeHandBack {
+				c.Error = attemptError(r, c.Now, "late")
+			}
+			errs := f.complete(c)
+			checkErrIs(t, "completion of a deleted task", errs[0], ebbtype.ErrTaskNotFound)
+		}
+		f.requireNotFound(r.ID)
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // leaderTTL is the TTL of every election in the suite; tests expire it by
@@ -26,7 +27,7 @@ func (f *fixture) control() ebbdriver.Control {
 }
 
 // attempt runs LeaderAttempt for candidate id with leaderTTL.
-func (f *fixture) attempt(name, id string, now time.Time) *ebbdriver.Leadership {
+func (f *fixture) attempt(name, id string, now time.Time) *ebbtype.Leadership {
 	f.t.Helper()
 	l, err := f.control().LeaderAttempt(f.ctx, ebbdriver.LeaderParams{Name: name, ID: id, TTL: leaderTTL, Now: now})
 	if err != nil {
@@ -39,7 +40,7 @@ func (f *fixture) attempt(name, id string, now time.Time) *ebbdriver.Leadership 
 }
 
 // elect runs LeaderAttempt and fails unless id leads afterwards.
-func (f *fixture) elect(name, id string, now time.Time) *ebbdriver.Leadership {
+func (f *fixture) elect(name, id string, now time.Time) *ebbtype.Leadership {
 	f.t.Helper()
 	l := f.attempt(name, id, now)
 	if l.LeaderID != id {
@@ -50,11 +51,41 @@ func (f *fixture) elect(name, id string, now time.Time) *ebbdriver.Leadership {
 }
 
 // checkLeader compares an answer with the leadership expected.
-func checkLeader(t *testing.T, what string, want ebbdriver.Leadership, got *ebbdriver.Leadership) {
+func checkLeader(t *testing.T, what string, want ebbtype.Leadership, got *ebbtype.Leadership) {
 	t.Helper()
 	check(t, what+" LeaderID", want.LeaderID, got.LeaderID)
 	check(t, what+" Term", want.Term, got.Term)
 	checkTime(t, what+" ExpiresAt", want.ExpiresAt, got.ExpiresAt)
+}
+
+// leaderAt runs LeaderGet.
+func (f *fixture) leaderAt(name string, now time.Time) *ebbtype.Leadership {
+	f.t.Helper()
+	l, err := f.control().LeaderGet(f.ctx, name, now)
+	if err != nil {
+		f.t.Fatalf("LeaderGet(%s) at %s: %v", name, fmtTime(now), err)
+	}
+	return l
+}
+
+// noLeader fails unless LeaderGet says nobody leads name at now.
+func (f *fixture) noLeader(what, name string, now time.Time) {
+	f.t.Helper()
+	if l := f.leaderAt(name, now); l != nil {
+		f.t.Errorf("LeaderGet(%s) %s = %s (term %d, until %s), want nil: nobody leads",
+			name, what, l.LeaderID, l.Term, fmtTime(l.ExpiresAt))
+	}
+}
+
+// isLeader fails unless LeaderGet reports want at now.
+func (f *fixture) isLeader(what, name string, now time.Time, want *ebbtype.Leadership) {
+	f.t.Helper()
+	got := f.leaderAt(name, now)
+	if got == nil {
+		f.t.Errorf("LeaderGet(%s) %s = nil, want %s (term %d)", name, what, want.LeaderID, want.Term)
+		return
+	}
+	checkLeader(f.t, "LeaderGet "+what, *want, got)
 }
 
 func (f *fixture) resign(name, id string) {
@@ -65,8 +96,8 @@ func (f *fixture) resign(name, id string) {
 }
 
 // decision is a scale-up decision of pool by leader l, made at at.
-func decision(pool string, l *ebbdriver.Leadership, at time.Time, from, to int) *ebbdriver.Decision {
-	return &ebbdriver.Decision{
+func decision(pool string, l *ebbtype.Leadership, at time.Time, from, to int) *ebbtype.Decision {
+	return &ebbtype.Decision{
 		Pool: pool, At: at, Term: l.Term, LeaderID: l.LeaderID,
 		From: from, To: to, Action: "up", Reason: fmt.Sprintf("%s: %d → %d", pool, from, to),
 		Inputs: []byte(fmt.Sprintf(`{"queued":%d}`, to*10)),
@@ -74,7 +105,7 @@ func decision(pool string, l *ebbdriver.Leadership, at time.Time, from, to int) 
 }
 
 // appendOK stores d and fails unless it was accepted with a Seq.
-func (f *fixture) appendOK(name string, d *ebbdriver.Decision) {
+func (f *fixture) appendOK(name string, d *ebbtype.Decision) {
 	f.t.Helper()
 	if err := f.control().DecisionAppend(f.ctx, name, d); err != nil {
 		f.t.Fatalf("DecisionAppend(%s, pool %s, %s term %d): %v", name, d.Pool, d.LeaderID, d.Term, err)
@@ -85,7 +116,7 @@ func (f *fixture) appendOK(name string, d *ebbdriver.Decision) {
 }
 
 // appendFenced fails unless DecisionAppend refuses d with ErrNotLeader.
-func (f *fixture) appendFenced(what, name string, d *ebbdriver.Decision) {
+func (f *fixture) appendFenced(what, name string, d *ebbtype.Decision) {
 	f.t.Helper()
 	err := f.control().DecisionAppend(f.ctx, name, d)
 	if !errors.Is(err, ebbdriver.ErrNotLeader) {
@@ -93,7 +124,7 @@ func (f *fixture) appendFenced(what, name string, d *ebbdriver.Decision) {
 	}
 }
 
-func (f *fixture) decisions(pool string, limit int) []ebbdriver.Decision {
+func (f *fixture) decisions(pool string, limit int) []ebbtype.Decision {
 	f.t.Helper()
 	ds, err := f.control().DecisionList(f.ctx, pool, limit)
 	if err != nil {
@@ -102,7 +133,7 @@ func (f *fixture) decisions(pool string, limit int) []ebbdriver.Decision {
 	return ds
 }
 
-func seqs(ds []ebbdriver.Decision) []int64 {
+func seqs(ds []ebbtype.Decision) []int64 {
 	out := make([]int64, len(ds))
 	for i, d := range ds {
 		out[i] = d.Seq
@@ -111,7 +142,7 @@ func seqs(ds []ebbdriver.Decision) []int64 {
 }
 
 // decisionSeqs are the Seqs of ds, newest first, as DecisionList returns them.
-func decisionSeqs(ds ...*ebbdriver.Decision) []int64 {
+func decisionSeqs(ds ...*ebbtype.Decision) []int64 {
 	out := make([]int64, len(ds))
 	for i, d := range ds {
 		out[len(ds)-1-i] = d.Seq
@@ -119,7 +150,7 @@ func decisionSeqs(ds ...*ebbdriver.Decision) []int64 {
 	return out
 }
 
-func checkDecision(t *testing.T, want *ebbdriver.Decision, got ebbdriver.Decision) {
+func checkDecision(t *testing.T, want *ebbtype.Decision, got ebbtype.Decision) {
 	t.Helper()
 	p := fmt.Sprintf("decision %d ", want.Seq)
 	check(t, p+"Seq", want.Seq, got.Seq)
@@ -197,7 +228,7 @@ func testControl(t *testing.T, newDriver Factory) {
 			t.Fatalf("DecisionList of an empty broker = %+v, want none", ds)
 		}
 		l := f.elect("cp", "a", f.now)
-		var web, batch []*ebbdriver.Decision
+		var web, batch []*ebbtype.Decision
 		for i := range 6 {
 			d := decision("web", l, f.at(time.Duration(i)*time.Second), i, i+1)
 			if i%3 == 2 {
@@ -208,7 +239,7 @@ func testControl(t *testing.T, newDriver Factory) {
 			}
 			f.appendOK("cp", d)
 		}
-		all := []*ebbdriver.Decision{web[0], web[1], batch[0], web[2], web[3], batch[1]}
+		all := []*ebbtype.Decision{web[0], web[1], batch[0], web[2], web[3], batch[1]}
 		checkSlice(t, "all, newest first", decisionSeqs(all...), seqs(f.decisions("", 100)))
 		checkSlice(t, "all, limit 4", decisionSeqs(all...)[:4], seqs(f.decisions("", 4)))
 		checkSlice(t, "all, no limit", decisionSeqs(all...), seqs(f.decisions("", 0)))
@@ -225,7 +256,7 @@ func testControl(t *testing.T, newDriver Factory) {
 		batch0 := decision("batch", l, batch, 0, 1)
 		f.appendOK("cp", batch0)
 
-		var web []*ebbdriver.Decision
+		var web []*ebbtype.Decision
 		grow := func(to int) {
 			t.Helper()
 			for i := len(web); i < to; i++ {
@@ -256,13 +287,13 @@ func testControl(t *testing.T, newDriver Factory) {
 	t.Run("DecisionRoundTrip", func(t *testing.T) {
 		f := setup(t, newDriver)
 		l := f.elect("cp", "leader-7f3a", f.now)
-		full := &ebbdriver.Decision{
+		full := &ebbtype.Decision{
 			Pool: "web", At: f.at(1234 * time.Millisecond), Term: l.Term, LeaderID: l.LeaderID,
 			From: 4, To: 1, Action: "down", Reason: "web: idle for 5m0s — “queue” empty",
 			Inputs:  []byte(`{"queued":0,"in_flight":0,"rate":{"enqueued":0.25,"completed":1.5},"workers":["w1","w2"]}`),
 			Drained: []string{"w-3", "w-2", "w-1"},
 		}
-		bare := &ebbdriver.Decision{
+		bare := &ebbtype.Decision{
 			Pool: "batch", At: f.at(2 * time.Second), Term: l.Term, LeaderID: l.LeaderID,
 			From: 0, To: 1, Action: "up", Reason: "batch: backlog",
 		}
@@ -283,11 +314,11 @@ func testControl(t *testing.T, newDriver Factory) {
 		f := setup(t, newDriver)
 		const n = 8
 		c := f.control()
-		race := func(now time.Time) *ebbdriver.Leadership {
+		race := func(now time.Time) *ebbtype.Leadership {
 			t.Helper()
 			var (
 				wg   sync.WaitGroup
-				got  = make([]*ebbdriver.Leadership, n)
+				got  = make([]*ebbtype.Leadership, n)
 				errs = make([]error, n)
 			)
 			for i := range n {
@@ -395,6 +426,28 @@ func testControl(t *testing.T, newDriver Factory) {
 		if again.Term <= b.Term {
 			t.Errorf("Term after resigning and standing again = %d, want above %d", again.Term, b.Term)
 		}
+	})
+
+	t.Run("LeaderGet", func(t *testing.T) {
+		f := setup(t, newDriver)
+		f.noLeader("before any election", "cp", f.now)
+
+		a := f.elect("cp", "a", f.now)
+		f.isLeader("after the election", "cp", f.at(time.Second), a)
+		f.noLeader("of another election", "other", f.at(time.Second))
+		// The same lease test as LeaderAttempt: held until just before
+		// ExpiresAt, over at it.
+		f.isLeader("just before the expiry", "cp", a.ExpiresAt.Add(-time.Millisecond), a)
+		f.noLeader("at the expiry", "cp", a.ExpiresAt)
+		f.noLeader("long after the expiry", "cp", a.ExpiresAt.Add(time.Hour))
+		// Reading changed nothing: the lease still holds for a renewal.
+		checkLeader(t, "renewal after reads", ebbtype.Leadership{LeaderID: "a", Term: a.Term, ExpiresAt: f.at(time.Second + leaderTTL)},
+			f.attempt("cp", "a", f.at(time.Second)))
+
+		b := f.elect("cp", "b", f.at(time.Second+leaderTTL))
+		f.isLeader("after a takeover", "cp", f.at(2*time.Second+leaderTTL), b)
+		f.resign("cp", "b")
+		f.noLeader("after resigning", "cp", f.at(2*time.Second+leaderTTL))
 	})
 
 	t.Run("LeaderTermsNeverRepeat", func(t *testing.T) {

@@ -5,14 +5,15 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // deadFixture makes n dead tasks in queue "a" (plus one in queue "other"),
 // returned in enqueue order; task i died at base+i minutes.
-func deadFixture(t *testing.T, newDriver Factory, n int) (*fixture, []*ebbdriver.TaskRecord) {
+func deadFixture(t *testing.T, newDriver Factory, n int) (*fixture, []*ebbtype.TaskInfo) {
 	t.Helper()
 	f := setup(t, newDriver)
-	tasks := make([]*ebbdriver.TaskRecord, n)
+	tasks := make([]*ebbtype.TaskInfo, n)
 	for i := range tasks {
 		tasks[i] = f.task("a", withRunAt(f.at(time.Duration(i-n)*time.Second)))
 	}
@@ -38,14 +39,14 @@ func testDeadList(t *testing.T, newDriver Factory) {
 
 	t.Run("NewestDeathFirstWithPaging", func(t *testing.T) {
 		f := setup(t, newDriver)
-		tasks := make([]*ebbdriver.TaskRecord, 5)
+		tasks := make([]*ebbtype.TaskInfo, 5)
 		for i := range tasks {
 			tasks[i] = f.task("a", withRunAt(f.at(time.Duration(i-10)*time.Second)))
 		}
 		f.enqueue(tasks...)
 		rs := f.fetch(f.now, 5, "a").Tasks
 		check(t, "fetched", 5, len(rs))
-		byID := map[string]*ebbdriver.TaskRecord{}
+		byID := map[string]*ebbtype.TaskInfo{}
 		for _, r := range rs {
 			byID[r.ID] = r
 		}
@@ -66,7 +67,7 @@ func testDeadList(t *testing.T, newDriver Factory) {
 		}
 		l, _ := f.deadList("a", 0, 10)
 		for _, r := range l {
-			check(t, r.ID+" State", ebbdriver.StateDead, r.State)
+			check(t, r.ID+" State", ebbtype.StateDead, r.State)
 			check(t, r.ID+" Queue", "a", r.Queue)
 			check(t, r.ID+" error count", 1, len(r.Errors))
 		}
@@ -82,7 +83,7 @@ func testDeadRetry(t *testing.T, newDriver Factory) {
 		}
 		check(t, "moved", int64(3), n)
 		for _, task := range tasks {
-			got := f.requireState(task.ID, ebbdriver.StateQueued)
+			got := f.requireState(task.ID, ebbtype.StateQueued)
 			check(t, "Attempt", 0, got.Attempt)
 			check(t, "error count", 1, len(got.Errors))
 		}
@@ -107,15 +108,15 @@ func testDeadRetry(t *testing.T, newDriver Factory) {
 			t.Fatalf("DeadRetry: %v", err)
 		}
 		check(t, "moved", int64(2), n)
-		for _, task := range []*ebbdriver.TaskRecord{tasks[0], tasks[2]} {
-			got := f.requireState(task.ID, ebbdriver.StateQueued)
+		for _, task := range []*ebbtype.TaskInfo{tasks[0], tasks[2]} {
+			got := f.requireState(task.ID, ebbtype.StateQueued)
 			check(t, "Attempt", 0, got.Attempt)
 			if len(got.Errors) != 1 || got.Errors[0].Error != "fatal: "+task.ID {
 				t.Errorf("Errors = %+v, want the history kept", got.Errors)
 			}
 		}
-		f.requireState(tasks[1].ID, ebbdriver.StateDead)
-		f.requireState(queued.ID, ebbdriver.StateScheduled)
+		f.requireState(tasks[1].ID, ebbtype.StateDead)
+		f.requireState(queued.ID, ebbtype.StateScheduled)
 		l, total := f.deadList("a", 0, 10)
 		check(t, "dead total", int64(1), total)
 		checkSlice(t, "dead list", ids(tasks[1]), taskIDs(l))
@@ -154,9 +155,9 @@ func testDeadPurge(t *testing.T, newDriver Factory) {
 		}
 		check(t, "deleted", int64(1), n)
 		f.requireNotFound(tasks[1].ID)
-		f.requireState(tasks[0].ID, ebbdriver.StateDead)
-		f.requireState(tasks[2].ID, ebbdriver.StateDead)
-		f.requireState(queued.ID, ebbdriver.StateQueued)
+		f.requireState(tasks[0].ID, ebbtype.StateDead)
+		f.requireState(tasks[2].ID, ebbtype.StateDead)
+		f.requireState(queued.ID, ebbtype.StateQueued)
 		l, total := f.deadList("a", 0, 10)
 		check(t, "dead total", int64(2), total)
 		checkSlice(t, "dead list", ids(tasks[2], tasks[0]), taskIDs(l))

@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 func testEnqueue(t *testing.T, newDriver Factory) {
 	t.Run("Batch", func(t *testing.T) {
 		f := setup(t, newDriver)
 		const n = 500
-		tasks := make([]*ebbdriver.TaskRecord, n)
+		tasks := make([]*ebbtype.TaskInfo, n)
 		for i := range tasks {
 			q := "a"
 			if i%3 == 0 {
@@ -23,7 +24,7 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 		}
 		f.enqueue(tasks...) // checks one result per task, in order, none duplicate
 		for _, i := range []int{0, 1, 2, n / 2, n - 1} {
-			r := f.requireState(tasks[i].ID, ebbdriver.StateQueued)
+			r := f.requireState(tasks[i].ID, ebbtype.StateQueued)
 			checkStored(t, tasks[i], r)
 		}
 		st := f.stats()
@@ -40,7 +41,7 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 		res := f.enqueueResults(again)
 		check(t, "Duplicate", true, res[0].Duplicate)
 		check(t, "ID", orig.ID, res[0].ID)
-		checkJSON(t, "stored Args", orig.Args, f.get(orig.ID).Args)
+		checkJSON(t, "stored Args", orig.EncodedArgs, f.get(orig.ID).EncodedArgs)
 		check(t, "queued after duplicate", int64(1), queueStats(t, f.stats(), "a").Queued)
 
 		// Beat relies on an id colliding even after the first task finished.
@@ -50,7 +51,7 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 		res = f.enqueueResults(again)
 		check(t, "Duplicate of finished task", true, res[0].Duplicate)
 		check(t, "ID of finished task's duplicate", orig.ID, res[0].ID)
-		f.requireState(orig.ID, ebbdriver.StateSucceeded)
+		f.requireState(orig.ID, ebbtype.StateSucceeded)
 		f.fetchNone(f.now, "a")
 	})
 
@@ -66,7 +67,7 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 		check(t, "second ID", first.ID, res[1].ID)
 		check(t, "third Duplicate", false, res[2].Duplicate)
 		check(t, "third ID", other.ID, res[2].ID)
-		checkJSON(t, "stored Args", first.Args, f.get(first.ID).Args)
+		checkJSON(t, "stored Args", first.EncodedArgs, f.get(first.ID).EncodedArgs)
 		check(t, "queued", int64(2), queueStats(t, f.stats(), "a").Queued)
 	})
 
@@ -76,9 +77,9 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 		now := f.task("a")
 		future := f.task("a", withRunAt(f.at(time.Minute)))
 		f.enqueue(past, now, future)
-		checkTime(t, "past RunAt", past.RunAt, f.requireState(past.ID, ebbdriver.StateQueued).RunAt)
-		checkTime(t, "now RunAt", now.RunAt, f.requireState(now.ID, ebbdriver.StateQueued).RunAt)
-		checkTime(t, "future RunAt", future.RunAt, f.requireState(future.ID, ebbdriver.StateScheduled).RunAt)
+		checkTime(t, "past RunAt", past.RunAt, f.requireState(past.ID, ebbtype.StateQueued).RunAt)
+		checkTime(t, "now RunAt", now.RunAt, f.requireState(now.ID, ebbtype.StateQueued).RunAt)
+		checkTime(t, "future RunAt", future.RunAt, f.requireState(future.ID, ebbtype.StateScheduled).RunAt)
 		st := queueStats(t, f.stats(), "a")
 		check(t, "Queued", int64(2), st.Queued)
 		check(t, "Scheduled", int64(1), st.Scheduled)
@@ -88,7 +89,7 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 		f := setup(t, newDriver)
 		full := f.task("emails",
 			withArgs(`{"to":"a@example.com","n":[1,2,3],"nested":{"ok":true}}`),
-			withPriority(ebbdriver.PriorityHigh),
+			withPriority(ebbtype.PriorityHigh),
 			withMaxAttempts(7),
 			withRetention(36*time.Hour),
 			withUnique("email:a@example.com", 45*time.Minute),
@@ -98,11 +99,11 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 		full.Timeout = 1500 * time.Millisecond
 		full.RunAt = f.at(-2 * time.Second)
 
-		scheduled := f.task("reports", withPriority(ebbdriver.PriorityLow), withRunAt(f.at(90*time.Minute)))
+		scheduled := f.task("reports", withPriority(ebbtype.PriorityLow), withRunAt(f.at(90*time.Minute)))
 		scheduled.Kind = "report.build"
 
 		f.enqueue(full, scheduled)
-		for _, want := range []*ebbdriver.TaskRecord{full, scheduled} {
+		for _, want := range []*ebbtype.TaskInfo{full, scheduled} {
 			got := f.get(want.ID)
 			checkStored(t, want, got)
 			p := "task " + want.ID + " "
@@ -116,8 +117,8 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 			checkErrors(t, p+"Errors", nil, got.Errors)
 			checkJSON(t, p+"Result", nil, got.Result)
 		}
-		check(t, "full State", ebbdriver.StateQueued, f.get(full.ID).State)
-		check(t, "scheduled State", ebbdriver.StateScheduled, f.get(scheduled.ID).State)
+		check(t, "full State", ebbtype.StateQueued, f.get(full.ID).State)
+		check(t, "scheduled State", ebbtype.StateScheduled, f.get(scheduled.ID).State)
 	})
 
 	t.Run("UniqueKeyConcurrent", func(t *testing.T) {
@@ -134,7 +135,7 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 			task := f.task("a", withUnique("k", 0))
 			wg.Go(func() {
 				<-start
-				res, err := f.d.Enqueue(f.ctx, []*ebbdriver.TaskRecord{task})
+				res, err := f.d.Enqueue(f.ctx, []*ebbtype.TaskInfo{task})
 				if err != nil {
 					t.Errorf("Enqueue: %v", err)
 					return
@@ -172,12 +173,12 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 		requireHeld("running")
 
 		f.completeOK(retry(r, f.at(2*time.Minute), f.at(10*time.Minute), "boom"))
-		f.requireState(holder.ID, ebbdriver.StateRetrying)
+		f.requireState(holder.ID, ebbtype.StateRetrying)
 		requireHeld("retrying")
 
 		r = f.fetchOne(f.at(11*time.Minute), "a")
 		f.completeOK(completion(r, ebbdriver.OutcomeHandBack, f.at(11*time.Minute)))
-		f.requireState(holder.ID, ebbdriver.StateQueued)
+		f.requireState(holder.ID, ebbtype.StateQueued)
 		requireHeld("queued after hand-back")
 
 		// A different key is unaffected.
@@ -204,23 +205,23 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 
 	for _, c := range []struct {
 		name   string
-		finish func(f *fixture, task *ebbdriver.TaskRecord)
+		finish func(f *fixture, task *ebbtype.TaskInfo)
 	}{
-		{"Cancelled", func(f *fixture, task *ebbdriver.TaskRecord) {
+		{"Cancelled", func(f *fixture, task *ebbtype.TaskInfo) {
 			r := f.fetchOne(f.now, task.Queue)
 			f.completeOK(completion(r, ebbdriver.OutcomeCancelled, f.now))
 		}},
-		{"Dead", func(f *fixture, task *ebbdriver.TaskRecord) {
+		{"Dead", func(f *fixture, task *ebbtype.TaskInfo) {
 			r := f.fetchOne(f.now, task.Queue)
 			f.completeOK(dead(r, f.now, "fatal"))
 		}},
-		{"Succeeded", func(f *fixture, task *ebbdriver.TaskRecord) {
+		{"Succeeded", func(f *fixture, task *ebbtype.TaskInfo) {
 			r := f.fetchOne(f.now, task.Queue)
 			f.completeOK(succeed(r, f.now, `{}`))
 		}},
-		{"TaskCancel", func(f *fixture, task *ebbdriver.TaskRecord) {
+		{"TaskCancel", func(f *fixture, task *ebbtype.TaskInfo) {
 			st, err := f.d.TaskCancel(f.ctx, task.ID, f.now)
-			if err != nil || st != ebbdriver.StateCancelled {
+			if err != nil || st != ebbtype.StateCancelled {
 				f.t.Fatalf("TaskCancel = %q, %v; want cancelled", st, err)
 			}
 		}},
@@ -233,7 +234,7 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 			res := f.enqueueResults(next)
 			check(t, "Duplicate after "+c.name, false, res[0].Duplicate)
 			check(t, "ID after "+c.name, next.ID, res[0].ID)
-			f.requireState(next.ID, ebbdriver.StateQueued)
+			f.requireState(next.ID, ebbtype.StateQueued)
 		})
 	}
 
@@ -242,7 +243,7 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 		// TaskCancel's contract releases the key of a task cancelled before
 		// it ran, whatever its UniqueTTL.
 		holder := f.enqueue(f.task("a", withUnique("k", time.Hour)))[0]
-		if st, err := f.d.TaskCancel(f.ctx, holder.ID, f.now); err != nil || st != ebbdriver.StateCancelled {
+		if st, err := f.d.TaskCancel(f.ctx, holder.ID, f.now); err != nil || st != ebbtype.StateCancelled {
 			t.Fatalf("TaskCancel = %q, %v; want cancelled", st, err)
 		}
 		next := f.task("a", withUnique("k", time.Hour))
@@ -274,10 +275,10 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 			}
 		}
 
-		var next *ebbdriver.TaskRecord
+		var next *ebbtype.TaskInfo
 		poll(t, "unique key released after its TTL", func() bool {
 			next = newTask("a", msNow(), withUnique("k", ttl))
-			res, err := f.d.Enqueue(f.ctx, []*ebbdriver.TaskRecord{next})
+			res, err := f.d.Enqueue(f.ctx, []*ebbtype.TaskInfo{next})
 			returned := time.Now()
 			if err != nil {
 				t.Fatalf("Enqueue: %v", err)
@@ -291,6 +292,6 @@ func testEnqueue(t *testing.T, newDriver Factory) {
 			}
 			return true
 		})
-		f.requireState(next.ID, ebbdriver.StateQueued)
+		f.requireState(next.ID, ebbtype.StateQueued)
 	})
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/tid"
 )
 
@@ -21,9 +21,9 @@ func testFetch(t *testing.T, newDriver Factory) {
 		if len(res.Tasks) != 1 {
 			t.Fatalf("Fetch returned %d tasks, want 1", len(res.Tasks))
 		}
-		for _, r := range []*ebbdriver.TaskRecord{res.Tasks[0], f.get(task.ID)} {
+		for _, r := range []*ebbtype.TaskInfo{res.Tasks[0], f.get(task.ID)} {
 			checkStored(t, task, r)
-			check(t, "State", ebbdriver.StateRunning, r.State)
+			check(t, "State", ebbtype.StateRunning, r.State)
 			check(t, "Attempt", 1, r.Attempt)
 			check(t, "WorkerID", "worker-7", r.WorkerID)
 			check(t, "LeaseToken", p.LeaseToken, r.LeaseToken)
@@ -42,9 +42,9 @@ func testFetch(t *testing.T, newDriver Factory) {
 			n        = 2000
 			fetchers = 8
 		)
-		tasks := make([]*ebbdriver.TaskRecord, n)
+		tasks := make([]*ebbtype.TaskInfo, n)
 		for i := range tasks {
-			tasks[i] = f.task("a", withPriority(1+i%3))
+			tasks[i] = f.task("a", withPriority(ebbtype.Priority(1+i%3)))
 		}
 		for i := 0; i < n; i += 500 {
 			f.enqueue(tasks[i : i+500]...)
@@ -107,7 +107,7 @@ func testFetch(t *testing.T, newDriver Factory) {
 
 	t.Run("Limit", func(t *testing.T) {
 		f := setup(t, newDriver)
-		var tasks []*ebbdriver.TaskRecord
+		var tasks []*ebbtype.TaskInfo
 		for range 5 {
 			tasks = append(tasks, f.task("a"))
 		}
@@ -147,12 +147,12 @@ func testFetch(t *testing.T, newDriver Factory) {
 		task := f.enqueue(f.task("a", withRunAt(f.at(time.Hour))))[0]
 		f.fetchNone(f.now, "a")
 		f.fetchNone(f.at(59*time.Minute), "a")
-		f.requireState(task.ID, ebbdriver.StateScheduled)
+		f.requireState(task.ID, ebbtype.StateScheduled)
 	})
 
 	t.Run("PriorityThenRunAtThenID", func(t *testing.T) {
 		f := setup(t, newDriver)
-		high, normal, low := ebbdriver.PriorityHigh, ebbdriver.PriorityNormal, ebbdriver.PriorityLow
+		high, normal, low := ebbtype.PriorityHigh, ebbtype.PriorityNormal, ebbtype.PriorityLow
 		// Ids increase in creation order; n1…n3 share priority and RunAt so
 		// only their ids order them.
 		n1 := f.task("a", withPriority(normal), withRunAt(f.at(-2*time.Second)))
@@ -179,7 +179,7 @@ func testFetch(t *testing.T, newDriver Factory) {
 		// Promotion happens before the claim, so a due high-priority task
 		// overtakes a normal one that was queued all along.
 		queued := f.task("a", withRunAt(f.at(-time.Minute)))
-		scheduled := f.task("a", withPriority(ebbdriver.PriorityHigh), withRunAt(f.at(time.Minute)))
+		scheduled := f.task("a", withPriority(ebbtype.PriorityHigh), withRunAt(f.at(time.Minute)))
 		f.enqueue(queued, scheduled)
 		check(t, "first claim", scheduled.ID, f.fetchOne(f.at(2*time.Minute), "a").ID)
 		check(t, "second claim", queued.ID, f.fetchOne(f.at(2*time.Minute), "a").ID)
@@ -192,18 +192,18 @@ func testFetch(t *testing.T, newDriver Factory) {
 		checkTime(t, "NextDueAt", f.at(time.Minute), res.NextDueAt)
 		r := f.fetchOne(f.at(time.Minute+time.Second), "a")
 		check(t, "ID", task.ID, r.ID)
-		check(t, "State", ebbdriver.StateRunning, r.State)
+		check(t, "State", ebbtype.StateRunning, r.State)
 		check(t, "Attempt", 1, r.Attempt)
 		checkTime(t, "RunAt", task.RunAt, r.RunAt)
 	})
 
 	t.Run("QueueOrder", func(t *testing.T) {
 		f := setup(t, newDriver)
-		a1 := f.task("a", withPriority(ebbdriver.PriorityHigh))
-		a2 := f.task("a", withPriority(ebbdriver.PriorityNormal))
-		b1 := f.task("b", withPriority(ebbdriver.PriorityLow), withRunAt(f.at(-2*time.Second)))
-		b2 := f.task("b", withPriority(ebbdriver.PriorityLow), withRunAt(f.at(-time.Second)))
-		c1 := f.task("c", withPriority(ebbdriver.PriorityHigh))
+		a1 := f.task("a", withPriority(ebbtype.PriorityHigh))
+		a2 := f.task("a", withPriority(ebbtype.PriorityNormal))
+		b1 := f.task("b", withPriority(ebbtype.PriorityLow), withRunAt(f.at(-2*time.Second)))
+		b2 := f.task("b", withPriority(ebbtype.PriorityLow), withRunAt(f.at(-time.Second)))
+		c1 := f.task("c", withPriority(ebbtype.PriorityHigh))
 		f.enqueue(a1, a2, b1, b2, c1)
 
 		// Queue order beats priority: b's low tasks go before a's high one.
@@ -211,7 +211,7 @@ func testFetch(t *testing.T, newDriver Factory) {
 		checkSet(t, "first fetch of [b a]", ids(b1, b2, a1), taskIDs(res.Tasks))
 		check(t, "next of [b a]", a2.ID, f.fetchOne(f.now, "b", "a").ID)
 		f.fetchNone(f.now, "b", "a")
-		f.requireState(c1.ID, ebbdriver.StateQueued)
+		f.requireState(c1.ID, ebbtype.StateQueued)
 	})
 
 	t.Run("ReturnsNothingToSecondFetch", func(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/testwait"
 	"github.com/ebbq/ebb/internal/tid"
 )
 
@@ -34,9 +36,6 @@ const (
 	// expiryTimeout bounds polls for wall-clock expiry (retention, unique
 	// TTL, worker TTL); the durations involved are a second or less.
 	expiryTimeout = 15 * time.Second
-
-	// pollInterval is the pause between attempts of such a poll.
-	pollInterval = 50 * time.Millisecond
 )
 
 // fixture is one subtest's driver and its idea of "now".
@@ -66,28 +65,28 @@ func msNow() time.Time { return time.Now().Truncate(time.Millisecond) }
 // at is the base time shifted by d.
 func (f *fixture) at(d time.Duration) time.Time { return f.now.Add(d) }
 
-type taskOpt func(*ebbdriver.TaskRecord)
+type taskOpt func(*ebbtype.TaskInfo)
 
-func withRunAt(at time.Time) taskOpt { return func(r *ebbdriver.TaskRecord) { r.RunAt = at } }
-func withPriority(p int) taskOpt     { return func(r *ebbdriver.TaskRecord) { r.Priority = p } }
-func withMaxAttempts(n int) taskOpt  { return func(r *ebbdriver.TaskRecord) { r.MaxAttempts = n } }
+func withRunAt(at time.Time) taskOpt          { return func(r *ebbtype.TaskInfo) { r.RunAt = at } }
+func withPriority(p ebbtype.Priority) taskOpt { return func(r *ebbtype.TaskInfo) { r.Priority = p } }
+func withMaxAttempts(n int) taskOpt           { return func(r *ebbtype.TaskInfo) { r.MaxAttempts = n } }
 func withRetention(d time.Duration) taskOpt {
-	return func(r *ebbdriver.TaskRecord) { r.Retention = d }
+	return func(r *ebbtype.TaskInfo) { r.Retention = d }
 }
 func withUnique(key string, ttl time.Duration) taskOpt {
-	return func(r *ebbdriver.TaskRecord) { r.UniqueKey, r.UniqueTTL = key, ttl }
+	return func(r *ebbtype.TaskInfo) { r.UniqueKey, r.UniqueTTL = key, ttl }
 }
-func withArgs(js string) taskOpt { return func(r *ebbdriver.TaskRecord) { r.Args = []byte(js) } }
+func withArgs(js string) taskOpt { return func(r *ebbtype.TaskInfo) { r.EncodedArgs = []byte(js) } }
 
 // newTask is a fully populated task as a client would hand it to Enqueue:
 // queued now, normal priority, three attempts, kept an hour after it ends.
-func newTask(queue string, now time.Time, opts ...taskOpt) *ebbdriver.TaskRecord {
-	r := &ebbdriver.TaskRecord{
+func newTask(queue string, now time.Time, opts ...taskOpt) *ebbtype.TaskInfo {
+	r := &ebbtype.TaskInfo{
 		ID:          tid.NewAt(now),
 		Kind:        "test.kind",
 		Queue:       queue,
-		Args:        []byte(`{}`),
-		Priority:    ebbdriver.PriorityNormal,
+		EncodedArgs: []byte(`{}`),
+		Priority:    ebbtype.PriorityNormal,
 		RunAt:       now,
 		MaxAttempts: 3,
 		Retention:   time.Hour,
@@ -100,12 +99,12 @@ func newTask(queue string, now time.Time, opts ...taskOpt) *ebbdriver.TaskRecord
 }
 
 // task is newTask at the fixture's base time.
-func (f *fixture) task(queue string, opts ...taskOpt) *ebbdriver.TaskRecord {
+func (f *fixture) task(queue string, opts ...taskOpt) *ebbtype.TaskInfo {
 	return newTask(queue, f.now, opts...)
 }
 
 // enqueue stores tasks and fails the test unless every one is new.
-func (f *fixture) enqueue(tasks ...*ebbdriver.TaskRecord) []*ebbdriver.TaskRecord {
+func (f *fixture) enqueue(tasks ...*ebbtype.TaskInfo) []*ebbtype.TaskInfo {
 	f.t.Helper()
 	res := f.enqueueResults(tasks...)
 	for i, r := range res {
@@ -116,7 +115,7 @@ func (f *fixture) enqueue(tasks ...*ebbdriver.TaskRecord) []*ebbdriver.TaskRecor
 	return tasks
 }
 
-func (f *fixture) enqueueResults(tasks ...*ebbdriver.TaskRecord) []ebbdriver.EnqueueResult {
+func (f *fixture) enqueueResults(tasks ...*ebbtype.TaskInfo) []ebbdriver.EnqueueResult {
 	f.t.Helper()
 	res, err := f.d.Enqueue(f.ctx, tasks)
 	if err != nil {
@@ -162,7 +161,7 @@ func (f *fixture) fetch(now time.Time, limit int, queues ...string) *ebbdriver.F
 }
 
 // fetchOne fetches exactly one task and fails if there is none.
-func (f *fixture) fetchOne(now time.Time, queues ...string) *ebbdriver.TaskRecord {
+func (f *fixture) fetchOne(now time.Time, queues ...string) *ebbtype.TaskInfo {
 	f.t.Helper()
 	res := f.fetch(now, 1, queues...)
 	if len(res.Tasks) != 1 {
@@ -181,7 +180,7 @@ func (f *fixture) fetchNone(now time.Time, queues ...string) *ebbdriver.FetchRes
 	return res
 }
 
-func (f *fixture) get(id string) *ebbdriver.TaskRecord {
+func (f *fixture) get(id string) *ebbtype.TaskInfo {
 	f.t.Helper()
 	r, err := f.d.TaskGet(f.ctx, id)
 	if err != nil {
@@ -196,12 +195,12 @@ func (f *fixture) get(id string) *ebbdriver.TaskRecord {
 func (f *fixture) requireNotFound(id string) {
 	f.t.Helper()
 	r, err := f.d.TaskGet(f.ctx, id)
-	if !errors.Is(err, ebbdriver.ErrTaskNotFound) {
+	if !errors.Is(err, ebbtype.ErrTaskNotFound) {
 		f.t.Fatalf("TaskGet(%s) = %v, %v; want ErrTaskNotFound", id, describe(r), err)
 	}
 }
 
-func (f *fixture) requireState(id string, want ebbdriver.State) *ebbdriver.TaskRecord {
+func (f *fixture) requireState(id string, want ebbtype.State) *ebbtype.TaskInfo {
 	f.t.Helper()
 	r := f.get(id)
 	if r.State != want {
@@ -234,18 +233,18 @@ func (f *fixture) completeOK(cs ...ebbdriver.Completion) {
 }
 
 // completion is an outcome for a task as fetched, carrying its lease token.
-func completion(r *ebbdriver.TaskRecord, o ebbdriver.Outcome, now time.Time) ebbdriver.Completion {
+func completion(r *ebbtype.TaskInfo, o ebbdriver.Outcome, now time.Time) ebbdriver.Completion {
 	return ebbdriver.Completion{Queue: r.Queue, ID: r.ID, LeaseToken: r.LeaseToken, Outcome: o, Now: now}
 }
 
-func succeed(r *ebbdriver.TaskRecord, now time.Time, result string) ebbdriver.Completion {
+func succeed(r *ebbtype.TaskInfo, now time.Time, result string) ebbdriver.Completion {
 	c := completion(r, ebbdriver.OutcomeSucceeded, now)
 	c.Result = []byte(result)
 	return c
 }
 
-func attemptError(r *ebbdriver.TaskRecord, now time.Time, msg string) *ebbdriver.AttemptError {
-	return &ebbdriver.AttemptError{
+func attemptError(r *ebbtype.TaskInfo, now time.Time, msg string) *ebbtype.AttemptError {
+	return &ebbtype.AttemptError{
 		Attempt:  r.Attempt,
 		At:       now,
 		Error:    msg,
@@ -254,14 +253,14 @@ func attemptError(r *ebbdriver.TaskRecord, now time.Time, msg string) *ebbdriver
 	}
 }
 
-func retry(r *ebbdriver.TaskRecord, now, retryAt time.Time, msg string) ebbdriver.Completion {
+func retry(r *ebbtype.TaskInfo, now, retryAt time.Time, msg string) ebbdriver.Completion {
 	c := completion(r, ebbdriver.OutcomeRetry, now)
 	c.Error = attemptError(r, now, msg)
 	c.RetryAt = retryAt
 	return c
 }
 
-func dead(r *ebbdriver.TaskRecord, now time.Time, msg string) ebbdriver.Completion {
+func dead(r *ebbtype.TaskInfo, now time.Time, msg string) ebbdriver.Completion {
 	c := completion(r, ebbdriver.OutcomeDead, now)
 	c.Error = attemptError(r, now, msg)
 	return c
@@ -270,7 +269,7 @@ func dead(r *ebbdriver.TaskRecord, now time.Time, msg string) ebbdriver.Completi
 // kill fetches an already enqueued task and completes it as Dead at deathAt.
 // It fails unless that task is the next one the queue hands out, so callers
 // control which task dies when by RunAt.
-func (f *fixture) kill(task *ebbdriver.TaskRecord, deathAt time.Time) {
+func (f *fixture) kill(task *ebbtype.TaskInfo, deathAt time.Time) {
 	f.t.Helper()
 	r := f.fetchOne(f.now, task.Queue)
 	if r.ID != task.ID {
@@ -279,12 +278,12 @@ func (f *fixture) kill(task *ebbdriver.TaskRecord, deathAt time.Time) {
 	f.completeOK(dead(r, deathAt, "fatal: "+task.ID))
 }
 
-func (f *fixture) stats() []ebbdriver.QueueStats {
+func (f *fixture) stats() []ebbtype.QueueStats {
 	f.t.Helper()
 	return f.statsAt(f.now)
 }
 
-func (f *fixture) statsAt(now time.Time) []ebbdriver.QueueStats {
+func (f *fixture) statsAt(now time.Time) []ebbtype.QueueStats {
 	f.t.Helper()
 	st, err := f.d.QueueStats(f.ctx, now)
 	if err != nil {
@@ -293,7 +292,7 @@ func (f *fixture) statsAt(now time.Time) []ebbdriver.QueueStats {
 	return st
 }
 
-func (f *fixture) deadList(queue string, offset, limit int) ([]*ebbdriver.TaskRecord, int64) {
+func (f *fixture) deadList(queue string, offset, limit int) ([]*ebbtype.TaskInfo, int64) {
 	f.t.Helper()
 	l, total, err := f.d.DeadList(f.ctx, ebbdriver.DeadListParams{Queue: queue, Offset: offset, Limit: limit})
 	if err != nil {
@@ -337,20 +336,11 @@ func waitEvent(t *testing.T, ch <-chan ebbdriver.Event, what string, match, othe
 	}
 }
 
-// poll calls try every pollInterval until it reports done, failing with what
-// if that takes longer than expiryTimeout.
+// poll calls try until it reports done, failing with what if that takes
+// longer than expiryTimeout, or at once if try failed the test.
 func poll(t *testing.T, what string, try func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(expiryTimeout)
-	for !try() {
-		if t.Failed() {
-			t.FailNow()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not the case after %v", what, expiryTimeout)
-		}
-		time.Sleep(pollInterval)
-	}
+	testwait.Eventually(t, expiryTimeout, what, func() (bool, error) { return try(), nil })
 }
 
 // --- comparison --------------------------------------------------------------
@@ -419,7 +409,7 @@ func checkJSON(t *testing.T, what string, want, got []byte) {
 	}
 }
 
-func checkErrors(t *testing.T, what string, want, got []ebbdriver.AttemptError) {
+func checkErrors(t *testing.T, what string, want, got []ebbtype.AttemptError) {
 	t.Helper()
 	if len(want) != len(got) {
 		t.Errorf("%s: %d entries %+v, want %d %+v", what, len(got), got, len(want), want)
@@ -434,13 +424,13 @@ func checkErrors(t *testing.T, what string, want, got []ebbdriver.AttemptError) 
 }
 
 // checkStored compares the fields a client sets on enqueue.
-func checkStored(t *testing.T, want, got *ebbdriver.TaskRecord) {
+func checkStored(t *testing.T, want, got *ebbtype.TaskInfo) {
 	t.Helper()
 	p := "task " + want.ID + " "
 	check(t, p+"ID", want.ID, got.ID)
 	check(t, p+"Kind", want.Kind, got.Kind)
 	check(t, p+"Queue", want.Queue, got.Queue)
-	checkJSON(t, p+"Args", want.Args, got.Args)
+	checkJSON(t, p+"Args", want.EncodedArgs, got.EncodedArgs)
 	if len(want.Headers) != 0 || len(got.Headers) != 0 {
 		if !maps.Equal(want.Headers, got.Headers) {
 			t.Errorf("%sHeaders = %v, want %v", p, got.Headers, want.Headers)
@@ -457,7 +447,7 @@ func checkStored(t *testing.T, want, got *ebbdriver.TaskRecord) {
 	check(t, p+"Malformed", "", got.Malformed)
 }
 
-func taskIDs(rs []*ebbdriver.TaskRecord) []string {
+func taskIDs(rs []*ebbtype.TaskInfo) []string {
 	ids := make([]string, len(rs))
 	for i, r := range rs {
 		ids[i] = r.ID
@@ -465,9 +455,9 @@ func taskIDs(rs []*ebbdriver.TaskRecord) []string {
 	return ids
 }
 
-func ids(rs ...*ebbdriver.TaskRecord) []string { return taskIDs(rs) }
+func ids(rs ...*ebbtype.TaskInfo) []string { return taskIDs(rs) }
 
-func describe(r *ebbdriver.TaskRecord) string {
+func describe(r *ebbtype.TaskInfo) string {
 	if r == nil {
 		return "<nil>"
 	}
@@ -482,7 +472,7 @@ func checkErrIs(t *testing.T, what string, err, target error) {
 }
 
 // queueStats finds one queue's entry.
-func queueStats(t *testing.T, all []ebbdriver.QueueStats, name string) ebbdriver.QueueStats {
+func queueStats(t *testing.T, all []ebbtype.QueueStats, name string) ebbtype.QueueStats {
 	t.Helper()
 	for _, s := range all {
 		if s.Name == name {
@@ -494,10 +484,10 @@ func queueStats(t *testing.T, all []ebbdriver.QueueStats, name string) ebbdriver
 		names[i] = s.Name
 	}
 	t.Fatalf("QueueStats has no queue %q (queues: %s)", name, strings.Join(names, ", "))
-	return ebbdriver.QueueStats{}
+	return ebbtype.QueueStats{}
 }
 
-func checkQueueStats(t *testing.T, when string, want, got ebbdriver.QueueStats) {
+func checkQueueStats(t *testing.T, when string, want, got ebbtype.QueueStats) {
 	t.Helper()
 	p := when + ": queue " + want.Name + " "
 	check(t, p+"Queued", want.Queued, got.Queued)

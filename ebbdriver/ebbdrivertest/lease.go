@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 func (f *fixture) extend(until, now time.Time, refs ...ebbdriver.LeaseRef) *ebbdriver.ExtendLeasesResult {
@@ -16,7 +17,7 @@ func (f *fixture) extend(until, now time.Time, refs ...ebbdriver.LeaseRef) *ebbd
 	return res
 }
 
-func leaseRef(r *ebbdriver.TaskRecord) ebbdriver.LeaseRef {
+func leaseRef(r *ebbtype.TaskInfo) ebbdriver.LeaseRef {
 	return ebbdriver.LeaseRef{Queue: r.Queue, ID: r.ID, Token: r.LeaseToken}
 }
 
@@ -26,7 +27,7 @@ func testExtendLeases(t *testing.T, newDriver Factory) {
 		f.enqueue(f.task("a"), f.task("a"))
 		rs := f.fetch(f.now, 2, "a").Tasks
 		check(t, "fetched", 2, len(rs))
-		if st, err := f.d.TaskCancel(f.ctx, rs[0].ID, f.now); err != nil || st != ebbdriver.StateRunning {
+		if st, err := f.d.TaskCancel(f.ctx, rs[0].ID, f.now); err != nil || st != ebbtype.StateRunning {
 			t.Fatalf("TaskCancel of running task = %q, %v; want running", st, err)
 		}
 		res := f.extend(f.at(time.Minute), f.at(10*time.Second), leaseRef(rs[0]), leaseRef(rs[1]))
@@ -44,7 +45,7 @@ func testExtendLeases(t *testing.T, newDriver Factory) {
 		checkSlice(t, "Lost", nil, res.Lost)
 		checkSlice(t, "CancelRequested", nil, res.CancelRequested)
 		for _, r := range rs {
-			got := f.requireState(r.ID, ebbdriver.StateRunning)
+			got := f.requireState(r.ID, ebbtype.StateRunning)
 			checkTime(t, "LeaseExpiresAt", until, got.LeaseExpiresAt)
 			check(t, "LeaseToken", r.LeaseToken, got.LeaseToken)
 		}
@@ -93,10 +94,10 @@ func testExtendLeases(t *testing.T, newDriver Factory) {
 		checkSet(t, "Lost", []string{rescued.ID, kept.ID, finished.ID, unknown.ID}, ext.Lost)
 		checkSlice(t, "CancelRequested", nil, ext.CancelRequested)
 
-		got := f.requireState(rescued.ID, ebbdriver.StateRunning)
+		got := f.requireState(rescued.ID, ebbtype.StateRunning)
 		check(t, "LeaseToken of reclaimed", reclaimed.LeaseToken, got.LeaseToken)
 		checkTime(t, "LeaseExpiresAt of reclaimed", until, got.LeaseExpiresAt)
 		checkTime(t, "LeaseExpiresAt with wrong token", kept.LeaseExpiresAt, f.get(kept.ID).LeaseExpiresAt)
-		f.requireState(finished.ID, ebbdriver.StateSucceeded)
+		f.requireState(finished.ID, ebbtype.StateSucceeded)
 	})
 }

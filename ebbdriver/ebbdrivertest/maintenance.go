@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 func testPromoteDue(t *testing.T, newDriver Factory) {
@@ -32,11 +33,11 @@ func testPromoteDue(t *testing.T, newDriver Factory) {
 		check(t, "first PromoteDue(limit 2)", 2, promote(2))
 		check(t, "second PromoteDue(limit 2)", 2, promote(2))
 		check(t, "third PromoteDue(limit 2)", 0, promote(2))
-		for _, task := range []*ebbdriver.TaskRecord{retrying, s1, s2, s3} {
-			f.requireState(task.ID, ebbdriver.StateQueued)
+		for _, task := range []*ebbtype.TaskInfo{retrying, s1, s2, s3} {
+			f.requireState(task.ID, ebbtype.StateQueued)
 		}
-		f.requireState(later.ID, ebbdriver.StateScheduled)
-		f.requireState(elsewhere.ID, ebbdriver.StateScheduled)
+		f.requireState(later.ID, ebbtype.StateScheduled)
+		f.requireState(elsewhere.ID, ebbtype.StateScheduled)
 		st := queueStats(t, f.stats(), "a")
 		check(t, "Queued", int64(4), st.Queued)
 		check(t, "Scheduled", int64(1), st.Scheduled)
@@ -49,7 +50,7 @@ func testPromoteDue(t *testing.T, newDriver Factory) {
 		if err != nil || n != 0 {
 			t.Fatalf("PromoteDue = %d, %v; want 0", n, err)
 		}
-		f.requireState(task.ID, ebbdriver.StateScheduled)
+		f.requireState(task.ID, ebbtype.StateScheduled)
 	})
 }
 
@@ -64,7 +65,7 @@ func testRescueExpired(t *testing.T, newDriver Factory) {
 		}
 		checkSlice(t, "Requeued", nil, res.Requeued)
 		checkSlice(t, "Dead", ids(task), res.Dead)
-		got := f.requireState(task.ID, ebbdriver.StateDead)
+		got := f.requireState(task.ID, ebbtype.StateDead)
 		if len(got.Errors) != 1 || got.Errors[0].Error != "lease expired" || got.Errors[0].Attempt != 1 {
 			t.Errorf("Errors = %+v, want one entry for attempt 1 saying \"lease expired\"", got.Errors)
 		}
@@ -106,7 +107,7 @@ func testRescueExpired(t *testing.T, newDriver Factory) {
 		if len(res.Requeued)+len(res.Dead) != 0 {
 			t.Errorf("RescueExpired before expiry = %+v, want nothing", res)
 		}
-		f.requireState(task.ID, ebbdriver.StateRunning)
+		f.requireState(task.ID, ebbtype.StateRunning)
 	})
 
 	t.Run("Requeued", func(t *testing.T) {
@@ -120,7 +121,7 @@ func testRescueExpired(t *testing.T, newDriver Factory) {
 		checkSlice(t, "Requeued", ids(task), res.Requeued)
 		checkSlice(t, "Dead", nil, res.Dead)
 
-		got := f.requireState(task.ID, ebbdriver.StateQueued)
+		got := f.requireState(task.ID, ebbtype.StateQueued)
 		check(t, "Attempt", 1, got.Attempt)
 		if len(got.Errors) != 1 {
 			t.Fatalf("Errors = %+v, want one entry", got.Errors)
@@ -156,7 +157,7 @@ func testCleanup(t *testing.T, newDriver Factory) {
 		}
 		check(t, "deleted", int64(1), n)
 		f.requireNotFound(old.ID)
-		f.requireState(recent.ID, ebbdriver.StateDead)
+		f.requireState(recent.ID, ebbtype.StateDead)
 		l, total := f.deadList("a", 0, 10)
 		check(t, "dead total", int64(1), total)
 		checkSlice(t, "dead list", ids(recent), taskIDs(l))
@@ -169,14 +170,14 @@ func testCleanup(t *testing.T, newDriver Factory) {
 		// wall clock with a short retention and polls.
 		const retention = time.Second
 		now := msNow()
-		succeeded := newTask("a", now, withRetention(retention), withPriority(ebbdriver.PriorityHigh))
-		died := newTask("a", now, withRetention(retention), withPriority(ebbdriver.PriorityHigh))
+		succeeded := newTask("a", now, withRetention(retention), withPriority(ebbtype.PriorityHigh))
+		died := newTask("a", now, withRetention(retention), withPriority(ebbtype.PriorityHigh))
 		cancelled := newTask("a", now, withRetention(retention))
-		waiting := newTask("a", now, withRetention(retention), withPriority(ebbdriver.PriorityLow))
-		kept := newTask("a", now, withPriority(ebbdriver.PriorityHigh))
+		waiting := newTask("a", now, withRetention(retention), withPriority(ebbtype.PriorityLow))
+		kept := newTask("a", now, withPriority(ebbtype.PriorityHigh))
 		f.enqueue(succeeded, died, cancelled, waiting, kept)
 
-		if st, err := f.d.TaskCancel(f.ctx, cancelled.ID, now); err != nil || st != ebbdriver.StateCancelled {
+		if st, err := f.d.TaskCancel(f.ctx, cancelled.ID, now); err != nil || st != ebbtype.StateCancelled {
 			t.Fatalf("TaskCancel = %q, %v", st, err)
 		}
 		rs := f.fetch(now, 3, "a").Tasks
@@ -202,8 +203,8 @@ func testCleanup(t *testing.T, newDriver Factory) {
 		}
 		cleanup()
 		if time.Since(finished) < retention {
-			f.requireState(succeeded.ID, ebbdriver.StateSucceeded)
-			f.requireState(cancelled.ID, ebbdriver.StateCancelled)
+			f.requireState(succeeded.ID, ebbtype.StateSucceeded)
+			f.requireState(cancelled.ID, ebbtype.StateCancelled)
 		}
 
 		for _, c := range []struct {
@@ -216,7 +217,7 @@ func testCleanup(t *testing.T, newDriver Factory) {
 				if err == nil {
 					return false
 				}
-				if !errors.Is(err, ebbdriver.ErrTaskNotFound) {
+				if !errors.Is(err, ebbtype.ErrTaskNotFound) {
 					t.Fatalf("TaskGet(%s): %v", c.name, err)
 				}
 				if time.Now().Before(now.Add(retention)) {
@@ -227,8 +228,8 @@ func testCleanup(t *testing.T, newDriver Factory) {
 		}
 		// Dead tasks live by DeadRetention, unfinished ones are never
 		// cleaned, and a long retention is honoured.
-		f.requireState(died.ID, ebbdriver.StateDead)
-		f.requireState(waiting.ID, ebbdriver.StateQueued)
-		f.requireState(kept.ID, ebbdriver.StateSucceeded)
+		f.requireState(died.ID, ebbtype.StateDead)
+		f.requireState(waiting.ID, ebbtype.StateQueued)
+		f.requireState(kept.ID, ebbtype.StateSucceeded)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // schedules is the driver's schedule store. Beat runs on every ebb server,
@@ -25,24 +26,24 @@ func (f *fixture) schedules() ebbdriver.Schedules {
 
 // cronSchedule is a fully populated cron schedule as an API call would hand
 // it to ScheduleUpsert, created and updated at now.
-func cronSchedule(name string, now time.Time) *ebbdriver.ScheduleRecord {
-	return &ebbdriver.ScheduleRecord{
+func cronSchedule(name string, now time.Time) *ebbtype.Schedule {
+	return &ebbtype.Schedule{
 		Name: name, Cron: "30 2 * * 1-5", TZ: "Europe/Berlin", CatchUp: "once",
 		Kind: "report.nightly", Args: []byte(`{"format":"pdf","to":["ops@example.com"],"note":"“weekly” ✓"}`),
-		Queue: "reports", Priority: ebbdriver.PriorityLow, MaxAttempts: 5, Timeout: 90 * time.Second,
+		Queue: "reports", Priority: ebbtype.PriorityLow, MaxAttempts: 5, Timeout: 90 * time.Second,
 		Headers:   map[string]string{"team": "ops", "trace": "a/b c"},
 		CreatedAt: now, UpdatedAt: now,
 	}
 }
 
-func (f *fixture) upsertSchedule(s *ebbdriver.ScheduleRecord) {
+func (f *fixture) upsertSchedule(s *ebbtype.Schedule) {
 	f.t.Helper()
 	if err := f.schedules().ScheduleUpsert(f.ctx, s); err != nil {
 		f.t.Fatalf("ScheduleUpsert(%s): %v", s.Name, err)
 	}
 }
 
-func (f *fixture) schedule(name string) *ebbdriver.ScheduleRecord {
+func (f *fixture) schedule(name string) *ebbtype.Schedule {
 	f.t.Helper()
 	s, err := f.schedules().ScheduleGet(f.ctx, name)
 	if err != nil {
@@ -54,7 +55,7 @@ func (f *fixture) schedule(name string) *ebbdriver.ScheduleRecord {
 	return s
 }
 
-func (f *fixture) scheduleList() []ebbdriver.ScheduleRecord {
+func (f *fixture) scheduleList() []ebbtype.Schedule {
 	f.t.Helper()
 	l, err := f.schedules().ScheduleList(f.ctx)
 	if err != nil {
@@ -66,7 +67,7 @@ func (f *fixture) scheduleList() []ebbdriver.ScheduleRecord {
 func (f *fixture) requireScheduleNotFound(name string) {
 	f.t.Helper()
 	s, err := f.schedules().ScheduleGet(f.ctx, name)
-	if !errors.Is(err, ebbdriver.ErrScheduleNotFound) {
+	if !errors.Is(err, ebbtype.ErrScheduleNotFound) {
 		f.t.Fatalf("ScheduleGet(%s) = %+v, %v; want ErrScheduleNotFound", name, s, err)
 	}
 }
@@ -90,7 +91,7 @@ func (f *fixture) markFired(name string, tick time.Time, taskID string, want boo
 	}
 }
 
-func scheduleNames(l []ebbdriver.ScheduleRecord) []string {
+func scheduleNames(l []ebbtype.Schedule) []string {
 	out := make([]string, len(l))
 	for i, s := range l {
 		out[i] = s.Name
@@ -99,13 +100,13 @@ func scheduleNames(l []ebbdriver.ScheduleRecord) []string {
 }
 
 // fired is s with the firing state a MarkFired of tick as taskID leaves.
-func fired(s *ebbdriver.ScheduleRecord, tick time.Time, taskID string) *ebbdriver.ScheduleRecord {
+func fired(s *ebbtype.Schedule, tick time.Time, taskID string) *ebbtype.Schedule {
 	c := *s
 	c.LastTickAt, c.LastTaskID = tick, taskID
 	return &c
 }
 
-func checkSchedule(t *testing.T, what string, want, got *ebbdriver.ScheduleRecord) {
+func checkSchedule(t *testing.T, what string, want, got *ebbtype.Schedule) {
 	t.Helper()
 	p := what + ": schedule " + want.Name + " "
 	check(t, p+"Name", want.Name, got.Name)
@@ -143,8 +144,8 @@ func testSchedules(t *testing.T, newDriver Factory) {
 			t.Fatalf("ScheduleDelete: %v", err)
 		}
 		f.requireScheduleNotFound("nightly")
-		checkErrIs(t, "ScheduleDelete again", f.schedules().ScheduleDelete(f.ctx, "nightly"), ebbdriver.ErrScheduleNotFound)
-		checkErrIs(t, "ScheduleDelete of a name never stored", f.schedules().ScheduleDelete(f.ctx, "never"), ebbdriver.ErrScheduleNotFound)
+		checkErrIs(t, "ScheduleDelete again", f.schedules().ScheduleDelete(f.ctx, "nightly"), ebbtype.ErrScheduleNotFound)
+		checkErrIs(t, "ScheduleDelete of a name never stored", f.schedules().ScheduleDelete(f.ctx, "never"), ebbtype.ErrScheduleNotFound)
 		checkSlice(t, "names after the delete", []string{"other"}, scheduleNames(f.scheduleList()))
 
 		// The firing state went with the definition: a new schedule of the
@@ -161,7 +162,7 @@ func testSchedules(t *testing.T, newDriver Factory) {
 		}
 		// Byte order: digits, then upper case, then lower case; '-' before '.'.
 		names := []string{"nightly", "a.b", "B", "a", "z9", "a-b", "10"}
-		want := map[string]*ebbdriver.ScheduleRecord{}
+		want := map[string]*ebbtype.Schedule{}
 		for i, name := range names {
 			s := cronSchedule(name, f.at(time.Duration(i)*time.Second))
 			s.Kind = "kind." + name
@@ -201,7 +202,7 @@ func testSchedules(t *testing.T, newDriver Factory) {
 
 		// Ticks compare as times, not as text: 2001-09-09 is where Unix
 		// nanoseconds gain a digit.
-		early := &ebbdriver.ScheduleRecord{Name: "early", Every: time.Second, Kind: "k", Queue: "q", CreatedAt: f.now, UpdatedAt: f.now}
+		early := &ebbtype.Schedule{Name: "early", Every: time.Second, Kind: "k", Queue: "q", CreatedAt: f.now, UpdatedAt: f.now}
 		f.upsertSchedule(early)
 		before, after := time.Unix(999_999_999, 0), time.Unix(1_000_000_001, 0)
 		f.markFired("early", before, "task-before", true)
@@ -210,7 +211,7 @@ func testSchedules(t *testing.T, newDriver Factory) {
 		checkSchedule(t, "across the digit rollover", fired(early, after, "task-after"), f.schedule("early"))
 
 		ok, err := f.schedules().ScheduleMarkFired(f.ctx, "never", t1, "task-x", t1)
-		checkErrIs(t, "ScheduleMarkFired of an unknown schedule", err, ebbdriver.ErrScheduleNotFound)
+		checkErrIs(t, "ScheduleMarkFired of an unknown schedule", err, ebbtype.ErrScheduleNotFound)
 		check(t, "ScheduleMarkFired of an unknown schedule", false, ok)
 		f.requireScheduleNotFound("never")
 	})
@@ -315,7 +316,7 @@ func testSchedules(t *testing.T, newDriver Factory) {
 
 		for _, paused := range []bool{true, false} {
 			err := f.schedules().ScheduleSetPaused(f.ctx, "never", paused)
-			checkErrIs(t, fmt.Sprintf("ScheduleSetPaused(never, %t)", paused), err, ebbdriver.ErrScheduleNotFound)
+			checkErrIs(t, fmt.Sprintf("ScheduleSetPaused(never, %t)", paused), err, ebbtype.ErrScheduleNotFound)
 		}
 		f.requireScheduleNotFound("never")
 	})
@@ -324,23 +325,23 @@ func testSchedules(t *testing.T, newDriver Factory) {
 		f := setup(t, newDriver)
 		full := cronSchedule("reports:nightly-1", f.at(-36*time.Hour+123*time.Millisecond))
 		full.UpdatedAt = f.at(-time.Hour + 456*time.Millisecond)
-		every := &ebbdriver.ScheduleRecord{
+		every := &ebbtype.Schedule{
 			// More significant digits than a float64 printed with 14 keeps.
 			Name: "every_odd", Every: 50*time.Hour + 3*time.Millisecond + 7, CatchUp: "skip",
 			Kind: "sync", Args: []byte(`{"n":12345678901234567890,"s":"\u00e9\n"}`), Queue: "default",
-			Priority: ebbdriver.PriorityHigh, MaxAttempts: 1, Timeout: 1500 * time.Microsecond,
+			Priority: ebbtype.PriorityHigh, MaxAttempts: 1, Timeout: 1500 * time.Microsecond,
 			CreatedAt: f.now, UpdatedAt: f.now,
 		}
-		once := &ebbdriver.ScheduleRecord{
+		once := &ebbtype.Schedule{
 			Name: "once.launch", At: f.at(72*time.Hour + 789*time.Millisecond), CatchUp: "once",
-			Kind: "launch", Args: []byte(`[]`), Queue: "default", Priority: ebbdriver.PriorityNormal,
+			Kind: "launch", Args: []byte(`[]`), Queue: "default", Priority: ebbtype.PriorityNormal,
 			CreatedAt: f.now, UpdatedAt: f.now,
 		}
-		bare := &ebbdriver.ScheduleRecord{
+		bare := &ebbtype.Schedule{
 			Name: "bare", Every: time.Second, Kind: "k", Queue: "q",
 			CreatedAt: f.now, UpdatedAt: f.now,
 		}
-		all := []*ebbdriver.ScheduleRecord{full, every, once, bare}
+		all := []*ebbtype.Schedule{full, every, once, bare}
 		for _, s := range all {
 			f.upsertSchedule(s)
 		}
@@ -352,7 +353,7 @@ func testSchedules(t *testing.T, newDriver Factory) {
 			t.Fatalf("ScheduleList = %v, want %d schedules", scheduleNames(l), len(all))
 		}
 		for _, s := range all {
-			i := slices.IndexFunc(l, func(r ebbdriver.ScheduleRecord) bool { return r.Name == s.Name })
+			i := slices.IndexFunc(l, func(r ebbtype.Schedule) bool { return r.Name == s.Name })
 			if i < 0 {
 				t.Errorf("ScheduleList has no %s: %v", s.Name, scheduleNames(l))
 				continue
@@ -362,7 +363,7 @@ func testSchedules(t *testing.T, newDriver Factory) {
 		f.requireScheduleNotFound("never")
 		f.requireScheduleNotFound("")
 
-		if err := f.schedules().ScheduleUpsert(f.ctx, &ebbdriver.ScheduleRecord{Kind: "k", Queue: "q", Every: time.Second}); err == nil {
+		if err := f.schedules().ScheduleUpsert(f.ctx, &ebbtype.Schedule{Kind: "k", Queue: "q", Every: time.Second}); err == nil {
 			t.Errorf("ScheduleUpsert of a schedule without a name: no error")
 		}
 		checkSlice(t, "names after a refused upsert", []string{"bare", "every_odd", "once.launch", "reports:nightly-1"}, scheduleNames(f.scheduleList()))
@@ -417,10 +418,10 @@ func testSchedules(t *testing.T, newDriver Factory) {
 		// Every definition field changes, and the optional ones are
 		// cleared: the new definition replaces the old, it is not merged
 		// into it. CreatedAt is the caller's now, as a config reload sends.
-		r := &ebbdriver.ScheduleRecord{
+		r := &ebbtype.Schedule{
 			Name: "nightly", Every: 10 * time.Minute, CatchUp: "skip",
 			Kind: "report.v2", Args: []byte(`{"v":2}`), Queue: "reports-v2",
-			Priority: ebbdriver.PriorityHigh, MaxAttempts: 2, Timeout: time.Minute,
+			Priority: ebbtype.PriorityHigh, MaxAttempts: 2, Timeout: time.Minute,
 			CreatedAt: f.at(time.Hour), UpdatedAt: f.at(time.Hour),
 		}
 		f.upsertSchedule(r)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 func testQueueStats(t *testing.T, newDriver Factory) {
@@ -38,7 +39,7 @@ func testQueueStats(t *testing.T, newDriver Factory) {
 		if n, err := f.d.PromoteDue(f.ctx, "a", f.at(2*time.Minute), 100); err != nil || n != 3 {
 			t.Fatalf("PromoteDue = %d, %v; want 3", n, err)
 		}
-		f.requireState(retrying.ID, ebbdriver.StateQueued)
+		f.requireState(retrying.ID, ebbtype.StateQueued)
 		waiting("after promotion", f.at(2*time.Minute), 1, 0, s3.RunAt)
 		waiting("after promotion, later", f.at(2*time.Hour), 1, 1, s3.RunAt)
 		if n, err := f.d.PromoteDue(f.ctx, "a", f.at(2*time.Hour), 100); err != nil || n != 1 {
@@ -108,7 +109,7 @@ func testQueueStats(t *testing.T, newDriver Factory) {
 		f.enqueue(f.task("d", withRunAt(f.at(time.Hour))))
 		c1 := f.enqueue(f.task("c"))[0]
 		b1 := f.enqueue(f.task("b", withRunAt(f.at(-30*time.Second))))[0]
-		var q []*ebbdriver.TaskRecord
+		var q []*ebbtype.TaskInfo
 		for i := range 6 {
 			q = append(q, f.task("a", withRunAt(f.at(time.Duration(i-6)*time.Second))))
 		}
@@ -120,11 +121,11 @@ func testQueueStats(t *testing.T, newDriver Factory) {
 		if res := f.enqueueResults(dup); !res[0].Duplicate {
 			t.Fatalf("re-enqueue of %s not a duplicate", dup.ID)
 		}
-		if st, err := f.d.TaskCancel(f.ctx, c1.ID, f.now); err != nil || st != ebbdriver.StateCancelled {
+		if st, err := f.d.TaskCancel(f.ctx, c1.ID, f.now); err != nil || st != ebbtype.StateCancelled {
 			t.Fatalf("TaskCancel = %q, %v", st, err)
 		}
 
-		byID := map[string]*ebbdriver.TaskRecord{}
+		byID := map[string]*ebbtype.TaskInfo{}
 		for _, r := range f.fetch(f.now, 4, "a").Tasks {
 			byID[r.ID] = r
 		}
@@ -140,7 +141,7 @@ func testQueueStats(t *testing.T, newDriver Factory) {
 		) // q[3] stays running
 
 		// a's earliest waiting task is q[1], retrying in 10 minutes.
-		want := []ebbdriver.QueueStats{
+		want := []ebbtype.QueueStats{
 			{Name: "a", Queued: 2, Scheduled: 3, NextDueAt: f.at(10 * time.Minute), InFlight: 1, Dead: 1,
 				Enqueued: 8, Succeeded: 1, Failed: 1, Retried: 1, OldestQueuedAt: q[4].RunAt},
 			{Name: "b", Queued: 1, Enqueued: 1, OldestQueuedAt: b1.RunAt},
@@ -156,7 +157,7 @@ func testQueueStats(t *testing.T, newDriver Factory) {
 			t.Fatalf("DeadRetry = %d, %v; want 1", n, err)
 		}
 		st := queueStats(t, f.stats(), "a")
-		want[0] = ebbdriver.QueueStats{Name: "a", Queued: 4, Scheduled: 3, NextDueAt: f.at(10 * time.Minute),
+		want[0] = ebbtype.QueueStats{Name: "a", Queued: 4, Scheduled: 3, NextDueAt: f.at(10 * time.Minute),
 			InFlight: 0, Dead: 0, Enqueued: 8, Succeeded: 1, Failed: 1, Retried: 2, OldestQueuedAt: st.OldestQueuedAt}
 		checkQueueStats(t, "after immediate retry and dead retry", want[0], st)
 		if st.OldestQueuedAt.IsZero() {
@@ -170,15 +171,15 @@ func testQueueStats(t *testing.T, newDriver Factory) {
 		}
 		check(t, "drained", 4, len(cs))
 		f.completeOK(cs...)
-		want[0] = ebbdriver.QueueStats{Name: "a", Scheduled: 3, NextDueAt: f.at(10 * time.Minute),
+		want[0] = ebbtype.QueueStats{Name: "a", Scheduled: 3, NextDueAt: f.at(10 * time.Minute),
 			Enqueued: 8, Succeeded: 5, Failed: 1, Retried: 2}
 		checkAllStats(t, "after draining a", want, f.stats())
 	})
 }
 
-func checkAllStats(t *testing.T, when string, want, got []ebbdriver.QueueStats) {
+func checkAllStats(t *testing.T, when string, want, got []ebbtype.QueueStats) {
 	t.Helper()
-	names := func(st []ebbdriver.QueueStats) []string {
+	names := func(st []ebbtype.QueueStats) []string {
 		var n []string
 		for _, s := range st {
 			n = append(n, s.Name)

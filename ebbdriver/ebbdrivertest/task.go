@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 type awaitResult struct {
-	r   *ebbdriver.TaskRecord
+	r   *ebbtype.TaskInfo
 	err error
 }
 
@@ -52,7 +53,7 @@ func testTaskAwait(t *testing.T, newDriver Factory) {
 		if err != nil {
 			t.Fatalf("TaskAwait of a succeeded task: %v", err)
 		}
-		check(t, "State", ebbdriver.StateSucceeded, got.State)
+		check(t, "State", ebbtype.StateSucceeded, got.State)
 		checkJSON(t, "Result", []byte(`"done"`), got.Result)
 	})
 
@@ -70,7 +71,7 @@ func testTaskAwait(t *testing.T, newDriver Factory) {
 		case <-time.After(eventTimeout):
 			t.Fatalf("TaskAwait still blocked %v after its context was cancelled", eventTimeout)
 		}
-		f.requireState(task.ID, ebbdriver.StateQueued)
+		f.requireState(task.ID, ebbtype.StateQueued)
 	})
 
 	t.Run("NotFound", func(t *testing.T) {
@@ -78,26 +79,26 @@ func testTaskAwait(t *testing.T, newDriver Factory) {
 		ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
 		defer cancel()
 		r, err := f.d.TaskAwait(ctx, newTask("a", f.now).ID)
-		if !errors.Is(err, ebbdriver.ErrTaskNotFound) {
+		if !errors.Is(err, ebbtype.ErrTaskNotFound) {
 			t.Errorf("TaskAwait(unknown) = %v, %v; want ErrTaskNotFound", describe(r), err)
 		}
 	})
 
 	for _, c := range []struct {
 		name   string
-		want   ebbdriver.State
+		want   ebbtype.State
 		errs   int // the retry's, plus the dead completion's
 		finish func(f *fixture, id string)
 	}{
-		{"ReturnsOnCancel", ebbdriver.StateCancelled, 1, func(f *fixture, id string) {
+		{"ReturnsOnCancel", ebbtype.StateCancelled, 1, func(f *fixture, id string) {
 			if _, err := f.d.TaskCancel(f.ctx, id, f.now); err != nil {
 				f.t.Errorf("TaskCancel: %v", err)
 			}
 		}},
-		{"ReturnsOnDead", ebbdriver.StateDead, 2, func(f *fixture, id string) {
+		{"ReturnsOnDead", ebbtype.StateDead, 2, func(f *fixture, id string) {
 			f.completeOK(dead(f.fetchOne(f.now, "a"), f.now, "fatal"))
 		}},
-		{"ReturnsOnSuccess", ebbdriver.StateSucceeded, 1, func(f *fixture, id string) {
+		{"ReturnsOnSuccess", ebbtype.StateSucceeded, 1, func(f *fixture, id string) {
 			f.completeOK(succeed(f.fetchOne(f.now, "a"), f.now, `{"v":1}`))
 		}},
 	} {
@@ -125,25 +126,25 @@ func testTaskCancel(t *testing.T, newDriver Factory) {
 	t.Run("NotFound", func(t *testing.T) {
 		f := setup(t, newDriver)
 		_, err := f.d.TaskCancel(f.ctx, newTask("a", f.now).ID, f.now)
-		checkErrIs(t, "TaskCancel(unknown)", err, ebbdriver.ErrTaskNotFound)
+		checkErrIs(t, "TaskCancel(unknown)", err, ebbtype.ErrTaskNotFound)
 	})
 
 	for _, c := range []struct {
 		name    string
-		prepare func(f *fixture) *ebbdriver.TaskRecord
-		from    ebbdriver.State
+		prepare func(f *fixture) *ebbtype.TaskInfo
+		from    ebbtype.State
 	}{
-		{"Queued", func(f *fixture) *ebbdriver.TaskRecord {
+		{"Queued", func(f *fixture) *ebbtype.TaskInfo {
 			return f.enqueue(f.task("a"))[0]
-		}, ebbdriver.StateQueued},
-		{"Retrying", func(f *fixture) *ebbdriver.TaskRecord {
+		}, ebbtype.StateQueued},
+		{"Retrying", func(f *fixture) *ebbtype.TaskInfo {
 			task := f.enqueue(f.task("a"))[0]
 			f.completeOK(retry(f.fetchOne(f.now, "a"), f.now, f.at(time.Minute), "boom"))
 			return task
-		}, ebbdriver.StateRetrying},
-		{"Scheduled", func(f *fixture) *ebbdriver.TaskRecord {
+		}, ebbtype.StateRetrying},
+		{"Scheduled", func(f *fixture) *ebbtype.TaskInfo {
 			return f.enqueue(f.task("a", withRunAt(f.at(time.Minute))))[0]
-		}, ebbdriver.StateScheduled},
+		}, ebbtype.StateScheduled},
 	} {
 		// Named Pending/… so the subtests stay alphabetized.
 		t.Run("Pending/"+c.name, func(t *testing.T) {
@@ -154,8 +155,8 @@ func testTaskCancel(t *testing.T, newDriver Factory) {
 			if err != nil {
 				t.Fatalf("TaskCancel: %v", err)
 			}
-			check(t, "returned state", ebbdriver.StateCancelled, st)
-			got := f.requireState(task.ID, ebbdriver.StateCancelled)
+			check(t, "returned state", ebbtype.StateCancelled, st)
+			got := f.requireState(task.ID, ebbtype.StateCancelled)
 			checkTime(t, "FinishedAt", f.at(time.Second), got.FinishedAt)
 			// Not fetchable, not even once it would have been due.
 			res := f.fetchNone(f.at(time.Hour), "a")
@@ -178,18 +179,18 @@ func testTaskCancel(t *testing.T, newDriver Factory) {
 		if err != nil {
 			t.Fatalf("TaskCancel: %v", err)
 		}
-		check(t, "returned state", ebbdriver.StateRunning, st)
+		check(t, "returned state", ebbtype.StateRunning, st)
 		waitEvent(t, ch, "EventCancel for "+task.ID, func(ev ebbdriver.Event) bool {
 			return ev.Kind == ebbdriver.EventCancel && ev.TaskID == task.ID
 		}, nil)
-		got := f.requireState(task.ID, ebbdriver.StateRunning)
+		got := f.requireState(task.ID, ebbtype.StateRunning)
 		check(t, "CancelRequested", true, got.CancelRequested)
 		check(t, "LeaseToken", r.LeaseToken, got.LeaseToken)
 
 		// The worker then completes it as Cancelled.
 		c := completion(r, ebbdriver.OutcomeCancelled, f.at(2*time.Second))
 		f.completeOK(c)
-		f.requireState(task.ID, ebbdriver.StateCancelled)
+		f.requireState(task.ID, ebbtype.StateCancelled)
 	})
 
 	t.Run("Terminal", func(t *testing.T) {
@@ -201,8 +202,8 @@ func testTaskCancel(t *testing.T, newDriver Factory) {
 		if err != nil {
 			t.Fatalf("TaskCancel: %v", err)
 		}
-		check(t, "returned state", ebbdriver.StateSucceeded, st)
-		got := f.requireState(task.ID, ebbdriver.StateSucceeded)
+		check(t, "returned state", ebbtype.StateSucceeded, st)
+		got := f.requireState(task.ID, ebbtype.StateSucceeded)
 		checkTime(t, "FinishedAt", f.now, got.FinishedAt)
 		check(t, "CancelRequested", false, got.CancelRequested)
 	})

@@ -8,23 +8,24 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
-func withKind(kind string) taskOpt { return func(r *ebbdriver.TaskRecord) { r.Kind = kind } }
+func withKind(kind string) taskOpt { return func(r *ebbtype.TaskInfo) { r.Kind = kind } }
 
 // allStates lists every state, in lifecycle order.
-var allStates = []ebbdriver.State{
-	ebbdriver.StateScheduled, ebbdriver.StateQueued, ebbdriver.StateRunning, ebbdriver.StateRetrying,
-	ebbdriver.StateSucceeded, ebbdriver.StateDead, ebbdriver.StateCancelled,
+var allStates = []ebbtype.State{
+	ebbtype.StateScheduled, ebbtype.StateQueued, ebbtype.StateRunning, ebbtype.StateRetrying,
+	ebbtype.StateSucceeded, ebbtype.StateDead, ebbtype.StateCancelled,
 }
 
 // everyState stores one task of kind in queue per state and returns them by
 // state. The queue must hold no Queued task yet: the tasks that run are
 // fetched one at a time.
-func (f *fixture) everyState(queue, kind string) map[ebbdriver.State]*ebbdriver.TaskRecord {
+func (f *fixture) everyState(queue, kind string) map[ebbtype.State]*ebbtype.TaskInfo {
 	f.t.Helper()
-	out := map[ebbdriver.State]*ebbdriver.TaskRecord{}
-	run := func(st ebbdriver.State, end func(r *ebbdriver.TaskRecord) ebbdriver.Completion) {
+	out := map[ebbtype.State]*ebbtype.TaskInfo{}
+	run := func(st ebbtype.State, end func(r *ebbtype.TaskInfo) ebbdriver.Completion) {
 		f.t.Helper()
 		task := f.enqueue(f.task(queue, withKind(kind)))[0]
 		r := f.fetchOne(f.now, queue)
@@ -36,19 +37,19 @@ func (f *fixture) everyState(queue, kind string) map[ebbdriver.State]*ebbdriver.
 		}
 		out[st] = task
 	}
-	run(ebbdriver.StateSucceeded, func(r *ebbdriver.TaskRecord) ebbdriver.Completion { return succeed(r, f.now, `"ok"`) })
-	run(ebbdriver.StateDead, func(r *ebbdriver.TaskRecord) ebbdriver.Completion { return dead(r, f.now, "fatal") })
-	run(ebbdriver.StateRetrying, func(r *ebbdriver.TaskRecord) ebbdriver.Completion {
+	run(ebbtype.StateSucceeded, func(r *ebbtype.TaskInfo) ebbdriver.Completion { return succeed(r, f.now, `"ok"`) })
+	run(ebbtype.StateDead, func(r *ebbtype.TaskInfo) ebbdriver.Completion { return dead(r, f.now, "fatal") })
+	run(ebbtype.StateRetrying, func(r *ebbtype.TaskInfo) ebbdriver.Completion {
 		return retry(r, f.now, f.at(time.Hour), "again later")
 	})
-	run(ebbdriver.StateRunning, nil)
-	out[ebbdriver.StateQueued] = f.enqueue(f.task(queue, withKind(kind)))[0]
-	out[ebbdriver.StateScheduled] = f.enqueue(f.task(queue, withKind(kind), withRunAt(f.at(time.Hour))))[0]
+	run(ebbtype.StateRunning, nil)
+	out[ebbtype.StateQueued] = f.enqueue(f.task(queue, withKind(kind)))[0]
+	out[ebbtype.StateScheduled] = f.enqueue(f.task(queue, withKind(kind), withRunAt(f.at(time.Hour))))[0]
 	cancelled := f.enqueue(f.task(queue, withKind(kind)))[0]
-	if st, err := f.d.TaskCancel(f.ctx, cancelled.ID, f.now); err != nil || st != ebbdriver.StateCancelled {
+	if st, err := f.d.TaskCancel(f.ctx, cancelled.ID, f.now); err != nil || st != ebbtype.StateCancelled {
 		f.t.Fatalf("TaskCancel = %q, %v; want cancelled", st, err)
 	}
-	out[ebbdriver.StateCancelled] = cancelled
+	out[ebbtype.StateCancelled] = cancelled
 	for st, task := range out {
 		f.requireState(task.ID, st)
 	}
@@ -57,7 +58,7 @@ func (f *fixture) everyState(queue, kind string) map[ebbdriver.State]*ebbdriver.
 
 // checkSameRecord compares a listed task with the task as TaskGet returns
 // it: a listing returns whole records.
-func checkSameRecord(t *testing.T, want, got *ebbdriver.TaskRecord) {
+func checkSameRecord(t *testing.T, want, got *ebbtype.TaskInfo) {
 	t.Helper()
 	checkStored(t, want, got)
 	p := "task " + want.ID + " "
@@ -112,7 +113,7 @@ func (f *fixture) list(p ebbdriver.TaskListParams) *ebbdriver.TaskListResult {
 // listAll pages from the start until the cursor runs out, failing if a task
 // comes twice or a call makes no progress. It returns the tasks, the number
 // of calls and the sum of their Scanned.
-func (f *fixture) listAll(p ebbdriver.TaskListParams) (tasks []*ebbdriver.TaskRecord, calls, scanned int) {
+func (f *fixture) listAll(p ebbdriver.TaskListParams) (tasks []*ebbtype.TaskInfo, calls, scanned int) {
 	f.t.Helper()
 	p.Cursor = ""
 	seen := map[string]bool{}
@@ -147,7 +148,7 @@ func (f *fixture) listIDs(p ebbdriver.TaskListParams) []string {
 	return taskIDs(tasks)
 }
 
-func idsOf(m map[ebbdriver.State]*ebbdriver.TaskRecord, states ...ebbdriver.State) []string {
+func idsOf(m map[ebbtype.State]*ebbtype.TaskInfo, states ...ebbtype.State) []string {
 	var out []string
 	for _, st := range states {
 		out = append(out, m[st].ID)
@@ -174,11 +175,11 @@ func testTaskList(t *testing.T, newDriver Factory) {
 		b := f.everyState("b", "k.two")
 		got, _, _ := f.listAll(ebbdriver.TaskListParams{})
 		checkSet(t, "all tasks", slices.Concat(idsOf(a, allStates...), idsOf(b, allStates...)), taskIDs(got))
-		byID := map[string]*ebbdriver.TaskRecord{}
+		byID := map[string]*ebbtype.TaskInfo{}
 		for _, r := range got {
 			byID[r.ID] = r
 		}
-		for _, m := range []map[ebbdriver.State]*ebbdriver.TaskRecord{a, b} {
+		for _, m := range []map[ebbtype.State]*ebbtype.TaskInfo{a, b} {
 			for st, task := range m {
 				if r := byID[task.ID]; r != nil { // a missing one is reported above
 					check(t, task.ID+" State", st, r.State)
@@ -186,10 +187,10 @@ func testTaskList(t *testing.T, newDriver Factory) {
 				}
 			}
 		}
-		if r := byID[a[ebbdriver.StateSucceeded].ID]; r != nil {
+		if r := byID[a[ebbtype.StateSucceeded].ID]; r != nil {
 			checkJSON(t, "Result", []byte(`"ok"`), r.Result)
 		}
-		if r := byID[a[ebbdriver.StateDead].ID]; r != nil {
+		if r := byID[a[ebbtype.StateDead].ID]; r != nil {
 			check(t, "dead task's error count", 1, len(r.Errors))
 		}
 	})
@@ -206,9 +207,9 @@ func testTaskList(t *testing.T, newDriver Factory) {
 			want := idsOf(a, st)
 			want = append(want, idsOf(b, st)...)
 			switch st {
-			case ebbdriver.StateQueued:
+			case ebbtype.StateQueued:
 				want = append(want, aTwo.ID)
-			case ebbdriver.StateScheduled:
+			case ebbtype.StateScheduled:
 				want = append(want, bOne.ID)
 			}
 			checkSet(t, "state "+string(st), want, f.listIDs(ebbdriver.TaskListParams{State: st}))
@@ -217,14 +218,14 @@ func testTaskList(t *testing.T, newDriver Factory) {
 		checkSet(t, "kind k.two", append(idsOf(b, allStates...), aTwo.ID), f.listIDs(ebbdriver.TaskListParams{Kind: "k.two"}))
 		checkSet(t, "queue a, kind k.two", []string{aTwo.ID},
 			f.listIDs(ebbdriver.TaskListParams{Queue: "a", Kind: "k.two"}))
-		checkSet(t, "queue a, state queued", []string{a[ebbdriver.StateQueued].ID, aTwo.ID},
-			f.listIDs(ebbdriver.TaskListParams{Queue: "a", State: ebbdriver.StateQueued}))
-		checkSet(t, "state scheduled, kind k.one", []string{a[ebbdriver.StateScheduled].ID, bOne.ID},
-			f.listIDs(ebbdriver.TaskListParams{State: ebbdriver.StateScheduled, Kind: "k.one"}))
-		checkSet(t, "queue b, state dead, kind k.two", []string{b[ebbdriver.StateDead].ID},
-			f.listIDs(ebbdriver.TaskListParams{Queue: "b", State: ebbdriver.StateDead, Kind: "k.two"}))
+		checkSet(t, "queue a, state queued", []string{a[ebbtype.StateQueued].ID, aTwo.ID},
+			f.listIDs(ebbdriver.TaskListParams{Queue: "a", State: ebbtype.StateQueued}))
+		checkSet(t, "state scheduled, kind k.one", []string{a[ebbtype.StateScheduled].ID, bOne.ID},
+			f.listIDs(ebbdriver.TaskListParams{State: ebbtype.StateScheduled, Kind: "k.one"}))
+		checkSet(t, "queue b, state dead, kind k.two", []string{b[ebbtype.StateDead].ID},
+			f.listIDs(ebbdriver.TaskListParams{Queue: "b", State: ebbtype.StateDead, Kind: "k.two"}))
 		checkSet(t, "queue b, state dead, kind k.one", nil,
-			f.listIDs(ebbdriver.TaskListParams{Queue: "b", State: ebbdriver.StateDead, Kind: "k.one"}))
+			f.listIDs(ebbdriver.TaskListParams{Queue: "b", State: ebbtype.StateDead, Kind: "k.one"}))
 		checkSet(t, "kind nobody uses", nil, f.listIDs(ebbdriver.TaskListParams{Kind: "k.none"}))
 	})
 
@@ -240,15 +241,15 @@ func testTaskList(t *testing.T, newDriver Factory) {
 		if _, err := f.d.TaskCancel(f.ctx, tasks[3].ID, f.now); err != nil {
 			t.Fatalf("TaskCancel: %v", err)
 		}
-		checkSet(t, "succeeded", ids(rs[0]), f.listIDs(ebbdriver.TaskListParams{State: ebbdriver.StateSucceeded}))
-		checkSet(t, "cancelled", ids(rs[1], tasks[3]), f.listIDs(ebbdriver.TaskListParams{State: ebbdriver.StateCancelled}))
-		checkSet(t, "dead", ids(rs[2]), f.listIDs(ebbdriver.TaskListParams{Queue: "a", State: ebbdriver.StateDead}))
+		checkSet(t, "succeeded", ids(rs[0]), f.listIDs(ebbdriver.TaskListParams{State: ebbtype.StateSucceeded}))
+		checkSet(t, "cancelled", ids(rs[1], tasks[3]), f.listIDs(ebbdriver.TaskListParams{State: ebbtype.StateCancelled}))
+		checkSet(t, "dead", ids(rs[2]), f.listIDs(ebbdriver.TaskListParams{Queue: "a", State: ebbtype.StateDead}))
 		checkSet(t, "all", ids(tasks...), f.listIDs(ebbdriver.TaskListParams{Queue: "a"}))
 	})
 
 	t.Run("Limit", func(t *testing.T) {
 		f := setup(t, newDriver)
-		tasks := make([]*ebbdriver.TaskRecord, 5)
+		tasks := make([]*ebbtype.TaskInfo, 5)
 		for i := range tasks {
 			tasks[i] = f.task("a", withRunAt(f.at(time.Duration(i-10)*time.Second)))
 		}
@@ -263,20 +264,20 @@ func testTaskList(t *testing.T, newDriver Factory) {
 		if calls < 3 {
 			t.Errorf("5 tasks came in %d pages of at most 2", calls)
 		}
-		got, _, _ = f.listAll(ebbdriver.TaskListParams{Limit: 1, Queue: "a", State: ebbdriver.StateQueued})
+		got, _, _ = f.listAll(ebbdriver.TaskListParams{Limit: 1, Queue: "a", State: ebbtype.StateQueued})
 		checkSet(t, "paged one by one with filters", ids(tasks...), taskIDs(got))
 	})
 
 	t.Run("NewestFirst", func(t *testing.T) {
 		f := setup(t, newDriver)
 		// Later RunAt and later id together: the newest by either measure.
-		tasks := make([]*ebbdriver.TaskRecord, 4)
+		tasks := make([]*ebbtype.TaskInfo, 4)
 		for i := range tasks {
 			tasks[i] = f.task("a", withRunAt(f.at(time.Duration(i-10)*time.Second)))
 		}
 		f.enqueue(tasks...)
 		for _, limit := range []int{0, 1, 3} {
-			got, _, _ := f.listAll(ebbdriver.TaskListParams{Queue: "a", State: ebbdriver.StateQueued, Limit: limit})
+			got, _, _ := f.listAll(ebbdriver.TaskListParams{Queue: "a", State: ebbtype.StateQueued, Limit: limit})
 			checkSlice(t, "order", ids(tasks[3], tasks[2], tasks[1], tasks[0]), taskIDs(got))
 		}
 	})
@@ -285,7 +286,7 @@ func testTaskList(t *testing.T, newDriver Factory) {
 		f := setup(t, newDriver)
 		common := f.everyState("a", "k.common")
 		rare := f.everyState("b", "k.rare")
-		var more, rareMore []*ebbdriver.TaskRecord
+		var more, rareMore []*ebbtype.TaskInfo
 		for i := range 6 {
 			more = append(more, f.task("a", withKind("k.common"), withRunAt(f.at(time.Duration(i-10)*time.Second))))
 		}
@@ -322,8 +323,8 @@ func testTaskList(t *testing.T, newDriver Factory) {
 				t.Errorf("%s: %d calls examined %d tasks at most %d at a time", c.name, calls, stored, c.p.ScanLimit)
 			}
 		}
-		got, _, _ := f.listAll(ebbdriver.TaskListParams{State: ebbdriver.StateDead, ScanLimit: 2})
-		checkSet(t, "dead, scan limit 2", []string{common[ebbdriver.StateDead].ID, rare[ebbdriver.StateDead].ID}, taskIDs(got))
+		got, _, _ := f.listAll(ebbdriver.TaskListParams{State: ebbtype.StateDead, ScanLimit: 2})
+		checkSet(t, "dead, scan limit 2", []string{common[ebbtype.StateDead].ID, rare[ebbtype.StateDead].ID}, taskIDs(got))
 	})
 }
 
@@ -331,10 +332,10 @@ func testTaskRetry(t *testing.T, newDriver Factory) {
 	t.Run("NotAllowed", func(t *testing.T) {
 		f := setup(t, newDriver)
 		tasks := f.everyState("a", "k")
-		for _, st := range []ebbdriver.State{ebbdriver.StateQueued, ebbdriver.StateRunning,
-			ebbdriver.StateSucceeded, ebbdriver.StateCancelled} {
+		for _, st := range []ebbtype.State{ebbtype.StateQueued, ebbtype.StateRunning,
+			ebbtype.StateSucceeded, ebbtype.StateCancelled} {
 			got, err := f.d.TaskRetry(f.ctx, tasks[st].ID, f.at(time.Second))
-			if !errors.Is(err, ebbdriver.ErrTaskState) {
+			if !errors.Is(err, ebbtype.ErrTaskState) {
 				t.Errorf("TaskRetry of a %s task = %q, %v; want ErrTaskState", st, got, err)
 			}
 			f.requireState(tasks[st].ID, st)
@@ -346,26 +347,26 @@ func testTaskRetry(t *testing.T, newDriver Factory) {
 	t.Run("NotFound", func(t *testing.T) {
 		f := setup(t, newDriver)
 		_, err := f.d.TaskRetry(f.ctx, newTask("a", f.now).ID, f.now)
-		checkErrIs(t, "TaskRetry(unknown)", err, ebbdriver.ErrTaskNotFound)
+		checkErrIs(t, "TaskRetry(unknown)", err, ebbtype.ErrTaskNotFound)
 	})
 
 	for _, c := range []struct {
 		name    string
-		prepare func(f *fixture) *ebbdriver.TaskRecord
+		prepare func(f *fixture) *ebbtype.TaskInfo
 		attempt int // after the retry
 		errs    int
 	}{
-		{"Dead", func(f *fixture) *ebbdriver.TaskRecord {
+		{"Dead", func(f *fixture) *ebbtype.TaskInfo {
 			task := f.enqueue(f.task("a", withMaxAttempts(1)))[0]
 			f.kill(task, f.now)
 			return task
 		}, 0, 1},
-		{"Retrying", func(f *fixture) *ebbdriver.TaskRecord {
+		{"Retrying", func(f *fixture) *ebbtype.TaskInfo {
 			task := f.enqueue(f.task("a"))[0]
 			f.completeOK(retry(f.fetchOne(f.now, "a"), f.now, f.at(time.Hour), "boom"))
 			return task
 		}, 1, 1},
-		{"Scheduled", func(f *fixture) *ebbdriver.TaskRecord {
+		{"Scheduled", func(f *fixture) *ebbtype.TaskInfo {
 			return f.enqueue(f.task("a", withRunAt(f.at(time.Hour))))[0]
 		}, 0, 0},
 	} {
@@ -381,9 +382,9 @@ func testTaskRetry(t *testing.T, newDriver Factory) {
 			if err != nil {
 				t.Fatalf("TaskRetry: %v", err)
 			}
-			check(t, "returned state", ebbdriver.StateQueued, st)
+			check(t, "returned state", ebbtype.StateQueued, st)
 			waitEvent(t, ch, "EventQueued after TaskRetry", isQueued("a"), nil)
-			got := f.requireState(task.ID, ebbdriver.StateQueued)
+			got := f.requireState(task.ID, ebbtype.StateQueued)
 			check(t, "Attempt", c.attempt, got.Attempt)
 			check(t, "error count (history kept)", c.errs, len(got.Errors))
 			checkTime(t, "RunAt", now, got.RunAt)
@@ -391,7 +392,7 @@ func testTaskRetry(t *testing.T, newDriver Factory) {
 			check(t, "Queued", int64(1), s.Queued)
 			check(t, "Scheduled", int64(0), s.Scheduled)
 			check(t, "Dead", int64(0), s.Dead)
-			f.requireState(other.ID, ebbdriver.StateScheduled)
+			f.requireState(other.ID, ebbtype.StateScheduled)
 
 			r := f.fetchOne(now, "a")
 			check(t, "fetched", task.ID, r.ID)
@@ -419,11 +420,11 @@ func testTaskDelete(t *testing.T, newDriver Factory) {
 
 	t.Run("NotFound", func(t *testing.T) {
 		f := setup(t, newDriver)
-		checkErrIs(t, "TaskDelete(unknown)", f.d.TaskDelete(f.ctx, newTask("a", f.now).ID), ebbdriver.ErrTaskNotFound)
+		checkErrIs(t, "TaskDelete(unknown)", f.d.TaskDelete(f.ctx, newTask("a", f.now).ID), ebbtype.ErrTaskNotFound)
 	})
 
 	for _, st := range allStates {
-		if st == ebbdriver.StateRunning {
+		if st == ebbtype.StateRunning {
 			continue
 		}
 		t.Run("NotRunning/"+string(st), func(t *testing.T) {
@@ -434,7 +435,7 @@ func testTaskDelete(t *testing.T, newDriver Factory) {
 				t.Fatalf("TaskDelete: %v", err)
 			}
 			f.requireNotFound(tasks[st].ID)
-			checkErrIs(t, "second TaskDelete", f.d.TaskDelete(f.ctx, tasks[st].ID), ebbdriver.ErrTaskNotFound)
+			checkErrIs(t, "second TaskDelete", f.d.TaskDelete(f.ctx, tasks[st].ID), ebbtype.ErrTaskNotFound)
 			for other, task := range tasks {
 				if other != st {
 					f.requireState(task.ID, other)
@@ -453,16 +454,16 @@ func testTaskDelete(t *testing.T, newDriver Factory) {
 			after := queueStats(t, f.stats(), "a")
 			wantStats := before
 			switch st {
-			case ebbdriver.StateQueued:
+			case ebbtype.StateQueued:
 				wantStats.Queued--
 				wantStats.OldestQueuedAt = time.Time{}
-			case ebbdriver.StateScheduled, ebbdriver.StateRetrying:
+			case ebbtype.StateScheduled, ebbtype.StateRetrying:
 				wantStats.Scheduled--
-			case ebbdriver.StateDead:
+			case ebbtype.StateDead:
 				wantStats.Dead--
 			}
 			checkQueueStats(t, "after the delete", wantStats, after)
-			if st == ebbdriver.StateScheduled || st == ebbdriver.StateRetrying || st == ebbdriver.StateQueued {
+			if st == ebbtype.StateScheduled || st == ebbtype.StateRetrying || st == ebbtype.StateQueued {
 				// The queue's Queued task, if not the deleted one, then nothing.
 				res := f.fetch(f.at(2*time.Hour), 10, "a")
 				for _, r := range res.Tasks {
@@ -496,8 +497,8 @@ func testTaskDelete(t *testing.T, newDriver Factory) {
 		f := setup(t, newDriver)
 		task := f.enqueue(f.task("a", withUnique("u", 0)))[0]
 		r := f.fetchOne(f.now, "a")
-		checkErrIs(t, "TaskDelete(running)", f.d.TaskDelete(f.ctx, task.ID), ebbdriver.ErrTaskState)
-		got := f.requireState(task.ID, ebbdriver.StateRunning)
+		checkErrIs(t, "TaskDelete(running)", f.d.TaskDelete(f.ctx, task.ID), ebbtype.ErrTaskState)
+		got := f.requireState(task.ID, ebbtype.StateRunning)
 		check(t, "LeaseToken", r.LeaseToken, got.LeaseToken)
 		res := f.enqueueResults(f.task("a", withUnique("u", 0)))
 		check(t, "unique key still held", true, res[0].Duplicate)
@@ -508,7 +509,7 @@ func testTaskDelete(t *testing.T, newDriver Factory) {
 		f := setup(t, newDriver)
 		tasks := f.everyState("a", "k")
 		for st, task := range tasks {
-			if st != ebbdriver.StateRunning {
+			if st != ebbtype.StateRunning {
 				if err := f.d.TaskDelete(f.ctx, task.ID); err != nil {
 					t.Fatalf("TaskDelete(%s): %v", st, err)
 				}
@@ -520,7 +521,7 @@ func testTaskDelete(t *testing.T, newDriver Factory) {
 		check(t, "Failed", int64(1), s.Failed)
 		check(t, "Retried", int64(1), s.Retried)
 		check(t, "InFlight", int64(1), s.InFlight)
-		checkSlice(t, "listed", ids(tasks[ebbdriver.StateRunning]), f.listIDs(ebbdriver.TaskListParams{}))
+		checkSlice(t, "listed", ids(tasks[ebbtype.StateRunning]), f.listIDs(ebbdriver.TaskListParams{}))
 	})
 	t.Run("WakesAwait", func(t *testing.T) {
 		f := setup(t, newDriver)
@@ -532,6 +533,6 @@ func testTaskDelete(t *testing.T, newDriver Factory) {
 			t.Fatalf("TaskDelete: %v", err)
 		}
 		res := waitAwait(t, done, "TaskAwait of a deleted task")
-		checkErrIs(t, "TaskAwait of a deleted task", res.err, ebbdriver.ErrTaskNotFound)
+		checkErrIs(t, "TaskAwait of a deleted task", res.err, ebbtype.ErrTaskNotFound)
 	})
 }

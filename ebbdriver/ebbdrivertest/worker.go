@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
-func workerInfo(id string, now time.Time) ebbdriver.WorkerInfo {
-	return ebbdriver.WorkerInfo{
+func workerInfo(id string, now time.Time) ebbtype.WorkerInfo {
+	return ebbtype.WorkerInfo{
 		ID:          id,
 		Pool:        "pool-1",
 		Host:        "host-" + id,
@@ -24,7 +25,7 @@ func workerInfo(id string, now time.Time) ebbdriver.WorkerInfo {
 	}
 }
 
-func (f *fixture) heartbeat(info ebbdriver.WorkerInfo, ttl time.Duration) *ebbdriver.WorkerControl {
+func (f *fixture) heartbeat(info ebbtype.WorkerInfo, ttl time.Duration) *ebbdriver.WorkerControl {
 	f.t.Helper()
 	ctl, err := f.d.WorkerHeartbeat(f.ctx, info, ttl)
 	if err != nil {
@@ -36,7 +37,7 @@ func (f *fixture) heartbeat(info ebbdriver.WorkerInfo, ttl time.Duration) *ebbdr
 	return ctl
 }
 
-func (f *fixture) workers(now time.Time) []ebbdriver.WorkerInfo {
+func (f *fixture) workers(now time.Time) []ebbtype.WorkerInfo {
 	f.t.Helper()
 	ws, err := f.d.WorkerList(f.ctx, now)
 	if err != nil {
@@ -45,7 +46,7 @@ func (f *fixture) workers(now time.Time) []ebbdriver.WorkerInfo {
 	return ws
 }
 
-func workerIDs(ws []ebbdriver.WorkerInfo) []string {
+func workerIDs(ws []ebbtype.WorkerInfo) []string {
 	ids := make([]string, len(ws))
 	for i, w := range ws {
 		ids[i] = w.ID
@@ -53,7 +54,7 @@ func workerIDs(ws []ebbdriver.WorkerInfo) []string {
 	return ids
 }
 
-func checkWorker(t *testing.T, want, got ebbdriver.WorkerInfo) {
+func checkWorker(t *testing.T, want, got ebbtype.WorkerInfo) {
 	t.Helper()
 	p := "worker " + want.ID + " "
 	check(t, p+"ID", want.ID, got.ID)
@@ -103,14 +104,14 @@ func testWorker(t *testing.T, newDriver Factory) {
 		f := setup(t, newDriver)
 		now := msNow()
 		err := f.d.WorkerRequestDrain(f.ctx, "nobody", now)
-		checkErrIs(t, "WorkerRequestDrain(unknown)", err, ebbdriver.ErrWorkerNotFound)
+		checkErrIs(t, "WorkerRequestDrain(unknown)", err, ebbtype.ErrWorkerNotFound)
 
 		f.heartbeat(workerInfo("gone", now), time.Minute)
 		if err := f.d.WorkerDeregister(f.ctx, "gone"); err != nil {
 			t.Fatalf("WorkerDeregister: %v", err)
 		}
 		err = f.d.WorkerRequestDrain(f.ctx, "gone", now)
-		checkErrIs(t, "WorkerRequestDrain(deregistered)", err, ebbdriver.ErrWorkerNotFound)
+		checkErrIs(t, "WorkerRequestDrain(deregistered)", err, ebbtype.ErrWorkerNotFound)
 	})
 
 	t.Run("Expiry", func(t *testing.T) {
@@ -134,7 +135,7 @@ func testWorker(t *testing.T, newDriver Factory) {
 			return true
 		})
 		err := f.d.WorkerRequestDrain(f.ctx, "short", msNow())
-		checkErrIs(t, "WorkerRequestDrain(expired)", err, ebbdriver.ErrWorkerNotFound)
+		checkErrIs(t, "WorkerRequestDrain(expired)", err, ebbtype.ErrWorkerNotFound)
 	})
 
 	t.Run("ExpiryByNow", func(t *testing.T) {
@@ -143,7 +144,7 @@ func testWorker(t *testing.T, newDriver Factory) {
 		checkSlice(t, "workers within the TTL", []string{"w1"}, workerIDs(f.workers(f.at(30*time.Second))))
 		checkSlice(t, "workers past the TTL", nil, workerIDs(f.workers(f.at(2*time.Minute))))
 		err := f.d.WorkerRequestDrain(f.ctx, "w1", f.at(2*time.Minute))
-		checkErrIs(t, "WorkerRequestDrain past the TTL", err, ebbdriver.ErrWorkerNotFound)
+		checkErrIs(t, "WorkerRequestDrain past the TTL", err, ebbtype.ErrWorkerNotFound)
 
 		// A refresh extends the entry from its new heartbeat.
 		w1 := workerInfo("w1", f.at(50*time.Second))
@@ -162,7 +163,7 @@ func testWorker(t *testing.T, newDriver Factory) {
 		}
 		w2, w1, w3 := workerInfo("w2", now), workerInfo("w1", now), workerInfo("w3", now)
 		w3.Pool, w3.Version, w3.Queues = "", "", []string{"only"}
-		for _, w := range []ebbdriver.WorkerInfo{w2, w1, w3} {
+		for _, w := range []ebbtype.WorkerInfo{w2, w1, w3} {
 			if f.heartbeat(w, time.Minute).DrainRequested {
 				t.Errorf("%s: DrainRequested without a request", w.ID)
 			}
@@ -188,7 +189,7 @@ func testWorker(t *testing.T, newDriver Factory) {
 			t.Fatalf("WorkerDeregister: %v", err)
 		}
 		checkSlice(t, "workers after deregister", []string{"w1", "w3"}, workerIDs(f.workers(now.Add(5*time.Second))))
-		if err := f.d.WorkerDeregister(f.ctx, "w2"); err != nil && !errors.Is(err, ebbdriver.ErrWorkerNotFound) {
+		if err := f.d.WorkerDeregister(f.ctx, "w2"); err != nil && !errors.Is(err, ebbtype.ErrWorkerNotFound) {
 			t.Errorf("second WorkerDeregister: %v", err)
 		}
 	})

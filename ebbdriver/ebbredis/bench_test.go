@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/testredis"
 	"github.com/ebbq/ebb/internal/tid"
 )
@@ -19,12 +20,12 @@ import (
 // benchBatch is the batch size of the benchmarks, what an ebb worker uses.
 const benchBatch = 500
 
-func benchTasks(queue string, n int, now time.Time) []*ebbdriver.TaskRecord {
-	tasks := make([]*ebbdriver.TaskRecord, n)
+func benchTasks(queue string, n int, now time.Time) []*ebbtype.TaskInfo {
+	tasks := make([]*ebbtype.TaskInfo, n)
 	for i := range tasks {
-		tasks[i] = &ebbdriver.TaskRecord{
-			ID: tid.NewAt(now), Kind: "bench.noop", Queue: queue, Args: []byte(`{"n":` + strconv.Itoa(i) + `}`),
-			Priority: ebbdriver.PriorityNormal, RunAt: now, MaxAttempts: 3, Retention: time.Hour, EnqueuedAt: now,
+		tasks[i] = &ebbtype.TaskInfo{
+			ID: tid.NewAt(now), Kind: "bench.noop", Queue: queue, EncodedArgs: []byte(`{"n":` + strconv.Itoa(i) + `}`),
+			Priority: ebbtype.PriorityNormal, RunAt: now, MaxAttempts: 3, Retention: time.Hour, EnqueuedAt: now,
 		}
 	}
 	return tasks

@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // --- times -------------------------------------------------------------------
@@ -57,34 +57,24 @@ func ceilMS(d time.Duration) int64 {
 
 // --- msg: the immutable part of a task ---------------------------------------
 
-// msgJSON is msg's shape (see doc.go). Short names: it is stored once per
-// task and travels with every Fetch.
-type msgJSON struct {
-	ID          string            `json:"id"`
-	Kind        string            `json:"k"`
-	Queue       string            `json:"q"`
-	Args        json.RawMessage   `json:"a,omitempty"`
-	Headers     map[string]string `json:"h,omitempty"`
-	Priority    int               `json:"p"`
-	MaxAttempts int               `json:"m"`
-	Timeout     int64             `json:"to,omitempty"`
-	Retention   int64             `json:"r,omitempty"`
-	UniqueKey   string            `json:"u,omitempty"`
-	UniqueTTL   int64             `json:"ut,omitempty"`
-	EnqueuedAt  int64             `json:"e"`
-}
+// msg is a task's immutable part, stored once per task and carried by every
+// Fetch, as a JSON object with short keys (see doc.go): "id", "k" kind, "q"
+// queue, "a" args, "h" headers, "p" priority, "m" max attempts, "to"
+// timeout, "r" retention, "u" unique key, "ut" unique TTL (durations in ns)
+// and "e" enqueued at (Unix ns). appendMsg writes it and parseMsg reads it
+// straight into an ebbtype.TaskInfo, so no second task struct exists.
 
 // appendMsg encodes t's immutable part. It is hand-written because it runs
 // for every enqueued task and because it embeds Args verbatim but for
 // surrounding whitespace (encoding/json would compact them).
-func appendMsg(b []byte, t *ebbdriver.TaskRecord) ([]byte, error) {
+func appendMsg(b []byte, t *ebbtype.TaskInfo) ([]byte, error) {
 	b = append(b, `{"id":`...)
 	b = appendJSONString(b, t.ID)
 	b = append(b, `,"k":`...)
 	b = appendJSONString(b, t.Kind)
 	b = append(b, `,"q":`...)
 	b = appendJSONString(b, t.Queue)
-	if args := bytes.TrimSpace(t.Args); len(args) > 0 {
+	if args := bytes.TrimSpace(t.EncodedArgs); len(args) > 0 {
 		if !json.Valid(args) {
 			return b, errors.New("args are not valid JSON; Args must hold a JSON document")
 		}
@@ -181,35 +171,32 @@ func appendJSONString(b []byte, s string) []byte {
 
 // decodeMsg fills rec's immutable fields from msg. On failure rec keeps what
 // it had (at least ID and Queue) and the error says what is wrong.
-func decodeMsg(rec *ebbdriver.TaskRecord, msg string) error {
-	var m msgJSON
+func decodeMsg(rec *ebbtype.TaskInfo, msg string) error {
+	m := *rec
+	m.ID = ""
 	if !parseMsg(msg, &m) {
-		m = msgJSON{}
-		if err := json.Unmarshal([]byte(msg), &m); err != nil {
+		// parseMsg reads only what appendMsg writes; compacted, a msg
+		// written by hand (other whitespace) may still read, and otherwise
+		// encoding/json words what is wrong with it.
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, []byte(msg)); err != nil {
 			return fmt.Errorf("stored task data (msg) is not valid: %v", err)
+		}
+		m = *rec
+		m.ID = ""
+		if !parseMsg(buf.String(), &m) {
+			return errors.New("stored task data (msg) is not valid: unexpected field or value type")
 		}
 	}
 	if m.ID != "" && m.ID != rec.ID {
 		return fmt.Errorf("stored task data (msg) names task %q, not %q", m.ID, rec.ID)
 	}
-	rec.Kind = m.Kind
-	if m.Queue != "" {
-		rec.Queue = m.Queue
+	m.ID = rec.ID
+	if m.Queue == "" {
+		m.Queue = rec.Queue
 	}
-	if len(m.Args) > 0 {
-		rec.Args = []byte(m.Args)
-	}
-	rec.Headers = m.Headers
-	rec.Priority = m.Priority
-	rec.MaxAttempts = m.MaxAttempts
-	rec.Timeout = time.Duration(m.Timeout)
-	rec.Retention = time.Duration(m.Retention)
-	rec.UniqueKey = m.UniqueKey
-	rec.UniqueTTL = time.Duration(m.UniqueTTL)
-	if m.EnqueuedAt != 0 {
-		rec.EnqueuedAt = time.Unix(0, m.EnqueuedAt)
-	}
-	if m.Kind == "" {
+	*rec = m
+	if rec.Kind == "" {
 		return errors.New("stored task data (msg) has no kind")
 	}
 	return nil
@@ -227,7 +214,7 @@ type errJSON struct {
 	WorkerID string `json:"worker_id,omitempty"`
 }
 
-func appendErr(b []byte, e *ebbdriver.AttemptError) []byte {
+func appendErr(b []byte, e *ebbtype.AttemptError) []byte {
 	b = append(b, `{"attempt":`...)
 	b = strconv.AppendInt(b, int64(e.Attempt), 10)
 	b = append(b, `,"at":`...)
@@ -249,7 +236,7 @@ func appendErr(b []byte, e *ebbdriver.AttemptError) []byte {
 	return append(b, '}')
 }
 
-func decodeErrors(s string) ([]ebbdriver.AttemptError, error) {
+func decodeErrors(s string) ([]ebbtype.AttemptError, error) {
 	if s == "" {
 		return nil, nil
 	}
@@ -257,9 +244,9 @@ func decodeErrors(s string) ([]ebbdriver.AttemptError, error) {
 	if err := json.Unmarshal([]byte(s), &es); err != nil {
 		return nil, fmt.Errorf("stored error history (err) is not valid: %v", err)
 	}
-	out := make([]ebbdriver.AttemptError, len(es))
+	out := make([]ebbtype.AttemptError, len(es))
 	for i, e := range es {
-		out[i] = ebbdriver.AttemptError{Attempt: e.Attempt, Error: e.Error, Stack: e.Stack, WorkerID: e.WorkerID}
+		out[i] = ebbtype.AttemptError{Attempt: e.Attempt, Error: e.Error, Stack: e.Stack, WorkerID: e.WorkerID}
 		if e.At != 0 {
 			out[i].At = time.Unix(0, e.At)
 		}
@@ -271,15 +258,15 @@ func decodeErrors(s string) ([]ebbdriver.AttemptError, error) {
 
 // decodeHash builds a record from a task hash (HGETALL). Whatever cannot be
 // decoded is reported in Malformed; the record is never dropped.
-func decodeHash(queue, id string, h map[string]string) *ebbdriver.TaskRecord {
-	rec := &ebbdriver.TaskRecord{ID: id, Queue: queue}
+func decodeHash(queue, id string, h map[string]string) *ebbtype.TaskInfo {
+	rec := &ebbtype.TaskInfo{ID: id, Queue: queue}
 	var problems []string
 	if msg, ok := h["msg"]; !ok {
 		problems = append(problems, "stored task has no data (msg field missing)")
 	} else if err := decodeMsg(rec, msg); err != nil {
 		problems = append(problems, err.Error())
 	}
-	rec.State = ebbdriver.State(h["st"])
+	rec.State = ebbtype.State(h["st"])
 	if !rec.State.Valid() {
 		problems = append(problems, fmt.Sprintf("stored state %q is unknown", h["st"]))
 	}
@@ -299,7 +286,7 @@ func decodeHash(queue, id string, h map[string]string) *ebbdriver.TaskRecord {
 		} else {
 			rec.StartedAt = parseNS(parts[3])
 			rec.WorkerID = parts[4]
-			if rec.State == ebbdriver.StateRunning {
+			if rec.State == ebbtype.StateRunning {
 				rec.LeaseToken = parts[0]
 				rec.LeaseExpiresAt = parseNS(parts[2])
 			}
@@ -327,4 +314,22 @@ func joinProblems(ps []string) string {
 		s += "; " + p
 	}
 	return s
+}
+
+// storedJSON reads a JSON-valued field (schedule args, decision inputs) of a
+// record stored as JSON. Nothing is stored as null; and versions before the
+// shared ebbtype structs stored these fields as []byte, which encoding/json
+// writes as a base64 string. Neither field is ever a JSON string itself (args
+// of a schedule are an object), so a string can only be that old encoding.
+func storedJSON(b json.RawMessage) json.RawMessage {
+	switch {
+	case len(b) == 0 || string(b) == "null":
+		return nil
+	case b[0] == '"':
+		var raw []byte
+		if json.Unmarshal(b, &raw) == nil {
+			return raw
+		}
+	}
+	return b
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // promoteBatch bounds how many due tasks one Fetch promotes per queue; the
@@ -49,13 +50,13 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 		}
 		minScore(vals[0], &nextDue)
 		if res.Tasks == nil {
-			res.Tasks = make([]*ebbdriver.TaskRecord, 0, (len(vals)-1)/5)
+			res.Tasks = make([]*ebbtype.TaskInfo, 0, (len(vals)-1)/5)
 		}
 		for i := 1; i < len(vals); i += 5 {
-			rec := &ebbdriver.TaskRecord{
+			rec := &ebbtype.TaskInfo{
 				ID:             str(vals[i]),
 				Queue:          q,
-				State:          ebbdriver.StateRunning,
+				State:          ebbtype.StateRunning,
 				StartedAt:      p.Now,
 				WorkerID:       p.WorkerID,
 				LeaseToken:     p.LeaseToken,
@@ -209,7 +210,7 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 		if c.LeaseToken == "" {
 			// Fetch never hands out an empty token, so nobody owns a task
 			// with one (and the fence must not match a token cut off).
-			errs[i] = fmt.Errorf("ebbredis: complete task %q with an empty lease token: %w", c.ID, ebbdriver.ErrLeaseLost)
+			errs[i] = fmt.Errorf("ebbredis: complete task %q with an empty lease token: %w", c.ID, ebbtype.ErrLeaseLost)
 			continue
 		}
 		var op, retryAt, data string
@@ -283,8 +284,12 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 			return nil, fmt.Errorf("ebbredis: complete: unexpected script answer of %d values for %d tasks: %v", len(vals), len(g.idx), err)
 		}
 		for j, i := range g.idx {
-			if n, _ := vals[j].(int64); n != 1 {
-				errs[i] = fmt.Errorf("ebbredis: complete task %q: %w", completions[i].ID, ebbdriver.ErrLeaseLost)
+			switch n, _ := vals[j].(int64); n {
+			case 1:
+			case 2:
+				errs[i] = fmt.Errorf("ebbredis: complete task %q of queue %q: %w", completions[i].ID, completions[i].Queue, ebbtype.ErrTaskNotFound)
+			default:
+				errs[i] = fmt.Errorf("ebbredis: complete task %q: %w", completions[i].ID, ebbtype.ErrLeaseLost)
 			}
 		}
 	}

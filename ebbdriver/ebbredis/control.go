@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 var _ ebbdriver.Control = (*Driver)(nil)
@@ -110,7 +112,7 @@ var (
 )
 
 // LeaderAttempt implements ebbdriver.Control.
-func (d *Driver) LeaderAttempt(ctx context.Context, p ebbdriver.LeaderParams) (*ebbdriver.Leadership, error) {
+func (d *Driver) LeaderAttempt(ctx context.Context, p ebbdriver.LeaderParams) (*ebbtype.Leadership, error) {
 	if p.Name == "" || p.ID == "" || p.TTL <= 0 {
 		return nil, fmt.Errorf("ebbredis: leader attempt: name %q, id %q, TTL %s: need a name, an id and a positive TTL", p.Name, p.ID, p.TTL)
 	}
@@ -124,7 +126,7 @@ func (d *Driver) LeaderAttempt(ctx context.Context, p ebbdriver.LeaderParams) (*
 	}
 	term, _ := vals[1].(int64)
 	exp, _ := strconv.ParseInt(str(vals[2]), 10, 64)
-	return &ebbdriver.Leadership{LeaderID: str(vals[0]), Term: term, ExpiresAt: fromUS(float64(exp))}, nil
+	return &ebbtype.Leadership{LeaderID: str(vals[0]), Term: term, ExpiresAt: fromUS(float64(exp))}, nil
 }
 
 // LeaderResign implements ebbdriver.Control.
@@ -135,8 +137,26 @@ func (d *Driver) LeaderResign(ctx context.Context, name, id string) error {
 	return nil
 }
 
+// LeaderGet implements ebbdriver.Control. One HMGET reads the hash
+// atomically, so no script is needed to see a consistent leader and expiry.
+func (d *Driver) LeaderGet(ctx context.Context, name string, now time.Time) (*ebbtype.Leadership, error) {
+	vals, err := d.rdb.HMGet(ctx, d.leaderKey(name), "id", "term", "exp").Result()
+	if err != nil {
+		return nil, fmt.Errorf("ebbredis: read the leader of %q: %w", name, err)
+	}
+	id := str(vals[0])
+	term, _ := strconv.ParseInt(str(vals[1]), 10, 64)
+	exp, _ := strconv.ParseInt(str(vals[2]), 10, 64)
+	// Held while now < exp, as in luaLeaderAttempt; a resigned leader has
+	// exp 0.
+	if id == "" || exp <= now.UnixMicro() {
+		return nil, nil
+	}
+	return &ebbtype.Leadership{LeaderID: id, Term: term, ExpiresAt: fromUS(float64(exp))}, nil
+}
+
 // DecisionAppend implements ebbdriver.Control.
-func (d *Driver) DecisionAppend(ctx context.Context, leaderName string, dec *ebbdriver.Decision) error {
+func (d *Driver) DecisionAppend(ctx context.Context, leaderName string, dec *ebbtype.Decision) error {
 	if dec == nil || dec.Pool == "" {
 		return errors.New("ebbredis: decision append: need a decision with a pool")
 	}
@@ -159,7 +179,7 @@ func (d *Driver) DecisionAppend(ctx context.Context, leaderName string, dec *ebb
 }
 
 // DecisionList implements ebbdriver.Control. limit ≤ 0 lists all kept.
-func (d *Driver) DecisionList(ctx context.Context, pool string, limit int) ([]ebbdriver.Decision, error) {
+func (d *Driver) DecisionList(ctx context.Context, pool string, limit int) ([]ebbtype.Decision, error) {
 	index := d.decisionsKey("all")
 	if pool != "" {
 		index = d.decisionsKey("pool:" + pool)
@@ -168,13 +188,14 @@ func (d *Driver) DecisionList(ctx context.Context, pool string, limit int) ([]eb
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: list decisions: %w", err)
 	}
-	out := make([]ebbdriver.Decision, 0, len(vals)/2)
+	out := make([]ebbtype.Decision, 0, len(vals)/2)
 	for i := 0; i+1 < len(vals); i += 2 {
-		var dec ebbdriver.Decision
+		var dec ebbtype.Decision
 		if err := json.Unmarshal([]byte(vals[i+1]), &dec); err != nil {
 			return nil, fmt.Errorf("ebbredis: list decisions: decision %s is not valid JSON: %w", vals[i], err)
 		}
 		dec.Seq, _ = strconv.ParseInt(vals[i], 10, 64)
+		dec.Inputs = storedJSON(dec.Inputs)
 		out = append(out, dec)
 	}
 	return out, nil

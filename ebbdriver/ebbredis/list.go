@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // The sets TaskList walks in each queue, in this order.
@@ -44,17 +45,17 @@ func (k *queueKeys) bucket(b int) string {
 
 // bucketHolds reports whether a task in state st is listed in bucket b;
 // st "" (no filter) is in every bucket.
-func bucketHolds(b int, st ebbdriver.State) bool {
+func bucketHolds(b int, st ebbtype.State) bool {
 	switch st {
 	case "":
 		return true
-	case ebbdriver.StateRunning:
+	case ebbtype.StateRunning:
 		return b == bucketRunning
-	case ebbdriver.StateQueued:
+	case ebbtype.StateQueued:
 		return b >= bucketReady1 && b <= bucketReady3
-	case ebbdriver.StateScheduled, ebbdriver.StateRetrying:
+	case ebbtype.StateScheduled, ebbtype.StateRetrying:
 		return b == bucketWaiting
-	case ebbdriver.StateDead:
+	case ebbtype.StateDead:
 		return b == bucketDead
 	default: // succeeded, cancelled
 		return b == bucketDone
@@ -145,7 +146,7 @@ func (d *Driver) TaskList(ctx context.Context, p ebbdriver.TaskListParams) (*ebb
 		return nil, err
 	}
 
-	res := &ebbdriver.TaskListResult{Tasks: []*ebbdriver.TaskRecord{}}
+	res := &ebbdriver.TaskListResult{Tasks: []*ebbtype.TaskInfo{}}
 	step := min(int64(limit), listChunkMax)
 	si, off := 0, int64(0)
 	if len(segs) > 0 {
@@ -279,15 +280,15 @@ func (d *Driver) listSegments(ctx context.Context, p ebbdriver.TaskListParams, p
 	return segs, nil
 }
 
-func checkListState(st ebbdriver.State) error {
+func checkListState(st ebbtype.State) error {
 	if st == "" || st.Valid() {
 		return nil
 	}
-	return fmt.Errorf("ebbredis: list tasks: unknown state %q; use one of %v", st, ebbdriver.States())
+	return fmt.Errorf("ebbredis: list tasks: unknown state %q; use one of %v", st, ebbtype.States())
 }
 
 // TaskRetry implements ebbdriver.Driver.
-func (d *Driver) TaskRetry(ctx context.Context, id string, now time.Time) (ebbdriver.State, error) {
+func (d *Driver) TaskRetry(ctx context.Context, id string, now time.Time) (ebbtype.State, error) {
 	k, _, err := d.findTask(ctx, id)
 	if err != nil {
 		return "", err
@@ -296,7 +297,7 @@ func (d *Driver) TaskRetry(ctx context.Context, id string, now time.Time) (ebbdr
 		[]string{k.task(id), k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.dead},
 		k.prefix, id, nsString(now), k.channel).Slice()
 	if errors.Is(err, redis.Nil) {
-		return "", fmt.Errorf("ebbredis: retry task %q: %w", id, ebbdriver.ErrTaskNotFound)
+		return "", fmt.Errorf("ebbredis: retry task %q: %w", id, ebbtype.ErrTaskNotFound)
 	}
 	if err != nil {
 		return "", fmt.Errorf("ebbredis: retry task %q: %w", id, err)
@@ -304,9 +305,9 @@ func (d *Driver) TaskRetry(ctx context.Context, id string, now time.Time) (ebbdr
 	if len(vals) != 2 {
 		return "", fmt.Errorf("ebbredis: retry task %q: unexpected script answer %v", id, vals)
 	}
-	st := ebbdriver.State(str(vals[1]))
+	st := ebbtype.State(str(vals[1]))
 	if n, _ := vals[0].(int64); n != 1 {
-		return "", fmt.Errorf("ebbredis: retry task %q: %w: task is %s", id, ebbdriver.ErrTaskState, stateName(st))
+		return "", fmt.Errorf("ebbredis: retry task %q: %w: task is %s", id, ebbtype.ErrTaskState, stateName(st))
 	}
 	return st, nil
 }
@@ -321,18 +322,18 @@ func (d *Driver) TaskDelete(ctx context.Context, id string) error {
 		[]string{k.task(id), k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.dead, k.done, k.waiters},
 		k.prefix, id, d.chDone).Text()
 	if errors.Is(err, redis.Nil) {
-		return fmt.Errorf("ebbredis: delete task %q: %w", id, ebbdriver.ErrTaskNotFound)
+		return fmt.Errorf("ebbredis: delete task %q: %w", id, ebbtype.ErrTaskNotFound)
 	}
 	if err != nil {
 		return fmt.Errorf("ebbredis: delete task %q: %w", id, err)
 	}
-	if ebbdriver.State(st) == ebbdriver.StateRunning {
-		return fmt.Errorf("ebbredis: delete task %q: %w: task is running; cancel it first", id, ebbdriver.ErrTaskState)
+	if ebbtype.State(st) == ebbtype.StateRunning {
+		return fmt.Errorf("ebbredis: delete task %q: %w: task is running; cancel it first", id, ebbtype.ErrTaskState)
 	}
 	return nil
 }
 
-func stateName(st ebbdriver.State) string {
+func stateName(st ebbtype.State) string {
 	if st == "" {
 		return "in no known state"
 	}

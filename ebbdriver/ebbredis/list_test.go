@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // doneSet reads P:{q}:done: member → score.
@@ -56,18 +57,18 @@ func TestDoneIndex(t *testing.T) {
 	if err != nil || len(res.Tasks) != 4 {
 		t.Fatalf("Fetch = %v, %v", res, err)
 	}
-	byID := map[string]*ebbdriver.TaskRecord{}
+	byID := map[string]*ebbtype.TaskInfo{}
 	for _, r := range res.Tasks {
 		byID[r.ID] = r
 	}
-	end := func(task *ebbdriver.TaskRecord, o ebbdriver.Outcome) ebbdriver.Completion {
+	end := func(task *ebbtype.TaskInfo, o ebbdriver.Outcome) ebbdriver.Completion {
 		r := byID[task.ID]
 		if r == nil {
 			t.Fatalf("task %s was not fetched", task.ID)
 		}
 		c := ebbdriver.Completion{Queue: "q", ID: r.ID, LeaseToken: r.LeaseToken, Outcome: o, Now: now}
 		if o == ebbdriver.OutcomeDead {
-			c.Error = &ebbdriver.AttemptError{Error: "fatal"}
+			c.Error = &ebbtype.AttemptError{Error: "fatal"}
 		}
 		return c
 	}
@@ -77,7 +78,7 @@ func TestDoneIndex(t *testing.T) {
 		t.Fatalf("Complete = %v, %v", errs, err)
 	}
 	later := now.Add(time.Minute)
-	if st, err := d.TaskCancel(ctx, waiting.ID, later); err != nil || st != ebbdriver.StateCancelled {
+	if st, err := d.TaskCancel(ctx, waiting.ID, later); err != nil || st != ebbtype.StateCancelled {
 		t.Fatalf("TaskCancel = %q, %v", st, err)
 	}
 	checkDone(t, "after the ends", map[string]int64{
@@ -113,7 +114,7 @@ func TestDoneIndex(t *testing.T) {
 
 	// More than a Limit expired: Cleanup takes the Limit, the earliest
 	// first, and says so, so that a caller calls again.
-	var more []*ebbdriver.TaskRecord
+	var more []*ebbtype.TaskInfo
 	for range 4 {
 		more = append(more, testTask("q", now))
 	}
@@ -162,7 +163,7 @@ func TestTaskListSkipsVanishedTasks(t *testing.T) {
 	if err := d.rdb.Del(ctx, d.keys("q").task(a.ID)).Err(); err != nil {
 		t.Fatal(err)
 	}
-	l, err := d.TaskList(ctx, ebbdriver.TaskListParams{State: ebbdriver.StateSucceeded})
+	l, err := d.TaskList(ctx, ebbdriver.TaskListParams{State: ebbtype.StateSucceeded})
 	if err != nil {
 		t.Fatalf("TaskList: %v", err)
 	}

@@ -3,6 +3,9 @@ package ebbredis
 import (
 	"encoding/json"
 	"strconv"
+	"time"
+
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // parseMsg decodes msg as appendMsg writes it, without reflection: Fetch
@@ -10,7 +13,7 @@ import (
 // worker's CPU. Anything it does not expect (other key order is fine; an
 // unknown key, odd whitespace, a syntax error) makes it give up, and the
 // caller falls back to encoding/json, which also words the error.
-func parseMsg(s string, m *msgJSON) bool {
+func parseMsg(s string, m *ebbtype.TaskInfo) bool {
 	p := msgParser{s: s}
 	if !p.byte('{') {
 		return false
@@ -35,26 +38,36 @@ func parseMsg(s string, m *msgJSON) bool {
 		case "a":
 			start := p.i
 			if ok = p.skip(); ok {
-				m.Args = json.RawMessage(s[start:p.i])
+				m.EncodedArgs = json.RawMessage(s[start:p.i])
 			}
 		case "h":
 			m.Headers, ok = p.headers()
 		case "p":
 			var n int64
 			n, ok = p.int()
-			m.Priority = int(n)
+			m.Priority = ebbtype.Priority(n)
 		case "m":
 			var n int64
 			n, ok = p.int()
 			m.MaxAttempts = int(n)
 		case "to":
-			m.Timeout, ok = p.int()
+			var n int64
+			n, ok = p.int()
+			m.Timeout = time.Duration(n)
 		case "r":
-			m.Retention, ok = p.int()
+			var n int64
+			n, ok = p.int()
+			m.Retention = time.Duration(n)
 		case "ut":
-			m.UniqueTTL, ok = p.int()
+			var n int64
+			n, ok = p.int()
+			m.UniqueTTL = time.Duration(n)
 		case "e":
-			m.EnqueuedAt, ok = p.int()
+			var n int64
+			n, ok = p.int()
+			if n != 0 {
+				m.EnqueuedAt = time.Unix(0, n)
+			}
 		default:
 			return false
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // maxPerCall bounds the tasks one script call handles, so a huge batch does
@@ -17,7 +18,7 @@ const maxPerCall = 1000
 
 // Enqueue implements ebbdriver.Driver: one script call per queue (per 1000
 // tasks), all in one pipeline.
-func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]ebbdriver.EnqueueResult, error) {
+func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
 	results := make([]ebbdriver.EnqueueResult, len(tasks))
 	if len(tasks) == 0 {
 		return results, nil
@@ -62,10 +63,10 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]
 		}
 		prio := t.Priority
 		if prio == 0 {
-			prio = ebbdriver.PriorityNormal
+			prio = ebbtype.PriorityNormal
 		}
-		if prio < ebbdriver.PriorityHigh || prio > ebbdriver.PriorityLow {
-			return nil, fmt.Errorf("ebbredis: enqueue task %q: priority %d is out of range %d..%d", t.ID, t.Priority, ebbdriver.PriorityHigh, ebbdriver.PriorityLow)
+		if prio < ebbtype.PriorityHigh || prio > ebbtype.PriorityLow {
+			return nil, fmt.Errorf("ebbredis: enqueue task %q: priority %d is out of range %d..%d", t.ID, t.Priority, ebbtype.PriorityHigh, ebbtype.PriorityLow)
 		}
 		enqueuedAt := t.EnqueuedAt
 		if enqueuedAt.IsZero() {
@@ -87,7 +88,7 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]
 		case t.UniqueKey != "":
 			uflag = "u"
 		}
-		k := uflag + strconv.Itoa(prio) + strconv.FormatInt(ceilMS(t.Retention), 10)
+		k := uflag + strconv.Itoa(int(prio)) + strconv.FormatInt(ceilMS(t.Retention), 10)
 		c.args = append(c.args, t.ID, string(buf), k, nsString(runAt), start,
 			max(t.MaxAttempts, 1), t.UniqueKey, ceilMS(t.UniqueTTL))
 		g.idx[len(g.idx)-1] = append(g.idx[len(g.idx)-1], i)

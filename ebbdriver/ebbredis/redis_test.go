@@ -14,18 +14,20 @@ import (
 
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbdriver/ebbdrivertest"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/testredis"
+	"github.com/ebbq/ebb/internal/testwait"
 	"github.com/ebbq/ebb/internal/tid"
 )
 
-func testTask(queue string, now time.Time) *ebbdriver.TaskRecord {
-	return &ebbdriver.TaskRecord{
-		ID: tid.NewAt(now), Kind: "test.kind", Queue: queue, Args: []byte(`{"x":1}`),
-		Priority: ebbdriver.PriorityNormal, RunAt: now, MaxAttempts: 3, Retention: time.Hour, EnqueuedAt: now,
+func testTask(queue string, now time.Time) *ebbtype.TaskInfo {
+	return &ebbtype.TaskInfo{
+		ID: tid.NewAt(now), Kind: "test.kind", Queue: queue, EncodedArgs: []byte(`{"x":1}`),
+		Priority: ebbtype.PriorityNormal, RunAt: now, MaxAttempts: 3, Retention: time.Hour, EnqueuedAt: now,
 	}
 }
 
-func mustEnqueue(t *testing.T, d *Driver, tasks ...*ebbdriver.TaskRecord) {
+func mustEnqueue(t *testing.T, d *Driver, tasks ...*ebbtype.TaskInfo) {
 	t.Helper()
 	res, err := d.Enqueue(t.Context(), tasks)
 	if err != nil {
@@ -119,15 +121,15 @@ func TestEnqueueRejectsBadTasks(t *testing.T) {
 	t.Parallel()
 	d := newTestDriver(t)
 	now := time.Now()
-	for name, mutate := range map[string]func(*ebbdriver.TaskRecord){
-		"args":     func(r *ebbdriver.TaskRecord) { r.Args = []byte(`{not json`) },
-		"queue":    func(r *ebbdriver.TaskRecord) { r.Queue = "" },
-		"id":       func(r *ebbdriver.TaskRecord) { r.ID = "" },
-		"priority": func(r *ebbdriver.TaskRecord) { r.Priority = 7 },
+	for name, mutate := range map[string]func(*ebbtype.TaskInfo){
+		"args":     func(r *ebbtype.TaskInfo) { r.EncodedArgs = []byte(`{not json`) },
+		"queue":    func(r *ebbtype.TaskInfo) { r.Queue = "" },
+		"id":       func(r *ebbtype.TaskInfo) { r.ID = "" },
+		"priority": func(r *ebbtype.TaskInfo) { r.Priority = 7 },
 	} {
 		r := testTask("a", now)
 		mutate(r)
-		if _, err := d.Enqueue(t.Context(), []*ebbdriver.TaskRecord{r}); err == nil {
+		if _, err := d.Enqueue(t.Context(), []*ebbtype.TaskInfo{r}); err == nil {
 			t.Errorf("Enqueue with a bad %s succeeded", name)
 		}
 	}
@@ -158,7 +160,7 @@ func TestMalformed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Fetch with malformed tasks: %v", err)
 	}
-	got := map[string]*ebbdriver.TaskRecord{}
+	got := map[string]*ebbtype.TaskInfo{}
 	for _, r := range res.Tasks {
 		got[r.ID] = r
 	}
@@ -172,7 +174,7 @@ func TestMalformed(t *testing.T) {
 		id, want string
 	}{{badMsg.ID, "msg"}, {noMsg.ID, "msg field missing"}, {badErrs.ID, "error history"}} {
 		r := got[c.id]
-		if !strings.Contains(r.Malformed, c.want) || r.ID != c.id || r.Queue != "a" || r.State != ebbdriver.StateRunning || r.LeaseToken == "" {
+		if !strings.Contains(r.Malformed, c.want) || r.ID != c.id || r.Queue != "a" || r.State != ebbtype.StateRunning || r.LeaseToken == "" {
 			t.Errorf("task %s: %+v; want ID, Queue, a lease and Malformed mentioning %q", c.id, r, c.want)
 		}
 		if g, err := d.TaskGet(ctx, c.id); err != nil || !strings.Contains(g.Malformed, c.want) {
@@ -183,12 +185,12 @@ func TestMalformed(t *testing.T) {
 	// The worker dead-letters it with the reason; that must work.
 	r := got[badMsg.ID]
 	errs, err := d.Complete(ctx, []ebbdriver.Completion{{Queue: r.Queue, ID: r.ID, LeaseToken: r.LeaseToken,
-		Outcome: ebbdriver.OutcomeDead, Now: now, Error: &ebbdriver.AttemptError{Attempt: 1, At: now, Error: r.Malformed}}})
+		Outcome: ebbdriver.OutcomeDead, Now: now, Error: &ebbtype.AttemptError{Attempt: 1, At: now, Error: r.Malformed}}})
 	if err != nil || errs[0] != nil {
 		t.Fatalf("Complete(dead) of a malformed task: %v, %v", err, errs)
 	}
 	dead, total, err := d.DeadList(ctx, ebbdriver.DeadListParams{Queue: "a", Limit: 10})
-	if err != nil || total != 1 || dead[0].ID != badMsg.ID || dead[0].State != ebbdriver.StateDead {
+	if err != nil || total != 1 || dead[0].ID != badMsg.ID || dead[0].State != ebbtype.StateDead {
 		t.Errorf("DeadList = %v, %d, %v", dead, total, err)
 	}
 }
@@ -238,7 +240,7 @@ func TestQueueKeysShareSlot(t *testing.T) {
 			d := newTestDriver(t)
 			ctx := t.Context()
 			now := time.Now()
-			tasks := []*ebbdriver.TaskRecord{testTask(queue, now), testTask(queue, now), testTask(queue, now), testTask(queue, now.Add(time.Hour))}
+			tasks := []*ebbtype.TaskInfo{testTask(queue, now), testTask(queue, now), testTask(queue, now), testTask(queue, now.Add(time.Hour))}
 			tasks[0].UniqueKey = "u1"
 			tasks[1].UniqueKey, tasks[1].UniqueTTL = "u2", time.Hour
 			mustEnqueue(t, d, tasks...)
@@ -248,10 +250,10 @@ func TestQueueKeysShareSlot(t *testing.T) {
 			}
 			r := res.Tasks[0]
 			if _, err := d.Complete(ctx, []ebbdriver.Completion{{Queue: queue, ID: r.ID, LeaseToken: r.LeaseToken,
-				Outcome: ebbdriver.OutcomeDead, Now: now, Error: &ebbdriver.AttemptError{Error: "x"}}}); err != nil {
+				Outcome: ebbdriver.OutcomeDead, Now: now, Error: &ebbtype.AttemptError{Error: "x"}}}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := d.WorkerHeartbeat(ctx, ebbdriver.WorkerInfo{ID: "w1", HeartbeatAt: now}, time.Minute); err != nil {
+			if _, err := d.WorkerHeartbeat(ctx, ebbtype.WorkerInfo{ID: "w1", HeartbeatAt: now}, time.Minute); err != nil {
 				t.Fatal(err)
 			}
 
@@ -349,10 +351,10 @@ func TestFindTaskInQueueUnknownToDriver(t *testing.T) {
 	task := testTask("elsewhere", now)
 	mustEnqueue(t, producer, testTask("first", now), task)
 	got, err := reader.TaskGet(t.Context(), task.ID)
-	if err != nil || got.Queue != "elsewhere" || got.State != ebbdriver.StateQueued {
+	if err != nil || got.Queue != "elsewhere" || got.State != ebbtype.StateQueued {
 		t.Fatalf("TaskGet from another driver = %+v, %v", got, err)
 	}
-	if st, err := reader.TaskCancel(t.Context(), task.ID, now); err != nil || st != ebbdriver.StateCancelled {
+	if st, err := reader.TaskCancel(t.Context(), task.ID, now); err != nil || st != ebbtype.StateCancelled {
 		t.Fatalf("TaskCancel from another driver = %q, %v", st, err)
 	}
 }
@@ -365,7 +367,7 @@ func TestLargeBatches(t *testing.T) {
 	ctx := t.Context()
 	now := time.Now()
 	const n = 2*maxPerCall + 300
-	tasks := make([]*ebbdriver.TaskRecord, n)
+	tasks := make([]*ebbtype.TaskInfo, n)
 	for i := range tasks {
 		tasks[i] = testTask([]string{"a", "b"}[i%2], now)
 	}
@@ -444,7 +446,7 @@ func TestDrainOnlyToItsWorker(t *testing.T) {
 	d := newTestDriver(t)
 	ctx := t.Context()
 	now := time.Now()
-	if _, err := d.WorkerHeartbeat(ctx, ebbdriver.WorkerInfo{ID: "w1", HeartbeatAt: now}, time.Minute); err != nil {
+	if _, err := d.WorkerHeartbeat(ctx, ebbtype.WorkerInfo{ID: "w1", HeartbeatAt: now}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	other, err := d.Listen(ctx, ebbdriver.ListenParams{Queues: []string{"x"}, WorkerID: "w2"})
@@ -494,7 +496,7 @@ func TestRedisRestart(t *testing.T) {
 
 	srv.Kill()
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
-	_, err = d.Enqueue(short, []*ebbdriver.TaskRecord{testTask("a", now)})
+	_, err = d.Enqueue(short, []*ebbtype.TaskInfo{testTask("a", now)})
 	cancel()
 	if err == nil {
 		t.Fatal("Enqueue with Redis down succeeded")
@@ -510,7 +512,7 @@ func TestRedisRestart(t *testing.T) {
 	})
 	task := testTask("a", now)
 	retryUntil(t, "Enqueue after the restart", func() error {
-		_, err := d.Enqueue(ctx, []*ebbdriver.TaskRecord{task})
+		_, err := d.Enqueue(ctx, []*ebbtype.TaskInfo{task})
 		return err
 	})
 	ebbdrivertest.WaitEvent(t, events, "EventQueued for the new task", func(ev ebbdriver.Event) bool {
@@ -520,7 +522,7 @@ func TestRedisRestart(t *testing.T) {
 	if err != nil || len(res.Tasks) != 1 || res.Tasks[0].ID != task.ID {
 		t.Fatalf("Fetch after restart = %v, %v; want the task enqueued after it", res, err)
 	}
-	if got, err := d.TaskGet(ctx, task.ID); err != nil || got.State != ebbdriver.StateRunning {
+	if got, err := d.TaskGet(ctx, task.ID); err != nil || got.State != ebbtype.StateRunning {
 		t.Errorf("TaskGet after restart = %+v, %v", got, err)
 	}
 	st, err := d.QueueStats(ctx, now)
@@ -533,16 +535,9 @@ func TestRedisRestart(t *testing.T) {
 // pool may still hold connections to the dead server.
 func retryUntil(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var last error
+	if err := testwait.Until(15*time.Second, func() (bool, error) { last = f(); return last == nil, nil }); err != nil {
+		t.Fatalf("%s: %v (%v)", what, last, err)
 	}
 }
 
@@ -566,14 +561,14 @@ func TestEmptyTokenNeverOwns(t *testing.T) {
 		t.Fatal(err)
 	}
 	errs, err := d.Complete(ctx, []ebbdriver.Completion{{Queue: "a", ID: task.ID, Outcome: ebbdriver.OutcomeSucceeded, Now: now}})
-	if err != nil || !errors.Is(errs[0], ebbdriver.ErrLeaseLost) {
+	if err != nil || !errors.Is(errs[0], ebbtype.ErrLeaseLost) {
 		t.Errorf("Complete with an empty token = %v, %v; want ErrLeaseLost", errs, err)
 	}
 	ext, err := d.ExtendLeases(ctx, ebbdriver.ExtendLeasesParams{Leases: []ebbdriver.LeaseRef{{Queue: "a", ID: task.ID}}, Until: now.Add(time.Hour), Now: now})
 	if err != nil || len(ext.Lost) != 1 {
 		t.Errorf("ExtendLeases with an empty token = %+v, %v; want it lost", ext, err)
 	}
-	if got, err := d.TaskGet(ctx, task.ID); err != nil || got.State != ebbdriver.StateQueued || got.LeaseToken != "" {
+	if got, err := d.TaskGet(ctx, task.ID); err != nil || got.State != ebbtype.StateQueued || got.LeaseToken != "" {
 		t.Errorf("task after the attempts = %+v, %v; want queued, no token", got, err)
 	}
 }

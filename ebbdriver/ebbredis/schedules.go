@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 var _ ebbdriver.Schedules = (*Driver)(nil)
@@ -116,7 +117,7 @@ var (
 )
 
 // ScheduleUpsert implements ebbdriver.Schedules.
-func (d *Driver) ScheduleUpsert(ctx context.Context, s *ebbdriver.ScheduleRecord) error {
+func (d *Driver) ScheduleUpsert(ctx context.Context, s *ebbtype.Schedule) error {
 	if s == nil || s.Name == "" {
 		return errors.New("ebbredis: schedule upsert: need a schedule with a name")
 	}
@@ -140,28 +141,28 @@ func (d *Driver) ScheduleUpsert(ctx context.Context, s *ebbdriver.ScheduleRecord
 }
 
 // ScheduleGet implements ebbdriver.Schedules.
-func (d *Driver) ScheduleGet(ctx context.Context, name string) (*ebbdriver.ScheduleRecord, error) {
+func (d *Driver) ScheduleGet(ctx context.Context, name string) (*ebbtype.Schedule, error) {
 	vals, err := d.rdb.HMGet(ctx, d.scheduleKey(name), "def", "created", "paused", "tick", "task").Result()
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: schedule get %q: %w", name, err)
 	}
 	if len(vals) != 5 || vals[0] == nil {
-		return nil, fmt.Errorf("ebbredis: schedule %q: %w", name, ebbdriver.ErrScheduleNotFound)
+		return nil, fmt.Errorf("ebbredis: schedule %q: %w", name, ebbtype.ErrScheduleNotFound)
 	}
 	return decodeSchedule(name, vals)
 }
 
 // ScheduleList implements ebbdriver.Schedules.
-func (d *Driver) ScheduleList(ctx context.Context) ([]ebbdriver.ScheduleRecord, error) {
+func (d *Driver) ScheduleList(ctx context.Context) ([]ebbtype.Schedule, error) {
 	vals, err := d.run(ctx, scriptScheduleList, []string{d.schedulesKey()}, d.scheduleKey("")).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: schedule list: %w", err)
 	}
-	out := make([]ebbdriver.ScheduleRecord, 0, len(vals)/6)
+	out := make([]ebbtype.Schedule, 0, len(vals)/6)
 	for i := 0; i+5 < len(vals); i += 6 {
 		s, err := decodeSchedule(str(vals[i]), vals[i+1:i+6])
 		if err != nil {
-			out = append(out, ebbdriver.ScheduleRecord{Name: str(vals[i]), Malformed: err.Error()})
+			out = append(out, ebbtype.Schedule{Name: str(vals[i]), Malformed: err.Error()})
 			continue
 		}
 		out = append(out, *s)
@@ -171,12 +172,13 @@ func (d *Driver) ScheduleList(ctx context.Context) ([]ebbdriver.ScheduleRecord, 
 
 // decodeSchedule builds a record from its fields def, created, paused, tick
 // and task (nil or false when absent).
-func decodeSchedule(name string, f []any) (*ebbdriver.ScheduleRecord, error) {
-	var s ebbdriver.ScheduleRecord
+func decodeSchedule(name string, f []any) (*ebbtype.Schedule, error) {
+	var s ebbtype.Schedule
 	if err := json.Unmarshal([]byte(str(f[0])), &s); err != nil {
 		return nil, fmt.Errorf("ebbredis: schedule %q: stored definition is not valid JSON: %w", name, err)
 	}
 	s.Name = name
+	s.Args = storedJSON(s.Args)
 	// UTC throughout, as the SQLite driver returns times, rather than the
 	// local zone of parseNS mixed with the caller's zones kept by the JSON.
 	s.CreatedAt = parseNS(str(f[1])).UTC()
@@ -194,7 +196,7 @@ func (d *Driver) ScheduleDelete(ctx context.Context, name string) error {
 		return fmt.Errorf("ebbredis: schedule delete %q: %w", name, err)
 	}
 	if n == 0 {
-		return fmt.Errorf("ebbredis: schedule delete: %q: %w", name, ebbdriver.ErrScheduleNotFound)
+		return fmt.Errorf("ebbredis: schedule delete: %q: %w", name, ebbtype.ErrScheduleNotFound)
 	}
 	return nil
 }
@@ -210,7 +212,7 @@ func (d *Driver) ScheduleSetPaused(ctx context.Context, name string, paused bool
 		return fmt.Errorf("ebbredis: schedule set paused %q: %w", name, err)
 	}
 	if n == 0 {
-		return fmt.Errorf("ebbredis: schedule set paused: %q: %w", name, ebbdriver.ErrScheduleNotFound)
+		return fmt.Errorf("ebbredis: schedule set paused: %q: %w", name, ebbtype.ErrScheduleNotFound)
 	}
 	return nil
 }
@@ -224,7 +226,7 @@ func (d *Driver) ScheduleMarkFired(ctx context.Context, name string, tick time.T
 		return false, fmt.Errorf("ebbredis: schedule mark fired %q: %w", name, err)
 	}
 	if n < 0 {
-		return false, fmt.Errorf("ebbredis: schedule mark fired: %q: %w", name, ebbdriver.ErrScheduleNotFound)
+		return false, fmt.Errorf("ebbredis: schedule mark fired: %q: %w", name, ebbtype.ErrScheduleNotFound)
 	}
 	return n == 1, nil
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // TestScheduleKeys checks the layout in doc.go: a schedule is its hash and
@@ -19,7 +19,7 @@ func TestScheduleKeys(t *testing.T) {
 	d := newTestDriver(t)
 	ctx := t.Context()
 	now := time.Now()
-	s := &ebbdriver.ScheduleRecord{Name: "nightly", Cron: "0 3 * * *", Kind: "k", Queue: "q",
+	s := &ebbtype.Schedule{Name: "nightly", Cron: "0 3 * * *", Kind: "k", Queue: "q",
 		Paused: true, LastTickAt: now, LastTaskID: "task-0", CreatedAt: now, UpdatedAt: now}
 	if err := d.ScheduleUpsert(ctx, s); err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestScheduleMalformed(t *testing.T) {
 	ctx := t.Context()
 	now := time.Now()
 	for _, name := range []string{"bad", "good"} {
-		if err := d.ScheduleUpsert(ctx, &ebbdriver.ScheduleRecord{Name: name, Every: time.Minute, Kind: "k", Queue: "q",
+		if err := d.ScheduleUpsert(ctx, &ebbtype.Schedule{Name: name, Every: time.Minute, Kind: "k", Queue: "q",
 			CreatedAt: now, UpdatedAt: now}); err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +77,7 @@ func TestScheduleMalformed(t *testing.T) {
 	if err := d.rdb.HSet(ctx, d.scheduleKey("bad"), "def", `{"every_ns":`).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.ScheduleGet(ctx, "bad"); err == nil || errors.Is(err, ebbdriver.ErrScheduleNotFound) || !strings.Contains(err.Error(), `"bad"`) {
+	if _, err := d.ScheduleGet(ctx, "bad"); err == nil || errors.Is(err, ebbtype.ErrScheduleNotFound) || !strings.Contains(err.Error(), `"bad"`) {
 		t.Errorf("ScheduleGet of a malformed schedule: error = %v, want one naming it", err)
 	}
 	if l, err := d.ScheduleList(ctx); err != nil || len(l) != 2 || l[0].Name != "bad" || l[0].Malformed == "" ||

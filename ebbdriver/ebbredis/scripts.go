@@ -343,7 +343,8 @@ const luaComplete = `-- Complete: record outcomes of Running tasks of one queue,
 --             (data: result), D dead, C cancelled (data: error JSON to
 --             append, or "") or H hand back (data: "");
 --             Q or R, id, now ns, data, RetryAt ns: a retry, Q now, R later.
--- Returns one integer per completion: 1 applied, 0 lease lost.
+-- Returns one integer per completion: 1 applied, 0 lease lost (the task is
+-- not running under that token), 2 no such task.
 ` + luaLib + `
 local qp = ARGV[1]
 local tp = qp .. "t:"
@@ -374,7 +375,12 @@ while i <= #ARGV do
     local tk = tp .. id
     local ls = redis.call("HGET", tk, "ls")
     if not ls or string.find(ls, tokn, 1, true) ~= 1 then
-      res[#res + 1] = 0
+      -- Only a refused completion pays for the EXISTS, never the hot path.
+      if not ls and redis.call("EXISTS", tk) == 0 then
+        res[#res + 1] = 2
+      else
+        res[#res + 1] = 0
+      end
     else
       res[#res + 1] = 1
       freed[#freed + 1] = id

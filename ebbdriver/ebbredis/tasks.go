@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // findTask locates a task by id alone (see "Finding a task by id" in
@@ -20,7 +21,7 @@ import (
 // the others, if any, in a second.
 func (d *Driver) findTask(ctx context.Context, id string) (*queueKeys, map[string]string, error) {
 	if id == "" {
-		return nil, nil, fmt.Errorf("ebbredis: empty task id: %w", ebbdriver.ErrTaskNotFound)
+		return nil, nil, fmt.Errorf("ebbredis: empty task id: %w", ebbtype.ErrTaskNotFound)
 	}
 	var local []string
 	d.known.Range(func(k, _ any) bool {
@@ -70,11 +71,11 @@ func (d *Driver) findTask(ctx context.Context, id string) (*queueKeys, map[strin
 			}
 		}
 	}
-	return nil, nil, fmt.Errorf("ebbredis: task %q: %w", id, ebbdriver.ErrTaskNotFound)
+	return nil, nil, fmt.Errorf("ebbredis: task %q: %w", id, ebbtype.ErrTaskNotFound)
 }
 
 // TaskGet implements ebbdriver.Driver.
-func (d *Driver) TaskGet(ctx context.Context, id string) (*ebbdriver.TaskRecord, error) {
+func (d *Driver) TaskGet(ctx context.Context, id string) (*ebbtype.TaskInfo, error) {
 	k, h, err := d.findTask(ctx, id)
 	if err != nil {
 		return nil, err
@@ -90,12 +91,12 @@ const awaitBackstop = 3 * time.Second
 // P:{q}:waiters atomically with a state check, so the script that ends the
 // task publishes the id on P:ch:done exactly when someone waits; this
 // Driver's single subscription to that channel wakes the local waiters.
-func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbdriver.TaskRecord, error) {
+func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbtype.TaskInfo, error) {
 	k, h, err := d.findTask(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if ebbdriver.State(h["st"]).Terminal() {
+	if ebbtype.State(h["st"]).Terminal() {
 		return decodeHash(k.name, id, h), nil
 	}
 	// Subscribe before marking, so the wake-up cannot slip in between.
@@ -107,12 +108,12 @@ func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbdriver.TaskRecor
 	tk := k.task(id)
 	st, err := d.run(ctx, scriptAwaitMark, []string{tk, k.waiters}, id).Text()
 	if errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbdriver.ErrTaskNotFound)
+		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbtype.ErrTaskNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, err)
 	}
-	if !ebbdriver.State(st).Terminal() {
+	if !ebbtype.State(st).Terminal() {
 		defer func() {
 			// Even when ctx is done: a stale count only costs a publish per end.
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -138,9 +139,9 @@ func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbdriver.TaskRecor
 				continue // Redis away: keep waiting, the backstop retries
 			}
 			if len(h) == 0 {
-				return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbdriver.ErrTaskNotFound)
+				return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbtype.ErrTaskNotFound)
 			}
-			if ebbdriver.State(h["st"]).Terminal() {
+			if ebbtype.State(h["st"]).Terminal() {
 				return decodeHash(k.name, id, h), nil
 			}
 		}
@@ -150,7 +151,7 @@ func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbdriver.TaskRecor
 		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, err)
 	}
 	if len(h) == 0 {
-		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbdriver.ErrTaskNotFound)
+		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbtype.ErrTaskNotFound)
 	}
 	return decodeHash(k.name, id, h), nil
 }
@@ -163,7 +164,7 @@ type ctlMessage struct {
 }
 
 // TaskCancel implements ebbdriver.Driver.
-func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbdriver.State, error) {
+func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbtype.State, error) {
 	k, _, err := d.findTask(ctx, id)
 	if err != nil {
 		return "", err
@@ -173,16 +174,16 @@ func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbd
 		[]string{k.task(id), k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.waiters, k.done},
 		k.prefix, id, nsString(now), d.chCtl, string(payload), d.chDone).Text()
 	if errors.Is(err, redis.Nil) {
-		return "", fmt.Errorf("ebbredis: cancel task %q: %w", id, ebbdriver.ErrTaskNotFound)
+		return "", fmt.Errorf("ebbredis: cancel task %q: %w", id, ebbtype.ErrTaskNotFound)
 	}
 	if err != nil {
 		return "", fmt.Errorf("ebbredis: cancel task %q: %w", id, err)
 	}
-	return ebbdriver.State(st), nil
+	return ebbtype.State(st), nil
 }
 
 // DeadList implements ebbdriver.Driver. Limit ≤ 0 lists all.
-func (d *Driver) DeadList(ctx context.Context, p ebbdriver.DeadListParams) ([]*ebbdriver.TaskRecord, int64, error) {
+func (d *Driver) DeadList(ctx context.Context, p ebbdriver.DeadListParams) ([]*ebbtype.TaskInfo, int64, error) {
 	if err := checkQueue(p.Queue); err != nil {
 		return nil, 0, fmt.Errorf("ebbredis: list dead tasks: %w", err)
 	}
@@ -199,7 +200,7 @@ func (d *Driver) DeadList(ctx context.Context, p ebbdriver.DeadListParams) ([]*e
 		return nil, 0, fmt.Errorf("ebbredis: list dead tasks of queue %q: %w", p.Queue, err)
 	}
 	ids := idsCmd.Val()
-	recs := make([]*ebbdriver.TaskRecord, 0, len(ids))
+	recs := make([]*ebbtype.TaskInfo, 0, len(ids))
 	if len(ids) == 0 {
 		return recs, total.Val(), nil
 	}
@@ -214,7 +215,7 @@ func (d *Driver) DeadList(ctx context.Context, p ebbdriver.DeadListParams) ([]*e
 	for i, c := range cmds {
 		h := c.Val()
 		if len(h) == 0 {
-			recs = append(recs, &ebbdriver.TaskRecord{ID: ids[i], Queue: p.Queue, State: ebbdriver.StateDead,
+			recs = append(recs, &ebbtype.TaskInfo{ID: ids[i], Queue: p.Queue, State: ebbtype.StateDead,
 				Malformed: "the dead-task index lists this task but its data is gone"})
 			continue
 		}
@@ -324,13 +325,13 @@ func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64,
 // queueSetTTL): a queue first used by another process may be missing for up
 // to 30 s, unless this Driver enqueued into it or one of its listeners heard
 // of it.
-func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.QueueStats, error) {
+func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbtype.QueueStats, error) {
 	names, err := d.queueList(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: queue stats: list queues: %w", err)
 	}
 	if len(names) == 0 {
-		return []ebbdriver.QueueStats{}, nil
+		return []ebbtype.QueueStats{}, nil
 	}
 	nowUS := usString(now)
 	calls := make([]*call, len(names))
@@ -340,13 +341,13 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.Que
 	if err := d.runPipelined(ctx, calls, nil); err != nil {
 		return nil, fmt.Errorf("ebbredis: queue stats: %w", err)
 	}
-	out := make([]ebbdriver.QueueStats, len(names))
+	out := make([]ebbtype.QueueStats, len(names))
 	for i, q := range names {
 		v, err := calls[i].cmd.Slice()
 		if err != nil || len(v) != 11 {
 			return nil, fmt.Errorf("ebbredis: queue stats of %q: unexpected script answer %v: %v", q, v, err)
 		}
-		out[i] = ebbdriver.QueueStats{
+		out[i] = ebbtype.QueueStats{
 			Name: q, Queued: toInt(v[0]), OldestQueuedAt: scoreTime(v[1]),
 			Scheduled: toInt(v[2]), DueScheduled: toInt(v[3]), NextDueAt: scoreTime(v[4]),
 			InFlight: toInt(v[5]), Dead: toInt(v[6]),

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // workerInfoGrace keeps a worker's JSON key a while past its TTL. Liveness is
@@ -19,7 +20,7 @@ const workerInfoGrace = 10 * time.Minute
 
 // WorkerHeartbeat implements ebbdriver.Driver. The entry lives until
 // info.HeartbeatAt+ttl (time.Now() when HeartbeatAt is zero).
-func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbdriver.WorkerInfo, ttl time.Duration) (*ebbdriver.WorkerControl, error) {
+func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbtype.WorkerInfo, ttl time.Duration) (*ebbdriver.WorkerControl, error) {
 	if info.ID == "" {
 		return nil, errors.New("ebbredis: worker heartbeat: empty worker id")
 	}
@@ -45,21 +46,21 @@ func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbdriver.WorkerInfo,
 
 // WorkerList implements ebbdriver.Driver. Entries expired at now are
 // deleted on the way.
-func (d *Driver) WorkerList(ctx context.Context, now time.Time) ([]ebbdriver.WorkerInfo, error) {
+func (d *Driver) WorkerList(ctx context.Context, now time.Time) ([]ebbtype.WorkerInfo, error) {
 	vals, err := d.run(ctx, scriptWorkerList, []string{d.workersKey()},
 		d.workerKeyPrefix(), d.drainKeyPrefix(), now.UnixMilli()).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: list workers: %w", err)
 	}
-	out := make([]ebbdriver.WorkerInfo, 0, len(vals))
+	out := make([]ebbtype.WorkerInfo, 0, len(vals))
 	for _, js := range vals {
-		var w ebbdriver.WorkerInfo
+		var w ebbtype.WorkerInfo
 		if err := json.Unmarshal([]byte(js), &w); err != nil || w.ID == "" {
 			continue // not ours to repair; the entry expires on its own
 		}
 		out = append(out, w)
 	}
-	slices.SortFunc(out, func(a, b ebbdriver.WorkerInfo) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b ebbtype.WorkerInfo) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
@@ -82,7 +83,7 @@ func (d *Driver) WorkerRequestDrain(ctx context.Context, id string, now time.Tim
 		return fmt.Errorf("ebbredis: request drain of worker %q: %w", id, err)
 	}
 	if ok != 1 {
-		return fmt.Errorf("ebbredis: request drain of worker %q: %w", id, ebbdriver.ErrWorkerNotFound)
+		return fmt.Errorf("ebbredis: request drain of worker %q: %w", id, ebbtype.ErrWorkerNotFound)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/tid"
 )
 
@@ -15,11 +16,11 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime 3x ./ebbdriver/ebbsqlite/
 
-func makeTasks(queue string, n int, now time.Time) []*ebbdriver.TaskRecord {
-	tasks := make([]*ebbdriver.TaskRecord, n)
+func makeTasks(queue string, n int, now time.Time) []*ebbtype.TaskInfo {
+	tasks := make([]*ebbtype.TaskInfo, n)
 	for i := range tasks {
 		tasks[i] = task(queue, now)
-		tasks[i].Args = []byte(`{"user_id":12345,"template":"welcome"}`)
+		tasks[i].EncodedArgs = []byte(`{"user_id":12345,"template":"welcome"}`)
 		tasks[i].Headers = map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 	}
 	return tasks

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 var _ ebbdriver.Control = (*Driver)(nil)
@@ -16,14 +18,14 @@ var _ ebbdriver.Control = (*Driver)(nil)
 // candidates racing in any number of processes see one outcome. A lease is
 // held while Now < expires_at: at ExpiresAt it is over, matching
 // DecisionAppend's fence.
-func (d *Driver) LeaderAttempt(ctx context.Context, p ebbdriver.LeaderParams) (*ebbdriver.Leadership, error) {
+func (d *Driver) LeaderAttempt(ctx context.Context, p ebbdriver.LeaderParams) (*ebbtype.Leadership, error) {
 	if p.Name == "" || p.ID == "" || p.TTL <= 0 {
 		return nil, fmt.Errorf("ebbsqlite: leader attempt: name %q, id %q, TTL %s: need a name, an id and a positive TTL: %w",
 			p.Name, p.ID, p.TTL, errBadInput)
 	}
 	now, until := ns(p.Now), ns(p.Now.Add(p.TTL))
 	var (
-		l   ebbdriver.Leadership
+		l   ebbtype.Leadership
 		exp int64
 	)
 	err := d.writeTx(ctx, "leader attempt for "+p.Name, func(tx *sql.Tx) error {
@@ -53,9 +55,28 @@ func (d *Driver) LeaderResign(ctx context.Context, name, id string) error {
 	})
 }
 
+// LeaderGet reads the row LeaderAttempt writes; a resigned leader's row has
+// expires_at 0, so the lease test covers resignation too.
+func (d *Driver) LeaderGet(ctx context.Context, name string, now time.Time) (*ebbtype.Leadership, error) {
+	var (
+		l   ebbtype.Leadership
+		exp int64
+	)
+	err := d.rdb.QueryRowContext(ctx, `SELECT leader_id, term, expires_at FROM leaders
+		WHERE name = ?1 AND expires_at > ?2`, name, ns(now)).Scan(&l.LeaderID, &l.Term, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, d.wrap("reading the leader of "+name, err)
+	}
+	l.ExpiresAt = fromNS(exp)
+	return &l, nil
+}
+
 // DecisionAppend checks the lease and stores the decision in one write
 // transaction: no election can commit between the check and the insert.
-func (d *Driver) DecisionAppend(ctx context.Context, leaderName string, dec *ebbdriver.Decision) error {
+func (d *Driver) DecisionAppend(ctx context.Context, leaderName string, dec *ebbtype.Decision) error {
 	if dec == nil || dec.Pool == "" {
 		return fmt.Errorf("ebbsqlite: decision append: need a decision with a pool: %w", errBadInput)
 	}
@@ -105,7 +126,7 @@ func (d *Driver) DecisionAppend(ctx context.Context, leaderName string, dec *ebb
 
 // DecisionList reads the newest decisions; limit ≤ 0 means all that are
 // kept.
-func (d *Driver) DecisionList(ctx context.Context, pool string, limit int) ([]ebbdriver.Decision, error) {
+func (d *Driver) DecisionList(ctx context.Context, pool string, limit int) ([]ebbtype.Decision, error) {
 	lim := int64(limit)
 	if lim <= 0 {
 		lim = -1
@@ -125,17 +146,19 @@ func (d *Driver) DecisionList(ctx context.Context, pool string, limit int) ([]eb
 		return nil, d.wrap("listing decisions", err)
 	}
 	defer rows.Close()
-	var out []ebbdriver.Decision
+	var out []ebbtype.Decision
 	for rows.Next() {
 		var (
-			dec     ebbdriver.Decision
+			dec     ebbtype.Decision
 			at      int64
 			drained sql.NullString
+			inputs  []byte // NULL when a decision has none; RawMessage cannot scan it
 		)
 		if err := rows.Scan(&dec.Seq, &dec.Pool, &at, &dec.Term, &dec.LeaderID, &dec.From, &dec.To,
-			&dec.Action, &dec.Reason, &dec.Inputs, &drained); err != nil {
+			&dec.Action, &dec.Reason, &inputs, &drained); err != nil {
 			return nil, d.wrap("listing decisions", err)
 		}
+		dec.Inputs = inputs
 		dec.At = fromNS(at)
 		if drained.Valid {
 			if err := json.Unmarshal([]byte(drained.String), &dec.Drained); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // TaskList's queries. The window is the next ScanLimit ids below the
@@ -38,7 +39,7 @@ const (
 // its id is never listed twice.
 func (d *Driver) TaskList(ctx context.Context, p ebbdriver.TaskListParams) (*ebbdriver.TaskListResult, error) {
 	if p.State != "" && !p.State.Valid() {
-		return nil, fmt.Errorf("ebbsqlite: list tasks: unknown state %q; use one of %v: %w", p.State, ebbdriver.States(), errBadInput)
+		return nil, fmt.Errorf("ebbsqlite: list tasks: unknown state %q; use one of %v: %w", p.State, ebbtype.States(), errBadInput)
 	}
 	limit, scan := p.Limit, p.ScanLimit
 	if limit <= 0 {
@@ -68,7 +69,7 @@ func (d *Driver) TaskList(ctx context.Context, p ebbdriver.TaskListParams) (*ebb
 	}
 	res := &ebbdriver.TaskListResult{Tasks: tasks}
 	if res.Tasks == nil {
-		res.Tasks = []*ebbdriver.TaskRecord{}
+		res.Tasks = []*ebbtype.TaskInfo{}
 	}
 	last := ""
 	if len(tasks) == limit {
@@ -91,32 +92,32 @@ func (d *Driver) TaskList(ctx context.Context, p ebbdriver.TaskListParams) (*ebb
 }
 
 // TaskRetry makes a Scheduled, Retrying or Dead task Queued now.
-func (d *Driver) TaskRetry(ctx context.Context, id string, now time.Time) (ebbdriver.State, error) {
+func (d *Driver) TaskRetry(ctx context.Context, id string, now time.Time) (ebbtype.State, error) {
 	ready := map[string]int64{}
 	err := d.writeTx(ctx, "retrying task "+id, func(tx *sql.Tx) error {
 		clear(ready)
 		var queue, state string
 		err := tx.QueryRowContext(ctx, `SELECT queue, state FROM tasks WHERE id = ?1`, id).Scan(&queue, &state)
 		if errors.Is(err, sql.ErrNoRows) {
-			return ebbdriver.ErrTaskNotFound
+			return ebbtype.ErrTaskNotFound
 		}
 		if err != nil {
 			return err
 		}
-		switch ebbdriver.State(state) {
-		case ebbdriver.StateScheduled, ebbdriver.StateRetrying:
+		switch ebbtype.State(state) {
+		case ebbtype.StateScheduled, ebbtype.StateRetrying:
 			// run_at moves to now, as for a dead task's retry.
 			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'queued', run_at = ?2 WHERE id = ?1`,
 				id, ns(now)); err != nil {
 				return err
 			}
-		case ebbdriver.StateDead:
+		case ebbtype.StateDead:
 			where, extra := deadFilter([]string{id})
 			if _, err := retryDead(ctx, tx, where, append([]any{queue}, extra...), now); err != nil {
 				return err
 			}
 		default:
-			return fmt.Errorf("%w: task is %s", ebbdriver.ErrTaskState, state)
+			return fmt.Errorf("%w: task is %s", ebbtype.ErrTaskState, state)
 		}
 		ready[queue] = 0
 		return bumpReady(ctx, tx, d.stmts, ready)
@@ -125,7 +126,7 @@ func (d *Driver) TaskRetry(ctx context.Context, id string, now time.Time) (ebbdr
 		return "", err
 	}
 	d.notify.queued(ready)
-	return ebbdriver.StateQueued, nil
+	return ebbtype.StateQueued, nil
 }
 
 // TaskDelete deletes a task that is not running, and frees its unique key.
@@ -136,13 +137,13 @@ func (d *Driver) TaskDelete(ctx context.Context, id string) error {
 		err := tx.QueryRowContext(ctx, `SELECT queue, state, unique_key FROM tasks WHERE id = ?1`, id).
 			Scan(&queue, &state, &key)
 		if errors.Is(err, sql.ErrNoRows) {
-			return ebbdriver.ErrTaskNotFound
+			return ebbtype.ErrTaskNotFound
 		}
 		if err != nil {
 			return err
 		}
-		if ebbdriver.State(state) == ebbdriver.StateRunning {
-			return fmt.Errorf("%w: task is running; cancel it first", ebbdriver.ErrTaskState)
+		if ebbtype.State(state) == ebbtype.StateRunning {
+			return fmt.Errorf("%w: task is running; cancel it first", ebbtype.ErrTaskState)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE id = ?1`, id); err != nil {
 			return err

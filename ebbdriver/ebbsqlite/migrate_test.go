@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/tid"
 )
 
@@ -75,16 +76,16 @@ func TestMigrateFromVersion1(t *testing.T) {
 	}
 	stats("after the upgrade", 3, 1)
 
-	tk := &ebbdriver.TaskRecord{ID: tid.NewAt(now), Kind: "k", Queue: "a", Priority: ebbdriver.PriorityNormal,
+	tk := &ebbtype.TaskInfo{ID: tid.NewAt(now), Kind: "k", Queue: "a", Priority: ebbtype.PriorityNormal,
 		RunAt: now, MaxAttempts: 1, EnqueuedAt: now}
-	if _, err := d.Enqueue(ctx, []*ebbdriver.TaskRecord{tk}); err != nil {
+	if _, err := d.Enqueue(ctx, []*ebbtype.TaskInfo{tk}); err != nil {
 		t.Fatal(err)
 	}
 	l, err := d.LeaderAttempt(ctx, ebbdriver.LeaderParams{Name: "cp", ID: "s1", TTL: time.Minute, Now: now})
 	if err != nil || l.LeaderID != "s1" {
 		t.Fatalf("LeaderAttempt = %+v, %v", l, err)
 	}
-	dec := &ebbdriver.Decision{Pool: "web", At: now, Term: l.Term, LeaderID: "s1", From: 0, To: 1, Action: "up", Reason: "backlog"}
+	dec := &ebbtype.Decision{Pool: "web", At: now, Term: l.Term, LeaderID: "s1", From: 0, To: 1, Action: "up", Reason: "backlog"}
 	if err := d.DecisionAppend(ctx, "cp", dec); err != nil {
 		t.Fatalf("DecisionAppend: %v", err)
 	}
@@ -161,9 +162,9 @@ func TestMigrateFromVersion2(t *testing.T) {
 }
 
 // upsertTestSchedule stores a fired schedule in an upgraded file.
-func upsertTestSchedule(t *testing.T, d *Driver, now time.Time) *ebbdriver.ScheduleRecord {
+func upsertTestSchedule(t *testing.T, d *Driver, now time.Time) *ebbtype.Schedule {
 	t.Helper()
-	s := &ebbdriver.ScheduleRecord{Name: "nightly", Cron: "0 3 * * *", TZ: "UTC", CatchUp: "once", Kind: "report",
+	s := &ebbtype.Schedule{Name: "nightly", Cron: "0 3 * * *", TZ: "UTC", CatchUp: "once", Kind: "report",
 		Args: []byte(`{"a":1}`), Queue: "a", Headers: map[string]string{"h": "v"}, CreatedAt: now, UpdatedAt: now}
 	if err := d.ScheduleUpsert(t.Context(), s); err != nil {
 		t.Fatalf("ScheduleUpsert: %v", err)
@@ -176,7 +177,7 @@ func upsertTestSchedule(t *testing.T, d *Driver, now time.Time) *ebbdriver.Sched
 }
 
 // checkTestSchedule reads back what upsertTestSchedule stored.
-func checkTestSchedule(t *testing.T, d *Driver, want *ebbdriver.ScheduleRecord) {
+func checkTestSchedule(t *testing.T, d *Driver, want *ebbtype.Schedule) {
 	t.Helper()
 	l, err := d.ScheduleList(t.Context())
 	if err != nil || len(l) != 1 {

@@ -1,19 +1,22 @@
 package ebbsqlite
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/testwait"
 	"github.com/ebbq/ebb/internal/tid"
 )
 
 func pollEnqueue(t *testing.T, d *Driver) {
 	t.Helper()
 	now := time.Now()
-	if _, err := d.Enqueue(t.Context(), []*ebbdriver.TaskRecord{{ID: tid.NewAt(now), Kind: "k", Queue: "q",
-		Args: []byte("{}"), Priority: ebbdriver.PriorityNormal, RunAt: now, EnqueuedAt: now, MaxAttempts: 1}}); err != nil {
+	if _, err := d.Enqueue(t.Context(), []*ebbtype.TaskInfo{{ID: tid.NewAt(now), Kind: "k", Queue: "q",
+		EncodedArgs: []byte("{}"), Priority: ebbtype.PriorityNormal, RunAt: now, EnqueuedAt: now, MaxAttempts: 1}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -42,17 +45,12 @@ func TestPollBackoff(t *testing.T) {
 	}
 	waitSlow := func(want bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for b.notify.slow.Load() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("poller backed off = %v after 5s, want %v", !want, want)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testwait.Eventually(t, 5*time.Second, fmt.Sprintf("poller backed off = %v", want),
+			func() (bool, error) { return b.notify.slow.Load() == want, nil })
 	}
 	waitSlow(true)
 	// Heartbeats commit but announce nothing: the poller stays slow.
-	if _, err := a.WorkerHeartbeat(ctx, ebbdriver.WorkerInfo{ID: "w", HeartbeatAt: time.Now()}, time.Minute); err != nil {
+	if _, err := a.WorkerHeartbeat(ctx, ebbtype.WorkerInfo{ID: "w", HeartbeatAt: time.Now()}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(150 * time.Millisecond)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // taskCols is the column list every task read selects, in scanTask's order.
@@ -60,7 +60,7 @@ func encodeHeaders(h map[string]string) (any, error) {
 	return string(b), nil
 }
 
-func encodeErrors(e []ebbdriver.AttemptError) (any, error) {
+func encodeErrors(e []ebbtype.AttemptError) (any, error) {
 	if len(e) == 0 {
 		return nil, nil
 	}
@@ -71,7 +71,7 @@ func encodeErrors(e []ebbdriver.AttemptError) (any, error) {
 	return string(b), nil
 }
 
-func encodeAttemptError(e *ebbdriver.AttemptError) (string, error) {
+func encodeAttemptError(e *ebbtype.AttemptError) (string, error) {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return "", err
@@ -87,7 +87,7 @@ type rowScanner interface {
 // scanTask reads one row of taskCols. Every column is scanned as a raw value
 // so a row with a wrong type or corrupt JSON in any column still yields a
 // record (with Malformed saying what is wrong) instead of failing the batch.
-func scanTask(s rowScanner) (*ebbdriver.TaskRecord, error) {
+func scanTask(s rowScanner) (*ebbtype.TaskInfo, error) {
 	var raw [numTaskCols]any
 	var ptrs [numTaskCols]any
 	for i := range raw {
@@ -97,12 +97,12 @@ func scanTask(s rowScanner) (*ebbdriver.TaskRecord, error) {
 		return nil, err
 	}
 	var dec decoder
-	r := &ebbdriver.TaskRecord{
+	r := &ebbtype.TaskInfo{
 		ID:          dec.str("id", raw[0]),
 		Queue:       dec.str("queue", raw[1]),
 		Kind:        dec.str("kind", raw[2]),
-		Args:        dec.bytes("args", raw[3]),
-		Priority:    int(dec.int("priority", raw[5])),
+		EncodedArgs: dec.bytes("args", raw[3]),
+		Priority:    ebbtype.Priority(dec.int("priority", raw[5])),
 		RunAt:       dec.time("run_at", raw[6]),
 		Attempt:     int(dec.int("attempt", raw[7])),
 		MaxAttempts: int(dec.int("max_attempts", raw[8])),
@@ -110,7 +110,7 @@ func scanTask(s rowScanner) (*ebbdriver.TaskRecord, error) {
 		Retention:   time.Duration(dec.int("retention", raw[10])),
 		UniqueKey:   dec.str("unique_key", raw[11]),
 		UniqueTTL:   time.Duration(dec.int("unique_ttl", raw[12])),
-		State:       ebbdriver.State(dec.str("state", raw[13])),
+		State:       ebbtype.State(dec.str("state", raw[13])),
 		EnqueuedAt:  dec.time("enqueued_at", raw[14]),
 		StartedAt:   dec.time("started_at", raw[15]),
 		FinishedAt:  dec.time("finished_at", raw[16]),
@@ -194,9 +194,9 @@ func (d *decoder) time(col string, v any) time.Time {
 }
 
 // scanTasks reads all rows of taskCols.
-func scanTasks(rows *sql.Rows) ([]*ebbdriver.TaskRecord, error) {
+func scanTasks(rows *sql.Rows) ([]*ebbtype.TaskInfo, error) {
 	defer rows.Close()
-	var out []*ebbdriver.TaskRecord
+	var out []*ebbtype.TaskInfo
 	for rows.Next() {
 		r, err := scanTask(rows)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 var _ ebbdriver.Schedules = (*Driver)(nil)
@@ -20,7 +21,7 @@ const scheduleCols = `name, cron, every, at, tz, catch_up, kind, args, queue, pr
 // statement, so it cannot interleave with a MarkFired or a pause: the
 // stored tick only moves forward and a pause is never undone by a config
 // reload.
-func (d *Driver) ScheduleUpsert(ctx context.Context, s *ebbdriver.ScheduleRecord) error {
+func (d *Driver) ScheduleUpsert(ctx context.Context, s *ebbtype.Schedule) error {
 	if s == nil || s.Name == "" {
 		return fmt.Errorf("ebbsqlite: schedule upsert: need a schedule with a name: %w", errBadInput)
 	}
@@ -49,10 +50,10 @@ func (d *Driver) ScheduleUpsert(ctx context.Context, s *ebbdriver.ScheduleRecord
 }
 
 // ScheduleGet implements ebbdriver.Schedules.
-func (d *Driver) ScheduleGet(ctx context.Context, name string) (*ebbdriver.ScheduleRecord, error) {
+func (d *Driver) ScheduleGet(ctx context.Context, name string) (*ebbtype.Schedule, error) {
 	s, err := scanSchedule(d.rdb.QueryRowContext(ctx, `SELECT `+scheduleCols+` FROM schedules WHERE name = ?1`, name))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("ebbsqlite: schedule %q: %w", name, ebbdriver.ErrScheduleNotFound)
+		return nil, fmt.Errorf("ebbsqlite: schedule %q: %w", name, ebbtype.ErrScheduleNotFound)
 	}
 	if err != nil {
 		return nil, d.wrap("reading schedule "+name, err)
@@ -62,13 +63,13 @@ func (d *Driver) ScheduleGet(ctx context.Context, name string) (*ebbdriver.Sched
 
 // ScheduleList implements ebbdriver.Schedules. The primary key's BINARY
 // collation orders names bytewise, as the Redis driver's ZSET does.
-func (d *Driver) ScheduleList(ctx context.Context) ([]ebbdriver.ScheduleRecord, error) {
+func (d *Driver) ScheduleList(ctx context.Context) ([]ebbtype.Schedule, error) {
 	rows, err := d.rdb.QueryContext(ctx, `SELECT `+scheduleCols+` FROM schedules ORDER BY name`)
 	if err != nil {
 		return nil, d.wrap("listing schedules", err)
 	}
 	defer rows.Close()
-	var out []ebbdriver.ScheduleRecord
+	var out []ebbtype.Schedule
 	for rows.Next() {
 		s, err := scanSchedule(rows)
 		if err != nil {
@@ -82,16 +83,18 @@ func (d *Driver) ScheduleList(ctx context.Context) ([]ebbdriver.ScheduleRecord, 
 	return out, nil
 }
 
-func scanSchedule(r rowScanner) (*ebbdriver.ScheduleRecord, error) {
+func scanSchedule(r rowScanner) (*ebbtype.Schedule, error) {
 	var (
-		s                                      ebbdriver.ScheduleRecord
+		s                                      ebbtype.Schedule
 		every, at, timeout, tick, created, upd int64
 		headers                                sql.NullString
+		args                                   []byte // NULL for none; RawMessage cannot scan it
 	)
-	if err := r.Scan(&s.Name, &s.Cron, &every, &at, &s.TZ, &s.CatchUp, &s.Kind, &s.Args, &s.Queue,
+	if err := r.Scan(&s.Name, &s.Cron, &every, &at, &s.TZ, &s.CatchUp, &s.Kind, &args, &s.Queue,
 		&s.Priority, &s.MaxAttempts, &timeout, &headers, &s.Paused, &tick, &s.LastTaskID, &created, &upd); err != nil {
 		return nil, err
 	}
+	s.Args = args
 	s.Every, s.Timeout = time.Duration(every), time.Duration(timeout)
 	s.At, s.LastTickAt, s.CreatedAt, s.UpdatedAt = fromNS(at), fromNS(tick), fromNS(created), fromNS(upd)
 	if headers.Valid {
@@ -128,7 +131,7 @@ func scheduleFound(res sql.Result, err error) error {
 		return err
 	}
 	if n == 0 {
-		return ebbdriver.ErrScheduleNotFound
+		return ebbtype.ErrScheduleNotFound
 	}
 	return nil
 }
@@ -157,7 +160,7 @@ func (d *Driver) ScheduleMarkFired(ctx context.Context, name string, tick time.T
 		var one int
 		err = tx.QueryRowContext(ctx, `SELECT 1 FROM schedules WHERE name = ?1`, name).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
-			return ebbdriver.ErrScheduleNotFound
+			return ebbtype.ErrScheduleNotFound
 		}
 		return err
 	})

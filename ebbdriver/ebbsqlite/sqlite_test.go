@@ -18,6 +18,7 @@ import (
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbdriver/ebbdrivertest"
 	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/tid"
 )
 
@@ -42,15 +43,15 @@ func rawDB(t testing.TB, path string) *sql.DB {
 	return db
 }
 
-func task(queue string, now time.Time) *ebbdriver.TaskRecord {
-	return &ebbdriver.TaskRecord{
-		ID: tid.NewAt(now), Kind: "k", Queue: queue, Args: []byte(`{}`),
-		Priority: ebbdriver.PriorityNormal, RunAt: now, MaxAttempts: 3,
+func task(queue string, now time.Time) *ebbtype.TaskInfo {
+	return &ebbtype.TaskInfo{
+		ID: tid.NewAt(now), Kind: "k", Queue: queue, EncodedArgs: []byte(`{}`),
+		Priority: ebbtype.PriorityNormal, RunAt: now, MaxAttempts: 3,
 		Retention: time.Hour, EnqueuedAt: now,
 	}
 }
 
-func enqueue(t testing.TB, d ebbdriver.Driver, tasks ...*ebbdriver.TaskRecord) {
+func enqueue(t testing.TB, d ebbdriver.Driver, tasks ...*ebbtype.TaskInfo) {
 	t.Helper()
 	for len(tasks) > 0 {
 		n := min(len(tasks), 1000)
@@ -67,7 +68,7 @@ func enqueue(t testing.TB, d ebbdriver.Driver, tasks ...*ebbdriver.TaskRecord) {
 	}
 }
 
-func fetch(t testing.TB, d ebbdriver.Driver, limit int, worker string, now time.Time, queues ...string) []*ebbdriver.TaskRecord {
+func fetch(t testing.TB, d ebbdriver.Driver, limit int, worker string, now time.Time, queues ...string) []*ebbtype.TaskInfo {
 	t.Helper()
 	res, err := d.Fetch(context.Background(), ebbdriver.FetchParams{
 		Queues: queues, Limit: limit, WorkerID: worker, LeaseToken: tid.New(),
@@ -145,7 +146,7 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	d = openAt(t, path)
-	if r, err := d.TaskGet(t.Context(), tk.ID); err != nil || r.State != ebbdriver.StateQueued {
+	if r, err := d.TaskGet(t.Context(), tk.ID); err != nil || r.State != ebbtype.StateQueued {
 		t.Fatalf("TaskGet after reopen = %+v, %v", r, err)
 	}
 	var mode string
@@ -174,7 +175,7 @@ func TestMalformedRow(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("Fetch returned %d tasks, want all 3 (malformed ones included)", len(got))
 	}
-	byID := map[string]*ebbdriver.TaskRecord{}
+	byID := map[string]*ebbtype.TaskInfo{}
 	for _, r := range got {
 		byID[r.ID] = r
 	}
@@ -197,7 +198,7 @@ func TestMalformedRow(t *testing.T) {
 				t.Errorf("task %s Malformed = %q, want it to mention %q", c.id, r.Malformed, w)
 			}
 		}
-		if r.Queue != "a" || r.State != ebbdriver.StateRunning || r.LeaseToken == "" {
+		if r.Queue != "a" || r.State != ebbtype.StateRunning || r.LeaseToken == "" {
 			t.Errorf("malformed task %s came back as queue %q state %q token %q; want it claimed like any other",
 				c.id, r.Queue, r.State, r.LeaseToken)
 		}
@@ -208,7 +209,7 @@ func TestMalformedRow(t *testing.T) {
 	for _, id := range []string{badHeaders.ID, badErrors.ID} {
 		r := byID[id]
 		cs = append(cs, ebbdriver.Completion{Queue: "a", ID: id, LeaseToken: r.LeaseToken, Outcome: ebbdriver.OutcomeDead,
-			Error: &ebbdriver.AttemptError{Attempt: 1, At: now, Error: "malformed: " + r.Malformed}, Now: now})
+			Error: &ebbtype.AttemptError{Attempt: 1, At: now, Error: "malformed: " + r.Malformed}, Now: now})
 	}
 	errs, err := d.Complete(t.Context(), cs)
 	if err != nil || errs[0] != nil || errs[1] != nil {
@@ -218,7 +219,7 @@ func TestMalformedRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.State != ebbdriver.StateDead || len(r.Errors) != 2 ||
+	if r.State != ebbtype.StateDead || len(r.Errors) != 2 ||
 		!strings.Contains(r.Errors[0].Error, "garbage") || !strings.HasPrefix(r.Errors[1].Error, "malformed:") {
 		t.Errorf("dead-lettered task = state %q errors %+v; want the old history kept as text, then the reason", r.State, r.Errors)
 	}
@@ -256,7 +257,7 @@ func TestNotificationsAcrossDrivers(t *testing.T) {
 	t.Run("Cancel", func(t *testing.T) {
 		tk := task("q", now)
 		enqueue(t, a, tk)
-		var claimed *ebbdriver.TaskRecord
+		var claimed *ebbtype.TaskInfo
 		for _, r := range fetch(t, b, 10, "w-b", now, "q") {
 			if r.ID == tk.ID {
 				claimed = r
@@ -265,7 +266,7 @@ func TestNotificationsAcrossDrivers(t *testing.T) {
 		if claimed == nil {
 			t.Fatal("task not claimed")
 		}
-		if st, err := a.TaskCancel(ctx, tk.ID, now); err != nil || st != ebbdriver.StateRunning {
+		if st, err := a.TaskCancel(ctx, tk.ID, now); err != nil || st != ebbtype.StateRunning {
 			t.Fatalf("TaskCancel = %q, %v", st, err)
 		}
 		ebbdrivertest.WaitEvent(t, worker, "EventCancel from the other driver", func(ev ebbdriver.Event) bool {
@@ -276,7 +277,7 @@ func TestNotificationsAcrossDrivers(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			r, err := a.TaskAwait(ctx, tk.ID)
-			if err == nil && r.State != ebbdriver.StateCancelled {
+			if err == nil && r.State != ebbtype.StateCancelled {
 				err = fmt.Errorf("state %q", r.State)
 			}
 			done <- err
@@ -297,7 +298,7 @@ func TestNotificationsAcrossDrivers(t *testing.T) {
 	})
 
 	t.Run("Drain", func(t *testing.T) {
-		if _, err := b.WorkerHeartbeat(ctx, ebbdriver.WorkerInfo{ID: "w-b", HeartbeatAt: now}, time.Minute); err != nil {
+		if _, err := b.WorkerHeartbeat(ctx, ebbtype.WorkerInfo{ID: "w-b", HeartbeatAt: now}, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.WorkerRequestDrain(ctx, "w-b", now); err != nil {
@@ -358,10 +359,10 @@ func TestMultiProcess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ebb.db")
 	d := openAt(t, path)
 	now := time.Now()
-	tasks := make([]*ebbdriver.TaskRecord, n)
+	tasks := make([]*ebbtype.TaskInfo, n)
 	for i := range tasks {
 		tasks[i] = task("mp", now)
-		tasks[i].Priority = 1 + i%3
+		tasks[i].Priority = ebbtype.Priority(1 + i%3)
 	}
 	enqueue(t, d, tasks...)
 
@@ -439,7 +440,7 @@ func TestMultiProcess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.State != ebbdriver.StateSucceeded || r.Attempt != 1 || r.WorkerID != claimedBy[tk.ID] ||
+		if r.State != ebbtype.StateSucceeded || r.Attempt != 1 || r.WorkerID != claimedBy[tk.ID] ||
 			string(r.Result) != `"`+r.WorkerID+`"` {
 			t.Errorf("task %s: state %s attempt %d worker %q result %s; want succeeded once by %s",
 				tk.ID, r.State, r.Attempt, r.WorkerID, r.Result, claimedBy[tk.ID])
@@ -508,7 +509,7 @@ func TestCompleteLeaseLostIsPerItem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !errors.Is(errs[0], ebbdriver.ErrLeaseLost) || errs[1] != nil || errs[2] == nil {
+	if !errors.Is(errs[0], ebbtype.ErrLeaseLost) || errs[1] != nil || errs[2] == nil {
 		t.Fatalf("errs = %v", errs)
 	}
 }
@@ -569,7 +570,7 @@ func TestLeaderAcrossDrivers(t *testing.T) {
 	now := time.Now()
 	for round := range 3 {
 		at := now.Add(time.Duration(round) * time.Hour) // each round past the last one's TTL
-		got := make([]*ebbdriver.Leadership, 2*n)
+		got := make([]*ebbtype.Leadership, 2*n)
 		errs := make([]error, 2*n)
 		var wg sync.WaitGroup
 		for i := range got {
@@ -597,7 +598,7 @@ func TestLeaderAcrossDrivers(t *testing.T) {
 		}
 		// Only the winner's decisions get through, through any connection.
 		for i, d := range drivers {
-			dec := &ebbdriver.Decision{Pool: "web", At: at, Term: got[0].Term, LeaderID: got[0].LeaderID, Action: "up"}
+			dec := &ebbtype.Decision{Pool: "web", At: at, Term: got[0].Term, LeaderID: got[0].LeaderID, Action: "up"}
 			if err := d.DecisionAppend(t.Context(), "cp", dec); err != nil {
 				t.Errorf("round %d: DecisionAppend by the leader through driver %d: %v", round, i, err)
 			}

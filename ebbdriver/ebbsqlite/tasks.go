@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // promoteBatch bounds how many due tasks one Fetch promotes per queue, so a
@@ -20,10 +21,10 @@ import (
 const promoteBatch = 10000
 
 // Enqueue stores the batch in one transaction.
-func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]ebbdriver.EnqueueResult, error) {
+func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
 	type encoded struct {
 		headers, errors any
-		state           ebbdriver.State
+		state           ebbtype.State
 	}
 	enc := make([]encoded, len(tasks))
 	for i, t := range tasks {
@@ -40,9 +41,9 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]
 		if enc[i].errors, err = encodeErrors(t.Errors); err != nil {
 			return nil, fmt.Errorf("ebbsqlite: enqueue: task %s: encoding errors: %w", t.ID, err)
 		}
-		enc[i].state = ebbdriver.StateQueued
+		enc[i].state = ebbtype.StateQueued
 		if t.RunAt.After(t.EnqueuedAt) {
-			enc[i].state = ebbdriver.StateScheduled
+			enc[i].state = ebbtype.StateScheduled
 		}
 	}
 	results := make([]ebbdriver.EnqueueResult, len(tasks))
@@ -64,7 +65,7 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]
 					continue
 				}
 			}
-			r, err := insert.ExecContext(ctx, t.ID, t.Queue, t.Kind, nullBytes(t.Args), enc[i].headers,
+			r, err := insert.ExecContext(ctx, t.ID, t.Queue, t.Kind, nullBytes(t.EncodedArgs), enc[i].headers,
 				t.Priority, ns(t.RunAt), t.Attempt, t.MaxAttempts, int64(t.Timeout), int64(t.Retention),
 				nullStr(t.UniqueKey), int64(t.UniqueTTL), string(enc[i].state), ns(t.EnqueuedAt),
 				enc[i].errors, nullBytes(t.Result))
@@ -88,7 +89,7 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]
 				}
 			}
 			stored[t.Queue]++
-			if enc[i].state == ebbdriver.StateQueued {
+			if enc[i].state == ebbtype.StateQueued {
 				ready[t.Queue] = 0
 			}
 		}
@@ -109,13 +110,13 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbdriver.TaskRecord) ([]
 }
 
 // uniqueExpiry is when a UniqueTTL key stops being held.
-func uniqueExpiry(t *ebbdriver.TaskRecord) int64 {
+func uniqueExpiry(t *ebbtype.TaskInfo) int64 {
 	return ns(t.EnqueuedAt.Add(t.UniqueTTL))
 }
 
 // uniqueHeld tells whether t's unique key is held by another task, and by
 // which.
-func uniqueHeld(ctx context.Context, holder *sql.Stmt, t *ebbdriver.TaskRecord) (string, bool, error) {
+func uniqueHeld(ctx context.Context, holder *sql.Stmt, t *ebbtype.TaskInfo) (string, bool, error) {
 	var id string
 	var exp sql.NullInt64
 	var state sql.NullString
@@ -134,7 +135,7 @@ func uniqueHeld(ctx context.Context, holder *sql.Stmt, t *ebbdriver.TaskRecord) 
 	}
 	// A key whose holder is gone or finished was not released (a crash
 	// between versions, a manual delete): treat it as free.
-	return id, state.Valid && !ebbdriver.State(state.String).Terminal(), nil
+	return id, state.Valid && !ebbtype.State(state.String).Terminal(), nil
 }
 
 // bumpReady advances ready_seq of each queue in ready, recording the new
@@ -177,7 +178,7 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 				return fmt.Errorf("promoting due tasks of queue %q: %w", q, err)
 			}
 			promoted, _ := r.RowsAffected()
-			var got []*ebbdriver.TaskRecord
+			var got []*ebbtype.TaskInfo
 			if left > 0 {
 				rows, err := claim.QueryContext(ctx, now, nullStr(p.WorkerID), nullStr(p.LeaseToken),
 					ns(p.Now.Add(p.LeaseDuration)), q, left)
@@ -213,7 +214,7 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 	return res, nil
 }
 
-func fetchOrder(a, b *ebbdriver.TaskRecord) int {
+func fetchOrder(a, b *ebbtype.TaskInfo) int {
 	if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
 		return c
 	}
@@ -351,9 +352,9 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 					err = releaseKey(key, ttl, c.ID)
 				}
 			case ebbdriver.OutcomeRetry:
-				state, runAt := ebbdriver.StateRetrying, c.RetryAt
+				state, runAt := ebbtype.StateRetrying, c.RetryAt
 				if !runAt.After(c.Now) {
-					state = ebbdriver.StateQueued
+					state = ebbtype.StateQueued
 					if runAt.IsZero() {
 						runAt = c.Now
 					}
@@ -362,7 +363,7 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 					Scan(&queue)
 				if err == nil {
 					totalsOf(sums, queue).retried++
-					if state == ebbdriver.StateQueued {
+					if state == ebbtype.StateQueued {
 						ready[queue] = 0
 					}
 				}
@@ -391,7 +392,17 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 				continue
 			}
 			if errors.Is(err, sql.ErrNoRows) {
-				errs[i] = fmt.Errorf("ebbsqlite: complete: task %s: %w", c.ID, ebbdriver.ErrLeaseLost)
+				// The fence refused it; only then is it worth asking whether
+				// the task exists at all (deleted, or a replaced file).
+				var one int
+				switch err := tx.QueryRowContext(ctx, `SELECT 1 FROM tasks WHERE id = ?1`, c.ID).Scan(&one); {
+				case errors.Is(err, sql.ErrNoRows):
+					errs[i] = fmt.Errorf("ebbsqlite: complete: task %s: %w", c.ID, ebbtype.ErrTaskNotFound)
+				case err != nil:
+					return fmt.Errorf("completing task %s: %w", c.ID, err)
+				default:
+					errs[i] = fmt.Errorf("ebbsqlite: complete: task %s: %w", c.ID, ebbtype.ErrLeaseLost)
+				}
 				continue
 			}
 			if err != nil {
@@ -412,10 +423,10 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 }
 
 // TaskGet reads a task in any state.
-func (d *Driver) TaskGet(ctx context.Context, id string) (*ebbdriver.TaskRecord, error) {
+func (d *Driver) TaskGet(ctx context.Context, id string) (*ebbtype.TaskInfo, error) {
 	r, err := scanTask(d.stmts.taskGet.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("ebbsqlite: task %s: %w", id, ebbdriver.ErrTaskNotFound)
+		return nil, fmt.Errorf("ebbsqlite: task %s: %w", id, ebbtype.ErrTaskNotFound)
 	}
 	if err != nil {
 		return nil, d.wrap("reading task "+id, err)
@@ -426,7 +437,7 @@ func (d *Driver) TaskGet(ctx context.Context, id string) (*ebbdriver.TaskRecord,
 // TaskAwait waits for the task to finish. It re-reads the task only when a
 // commit that could have finished it is seen (in this process at once, from
 // other processes through the poller), and every AwaitBackstop.
-func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbdriver.TaskRecord, error) {
+func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbtype.TaskInfo, error) {
 	wake, done := d.notify.await(id)
 	defer done()
 	if err := d.notify.start(ctx); err != nil {
@@ -456,9 +467,9 @@ func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbdriver.TaskRecor
 
 // TaskCancel cancels a waiting task at once, or flags a running one and
 // tells its worker.
-func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbdriver.State, error) {
+func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbtype.State, error) {
 	var (
-		state ebbdriver.State
+		state ebbtype.State
 		ev    *pendingEvent
 	)
 	err := d.writeTx(ctx, "cancel task "+id, func(tx *sql.Tx) error {
@@ -472,14 +483,14 @@ func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbd
 		err := tx.QueryRowContext(ctx, `SELECT state, queue, worker_id, unique_key FROM tasks WHERE id = ?1`, id).
 			Scan(&rawState, &queue, &worker, &key)
 		if errors.Is(err, sql.ErrNoRows) {
-			return ebbdriver.ErrTaskNotFound
+			return ebbtype.ErrTaskNotFound
 		}
 		if err != nil {
 			return err
 		}
-		state = ebbdriver.State(rawState)
+		state = ebbtype.State(rawState)
 		switch state {
-		case ebbdriver.StateScheduled, ebbdriver.StateQueued, ebbdriver.StateRetrying:
+		case ebbtype.StateScheduled, ebbtype.StateQueued, ebbtype.StateRetrying:
 			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'cancelled', finished_at = ?2,
 				expires_at = ?2 + retention WHERE id = ?1`, id, ns(now)); err != nil {
 				return err
@@ -492,8 +503,8 @@ func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbd
 					return err
 				}
 			}
-			state = ebbdriver.StateCancelled
-		case ebbdriver.StateRunning:
+			state = ebbtype.StateCancelled
+		case ebbtype.StateRunning:
 			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET cancel_requested = 1 WHERE id = ?1`, id); err != nil {
 				return err
 			}
@@ -510,7 +521,7 @@ func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbd
 	if ev != nil {
 		d.notify.events([]pendingEvent{*ev})
 	}
-	if state == ebbdriver.StateCancelled {
+	if state == ebbtype.StateCancelled {
 		d.notify.finished([]string{id})
 	}
 	return state, nil
@@ -545,7 +556,7 @@ func idsJSON(ids []string) string {
 }
 
 // DeadList lists a queue's dead tasks, newest death first, and counts them.
-func (d *Driver) DeadList(ctx context.Context, p ebbdriver.DeadListParams) ([]*ebbdriver.TaskRecord, int64, error) {
+func (d *Driver) DeadList(ctx context.Context, p ebbdriver.DeadListParams) ([]*ebbtype.TaskInfo, int64, error) {
 	limit := int64(p.Limit)
 	if limit <= 0 {
 		limit = -1
@@ -649,7 +660,7 @@ func (d *Driver) DeadPurge(ctx context.Context, p ebbdriver.DeadParams) (int64, 
 // QueueStats counts every queue's tasks from one snapshot. Each count walks
 // only its state's partial index, so finished tasks kept for their retention
 // cost nothing.
-func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.QueueStats, error) {
+func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbtype.QueueStats, error) {
 	tx, err := d.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, d.wrap("reading queue stats", err)
@@ -659,9 +670,9 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbdriver.Que
 	if err != nil {
 		return nil, d.wrap("reading queue stats", err)
 	}
-	var out []ebbdriver.QueueStats
+	var out []ebbtype.QueueStats
 	for rows.Next() {
-		var s ebbdriver.QueueStats
+		var s ebbtype.QueueStats
 		if err := rows.Scan(&s.Name, &s.Enqueued, &s.Succeeded, &s.Failed, &s.Retried); err != nil {
 			rows.Close()
 			return nil, d.wrap("reading queue stats", err)
@@ -767,7 +778,7 @@ func (d *Driver) RescueExpired(ctx context.Context, queue string, now time.Time,
 				rows.Close()
 				return err
 			}
-			if state == string(ebbdriver.StateDead) {
+			if state == string(ebbtype.StateDead) {
 				res.Dead = append(res.Dead, id)
 				if key.Valid && ttl == 0 {
 					release = append(release, key.String, id)

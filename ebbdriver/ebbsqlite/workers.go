@@ -8,10 +8,11 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // WorkerHeartbeat registers or refreshes a worker until HeartbeatAt+ttl.
-func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbdriver.WorkerInfo, ttl time.Duration) (*ebbdriver.WorkerControl, error) {
+func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbtype.WorkerInfo, ttl time.Duration) (*ebbdriver.WorkerControl, error) {
 	if info.ID == "" {
 		return nil, fmt.Errorf("ebbsqlite: worker heartbeat: the worker has no ID: %w", errBadInput)
 	}
@@ -43,20 +44,20 @@ func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbdriver.WorkerInfo,
 }
 
 // WorkerList returns the workers whose entry has not expired at now.
-func (d *Driver) WorkerList(ctx context.Context, now time.Time) ([]ebbdriver.WorkerInfo, error) {
+func (d *Driver) WorkerList(ctx context.Context, now time.Time) ([]ebbtype.WorkerInfo, error) {
 	rows, err := d.rdb.QueryContext(ctx, `SELECT id, info FROM workers
 		WHERE expires_at > ?1 ORDER BY id`, ns(now))
 	if err != nil {
 		return nil, d.wrap("listing workers", err)
 	}
 	defer rows.Close()
-	var out []ebbdriver.WorkerInfo
+	var out []ebbtype.WorkerInfo
 	for rows.Next() {
 		var id, info string
 		if err := rows.Scan(&id, &info); err != nil {
 			return nil, d.wrap("listing workers", err)
 		}
-		var w ebbdriver.WorkerInfo
+		var w ebbtype.WorkerInfo
 		// An unreadable entry still shows the worker exists.
 		_ = json.Unmarshal([]byte(info), &w)
 		w.ID = id
@@ -88,7 +89,7 @@ func (d *Driver) WorkerRequestDrain(ctx context.Context, id string, now time.Tim
 		if k, err := r.RowsAffected(); err != nil {
 			return err
 		} else if k == 0 {
-			return ebbdriver.ErrWorkerNotFound
+			return ebbtype.ErrWorkerNotFound
 		}
 		pe = pendingEvent{Event: ebbdriver.Event{Kind: ebbdriver.EventDrain, WorkerID: id}}
 		pe.seq, err = insertEvent(ctx, tx, "drain", pe.Event, now)

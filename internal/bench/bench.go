@@ -6,6 +6,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/tid"
 )
 
@@ -28,7 +30,10 @@ type Params struct {
 	LatencySamples int // sequential enqueue→start samples on an idle worker
 	// Progress, if set, receives phase updates for a terminal.
 	Progress func(phase string, done, total int)
-	Logger   *slog.Logger
+	// Abandon, if set, is closed to give up the cleanup at once and leave
+	// the run's tasks behind (`ebb bench` closes it on a second Ctrl-C).
+	Abandon <-chan struct{}
+	Logger  *slog.Logger
 }
 
 // Result is one run's figures. Its JSON form is `ebb bench --json`'s output.
@@ -52,8 +57,10 @@ type benchArgs struct {
 
 func (benchArgs) Kind() string { return "ebb.bench.noop" }
 
-// Run runs the three phases on a fresh queue of drv and removes nothing it
-// did not make: bench tasks have a short retention and expire on their own.
+// Run runs the three phases on a fresh queue of drv, then deletes every
+// task it made, also when ctx ends early (see cleanUp); other queues are
+// never touched. A Result with an error means the figures are valid but
+// the cleanup did not finish.
 func Run(ctx context.Context, drv ebbdriver.Driver, p Params) (*Result, error) {
 	if p.Tasks < 1 || p.Concurrency < 1 {
 		return nil, fmt.Errorf("bench: tasks and concurrency must be at least 1")
@@ -67,12 +74,76 @@ func Run(ctx context.Context, drv ebbdriver.Driver, p Params) (*Result, error) {
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	progress := p.Progress
-	if progress == nil {
-		progress = func(string, int, int) {}
+	if p.Progress == nil {
+		p.Progress = func(string, int, int) {}
 	}
 	queue := "bench-" + strings.ToLower(tid.New()[14:])
-	opts := &ebb.EnqueueOpts{Queue: queue, Retention: time.Minute}
+	res, err := run(ctx, drv, p, queue)
+	if cerr := cleanUpBounded(ctx, drv, queue, p); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	return res, err
+}
+
+// cleanUpBounded runs cleanUp within the budget that fits how run ended,
+// or until p.Abandon is closed.
+func cleanUpBounded(ctx context.Context, drv ebbdriver.Driver, queue string, p Params) error {
+	abandoned := fmt.Errorf("bench: cleanup abandoned; the tasks of queue %q are left behind", queue)
+	select {
+	case <-p.Abandon:
+		return abandoned
+	default:
+	}
+	budget := CleanupTimeout
+	if ctx.Err() != nil {
+		budget = CleanupTimeoutInterrupted
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.Abandon:
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	if err := cleanUp(cctx, drv, queue, p.Progress); err != nil {
+		select {
+		case <-p.Abandon:
+			return abandoned
+		default:
+			return fmt.Errorf("bench: cleanup of queue %q: %w", queue, err)
+		}
+	}
+	return nil
+}
+
+// How long Run may spend deleting its tasks. After a completed run the
+// tasks are finished and go in bulk (hundreds of thousands a second on
+// SQLite), so the bound only matters if the broker stalls. After an
+// interrupt someone waits for the prompt while an unfinished backlog is
+// cancelled in batches (tens of thousands a second on SQLite on a small
+// machine), and can leave early with Abandon.
+var (
+	CleanupTimeout            = 2 * time.Minute
+	CleanupTimeoutInterrupted = 30 * time.Second
+)
+
+// benchRetention is the retention of every bench task, tiny so that the
+// run's finished tasks can go in bulk the moment it ends: the driver seam
+// has no bulk delete, only Cleanup of what is past its retention (see
+// cleanUp for why Cleanup cannot just be told a later time). Redis also
+// expires a finished task's hash by itself after its retention (PEXPIRE),
+// so the hashes of a large run are gone before Cleanup drops them from the
+// queue's done index; on SQLite Cleanup deletes the rows. Nothing reads a
+// bench task after it ran: the burn-down counts successes from the queue's
+// running totals, which deletion does not change.
+const benchRetention = time.Millisecond
+
+// run is the three phases; the worker has stopped when it returns.
+func run(ctx context.Context, drv ebbdriver.Driver, p Params, queue string) (*Result, error) {
+	progress := p.Progress
+	opts := &ebb.EnqueueOpts{Queue: queue, Retention: benchRetention}
 	client, err := ebb.NewClient(drv, &ebb.ClientConfig{Logger: p.Logger})
 	if err != nil {
 		return nil, err
@@ -224,4 +295,148 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// cleanupBatch bounds one Cleanup call: each is one SQLite write
+// transaction or one Redis script, and other processes sharing the broker
+// wait behind it.
+const cleanupBatch = 5000
+
+// cleanUp deletes every task of queue, which only Run uses. Finished and
+// dead tasks go in batches through Cleanup, which deletes whatever is past
+// its retention (benchRetention) and every dead task (DeadRetention 0). Its
+// Now must be the true time, not a later one that would cover any
+// retention: SQLite's Cleanup also frees expired unique keys of every
+// queue, and a Now in the future would free other queues' keys early.
+//
+// What an interrupted run leaves unfinished has no bulk delete either, and
+// deleting a large backlog one TaskDelete at a time runs at a few thousand
+// tasks a second on SQLite, so the backlog is fetched and completed as
+// cancelled in batches (a worker's own fast path, without handlers) for
+// Cleanup to delete; only tasks Fetch cannot take (scheduled for later,
+// none in a normal run) are deleted one by one. All bounded by ctx.
+//
+// On SQLite the deleted rows' pages stay in the file for later tasks to
+// reuse: the file does not shrink (VACUUM would lock out every process
+// sharing it, and the driver seam has none), but the queue holds no task.
+// The queue's running totals stay, so `ebb inspect queues` still lists it,
+// empty.
+func cleanUp(ctx context.Context, drv ebbdriver.Driver, queue string, progress func(string, int, int)) error {
+	st, err := queueStats(ctx, drv, queue)
+	if err != nil {
+		return err
+	}
+	total := st.Enqueued
+	deleted := 0
+	// A few passes: a Redis enqueue cut off by the interrupt may still land
+	// after the first one.
+	for pass := 1; ; pass++ {
+		// The last completions' expiry (FinishedAt+benchRetention, which
+		// Redis rounds up to the next millisecond) must be behind Now.
+		if !sleepCtx(ctx, 10*benchRetention) {
+			return ctx.Err()
+		}
+		for {
+			n, err := drv.Cleanup(ctx, ebbdriver.CleanupParams{Queue: queue, Now: time.Now(), Limit: cleanupBatch})
+			if err != nil {
+				return fmt.Errorf("clean up: %w", err)
+			}
+			deleted += int(n)
+			progress("cleanup", deleted, int(total))
+			if n < cleanupBatch {
+				break
+			}
+		}
+		left, err := queueStats(ctx, drv, queue)
+		if err != nil {
+			return err
+		}
+		if n := left.Queued + left.Scheduled + left.InFlight + left.Dead; n == 0 {
+			return nil
+		} else if pass == 3 {
+			return fmt.Errorf("%d tasks remain", n)
+		}
+		if err := cancelAll(ctx, drv, queue, left); err != nil {
+			return err
+		}
+	}
+}
+
+// cancelAll moves every unfinished task of queue, which no worker serves
+// any more, to Cancelled (or Dead) for Cleanup to delete.
+func cancelAll(ctx context.Context, drv ebbdriver.Driver, queue string, left ebbtype.QueueStats) error {
+	const batch = 1000
+	if left.InFlight > 0 {
+		// A task still running has no worker (its hand-back failed): rescue
+		// it into a state Fetch takes. The queue is the bench's alone, so no
+		// live lease is cut short.
+		for {
+			r, err := drv.RescueExpired(ctx, queue, time.Now().Add(24*time.Hour), batch)
+			if err != nil {
+				return fmt.Errorf("rescue running tasks: %w", err)
+			}
+			if len(r.Requeued)+len(r.Dead) < batch {
+				break
+			}
+		}
+	}
+	for {
+		now := time.Now()
+		token := tid.New()
+		f, err := drv.Fetch(ctx, ebbdriver.FetchParams{Queues: []string{queue}, Limit: batch,
+			WorkerID: "ebb-bench-cleanup", LeaseToken: token, LeaseDuration: time.Minute, Now: now})
+		if err != nil {
+			return fmt.Errorf("fetch the backlog: %w", err)
+		}
+		if len(f.Tasks) == 0 {
+			break
+		}
+		cs := make([]ebbdriver.Completion, len(f.Tasks))
+		for i, t := range f.Tasks {
+			cs[i] = ebbdriver.Completion{Queue: queue, ID: t.ID, LeaseToken: token, Outcome: ebbdriver.OutcomeCancelled, Now: now}
+		}
+		if _, err := drv.Complete(ctx, cs); err != nil {
+			return fmt.Errorf("cancel the backlog: %w", err)
+		}
+	}
+	if left.Scheduled == 0 {
+		return nil
+	}
+	for _, st := range []ebbtype.State{ebbtype.StateScheduled, ebbtype.StateRetrying} {
+		// Collect before deleting: Redis's cursor is a rank, which deletion
+		// would shift.
+		var ids []string
+		for cursor := ""; ; {
+			page, err := drv.TaskList(ctx, ebbdriver.TaskListParams{Queue: queue, State: st, Limit: 1000, ScanLimit: 20000, Cursor: cursor})
+			if err != nil {
+				return fmt.Errorf("list %s tasks: %w", st, err)
+			}
+			for _, t := range page.Tasks {
+				ids = append(ids, t.ID)
+			}
+			if cursor = page.Cursor; cursor == "" {
+				break
+			}
+		}
+		for _, id := range ids {
+			if err := drv.TaskDelete(ctx, id); err != nil && !errors.Is(err, ebbtype.ErrTaskNotFound) {
+				return fmt.Errorf("delete task %s: %w", id, err)
+			}
+		}
+	}
+	return nil
+}
+
+// queueStats returns queue's counts, all zero if the broker has none.
+func queueStats(ctx context.Context, drv ebbdriver.Driver, queue string) (ebbtype.QueueStats, error) {
+	stats, err := drv.QueueStats(ctx, time.Now())
+	if err != nil {
+		return ebbtype.QueueStats{}, fmt.Errorf("queue stats: %w", err)
+	}
+	for _, s := range stats {
+		if s.Name == queue {
+			return s, nil
+		}
+	}
+	return ebbtype.QueueStats{Name: queue}, nil
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -15,7 +14,7 @@ import (
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/internal/builtin"
 	"github.com/ebbq/ebb/internal/config"
-	"github.com/ebbq/ebb/internal/server"
+	"github.com/ebbq/ebb/internal/controlplane"
 	"github.com/ebbq/ebb/internal/tid"
 )
 
@@ -56,10 +55,6 @@ func RunScaling(ctx context.Context, drv ebbdriver.Driver, p ScalingParams) (*Sc
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	ctl, ok := drv.(ebbdriver.Control)
-	if !ok {
-		return nil, fmt.Errorf("bench scaling: the %s driver has no control-plane support", drv.Name())
-	}
 	name := "bench-scaling-" + strings.ToLower(tid.New()[18:])
 	cfg := config.Default()
 	cfg.Broker = p.BrokerURL
@@ -73,11 +68,7 @@ func RunScaling(ctx context.Context, drv ebbdriver.Driver, p ScalingParams) (*Sc
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	srv, err := server.New(server.Options{Config: cfg, Driver: drv, Logger: p.Logger, Executable: p.Executable, Listener: l})
+	srv, err := controlplane.New(controlplane.Options{Config: cfg, Driver: drv, Logger: p.Logger, Executable: p.Executable})
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +121,7 @@ func RunScaling(ctx context.Context, drv ebbdriver.Driver, p ScalingParams) (*Sc
 		}
 		var decidedAt time.Time
 		err = waitFor(ctx, 30*time.Second, "the scale-up decision", func() (bool, error) {
-			ds, err := ctl.DecisionList(ctx, name, 5)
+			ds, err := drv.DecisionList(ctx, name, 5)
 			if err != nil {
 				return false, err
 			}

@@ -1,9 +1,13 @@
 package cli
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/pprof"
+	"syscall"
 
 	"github.com/ebbq/ebb/internal/bench"
 )
@@ -30,13 +34,15 @@ func runBench(e *env, args []string) error {
 	if *tasks < 1 || *concurrency < 1 || *batch < 1 || *samples < 1 {
 		return usagef("--tasks, --concurrency, --batch and --latency-samples must be at least 1")
 	}
-	ctx, drv, closeBroker, err := f.openBroker()
+	ctx, b, closeBroker, err := f.openBroker(e)
 	if err != nil {
 		return err
 	}
 	defer closeBroker()
 
-	p := bench.Params{Tasks: *tasks, Concurrency: *concurrency, EnqueueBatch: *batch, LatencySamples: *samples}
+	abandon, release := abandonOnSecondSignal(ctx, e)
+	defer release()
+	p := bench.Params{Tasks: *tasks, Concurrency: *concurrency, EnqueueBatch: *batch, LatencySamples: *samples, Abandon: abandon}
 	tty := !*asJSON && isTerminal(e.stderr)
 	if tty {
 		p.Progress = func(phase string, done, total int) {
@@ -54,15 +60,18 @@ func runBench(e *env, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	res, err := bench.Run(ctx, drv, p)
+	res, err := bench.Run(ctx, b.Driver(), p)
 	if tty {
 		fmt.Fprintln(e.stderr)
 	}
-	if err != nil {
+	if res == nil {
 		return err
 	}
+	// A result with an error is a measurement whose cleanup did not finish:
+	// the figures are still worth printing before the error says what is
+	// left behind.
 	if *asJSON {
-		return printJSONLine(e, res)
+		return cmp.Or(printJSONLine(e, res), err)
 	}
 	fmt.Fprintf(e.stdout, "broker          %s\n", res.Broker)
 	fmt.Fprintf(e.stdout, "tasks           %d (concurrency %d)\n", res.Tasks, res.Concurrency)
@@ -70,7 +79,7 @@ func runBench(e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "burn-down       %.0f tasks/s (one worker)\n", res.ProcessPerS)
 	fmt.Fprintf(e.stdout, "enqueue→start   p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d samples, idle worker)\n",
 		res.LatencyP50MS, res.LatencyP99MS, res.LatencyMaxMS, res.LatencySamples)
-	return nil
+	return err
 }
 
 func runBenchScaling(e *env, f *flagSet, args []string) error {
@@ -93,7 +102,7 @@ func runBenchScaling(e *env, f *flagSet, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(logDir)
-	ctx, drv, closeBroker, err := f.openBroker()
+	ctx, b, closeBroker, err := f.openBroker(e)
 	if err != nil {
 		return err
 	}
@@ -103,7 +112,7 @@ func runBenchScaling(e *env, f *flagSet, args []string) error {
 	if tty {
 		p.Progress = func(done, total int) { fmt.Fprintf(e.stderr, "\rtrial %d/%d   ", done, total) }
 	}
-	res, err := bench.RunScaling(ctx, drv, p)
+	res, err := bench.RunScaling(ctx, b.Driver(), p)
 	if tty {
 		fmt.Fprintln(e.stderr)
 	}
@@ -117,4 +126,33 @@ func runBenchScaling(e *env, f *flagSet, args []string) error {
 	fmt.Fprintf(e.stdout, "enqueue→decision     p50 %.1f ms, p99 %.1f ms\n", res.DecisionMSP50, res.DecisionMSP99)
 	fmt.Fprintf(e.stdout, "enqueue→first start  p50 %.1f ms, p99 %.1f ms\n", res.FirstStartMSP50, res.FirstStartMSP99)
 	return nil
+}
+
+// abandonOnSecondSignal returns a channel closed by a second SIGINT or
+// SIGTERM after ctx (the first one's) has ended, so someone who does not
+// want to wait for the bench's cleanup can still leave at once. release
+// must be called before ctx's own stop, which also ends ctx.
+func abandonOnSecondSignal(ctx context.Context, e *env) (abandon <-chan struct{}, release func()) {
+	ch, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+		}
+		select {
+		case <-done: // ended by release and stop, not by a signal
+			return
+		default:
+		}
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+		fmt.Fprintln(e.stderr, "ebb bench: interrupted; deleting the run's tasks (interrupt again to leave them behind)")
+		select {
+		case <-sigs:
+			close(ch)
+		case <-done:
+		}
+	}()
+	return ch, func() { close(done) }
 }

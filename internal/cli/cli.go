@@ -12,12 +12,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/internal/brokerurl"
 )
 
@@ -51,7 +53,10 @@ func init() {
 		{"dead", "list, retry or purge dead tasks", runDead},
 		{"schedule", "list, add, remove, pause, resume or run periodic schedules (beat)", runSchedule},
 		{"bench", "measure enqueue rate, burn-down rate and pickup latency", runBench},
-		{"version", "print the version", func(e *env, _ []string) error { fmt.Fprintln(e.stdout, "ebb", Version); return nil }},
+		{"version", "print the version and the commit it was built from", func(e *env, _ []string) error {
+			fmt.Fprintln(e.stdout, versionLine())
+			return nil
+		}},
 	}
 }
 
@@ -68,15 +73,34 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
+// notFoundError is a not-found the CLI words itself, because the client's
+// sentence lacks what only the command knows (the action it was asked for):
+// exit code 3.
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string { return e.msg }
+
+func notFoundf(format string, args ...any) error {
+	return &notFoundError{fmt.Sprintf(format, args...)}
+}
+
 // Main runs the command line and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	e := &env{stdout: stdout, stderr: stderr}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
+		// A script that forgot its command must not pass for a success.
+		printHelp(stderr)
+		return ExitUsage
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			return Main([]string{args[1], "--help"}, stdout, stderr)
 		}
 		printHelp(stdout)
 		return ExitOK
+	case "-v", "-version", "--version":
+		args = []string{"version"}
 	}
 	for _, c := range commands {
 		if c.name != args[0] {
@@ -90,7 +114,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func report(e *env, name string, err error) int {
-	var ue *usageError
+	var (
+		ue  *usageError
+		nf  *ebb.NotFoundError
+		cnf *notFoundError
+	)
 	switch {
 	case err == nil || errors.Is(err, flag.ErrHelp):
 		return ExitOK
@@ -100,13 +128,72 @@ func report(e *env, name string, err error) int {
 	case errors.Is(err, brokerurl.ErrBadURL):
 		fmt.Fprintf(e.stderr, "ebb %s: %s\n", name, err)
 		return ExitUsage
-	case errors.Is(err, ebbdriver.ErrTaskNotFound), errors.Is(err, ebbdriver.ErrWorkerNotFound):
-		fmt.Fprintf(e.stderr, "ebb %s: %s\n", name, err)
+	case errors.As(err, &cnf):
+		fmt.Fprintf(e.stderr, "ebb %s: %s\n", name, cnf.msg)
+		return ExitNotFound
+	case errors.As(err, &nf):
+		// The client's sentence names the thing that is missing; whatever
+		// was wrapped around it on the way up would only repeat the name.
+		fmt.Fprintf(e.stderr, "ebb %s: %s\n", name, nf)
+		return ExitNotFound
+	case errors.Is(err, ebb.ErrTaskNotFound), errors.Is(err, ebb.ErrWorkerNotFound), errors.Is(err, ebb.ErrScheduleNotFound):
+		// A command that says what is missing in its own words wraps the
+		// sentinel only for this exit code; its text ("…: task not found")
+		// would repeat the sentence.
+		msg := err.Error()
+		for _, s := range []error{ebb.ErrTaskNotFound, ebb.ErrWorkerNotFound, ebb.ErrScheduleNotFound} {
+			msg = strings.TrimSuffix(msg, ": "+s.Error())
+		}
+		fmt.Fprintf(e.stderr, "ebb %s: %s\n", name, msg)
 		return ExitNotFound
 	default:
 		fmt.Fprintf(e.stderr, "ebb %s: %s\n", name, err)
 		return ExitFailure
 	}
+}
+
+// readBuildInfo is debug.ReadBuildInfo; tests replace it because a test
+// binary carries no VCS stamp.
+var readBuildInfo = debug.ReadBuildInfo
+
+// versionLine is what `ebb version` prints: the release set with -ldflags
+// and the commit the Go toolchain stamped into the binary, so that a "dev"
+// build can still be traced to its source.
+func versionLine() string {
+	v := Version
+	info, ok := readBuildInfo()
+	if !ok {
+		return "ebb " + v + " (no build information in this binary)"
+	}
+	var rev, at string
+	dirty := false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		// `go install …@v1.2.3` sets no -ldflags and stamps no commit, but
+		// does stamp the release. (In a checkout the toolchain makes up a
+		// pseudo-version from the commit, which the line below shows anyway.)
+		if v == "dev" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+			v = info.Main.Version
+		}
+		return "ebb " + v + " (no VCS information: built outside a git checkout or with -buildvcs=false)"
+	}
+	parts := []string{"commit " + rev[:min(12, len(rev))]}
+	if at != "" {
+		parts = append(parts, at)
+	}
+	if dirty {
+		parts = append(parts, "dirty")
+	}
+	return fmt.Sprintf("ebb %s (%s)", v, strings.Join(parts, ", "))
 }
 
 func printHelp(w io.Writer) {
@@ -161,8 +248,16 @@ func newFlagSet(e *env, name, usage, example string) *flagSet {
 
 // parse parses flags that may come before, between or after positional
 // arguments (Go's flag package stops at the first positional) and returns
-// the positionals.
+// the positionals. Everything after the first "--" is positional, so an
+// argument that starts with '-' (args JSON such as -1) can be passed.
 func (f *flagSet) parse(e *env, args []string) ([]string, error) {
+	// The split must happen here: Parse would consume that "--" and the
+	// loop below, restarting Parse after each positional, would read what
+	// follows it as flags again.
+	var tail []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, tail = args[:i], args[i+1:]
+	}
 	var pos []string
 	for {
 		if err := f.Parse(args); err != nil {
@@ -176,13 +271,10 @@ func (f *flagSet) parse(e *env, args []string) ([]string, error) {
 		if len(args) == 0 {
 			break
 		}
-		if args[0] == "--" {
-			pos = append(pos, args[1:]...)
-			break
-		}
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+	pos = append(pos, tail...)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*f.logLevel)); err != nil {
 		return nil, usagef("--log-level %q: use debug, info, warn or error", *f.logLevel)
@@ -204,14 +296,14 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 // openBroker opens the broker named by --broker under a context that SIGINT
 // and SIGTERM cancel; closeBroker releases both.
-func (f *flagSet) openBroker() (ctx context.Context, drv ebbdriver.Driver, closeBroker func(), err error) {
+func (f *flagSet) openBroker(e *env) (ctx context.Context, b *brokerurl.Broker, closeBroker func(), err error) {
 	ctx, stop := signalContext()
-	drv, err = brokerurl.Open(ctx, *f.broker)
+	b, err = brokerurl.Open(ctx, *f.broker, e.logger)
 	if err != nil {
 		stop()
 		return nil, nil, nil, err
 	}
-	return ctx, drv, func() { drv.Close(); stop() }, nil
+	return ctx, b, func() { b.Close(); stop() }, nil
 }
 
 // signalContext is cancelled by SIGINT or SIGTERM.

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb"
-	"github.com/ebbq/ebb/ebbdriver"
 )
 
 func runDead(e *env, args []string) error {
@@ -41,7 +40,7 @@ func runDead(e *env, args []string) error {
 		return usagef("unknown action %q: use list, retry or purge", action)
 	}
 
-	ctx, drv, closeBroker, err := f.openBroker()
+	ctx, b, closeBroker, err := f.openBroker(e)
 	if err != nil {
 		return err
 	}
@@ -49,17 +48,12 @@ func runDead(e *env, args []string) error {
 
 	switch action {
 	case "list":
-		tasks, total, err := drv.DeadList(ctx, ebbdriver.DeadListParams{Queue: *queue, Offset: *offset, Limit: *limit})
+		tasks, total, err := b.Client.DeadList(ctx, *queue, &ebb.DeadListParams{Offset: *offset, Limit: *limit})
 		if err != nil {
 			return err
 		}
 		if *asJSON {
-			infos := make([]*ebb.TaskInfo, len(tasks))
-			for i, t := range tasks {
-				infos[i] = &ebb.TaskInfo{ID: t.ID, Kind: t.Kind, Queue: t.Queue, EncodedArgs: t.Args, State: t.State,
-					Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, FinishedAt: t.FinishedAt, Errors: t.Errors, EnqueuedAt: t.EnqueuedAt, RunAt: t.RunAt}
-			}
-			return printJSON(e.stdout, map[string]any{"queue": *queue, "total": total, "tasks": infos})
+			return printJSON(e.stdout, map[string]any{"queue": *queue, "total": total, "tasks": tasks})
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tKIND\tATTEMPTS\tDIED\tLAST ERROR")
@@ -79,22 +73,22 @@ func runDead(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "%d of %d dead tasks in %q\n", len(tasks), total, *queue)
 		return nil
 	case "retry":
-		n, err := drv.DeadRetry(ctx, ebbdriver.DeadParams{Queue: *queue, IDs: ids, Now: time.Now()})
+		n, err := b.Client.DeadRetry(ctx, *queue, ids...)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "requeued %d dead task(s) in %q\n", n, *queue)
 		if len(ids) > 0 && int(n) < len(ids) {
-			return fmt.Errorf("%d of the %d ids were not dead tasks of queue %q: %w", len(ids)-int(n), len(ids), *queue, ebbdriver.ErrTaskNotFound)
+			return fmt.Errorf("%d of the %d ids were not dead tasks of queue %q: %w", len(ids)-int(n), len(ids), *queue, ebb.ErrTaskNotFound)
 		}
 	default:
-		n, err := drv.DeadPurge(ctx, ebbdriver.DeadParams{Queue: *queue, IDs: ids, Now: time.Now()})
+		n, err := b.Client.DeadPurge(ctx, *queue, ids...)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "purged %d dead task(s) from %q\n", n, *queue)
 		if len(ids) > 0 && int(n) < len(ids) {
-			return fmt.Errorf("%d of the %d ids were not dead tasks of queue %q: %w", len(ids)-int(n), len(ids), *queue, ebbdriver.ErrTaskNotFound)
+			return fmt.Errorf("%d of the %d ids were not dead tasks of queue %q: %w", len(ids)-int(n), len(ids), *queue, ebb.ErrTaskNotFound)
 		}
 	}
 	return nil

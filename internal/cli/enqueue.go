@@ -56,15 +56,12 @@ func runEnqueue(e *env, args []string) error {
 		opts.Unique = &ebb.UniqueOpts{Key: *unique}
 	}
 
-	ctx, drv, closeBroker, err := f.openBroker()
+	ctx, b, closeBroker, err := f.openBroker(e)
 	if err != nil {
 		return err
 	}
 	defer closeBroker()
-	client, err := ebb.NewClient(drv, &ebb.ClientConfig{Logger: e.logger})
-	if err != nil {
-		return err
-	}
+	client := b.Client
 
 	progress := newProgress(e.stderr, "enqueued", *count)
 	var results []ebb.EnqueueResult
@@ -145,15 +142,12 @@ func runCancel(e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one TASK_ID (see --help)")
 	}
-	ctx, drv, closeBroker, err := f.openBroker()
+	ctx, b, closeBroker, err := f.openBroker(e)
 	if err != nil {
 		return err
 	}
 	defer closeBroker()
-	client, err := ebb.NewClient(drv, nil)
-	if err != nil {
-		return err
-	}
+	client := b.Client
 	st, err := client.Cancel(ctx, pos[0])
 	if err != nil {
 		return err

@@ -1,13 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/ebbq/ebb"
-	"github.com/ebbq/ebb/internal/server"
+	"github.com/ebbq/ebb/internal/httpserver"
 )
 
 func runInspect(e *env, args []string) error {
@@ -37,7 +38,7 @@ func runInspect(e *env, args []string) error {
 		return usagef("cannot inspect %q: use queues, workers, scaling or task ID", what)
 	}
 
-	ctx, drv, closeBroker, err := f.openBroker()
+	ctx, b, closeBroker, err := f.openBroker(e)
 	if err != nil {
 		return err
 	}
@@ -48,11 +49,11 @@ func runInspect(e *env, args []string) error {
 
 	switch what {
 	case "queues":
-		stats, err := drv.QueueStats(ctx, now)
+		stats, err := b.Client.QueueList(ctx)
 		if err != nil {
 			return err
 		}
-		rows := server.QueuesJSON(stats, now, nil)
+		rows := httpserver.QueuesJSON(stats, now, nil)
 		if *asJSON {
 			return printJSON(e.stdout, rows)
 		}
@@ -64,7 +65,7 @@ func runInspect(e *env, args []string) error {
 		}
 		return tw.Flush()
 	case "workers":
-		workers, err := drv.WorkerList(ctx, now)
+		workers, err := b.Client.WorkerList(ctx)
 		if err != nil {
 			return err
 		}
@@ -79,11 +80,7 @@ func runInspect(e *env, args []string) error {
 		}
 		return tw.Flush()
 	default:
-		client, err := ebb.NewClient(drv, nil)
-		if err != nil {
-			return err
-		}
-		info, err := client.Task(ctx, pos[1])
+		info, err := b.Client.Task(ctx, pos[1])
 		if err != nil {
 			return err
 		}
@@ -126,4 +123,51 @@ func printTask(e *env, t *ebb.TaskInfo) {
 			fmt.Fprintf(e.stdout, "  %s\n", strings.ReplaceAll(strings.TrimSpace(ae.Stack), "\n", "\n  "))
 		}
 	}
+}
+
+func runInspectScaling(e *env, f *flagSet, asJSON bool, pool string, limit int) error {
+	ctx, b, closeBroker, err := f.openBroker(e)
+	if err != nil {
+		return err
+	}
+	defer closeBroker()
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	ds, err := b.Client.DecisionList(ctx, pool, limit)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(e.stdout, ds)
+	}
+	if len(ds) == 0 {
+		return explainNoDecisions(ctx, e, b.Client, pool)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tPOOL\tCHANGE\tTERM\tREASON")
+	for i := len(ds) - 1; i >= 0; i-- {
+		d := ds[i]
+		fmt.Fprintf(tw, "%s\t%s\t%d→%d\t%d\t%s\n", d.At.Local().Format("15:04:05.000"), d.Pool, d.From, d.To, d.Term, d.Reason)
+	}
+	return tw.Flush()
+}
+
+// explainNoDecisions tells "no control plane runs" from "it runs and has not
+// needed to scale": right after an enqueue both have an empty log, and only
+// the first needs the operator to act.
+func explainNoDecisions(ctx context.Context, e *env, client *ebb.Client, pool string) error {
+	what := "no scaling decision yet"
+	if pool != "" {
+		what = fmt.Sprintf("no scaling decision for pool %q yet", pool)
+	}
+	l, err := client.ControlPlaneLeader(ctx)
+	if err != nil {
+		return err
+	}
+	if l == nil {
+		fmt.Fprintf(e.stdout, "%s, and no control plane leads: is `ebb server` or `ebb up` running?\n", what)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "%s: the control plane (leader %s, term %d) has seen no reason to scale\n", what, l.LeaderID, l.Term)
+	return nil
 }

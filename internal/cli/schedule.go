@@ -3,13 +3,15 @@ package cli
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/config"
-	"github.com/ebbq/ebb/internal/server"
+	"github.com/ebbq/ebb/internal/schedule"
 )
 
 func runSchedule(e *env, args []string) error {
@@ -44,8 +46,23 @@ func runSchedule(e *env, args []string) error {
 		return usagef("want: schedule %s NAME", action)
 	}
 
-	var rec *ebbdriver.ScheduleRecord
+	var rec *ebbtype.Schedule
 	if action == "add" {
+		// The record cannot tell a flag set to a bad value from one not set
+		// (--every 0s is "no interval" there), nor name the flag: check the
+		// flags that were given before building it.
+		given := map[string]bool{}
+		f.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+		if given["tz"] {
+			if _, err := schedule.LoadZone(*tz); err != nil {
+				return usagef("--tz %q: %v", *tz, err)
+			}
+		}
+		if given["every"] {
+			if err := schedule.CheckEvery(*every); err != nil {
+				return usagef("--every %s: %v", *every, err)
+			}
+		}
 		sc := config.Schedule{Name: rest[0], Kind: rest[1], Cron: *cron, TZ: *tz, Every: *every, CatchUp: *catchUp,
 			Queue: *queue, Priority: *priority, MaxAttempts: *maxAttempts}
 		if *at != "" {
@@ -63,28 +80,26 @@ func runSchedule(e *env, args []string) error {
 		}
 	}
 
-	ctx, drv, closeBroker, err := f.openBroker()
+	ctx, b, closeBroker, err := f.openBroker(e)
 	if err != nil {
 		return err
 	}
 	defer closeBroker()
-	store, ok := drv.(ebbdriver.Schedules)
-	if !ok {
-		return errors.New("this broker cannot store schedules")
-	}
-	notFound := func(err error) error {
-		if errors.Is(err, ebbdriver.ErrScheduleNotFound) {
-			return fmt.Errorf("no schedule named %q (see ebb schedule list): %w", rest[0], ebbdriver.ErrTaskNotFound)
+	client := b.Client
+	// Names are free text ("nightly report"), so the CLI words this one
+	// itself, with the name quoted.
+	notFound := func(err error, doing string) error {
+		if errors.Is(err, ebb.ErrScheduleNotFound) {
+			return notFoundf("no schedule named %q to %s (see ebb schedule list)", rest[0], doing)
 		}
 		return err
 	}
 	switch action {
 	case "list":
-		recs, err := store.ScheduleList(ctx)
+		rows, err := client.ScheduleList(ctx)
 		if err != nil {
 			return err
 		}
-		rows := server.SchedulesJSON(recs, time.Now())
 		if *asJSON {
 			return printJSON(e.stdout, rows)
 		}
@@ -100,37 +115,41 @@ func runSchedule(e *env, args []string) error {
 		}
 		return tw.Flush()
 	case "add":
-		if err := store.ScheduleUpsert(ctx, rec); err != nil {
+		if _, err := client.ScheduleUpsert(ctx, rec); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "schedule %s stored; the leading `ebb server` picks it up within 10s\n", rec.Name)
 	case "rm":
-		if err := store.ScheduleDelete(ctx, rest[0]); err != nil {
-			return notFound(err)
+		if err := client.ScheduleDelete(ctx, rest[0]); err != nil {
+			return notFound(err, "remove")
 		}
 		fmt.Fprintf(e.stdout, "schedule %s removed\n", rest[0])
 	case "pause", "resume":
-		err := store.ScheduleSetPaused(ctx, rest[0], true)
-		if action == "resume" {
-			err = server.ResumeSchedule(ctx, store, rest[0], time.Now())
+		var err error
+		if action == "pause" {
+			err = client.SchedulePause(ctx, rest[0])
+		} else {
+			err = client.ScheduleResume(ctx, rest[0])
 		}
 		if err != nil {
-			return notFound(err)
+			return notFound(err, action)
 		}
 		fmt.Fprintf(e.stdout, "schedule %s %s\n", rest[0], map[string]string{"pause": "paused", "resume": "resumed"}[action])
 	case "run-now":
-		id, err := server.RunScheduleNow(ctx, drv, store, rest[0])
+		id, err := client.ScheduleRunNow(ctx, rest[0])
 		if err != nil {
-			return notFound(err)
+			return notFound(err, "run")
 		}
 		fmt.Fprintf(e.stdout, "enqueued %s\n", id)
 	}
 	return nil
 }
 
+// fmtTime shows a time in the reader's zone, named: schedules have zones of
+// their own, so a bare wall time is ambiguous.
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.Local().Format("2006-01-02 15:04:05")
+	return t.Local().Format("2006-01-02 15:04:05 MST")
 }

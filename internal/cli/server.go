@@ -1,19 +1,19 @@
 package cli
 
 import (
-	"errors"
+	"cmp"
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
-	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/internal/brokerurl"
 	"github.com/ebbq/ebb/internal/config"
-	"github.com/ebbq/ebb/internal/server"
+	"github.com/ebbq/ebb/internal/controlplane"
+	"github.com/ebbq/ebb/internal/httpserver"
 )
 
 func runServer(e *env, args []string) error {
@@ -21,6 +21,7 @@ func runServer(e *env, args []string) error {
 		"ebb server --config ebb.yaml   # see ebb.example.yaml")
 	path := f.String("config", "", "YAML config file (default: none; built-in defaults and EBB_* variables)")
 	listen := f.String("listen", "", "API address host:port (overrides server.listen and EBB_LISTEN)")
+	wait := newBrokerWait(f)
 	if pos, err := f.parse(e, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -32,14 +33,20 @@ func runServer(e *env, args []string) error {
 	}
 	if flagSetByUser(f, "broker") {
 		cfg.Broker = *f.broker
+		cfg.SetByFlag("broker", "--broker")
 	}
 	if *listen != "" {
 		cfg.Server.Listen = *listen
+		cfg.SetByFlag("server.listen", "--listen")
 	}
 	if err := cfg.Validate(); err != nil {
 		return &usageError{msg: "invalid config:\n" + err.Error()}
 	}
-	return serve(e, cfg, false)
+	maxWait, err := wait.value()
+	if err != nil {
+		return err
+	}
+	return serve(e, cfg, false, maxWait)
 }
 
 // runUp is the embedded all-in-one: SQLite at ./ebb.db, the control plane and
@@ -51,6 +58,7 @@ func runUp(e *env, args []string) error {
 	concurrency := f.Int("concurrency", config.ConcurrencyDefault, "task slots per worker")
 	listen := f.String("listen", config.ListenDefault, "API address (loopback needs no token)")
 	idle := f.Duration("idle-before-zero", 10*time.Second, "how long the pool stays up after the last task")
+	wait := newBrokerWait(f)
 	if pos, err := f.parse(e, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -62,29 +70,50 @@ func runUp(e *env, args []string) error {
 	}
 	if flagSetByUser(f, "broker") {
 		cfg.Broker = *f.broker
+		cfg.SetByFlag("broker", "--broker")
 	}
+	// The flags below apply even when not typed, so their defaults are
+	// theirs to report too.
 	cfg.Server.Listen = *listen
+	cfg.SetByFlag("server.listen", "--listen")
 	for i := range cfg.Pools {
-		cfg.Pools[i].Max = *maxWorkers
-		cfg.Pools[i].Concurrency = *concurrency
-		cfg.Pools[i].Policy.IdleBeforeZero = *idle
-		cfg.Pools[i].Policy.ScaleDownDelay = min(cfg.Pools[i].Policy.ScaleDownDelay, *idle)
+		p := &cfg.Pools[i]
+		path := fmt.Sprintf("pools[%d]", i)
+		p.Max = *maxWorkers
+		cfg.SetByFlag(path+".max", "--max")
+		p.Concurrency = *concurrency
+		cfg.SetByFlag(path+".concurrency", "--concurrency")
+		p.Policy.IdleBeforeZero = *idle
+		cfg.SetByFlag(path+".policy.idle_before_zero", "--idle-before-zero")
+		// A bad --idle-before-zero is one problem, not a second one in the
+		// delay derived from it.
+		if *idle > 0 {
+			p.Policy.ScaleDownDelay = min(p.Policy.ScaleDownDelay, *idle)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return &usageError{msg: "invalid settings:\n" + err.Error()}
 	}
-	return serve(e, cfg, true)
-}
-
-func serve(e *env, cfg *config.Config, up bool) error {
-	ctx, stop := signalContext()
-	defer stop()
-	drv, err := brokerurl.Open(ctx, cfg.Broker)
+	maxWait, err := wait.value()
 	if err != nil {
 		return err
 	}
-	defer drv.Close()
-	srv, err := server.New(server.Options{Config: cfg, Driver: drv, Logger: e.logger})
+	return serve(e, cfg, true, maxWait)
+}
+
+func serve(e *env, cfg *config.Config, up bool, maxWait time.Duration) error {
+	ctx, stop := signalContext()
+	defer stop()
+	b, err := openBrokerWait(ctx, e, cfg.Broker, maxWait)
+	if b == nil {
+		return err
+	}
+	defer b.Close()
+	cp, err := controlplane.New(controlplane.Options{Config: cfg, Driver: b.Driver(), Logger: e.logger})
+	if err != nil {
+		return err
+	}
+	srv, err := httpserver.New(httpserver.Options{Config: cfg.Server, Client: b.Client, Control: cp, Logger: e.logger.With("server", cp.ID())})
 	if err != nil {
 		return err
 	}
@@ -101,7 +130,16 @@ func serve(e *env, cfg *config.Config, up bool) error {
 		fmt.Fprintf(e.stdout, "ebb is up\n  broker     %s\n  dashboard  http://%[2]s/\n  api        http://%[2]s/api/v1/queues\n  pool       default: 0 to %d workers, logs in %s/\n\nTry:  ebb enqueue sleep '{\"ms\": 2000}' --count 200\n      ebb inspect scaling\nCtrl-C drains the workers and stops.\n",
 			brokerurl.Redact(where), srv.Addr(), cfg.Pools[0].Max, cfg.Pools[0].LogDir)
 	}
-	return srv.Run(ctx)
+	// The API keeps serving while the control plane drains the pools, so
+	// dashboards and health checks see the shutdown through; it stops once
+	// the control plane has.
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Run(httpCtx) }()
+	cpErr := cp.Run(ctx)
+	stopHTTP()
+	return cmp.Or(cpErr, <-httpDone)
 }
 
 // flagSetByUser tells an explicit --broker from its default, which already
@@ -114,39 +152,4 @@ func flagSetByUser(f *flagSet, name string) bool {
 		}
 	})
 	return set
-}
-
-func runInspectScaling(e *env, f *flagSet, asJSON bool, pool string, limit int) error {
-	ctx, drv, closeBroker, err := f.openBroker()
-	if err != nil {
-		return err
-	}
-	defer closeBroker()
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	ctl, ok := drv.(ebbdriver.Control)
-	if !ok {
-		return errors.New("this broker keeps no scaling decisions")
-	}
-	ds, err := ctl.DecisionList(ctx, pool, limit)
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		if ds == nil {
-			ds = []ebbdriver.Decision{}
-		}
-		return printJSON(e.stdout, ds)
-	}
-	if len(ds) == 0 {
-		fmt.Fprintln(e.stdout, "no scaling decisions yet (is `ebb server` or `ebb up` running?)")
-		return nil
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tPOOL\tCHANGE\tTERM\tREASON")
-	for i := len(ds) - 1; i >= 0; i-- {
-		d := ds[i]
-		fmt.Fprintf(tw, "%s\t%s\t%d→%d\t%d\t%s\n", d.At.Local().Format("15:04:05.000"), d.Pool, d.From, d.To, d.Term, d.Reason)
-	}
-	return tw.Flush()
 }

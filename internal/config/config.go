@@ -19,7 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ebbq/ebb"
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/brokerurl"
 	"github.com/ebbq/ebb/internal/maintenance"
 	"github.com/ebbq/ebb/internal/schedule"
@@ -52,6 +52,20 @@ type Config struct {
 	// "from EBB_POOL_X_MAX"), so validation errors can point there. Only Load
 	// fills it; a Config built in Go validates without origins.
 	origins map[string]string
+	// flags maps field paths to the command-line flag that set them; see
+	// SetByFlag.
+	flags map[string]string
+}
+
+// SetByFlag records that the value at path (as in Problem.Path, e.g.
+// "pools[0].concurrency") was set by the command-line flag named flag
+// ("--concurrency"). Validate then names a problem with it by the flag the
+// user typed, without an origin, rather than by a path they never wrote.
+func (c *Config) SetByFlag(path, flag string) {
+	if c.flags == nil {
+		c.flags = map[string]string{}
+	}
+	c.flags[path] = flag
 }
 
 // BrokerDefault is the embedded SQLite broker, as on the command line.
@@ -358,6 +372,7 @@ func (c *Config) Redacted() *Config {
 		}
 	}
 	r.origins = maps.Clone(c.origins)
+	r.flags = maps.Clone(c.flags)
 	return &r
 }
 
@@ -417,7 +432,7 @@ type Schedule struct {
 // Record converts the schedule to what the broker stores, checking its
 // timing (cron syntax, time zone, interval) and options. now stamps
 // CreatedAt and UpdatedAt.
-func (s *Schedule) Record(now time.Time) (*ebbdriver.ScheduleRecord, error) {
+func (s *Schedule) Record(now time.Time) (*ebbtype.Schedule, error) {
 	args := []byte("{}")
 	if len(s.Args) > 0 {
 		var err error
@@ -445,9 +460,9 @@ func (s *Schedule) Record(now time.Time) (*ebbdriver.ScheduleRecord, error) {
 	if s.MaxAttempts < 0 {
 		return nil, fmt.Errorf("max_attempts %d is negative", s.MaxAttempts)
 	}
-	r := &ebbdriver.ScheduleRecord{
+	r := &ebbtype.Schedule{
 		Name: s.Name, Cron: s.Cron, TZ: s.TZ, Every: s.Every, At: s.At, CatchUp: s.CatchUp,
-		Kind: s.Kind, Args: args, Queue: queue, Priority: int(prio), MaxAttempts: s.MaxAttempts, Timeout: s.Timeout,
+		Kind: s.Kind, Args: args, Queue: queue, Priority: prio, MaxAttempts: s.MaxAttempts, Timeout: s.Timeout,
 		CreatedAt: now, UpdatedAt: now,
 	}
 	if _, err := schedule.FromRecord(r); err != nil {

@@ -601,10 +601,17 @@ pools:
 		_, err := Load(writeFile(t, "pools: []\n"), []string{"EBB_POOL_DEFAULT_MAX=2"})
 		wantProblems(t, err, "EBB_POOL_DEFAULT_MAX: no pools are configured")
 	})
+	t.Run("no pool has a name", func(t *testing.T) {
+		t.Parallel()
+		_, err := Load(writeFile(t, "pools:\n  - max: 2\n"), []string{"EBB_POOL_A_MAX=3"})
+		wantProblems(t, err, "EBB_POOL_A_MAX: names no configured pool; no pool has a name",
+			"pools[0].name: required: 1–128 characters from [A-Za-z0-9_.:-] (line 2)", "pools[0].queues: empty")
+	})
 	t.Run("ambiguous pool", func(t *testing.T) {
 		t.Parallel()
 		_, err := Load(writeFile(t, "pools:\n  - name: a-b\n  - name: a.b\n"), []string{"EBB_POOL_A_B_MAX=2"})
-		wantProblems(t, err, `EBB_POOL_A_B_MAX: matches more than one pool ("a-b", "a.b")`)
+		wantProblems(t, err, `EBB_POOL_A_B_MAX: matches more than one pool ("a-b", "a.b")`,
+			`pools[1].name: "a.b" and pools[0] ("a-b") would share the variables EBB_POOL_A_B_*`)
 	})
 }
 
@@ -741,4 +748,177 @@ schedules:
 			t.Errorf("errors %q do not contain %q", err, want)
 		}
 	}
+}
+
+func TestLoadReportsEverythingAtOnce(t *testing.T) {
+	t.Parallel()
+	// Problems reading the file, problems reading the variables and
+	// validation problems, each with its line, in one run: the file's parse
+	// problems in document order, then the variables', then validation's.
+	// Values that could not be read are not validated as well: ttl, the
+	// third pool's name (its queues default to it) and the schedule's
+	// interval would otherwise each add a problem about a default.
+	const file = `brokr: sqlite:x.db
+leader:
+  ttl: soon
+  renew_interval: 5s
+pools:
+  - name: a
+    max: 0
+    concurrency: lots
+    queues: []
+  - queues: [b]
+    min: -1
+  - name: [c]
+schedules:
+  - name: tick
+    every: 3x
+    kind: noop
+`
+	_, err := Load(writeFile(t, file), []string{"EBB_POOL_A_MIN=x", "EBB_TOKEN=short"})
+	wantProblems(t, err,
+		"brokr: unknown key; use one of broker, server, leader, maintenance, autoscaler, pools, schedules (line 1)",
+		`leader.ttl: "soon" is not a duration (use e.g. 30s, 5m) (line 3)`,
+		`pools[0].concurrency: expected an integer, got "lots" (line 8)`,
+		`pools[2].name: expected a string, got a list (line 12)`,
+		`schedules[0].every: "3x" is not a duration (use e.g. 30s, 5m) (line 15)`,
+		`EBB_POOL_A_MIN: "x" is not an integer`,
+		"server.token: is 5 characters; use at least 16 (e.g. `openssl rand -hex 32`) (from EBB_TOKEN)",
+		"pools[0].queues: empty; list at least one queue (the default is the pool's name) (line 9)",
+		"pools[0].max: 0 must be at least 1 (line 7)",
+		"pools[1].name: required: 1–128 characters from [A-Za-z0-9_.:-] (line 10)",
+		"pools[1].min: -1 is negative (line 11)",
+	)
+	got := problems(t, err)
+	if got[len(got)-1] != "pools[1].min: -1 is negative (line 11)" {
+		t.Errorf("last problem = %q, want it whole", got[len(got)-1])
+	}
+}
+
+func TestLoadSkipsUnreadValues(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		file string
+		env  []string
+		want []string
+	}{
+		{"not checked against another field", "pools:\n  - name: a\n    drain_timeout: soon\n    stop_grace: 10s\n", nil,
+			[]string{`pools[0].drain_timeout: "soon" is not a duration (use e.g. 30s, 5m) (line 3)`}},
+		{"min unread, max still checked", "pools:\n  - name: a\n    min: [1]\n    max: -1\n", nil,
+			[]string{"pools[0].min: expected an integer, got a list (line 3)", "pools[0].max: -1 must be at least 1 (line 4)"}},
+		{"a list with a bad element", "pools:\n  - name: a\n    queues: [a, {b: 1}]\n", nil,
+			[]string{"pools[0].queues[1]: expected a string, got a mapping (line 3)"}},
+		{"an empty list element", "pools:\n  - name: a\n    command:\n      - ./app\n      -\n", nil,
+			[]string{"pools[0].command[1]: expected a string, got nothing (line 5)"}},
+		{"a variable's value is checked where the file's was unreadable", "pools:\n  - name: a\n    max: lots\n", []string{"EBB_POOL_A_MAX=0"},
+			[]string{`pools[0].max: expected an integer, got "lots" (line 3)`, "pools[0].max: 0 must be at least 1 (from EBB_POOL_A_MAX)"}},
+		{"an unreadable variable's field is not checked", "pools:\n  - name: a\n    min: 6\n    max: 8\n", []string{"EBB_POOL_A_MAX=lots"},
+			[]string{`EBB_POOL_A_MAX: "lots" is not an integer`}},
+		// Which pools the file meant is unknown, so a pool variable cannot
+		// be said to match none.
+		{"pool variables when the pools are unreadable", "pools:\n  name: a\n", []string{"EBB_POOL_A_MAX=3"},
+			[]string{"pools: expected a list of mappings, got a mapping (line 2)"}},
+		{"pool variables when a pool's name is unreadable", "pools:\n  - name: {a: 1}\n", []string{"EBB_POOL_A_MAX=3"},
+			[]string{"pools[0].name: expected a string, got a mapping (line 2)"}},
+		{"pool variables when the file is not YAML", "pools: [\n", []string{"EBB_POOL_A_MAX=3", "EBB_READ_ONLY=maybe"},
+			[]string{"invalid YAML: ", `EBB_READ_ONLY: "maybe" is not a boolean`}},
+		{"schedule timing unread", "schedules:\n  - name: s\n    at: tomorrow\n    kind: x\n", nil,
+			[]string{`schedules[0].at: "tomorrow" is not an RFC 3339 time`}},
+		{"a key set twice is not validated", "pools:\n  - name: a\n    max: 0\n    max: 2\n", nil,
+			[]string{"pools[0].max: set twice (first at line 3) (line 4)"}},
+		{"an unknown key does not stop validation", "schedules:\n  - name: s\n    kind: x\n    colour: red\n", nil,
+			[]string{"schedules[0].colour: unknown key", `schedules[0]: schedule "s": `}},
+		{"schedule fields", "schedules:\n  - name: s\n    every: 1m\n    kind: x\n    max_attempts: many\n    args: [1]\n    colour: red\n", nil,
+			[]string{
+				`schedules[0].max_attempts: expected an integer, got "many" (line 5)`,
+				"schedules[0].args: expected a mapping, got a list (line 6)",
+				"schedules[0].colour: unknown key; use one of name, cron, tz, every, at, catch_up, kind, args, queue, priority, max_attempts, timeout (line 7)",
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Load(writeFile(t, tc.file), tc.env)
+			wantProblems(t, err, tc.want...)
+		})
+	}
+}
+
+func TestLoadAnchorsAndMerges(t *testing.T) {
+	t.Parallel()
+	const file = `
+pools:
+  - &base
+    name: a
+    max: 2
+    env: &env {MODE: x}
+    policy: {max_wait: 5s}
+  - <<: *base
+    name: b
+    env: *env
+  - <<: [{max: 3, min: 1}, *base]
+    name: c
+`
+	c, err := Load(writeFile(t, file), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct {
+		name     string
+		min, max int
+	}{{"a", 0, 2}, {"b", 0, 2}, {"c", 1, 3}} {
+		p := c.Pools[i]
+		if p.Name != want.name || p.Min != want.min || p.Max != want.max || p.Policy.MaxWait != 5*time.Second ||
+			!reflect.DeepEqual(p.Queues, []string{want.name}) || p.Env["MODE"] != "x" {
+			t.Errorf("pools[%d] = %+v, want name %s, min %d, max %d, max_wait 5s and env MODE=x", i, p, want.name, want.min, want.max)
+		}
+	}
+
+	_, err = Load(writeFile(t, "pools:\n  - <<: [1]\n    name: a\n"), nil)
+	wantProblems(t, err, `pools[0].<<: expected a mapping or a list of mappings to merge, got "1" (line 2)`)
+	_, err = Load(writeFile(t, "pools:\n  - &p\n    name: a\n    <<: *p\n"), nil)
+	wantProblems(t, err, "pools[0].<<: merges a mapping into itself (line 4)")
+}
+
+func TestSetByFlag(t *testing.T) {
+	t.Parallel()
+	// As `ebb up` does: defaults and variables, then its flags on top.
+	c, err := Load("", []string{"EBB_POOL_DEFAULT_MAX=3", "EBB_POOL_DEFAULT_QUEUES=a,b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Pools[0].Concurrency = 0
+	c.SetByFlag("pools[0].concurrency", "--concurrency")
+	c.Pools[0].Max = 0
+	c.SetByFlag("pools[0].max", "--max")
+	c.Pools[0].Queues = []string{"ok", "no/slash"}
+	c.SetByFlag("pools[0].queues", "--queues")
+	c.Broker = ""
+	c.SetByFlag("broker", "--broker")
+	c.Pools[0].Min = 1 // not by a flag: named by its path, as before
+	wantProblems(t, c.Validate(),
+		"--broker: required; use redis://host:port/db, rediss://… or sqlite:path/to/file.db",
+		`--queues: "no/slash": use 1–128 characters from [A-Za-z0-9_.-]`,
+		"--max: 0 is less than min 1",
+		"--concurrency: 0 must be at least 1",
+	)
+	for _, line := range problems(t, c.Validate()) {
+		if strings.HasSuffix(line, ")") {
+			t.Errorf("problem %q names an origin; a flag's problem is named by the flag alone", line)
+		}
+	}
+
+	// A copy for display keeps the flags.
+	if err := c.Redacted().Validate(); err == nil || !strings.Contains(err.Error(), "--concurrency: ") {
+		t.Errorf("Redacted().Validate() = %v, want the flag named", err)
+	}
+
+	// A flag applied to every pool is one problem, not one per pool.
+	d := Default()
+	d.Pools = append(d.Pools, DefaultPool("other"))
+	for i := range d.Pools {
+		d.Pools[i].Concurrency = 0
+		d.SetByFlag(fmt.Sprintf("pools[%d].concurrency", i), "--concurrency")
+	}
+	wantProblems(t, d.Validate(), "--concurrency: 0 must be at least 1")
 }

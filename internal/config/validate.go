@@ -17,14 +17,16 @@ import (
 
 // Problem is one thing wrong with a configuration.
 type Problem struct {
-	// Path names the field ("pools[1].max", "server.token"), or the
+	// Path names the field ("pools[1].max", "server.token"), the command-line
+	// flag that set it ("--concurrency", see Config.SetByFlag), or the
 	// environment variable at fault ("EBB_POOL_REPORTS_MAXX"). It is empty
 	// for a problem with the file as a whole, such as invalid YAML.
 	Path string
 	// Msg says what is wrong and, where it helps, what to write instead.
 	Msg string
 	// Origin is where the value came from, when known: "line 12",
-	// "from EBB_POOL_REPORTS_MAX" or "default".
+	// "from EBB_POOL_REPORTS_MAX" or "default". A flag's problem has none:
+	// its Path says it.
 	Origin string
 }
 
@@ -58,42 +60,94 @@ func (e *Error) Unwrap() []error {
 
 // problem builds a Problem at path, pointing at where its value came from.
 func (c *Config) problem(path, format string, args ...any) Problem {
-	return Problem{Path: path, Msg: fmt.Sprintf(format, args...), Origin: c.origin(path)}
+	msg := fmt.Sprintf(format, args...)
+	if flag := c.flagFor(path); flag != "" {
+		// The flag is what the user typed; the path may be news to them.
+		return Problem{Path: flag, Msg: msg}
+	}
+	return Problem{Path: path, Msg: msg, Origin: c.origin(path)}
+}
+
+// requiredProblem builds a Problem for a value that is missing. It has no
+// origin of its own unless it was set empty, and "(default)" would read as
+// if the default were at fault, so it points at the list entry it is
+// missing from (pools[1]) when the file has one.
+func (c *Config) requiredProblem(path, msg string) Problem {
+	if flag := c.flagFor(path); flag != "" {
+		return Problem{Path: flag, Msg: msg}
+	}
+	p := Problem{Path: path, Msg: msg}
+	if o, ok := lookup(c.origins, path); ok {
+		p.Origin = o
+	} else if entry := parent(path); strings.HasSuffix(entry, "]") {
+		p.Origin = c.origins[entry]
+	}
+	return p
 }
 
 func (c *Config) origin(path string) string {
 	if c.origins == nil {
 		return ""
 	}
-	// An element of a list set as a whole (queues from one variable) takes
-	// the list's origin.
+	if o, ok := lookup(c.origins, path); ok {
+		return o
+	}
+	return "default"
+}
+
+func (c *Config) flagFor(path string) string {
+	flag, _ := lookup(c.flags, path)
+	return flag
+}
+
+// lookup finds path in m, or else the list that path is an element of: an
+// element of a list set as a whole (queues from one variable) takes the
+// list's origin.
+func lookup(m map[string]string, path string) (string, bool) {
 	for p := path; ; {
-		if o, ok := c.origins[p]; ok {
-			return o
+		if v, ok := m[p]; ok {
+			return v, true
 		}
 		i := strings.LastIndexByte(p, '[')
 		if i < 0 || !strings.HasSuffix(p, "]") {
-			break
+			return "", false
 		}
 		p = p[:i]
 	}
-	return "default"
 }
 
 const nameChars = "1–128 characters from [A-Za-z0-9_.:-]"
 
 // Validate reports every problem with c as an *Error, or nil.
 func (c *Config) Validate() error {
+	if probs := c.validate(nil); len(probs) > 0 {
+		return &Error{Problems: probs}
+	}
+	return nil
+}
+
+// validate returns c's problems, leaving alone the values that l (Load's
+// loader, or nil) could not read and any check that needs one of them. A
+// problem found twice, as when one flag sets every pool, is reported once.
+func (c *Config) validate(l *loader) []Problem {
+	skip := l.skip
 	var probs []Problem
+	keep := func(path string, p Problem) {
+		if !skip(path) && !slices.Contains(probs, p) {
+			probs = append(probs, p)
+		}
+	}
 	add := func(path, format string, args ...any) {
-		probs = append(probs, c.problem(path, format, args...))
+		keep(path, c.problem(path, format, args...))
 	}
-	// required has no origin: "(default)" would read as if the default were
-	// at fault.
 	required := func(path, msg string) {
-		probs = append(probs, Problem{Path: path, Msg: msg})
+		keep(path, c.requiredProblem(path, msg))
 	}
+	// positive also reports whether d can be compared with other values.
 	positive := func(path string, d time.Duration) bool {
+		if skip(path) {
+			return false
+		}
 		if d <= 0 {
 			add(path, "%s must be positive", d)
 			return false
@@ -187,7 +241,7 @@ func (c *Config) Validate() error {
 			if p.Max < 1 {
 				add(path+".max", "%d must be at least 1", p.Max)
 			}
-		case p.Max < p.Min:
+		case p.Max < p.Min && !skip(path+".min"):
 			add(path+".max", "%d is less than min %d", p.Max, p.Min)
 		case p.Max < 1:
 			add(path+".max", "%d must be at least 1", p.Max)
@@ -227,12 +281,8 @@ func (c *Config) Validate() error {
 			add(path+".policy.max_step", "%d is negative (0 means no limit)", p.Policy.MaxStep)
 		}
 	}
-	c.validateSchedules(add, required)
-
-	if len(probs) == 0 {
-		return nil
-	}
-	return &Error{Problems: probs}
+	c.validateSchedules(add, required, l)
+	return probs
 }
 
 type addFunc = func(path, format string, args ...any)
@@ -310,7 +360,7 @@ func splitQueue(q string) (name string, weight int, ok bool) {
 	return name, n, true
 }
 
-func (c *Config) validateSchedules(add addFunc, required func(path, msg string)) {
+func (c *Config) validateSchedules(add addFunc, required func(path, msg string), l *loader) {
 	seen := map[string]int{}
 	for i := range c.Schedules {
 		s := &c.Schedules[i]
@@ -328,6 +378,11 @@ func (c *Config) validateSchedules(add addFunc, required func(path, msg string))
 		}
 		if s.Kind == "" {
 			required(path+".kind", "missing; name the task kind each tick enqueues")
+		}
+		// Record checks the timing and options together, so it waits until
+		// all of them could be read.
+		if l.skip(path) || l.unreadUnder(path) {
+			continue
 		}
 		if _, err := s.Record(time.Time{}); err != nil {
 			add(path, "%v", err)

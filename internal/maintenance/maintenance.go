@@ -10,9 +10,12 @@ package maintenance
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/clock"
 )
 
 // Defaults.
@@ -26,22 +29,31 @@ const (
 // Config configures a Maintainer.
 type Config struct {
 	Driver ebbdriver.Driver
-	// Queues returns the queues to maintain; nil means every queue the
-	// broker knows.
+	// Queues are the queues to maintain; nil means every queue the broker
+	// knows (the control plane's leader).
 	Queues []string
-	// RescueInterval is how often expired leases are looked for and due
-	// tasks promoted.
-	RescueInterval  time.Duration
+	// Stats reads the queue counts a pass is driven by; nil reads them from
+	// Driver. The control plane passes its shared cache, so maintenance
+	// costs no broker read of its own.
+	Stats func(ctx context.Context) ([]ebbtype.QueueStats, error)
+	// RescueInterval is how often a pass runs: expired leases are looked
+	// for where tasks are in flight, due tasks promoted where some are due.
+	RescueInterval time.Duration
+	// CleanupInterval is how often finished and dead tasks past their
+	// retention are deleted.
 	CleanupInterval time.Duration
 	DeadRetention   time.Duration
 	Logger          *slog.Logger
-	// Now defaults to time.Now; tests move time with it.
-	Now func() time.Time
+	// Clock defaults to the wall clock; tests move time with a stub.
+	Clock ebbtype.Clock
 }
 
-// Maintainer runs maintenance passes on a timer.
+// Maintainer runs maintenance passes on a timer. Workers run one for their
+// own queues and the control plane's leader one for every queue: the same
+// code, so both cost the same and behave the same.
 type Maintainer struct {
-	c Config
+	c           Config
+	lastCleanup time.Time
 }
 
 // New returns a Maintainer with defaults filled in.
@@ -58,58 +70,75 @@ func New(c Config) *Maintainer {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	c.Clock = clock.Or(c.Clock)
+	if c.Stats == nil {
+		c.Stats = func(ctx context.Context) ([]ebbtype.QueueStats, error) {
+			return c.Driver.QueueStats(ctx, c.Clock.Now())
+		}
 	}
-	return &Maintainer{c: c}
+	return &Maintainer{c: c, lastCleanup: c.Clock.Now()}
 }
 
-// Run runs passes until ctx is done.
+// Run runs a pass every RescueInterval until ctx is done.
 func (m *Maintainer) Run(ctx context.Context) {
-	rescue := time.NewTicker(m.c.RescueInterval)
-	defer rescue.Stop()
-	cleanup := time.NewTicker(m.c.CleanupInterval)
-	defer cleanup.Stop()
+	t := time.NewTicker(m.c.RescueInterval)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-rescue.C:
-			m.Rescue(ctx)
-		case <-cleanup.C:
-			m.Cleanup(ctx)
+		case <-t.C:
+			m.Pass(ctx)
 		}
 	}
 }
 
-func (m *Maintainer) queues(ctx context.Context) []string {
-	if m.c.Queues != nil {
-		return m.c.Queues
-	}
-	stats, err := m.c.Driver.QueueStats(ctx, m.c.Now())
-	if err != nil {
-		m.c.Logger.Warn("maintenance: cannot list queues", "error", err)
-		return nil
-	}
-	names := make([]string, len(stats))
-	for i, s := range stats {
-		names[i] = s.Name
-	}
-	return names
+// PassResult says what one pass moved.
+type PassResult struct {
+	Rescued, Promoted int
+	Deleted           int64
 }
 
-// Rescue returns expired leases to their queues and promotes due tasks. It
-// reports how many tasks it moved.
-func (m *Maintainer) Rescue(ctx context.Context) (rescued, promoted int) {
-	qs := m.queues(ctx)
-	return m.RescueQueues(ctx, qs), m.PromoteQueues(ctx, qs)
+// Pass runs one maintenance pass, driven by the queue counts so a quiet
+// broker costs almost nothing: rescue only where tasks are in flight,
+// promote only where scheduled tasks are due, clean up once per cleanup
+// interval.
+func (m *Maintainer) Pass(ctx context.Context) PassResult {
+	var res PassResult
+	stats, err := m.c.Stats(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.c.Logger.Warn("maintenance: cannot read queue counts", "error", err)
+		}
+		return res
+	}
+	var rescueQs, promoteQs, all []string
+	for _, q := range stats {
+		if m.c.Queues != nil && !slices.Contains(m.c.Queues, q.Name) {
+			continue
+		}
+		all = append(all, q.Name)
+		if q.InFlight > 0 {
+			rescueQs = append(rescueQs, q.Name)
+		}
+		if q.DueScheduled > 0 {
+			promoteQs = append(promoteQs, q.Name)
+		}
+	}
+	res.Rescued = m.RescueQueues(ctx, rescueQs)
+	res.Promoted = m.PromoteQueues(ctx, promoteQs)
+	if now := m.c.Clock.Now(); now.Sub(m.lastCleanup) >= m.c.CleanupInterval {
+		m.lastCleanup = now
+		res.Deleted = m.CleanupQueues(ctx, all)
+	}
+	return res
 }
 
 // RescueQueues returns the expired leases of the given queues to them.
 func (m *Maintainer) RescueQueues(ctx context.Context, queues []string) (rescued int) {
 	for _, q := range queues {
 		for {
-			res, err := m.c.Driver.RescueExpired(ctx, q, m.c.Now(), batchLimit)
+			res, err := m.c.Driver.RescueExpired(ctx, q, m.c.Clock.Now(), batchLimit)
 			if err != nil {
 				m.c.Logger.Warn("maintenance: rescue expired leases failed", "queue", q, "error", err)
 				break
@@ -133,7 +162,7 @@ func (m *Maintainer) RescueQueues(ctx context.Context, queues []string) (rescued
 func (m *Maintainer) PromoteQueues(ctx context.Context, queues []string) (promoted int) {
 	for _, q := range queues {
 		for {
-			n, err := m.c.Driver.PromoteDue(ctx, q, m.c.Now(), batchLimit)
+			n, err := m.c.Driver.PromoteDue(ctx, q, m.c.Clock.Now(), batchLimit)
 			if err != nil {
 				m.c.Logger.Warn("maintenance: promote due tasks failed", "queue", q, "error", err)
 				break
@@ -147,17 +176,13 @@ func (m *Maintainer) PromoteQueues(ctx context.Context, queues []string) (promot
 	return promoted
 }
 
-// Cleanup deletes finished tasks past retention and old dead tasks.
-func (m *Maintainer) Cleanup(ctx context.Context) (deleted int64) {
-	return m.CleanupQueues(ctx, m.queues(ctx))
-}
-
-// CleanupQueues is Cleanup for the given queues.
+// CleanupQueues deletes the finished tasks past retention and the old dead
+// tasks of the given queues.
 func (m *Maintainer) CleanupQueues(ctx context.Context, queues []string) (deleted int64) {
 	for _, q := range queues {
 		for {
 			n, err := m.c.Driver.Cleanup(ctx, ebbdriver.CleanupParams{
-				Queue: q, Now: m.c.Now(), DeadRetention: m.c.DeadRetention, Limit: batchLimit,
+				Queue: q, Now: m.c.Clock.Now(), DeadRetention: m.c.DeadRetention, Limit: batchLimit,
 			})
 			if err != nil {
 				m.c.Logger.Warn("maintenance: cleanup failed", "queue", q, "error", err)

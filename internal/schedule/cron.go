@@ -23,11 +23,34 @@ import (
 //
 // Expressions that can never fire, such as "0 0 30 2 *", are rejected.
 func ParseCron(expr, tz string) (Spec, error) {
-	c, err := parseCron(expr, tz)
+	// The zone is not part of the expression: blaming a bad zone on the
+	// expression sends people looking for a typo in its fields.
+	loc, err := LoadZone(tz)
+	if err != nil {
+		return nil, fmt.Errorf("tz %q: %w", tz, err)
+	}
+	c, err := parseCron(expr, loc)
 	if err != nil {
 		return nil, fmt.Errorf("cron %q: %w", expr, err)
 	}
 	return c, nil
+}
+
+// LoadZone returns the time zone tz names for ParseCron: an IANA name, or
+// "" or "UTC" for UTC. Its errors do not repeat tz, so that callers can say
+// where it came from (tz in a config file, --tz on the command line).
+func LoadZone(tz string) (*time.Location, error) {
+	switch tz {
+	case "", "UTC":
+		return time.UTC, nil
+	case "Local":
+		return nil, errors.New("depends on each machine's setting: name the zone (e.g. Europe/Berlin)")
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return nil, errors.New("unknown time zone: use an IANA name such as Europe/Berlin or America/New_York")
+	}
+	return loc, nil
 }
 
 var descriptors = map[string]string{
@@ -73,7 +96,7 @@ type cronSpec struct {
 	frequency bool
 }
 
-func parseCron(expr, tz string) (*cronSpec, error) {
+func parseCron(expr string, loc *time.Location) (*cronSpec, error) {
 	fields := strings.Fields(expr)
 	if len(fields) == 0 {
 		return nil, errors.New("empty expression")
@@ -100,7 +123,7 @@ func parseCron(expr, tz string) (*cronSpec, error) {
 		return nil, fmt.Errorf("%d fields, want 5 (minute hour day-of-month month day-of-week) or 6 (second first)", len(fields))
 	}
 
-	c := &cronSpec{text: text}
+	c := &cronSpec{text: text, loc: loc}
 	var err error
 	for i, p := range []struct {
 		f    *field
@@ -131,17 +154,6 @@ func parseCron(expr, tz string) (*cronSpec, error) {
 		}
 		if !possible {
 			return nil, fmt.Errorf("never fires: day of month %q does not occur in month %q", fields[3], fields[4])
-		}
-	}
-
-	switch tz {
-	case "", "UTC":
-		c.loc = time.UTC
-	case "Local":
-		return nil, errors.New(`tz "Local" depends on each machine's setting: name the zone (e.g. Europe/Berlin)`)
-	default:
-		if c.loc, err = time.LoadLocation(tz); err != nil {
-			return nil, fmt.Errorf("unknown time zone %q (use an IANA name such as Europe/Berlin)", tz)
 		}
 	}
 	return c, nil

@@ -31,7 +31,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 // Spec is a parsed schedule: when it ticks.
@@ -46,13 +46,24 @@ type Spec interface {
 // anchor is truncated to the second and d must be a whole number of seconds,
 // so ticks fall on whole seconds.
 func Every(d time.Duration, anchor time.Time) (Spec, error) {
-	switch {
-	case d < time.Second:
-		return nil, fmt.Errorf("every %s: must be at least 1s", d)
-	case d%time.Second != 0:
-		return nil, fmt.Errorf("every %s: use a whole number of seconds", d)
+	if err := CheckEvery(d); err != nil {
+		return nil, fmt.Errorf("every %s: %w", d, err)
 	}
 	return &everySpec{anchor: anchor.Unix(), period: int64(d / time.Second)}, nil
+}
+
+// CheckEvery reports whether d can be an Every interval. Its errors do not
+// repeat d, so that callers can say where it came from. A record's zero
+// Every means "not an every schedule", so only a caller that knows d was
+// given (a command-line flag) can tell 0 apart from unset.
+func CheckEvery(d time.Duration) error {
+	switch {
+	case d < time.Second:
+		return errors.New("must be at least 1s")
+	case d%time.Second != 0:
+		return errors.New("use a whole number of seconds")
+	}
+	return nil
 }
 
 type everySpec struct {
@@ -130,7 +141,7 @@ func ParseCatchUp(s string) (CatchUp, error) {
 // first tick is the first after creation): rejecting it here would turn a
 // config file's one-off schedule into an error once its time has passed,
 // since its definition is checked again at every start.
-func FromRecord(r *ebbdriver.ScheduleRecord) (Spec, error) {
+func FromRecord(r *ebbtype.Schedule) (Spec, error) {
 	if r.Malformed != "" {
 		return nil, fmt.Errorf("schedule %q: the stored schedule cannot be read (%s); delete it or add it again", r.Name, r.Malformed)
 	}
@@ -141,7 +152,7 @@ func FromRecord(r *ebbdriver.ScheduleRecord) (Spec, error) {
 	return spec, nil
 }
 
-func fromRecord(r *ebbdriver.ScheduleRecord) (Spec, error) {
+func fromRecord(r *ebbtype.Schedule) (Spec, error) {
 	var set []string
 	if r.Cron != "" {
 		set = append(set, "cron")

@@ -8,7 +8,7 @@ import (
 	"time"
 	_ "time/tzdata" // the zones below, also on machines without /usr/share/zoneinfo
 
-	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
 )
 
 func utc(s string) time.Time {
@@ -149,8 +149,6 @@ func TestParseCronErrors(t *testing.T) {
 		{"0 0 30 2 *", "", `cron "0 0 30 2 *": never fires: day of month "30" does not occur in month "2"`},
 		{"0 0 31 4,6,9,11 *", "", `never fires: day of month "31" does not occur in month "4,6,9,11"`},
 		{"0 0 30,31 FEB ?", "", `never fires: day of month "30,31" does not occur in month "FEB"`},
-		{"0 9 * * *", "Europe/Berln", `unknown time zone "Europe/Berln" (use an IANA name such as Europe/Berlin)`},
-		{"0 9 * * *", "Local", `tz "Local" depends on each machine's setting`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.expr+"/"+tt.tz, func(t *testing.T) {
@@ -463,15 +461,15 @@ func TestFromRecord(t *testing.T) {
 	created := utc("2026-01-01T12:00:00Z")
 	valid := []struct {
 		name string
-		r    ebbdriver.ScheduleRecord
+		r    ebbtype.Schedule
 		from string
 		want string
 	}{
-		{"cron", ebbdriver.ScheduleRecord{Cron: "0 9 * * *", TZ: "Europe/Berlin"}, "2026-01-01T00:00:00Z", "2026-01-01T08:00:00Z"},
-		{"every anchored at created", ebbdriver.ScheduleRecord{Every: time.Hour, CreatedAt: created, CatchUp: "skip"}, "2026-01-01T12:00:00Z", "2026-01-01T13:00:00Z"},
-		{"at", ebbdriver.ScheduleRecord{At: utc("2026-02-01T00:00:00Z"), CreatedAt: created, CatchUp: "once"}, "2026-01-01T12:00:00Z", "2026-02-01T00:00:00Z"},
-		{"every before it is stored", ebbdriver.ScheduleRecord{Every: time.Hour}, "2026-01-01T12:30:00Z", "2026-01-01T13:00:00Z"},
-		{"at in the past", ebbdriver.ScheduleRecord{At: utc("2025-02-01T00:00:00Z"), CreatedAt: created}, "2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z"},
+		{"cron", ebbtype.Schedule{Cron: "0 9 * * *", TZ: "Europe/Berlin"}, "2026-01-01T00:00:00Z", "2026-01-01T08:00:00Z"},
+		{"every anchored at created", ebbtype.Schedule{Every: time.Hour, CreatedAt: created, CatchUp: "skip"}, "2026-01-01T12:00:00Z", "2026-01-01T13:00:00Z"},
+		{"at", ebbtype.Schedule{At: utc("2026-02-01T00:00:00Z"), CreatedAt: created, CatchUp: "once"}, "2026-01-01T12:00:00Z", "2026-02-01T00:00:00Z"},
+		{"every before it is stored", ebbtype.Schedule{Every: time.Hour}, "2026-01-01T12:30:00Z", "2026-01-01T13:00:00Z"},
+		{"at in the past", ebbtype.Schedule{At: utc("2025-02-01T00:00:00Z"), CreatedAt: created}, "2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z"},
 	}
 	for _, tt := range valid {
 		r := tt.r
@@ -487,17 +485,17 @@ func TestFromRecord(t *testing.T) {
 	}
 
 	invalid := []struct {
-		r    ebbdriver.ScheduleRecord
+		r    ebbtype.Schedule
 		want string
 	}{
-		{ebbdriver.ScheduleRecord{}, `schedule "n": set one of cron, every and at`},
-		{ebbdriver.ScheduleRecord{Cron: "@daily", Every: time.Hour, CreatedAt: created}, `schedule "n": set only one of cron, every and at (got cron and every)`},
-		{ebbdriver.ScheduleRecord{Cron: "@daily", Every: time.Hour, At: created}, `(got cron and every and at)`},
-		{ebbdriver.ScheduleRecord{Cron: "@daily", CatchUp: "all"}, `schedule "n": catch_up "all": use "once" or "skip"`},
-		{ebbdriver.ScheduleRecord{Cron: "61 * * * *"}, `schedule "n": cron "61 * * * *": minute 61 out of range 0-59`},
-		{ebbdriver.ScheduleRecord{Cron: "@daily", TZ: "Mars/Olympus"}, `unknown time zone "Mars/Olympus"`},
-		{ebbdriver.ScheduleRecord{Every: time.Hour, TZ: "Europe/Berlin", CreatedAt: created}, `schedule "n": tz "Europe/Berlin" applies to cron only`},
-		{ebbdriver.ScheduleRecord{Every: time.Millisecond, CreatedAt: created}, `schedule "n": every 1ms: must be at least 1s`},
+		{ebbtype.Schedule{}, `schedule "n": set one of cron, every and at`},
+		{ebbtype.Schedule{Cron: "@daily", Every: time.Hour, CreatedAt: created}, `schedule "n": set only one of cron, every and at (got cron and every)`},
+		{ebbtype.Schedule{Cron: "@daily", Every: time.Hour, At: created}, `(got cron and every and at)`},
+		{ebbtype.Schedule{Cron: "@daily", CatchUp: "all"}, `schedule "n": catch_up "all": use "once" or "skip"`},
+		{ebbtype.Schedule{Cron: "61 * * * *"}, `schedule "n": cron "61 * * * *": minute 61 out of range 0-59`},
+		{ebbtype.Schedule{Cron: "@daily", TZ: "Mars/Olympus"}, `schedule "n": tz "Mars/Olympus": unknown time zone: use an IANA name`},
+		{ebbtype.Schedule{Every: time.Hour, TZ: "Europe/Berlin", CreatedAt: created}, `schedule "n": tz "Europe/Berlin" applies to cron only`},
+		{ebbtype.Schedule{Every: time.Millisecond, CreatedAt: created}, `schedule "n": every 1ms: must be at least 1s`},
 	}
 	for _, tt := range invalid {
 		r := tt.r

@@ -26,6 +26,7 @@ import (
 
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/internal/target"
+	"github.com/ebbq/ebb/internal/testwait"
 )
 
 // The helper processes are this test binary run again with
@@ -198,13 +199,7 @@ func (l *logBuffer) String() string {
 // waitFor polls cond until it holds or ten seconds pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Eventually(t, 10*time.Second, what, func() (bool, error) { return cond(), nil })
 }
 
 func readFile(t *testing.T, path string) string {

@@ -1,0 +1,126 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func basePolicy() Policy {
+	return Policy{Min: 0, Max: 10, Concurrency: 10, MaxWait: 5 * time.Second,
+		ScaleDownDelay: 30 * time.Second, IdleBeforeZero: 60 * time.Second}
+}
+
+func TestDecideSingle(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		m       Metrics
+		p       func(*Policy)
+		want    int
+		action  Action
+		because string // a fragment the reason must contain
+	}{
+		{name: "FromZeroOnFirstTask", m: Metrics{Queued: 1}, want: 1, action: ActionUp, because: "1 queued, 0 in flight"},
+		{name: "BacklogOverConcurrency", m: Metrics{Queued: 35, InFlight: 10, Current: 1}, want: 5, action: ActionUp, because: "1→5 workers"},
+		{name: "BacklogPerWorkerKnob", m: Metrics{Queued: 35, Current: 1}, p: func(p *Policy) { p.BacklogPerWorker = 5 }, want: 7, action: ActionUp},
+		{name: "InFlightCountsSoLongTasksKeepWorkers", m: Metrics{InFlight: 20, Current: 2, Busy: 2}, want: 2, action: ActionHold},
+		{name: "CappedAtMax", m: Metrics{Queued: 1000}, want: 10, action: ActionUp, because: "capped at max 10"},
+		{name: "HeldAtMin", m: Metrics{}, p: func(p *Policy) { p.Min = 2 }, want: 2, action: ActionUp, because: "held at min 2"},
+		{name: "OldestOverMaxWaitAddsOne", m: Metrics{Queued: 3, OldestAge: 8 * time.Second, Current: 1}, want: 2, action: ActionUp, because: "oldest 8s > max wait 5s"},
+		{name: "OldestUnderMaxWaitNoChange", m: Metrics{Queued: 3, OldestAge: 2 * time.Second, Current: 1}, want: 1, action: ActionHold},
+		{name: "OldestOverMaxWaitWhileOneStartsWaits", m: Metrics{Queued: 3, OldestAge: 8 * time.Second, Current: 1, Starting: 1}, want: 1, action: ActionHold, because: "1 starting"},
+		{name: "NeverBelowBusy", m: Metrics{InFlight: 3, Current: 3, Busy: 3}, want: 3, action: ActionHold},
+		{name: "MaxStep", m: Metrics{Queued: 100, Current: 1}, p: func(p *Policy) { p.MaxStep = 2 }, want: 3, action: ActionUp, because: "max step 2"},
+		{name: "FreshHistoryDoesNotDropToZero", m: Metrics{Current: 2}, want: 1, action: ActionDown, because: "before zero"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := basePolicy()
+			if tt.p != nil {
+				tt.p(&p)
+			}
+			d, _ := Decide(t0, tt.m, History{}, p)
+			if d.Desired != tt.want || d.Action != tt.action {
+				t.Errorf("Decide = %d %s (%s), want %d %s", d.Desired, d.Action, d.Reason, tt.want, tt.action)
+			}
+			if !strings.Contains(d.Reason, tt.because) {
+				t.Errorf("reason %q does not contain %q", d.Reason, tt.because)
+			}
+		})
+	}
+}
+
+// step is one decision in a sequence: at offset from t0, with metrics, the
+// expected answer.
+type step struct {
+	at   time.Duration
+	m    Metrics
+	want int
+}
+
+func runSteps(t *testing.T, p Policy, steps []step) {
+	t.Helper()
+	var h History
+	for i, s := range steps {
+		var d Decision
+		d, h = Decide(t0.Add(s.at), s.m, h, p)
+		if d.Desired != s.want {
+			t.Fatalf("step %d at +%s: desired %d (%s), want %d", i, s.at, d.Desired, d.Reason, s.want)
+		}
+	}
+}
+
+func TestDecideSequences(t *testing.T) {
+	t.Parallel()
+	t.Run("ScaleDownWaitsForDelay", func(t *testing.T) {
+		t.Parallel()
+		runSteps(t, basePolicy(), []step{
+			{0, Metrics{Queued: 40}, 4},
+			{5 * time.Second, Metrics{Queued: 5, InFlight: 5, Current: 4, Busy: 1}, 4}, // want 1, window max 4
+			{20 * time.Second, Metrics{InFlight: 1, Current: 4, Busy: 1}, 4},           // still within 30s of the burst
+			{31 * time.Second, Metrics{InFlight: 1, Current: 4, Busy: 1}, 1},           // the 4 left the window
+			{40 * time.Second, Metrics{Current: 1}, 1},                                 // idle 0s since last activity at 31s
+			{70 * time.Second, Metrics{Current: 1}, 1},                                 // idle 39s < 60s
+			{92 * time.Second, Metrics{Current: 1}, 0},                                 // idle 61s ≥ 60s
+			{93 * time.Second, Metrics{Queued: 1}, 1},                                  // wake from zero at once
+		})
+	})
+	t.Run("NoFlappingBetweenBursts", func(t *testing.T) {
+		t.Parallel()
+		p := basePolicy()
+		var h History
+		current := 0
+		downs := 0
+		// A burst every 10 s, idle in between: with a 30 s scale-down delay the
+		// pool must hold its size instead of shrinking and regrowing.
+		for sec := 0; sec < 120; sec++ {
+			m := Metrics{Current: current}
+			if sec%10 < 3 {
+				m.Queued = 30
+			}
+			var d Decision
+			d, h = Decide(t0.Add(time.Duration(sec)*time.Second), m, h, p)
+			if d.Desired < current {
+				downs++
+			}
+			current = d.Desired
+		}
+		if downs != 0 || current != 3 {
+			t.Fatalf("pool shrank %d times and ended at %d; want no shrink and 3", downs, current)
+		}
+	})
+	t.Run("IdleBeforeZeroRestartsOnActivity", func(t *testing.T) {
+		t.Parallel()
+		runSteps(t, basePolicy(), []step{
+			{0, Metrics{Queued: 1}, 1},
+			{50 * time.Second, Metrics{Current: 1}, 1},
+			{55 * time.Second, Metrics{InFlight: 1, Current: 1, Busy: 1}, 1}, // activity resets the idle clock
+			{100 * time.Second, Metrics{Current: 1}, 1},                      // 45s idle
+			{116 * time.Second, Metrics{Current: 1}, 0},                      // 61s idle
+		})
+	})
+}

@@ -1,0 +1,369 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/config"
+	"github.com/ebbq/ebb/internal/controlplane/policy"
+	"github.com/ebbq/ebb/internal/target"
+)
+
+// pool is the autoscaler's state for one configured pool.
+type pool struct {
+	s      *Replica
+	cfg    *config.Pool
+	name   string
+	queues []string
+	target target.Target
+	policy policy.Policy
+	kickCh chan struct{}
+	// timeline is safe for concurrent use on its own.
+	timeline *timeline
+
+	mu       sync.Mutex
+	history  policy.History
+	launched map[string]bool // instance ids this replica's target started
+	view     PoolView        // last reconcile, for the API and metrics
+}
+
+// PoolView is a pool as the API shows it: its bounds, its last reconcile and
+// its instances.
+type PoolView struct {
+	Name      string            `json:"name"`
+	Queues    []string          `json:"queues"`
+	Target    string            `json:"target"`
+	Min       int               `json:"min"`
+	Max       int               `json:"max"`
+	Current   int               `json:"current"`
+	Desired   int               `json:"desired"`
+	Busy      int               `json:"busy"`
+	Idle      int               `json:"idle"`
+	Draining  int               `json:"draining"`
+	Starting  int               `json:"starting"`
+	Reason    string            `json:"reason,omitempty"`
+	Instances []target.Instance `json:"instances"`
+	UpdatedAt time.Time         `json:"updated_at,omitzero"`
+}
+
+// DecisionInputs are what a decision saw, stored with it as its Inputs.
+type DecisionInputs struct {
+	Queued      int64   `json:"queued"`
+	InFlight    int64   `json:"in_flight"`
+	OldestAgeS  float64 `json:"oldest_age_s"`
+	Current     int     `json:"current"`
+	Busy        int     `json:"busy"`
+	Idle        int     `json:"idle"`
+	Draining    int     `json:"draining"`
+	Starting    int     `json:"starting"`
+	Desired     int     `json:"desired"`
+	Concurrency int     `json:"concurrency"`
+}
+
+func newPool(s *Replica, pc *config.Pool, t target.Target) *pool {
+	var qs []string
+	for _, q := range pc.QueueConfigs() {
+		qs = append(qs, q.Name)
+	}
+	p := &pool{
+		s: s, cfg: pc, name: pc.Name, queues: qs, target: t,
+		kickCh:   make(chan struct{}, 1),
+		timeline: newTimeline(),
+		launched: map[string]bool{},
+		policy: policy.Policy{
+			Min: pc.Min, Max: pc.Max, Concurrency: pc.Concurrency,
+			BacklogPerWorker: pc.Policy.BacklogPerWorker,
+			MaxWait:          pc.Policy.MaxWait,
+			ScaleDownDelay:   pc.Policy.ScaleDownDelay,
+			IdleBeforeZero:   pc.Policy.IdleBeforeZero,
+			MaxStep:          pc.Policy.MaxStep,
+		},
+	}
+	p.view = PoolView{Name: pc.Name, Queues: qs, Target: t.Name(), Min: pc.Min, Max: pc.Max}
+	return p
+}
+
+func (p *pool) kick() {
+	select {
+	case p.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+func (p *pool) resetHistory() {
+	p.mu.Lock()
+	p.history = policy.History{}
+	p.mu.Unlock()
+}
+
+// loop reconciles the pool on notifications and on a timer: every second
+// while it has workers (the time-based rules need it), every reconcile
+// interval while it is at zero (a backstop for lost notifications).
+//
+// An idle pool at zero is cheap: its backstop reuses any queue counts read
+// within the interval (by another pool or maintenance) and reads the worker
+// registry only every sixth pass, so a quiet control plane sends the broker
+// well under one command per second.
+func (p *pool) loop(ctx context.Context) {
+	p.reconcile(ctx, 0, true)
+	idlePasses := 0
+	for {
+		interval := p.s.cfg.Autoscaler.ReconcileInterval
+		p.mu.Lock()
+		active := p.view.Current > 0 || p.view.Desired > 0 || len(p.launched) > 0
+		p.mu.Unlock()
+		// At zero, a timer pass may reuse counts up to two intervals old: a
+		// lost notification then waits at most that long, and an idle
+		// server stays under one broker command per second.
+		wait, maxAge := interval, 2*interval+time.Second
+		if active {
+			wait, maxAge = min(interval, time.Second), 500*time.Millisecond
+		}
+		t := time.NewTimer(wait)
+		kicked := false
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-p.kickCh:
+			kicked, maxAge = true, 0
+		case <-t.C:
+		}
+		t.Stop()
+		idlePasses++
+		withWorkers := active || kicked || idlePasses%6 == 0
+		if withWorkers {
+			idlePasses = 0
+		}
+		p.reconcile(ctx, maxAge, withWorkers)
+	}
+}
+
+// reconcile reads the pool's metrics, asks the policy, records the decision
+// (fenced by the leader term) and only then applies it.
+func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers bool) {
+	now := p.s.clock.Now()
+	stats, err := p.s.stats.get(ctx, maxAge)
+	if err != nil {
+		p.warn(ctx, "autoscaler: cannot read queue counts", err)
+		return
+	}
+	if !withWorkers {
+		// An idle pool at zero needs the registry only if its queues have
+		// work; otherwise skip the read (see loop).
+		for _, q := range stats {
+			if p.serves(q.Name) && q.Queued+q.DueScheduled+q.InFlight > 0 {
+				withWorkers = true
+				break
+			}
+		}
+	}
+	if !withWorkers {
+		return
+	}
+	workers, err := p.s.drv.WorkerList(ctx, now)
+	if err != nil {
+		p.warn(ctx, "autoscaler: cannot read the worker registry", err)
+		return
+	}
+	instances, err := p.target.Instances(ctx)
+	if err != nil {
+		p.warn(ctx, "autoscaler: cannot list the target's instances", err)
+		return
+	}
+
+	var m policy.Metrics
+	for _, q := range stats {
+		if !p.serves(q.Name) {
+			continue
+		}
+		m.Queued += q.Queued + q.DueScheduled
+		m.InFlight += q.InFlight
+		if !q.OldestQueuedAt.IsZero() {
+			m.OldestAge = max(m.OldestAge, now.Sub(q.OldestQueuedAt))
+		}
+	}
+	live := map[string]target.Instance{}
+	for _, in := range instances {
+		if in.State != target.StateStopping {
+			live[in.ID] = in
+		}
+	}
+	var idle []ebbtype.WorkerInfo
+	var busyIDs []string
+	registered := map[string]bool{}
+	in := DecisionInputs{Concurrency: p.cfg.Concurrency}
+	p.mu.Lock()
+	for _, w := range workers {
+		if w.Pool != p.name {
+			continue
+		}
+		// A worker this replica launched whose process is gone has crashed or
+		// been killed; its registry entry lingers until its TTL, but it serves
+		// nobody.
+		if p.launched[w.ID] {
+			if _, ok := live[w.ID]; !ok {
+				continue
+			}
+		}
+		registered[w.ID] = true
+		switch {
+		case w.Draining:
+			in.Draining++
+		case w.Busy > 0:
+			in.Busy++
+			busyIDs = append(busyIDs, w.ID)
+		default:
+			in.Idle++
+			idle = append(idle, w)
+		}
+	}
+	for id := range live {
+		if !registered[id] {
+			in.Starting++
+		}
+	}
+	if m.InFlight == 0 && in.Busy > 0 {
+		// The registry's busy counts lag by up to a second; the queue counts
+		// are exact. Nothing in flight means nobody is busy.
+		for _, w := range workers {
+			if w.Pool == p.name && registered[w.ID] && !w.Draining && w.Busy > 0 {
+				idle = append(idle, w)
+			}
+		}
+		in.Idle += in.Busy
+		in.Busy, busyIDs = 0, nil
+	}
+	for id := range p.launched {
+		if _, ok := live[id]; !ok {
+			delete(p.launched, id)
+		}
+	}
+	m.Current = in.Busy + in.Idle + in.Starting
+	m.Busy, m.Starting = in.Busy, in.Starting
+	var d policy.Decision
+	d, p.history = policy.Decide(now, m, p.history, p.policy)
+	in.Queued, in.InFlight, in.OldestAgeS, in.Current, in.Desired = m.Queued, m.InFlight, m.OldestAge.Seconds(), m.Current, d.Desired
+	p.view.Current, p.view.Desired, p.view.Busy, p.view.Idle = m.Current, d.Desired, in.Busy, in.Idle
+	p.view.Draining, p.view.Starting, p.view.Reason, p.view.UpdatedAt = in.Draining, in.Starting, d.Reason, now
+	p.view.Instances = instances
+	p.mu.Unlock()
+	p.timeline.add(Point{At: now, Queued: m.Queued, InFlight: m.InFlight, Workers: m.Current, Busy: in.Busy, Desired: d.Desired})
+
+	if err := p.target.Protect(ctx, busyIDs); err != nil {
+		p.warn(ctx, "autoscaler: cannot protect busy instances", err)
+	}
+	switch d.Action {
+	case policy.ActionUp:
+		p.scaleUp(ctx, now, d, in)
+	case policy.ActionDown:
+		p.scaleDown(ctx, now, d, in, idle)
+	}
+}
+
+func (p *pool) serves(queue string) bool {
+	for _, q := range p.queues {
+		if q == queue {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *pool) scaleUp(ctx context.Context, now time.Time, d policy.Decision, in DecisionInputs) {
+	if !p.record(ctx, now, d, in, nil) {
+		return
+	}
+	ids, err := p.target.Launch(ctx, d.Desired-in.Current)
+	p.mu.Lock()
+	for _, id := range ids {
+		p.launched[id] = true
+	}
+	p.mu.Unlock()
+	if err != nil {
+		p.warn(ctx, "autoscaler: launching workers failed", err)
+	}
+	p.s.logger.Info("scaled up", "pool", p.name, "launched", len(ids), "reason", p.name+": "+d.Reason)
+}
+
+// scaleDown asks idle workers, and only idle workers, to drain. A worker that
+// picks up a task between the registry read and the request still finishes
+// it: a requested drain has no deadline.
+func (p *pool) scaleDown(ctx context.Context, now time.Time, d policy.Decision, in DecisionInputs, idle []ebbtype.WorkerInfo) {
+	n := min(in.Current-d.Desired, len(idle))
+	if n <= 0 {
+		return
+	}
+	// Newest first: the longest-running workers have the warmest caches and
+	// the most predictable memory.
+	sort.Slice(idle, func(i, j int) bool { return idle[i].StartedAt.After(idle[j].StartedAt) })
+	var ids []string
+	for _, w := range idle[:n] {
+		ids = append(ids, w.ID)
+	}
+	d.Desired = in.Current - n
+	if !p.record(ctx, now, d, in, ids) {
+		return
+	}
+	for _, id := range ids {
+		if err := p.s.drv.WorkerRequestDrain(ctx, id, now); err != nil && !errors.Is(err, ebbtype.ErrWorkerNotFound) {
+			p.warn(ctx, "autoscaler: drain request failed", err)
+		}
+	}
+	p.s.logger.Info("scaled down", "pool", p.name, "draining", strings.Join(ids, ","), "reason", p.name+": "+d.Reason)
+}
+
+// record stores the decision in the fenced log; false means this replica no
+// longer leads and must not apply it.
+func (p *pool) record(ctx context.Context, now time.Time, d policy.Decision, in DecisionInputs, drained []string) bool {
+	inputs, _ := json.Marshal(in)
+	rec := &ebbtype.Decision{
+		Pool: p.name, At: now, Term: p.s.term.Load(), LeaderID: p.s.id,
+		From: in.Current, To: d.Desired, Action: string(d.Action), Reason: p.name + ": " + d.Reason,
+		Inputs: inputs, Drained: drained,
+	}
+	if err := p.s.drv.DecisionAppend(ctx, LeaderName, rec); err != nil {
+		if errors.Is(err, ebbdriver.ErrNotLeader) {
+			p.s.logger.Warn("decision not applied: this replica no longer leads", "pool", p.name)
+		} else {
+			p.warn(ctx, "autoscaler: cannot record decision; not applying it", err)
+		}
+		return false
+	}
+	p.s.counters.decision(p.name, string(d.Action))
+	return true
+}
+
+func (p *pool) warn(ctx context.Context, msg string, err error) {
+	if ctx.Err() == nil {
+		p.s.logger.Warn(msg, "pool", p.name, "error", err)
+	}
+}
+
+// shutdown drains the workers this replica launched and stops its target.
+func (p *pool) shutdown(ctx context.Context) {
+	instances, err := p.target.Instances(ctx)
+	if err == nil {
+		for _, in := range instances {
+			_ = p.s.drv.WorkerRequestDrain(ctx, in.ID, p.s.clock.Now())
+		}
+	}
+	if err := p.target.Shutdown(ctx); err != nil {
+		p.s.logger.Warn("stopping workers", "pool", p.name, "error", err)
+	}
+}
+
+func (p *pool) snapshot() PoolView {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v := p.view
+	v.Instances = append([]target.Instance(nil), p.view.Instances...)
+	return v
+}
