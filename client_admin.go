@@ -18,17 +18,6 @@ import (
 // needs beyond enqueueing (River's JobList/JobRetry/JobDelete, asynq's
 // Inspector). ebb's own CLI and HTTP server are built on these methods alone.
 
-// Errors of the admin surface, shared with every driver.
-var (
-	// ErrWorkerNotFound: no live worker has that id.
-	ErrWorkerNotFound = ebbtype.ErrWorkerNotFound
-	// ErrScheduleNotFound: no schedule has that name.
-	ErrScheduleNotFound = ebbtype.ErrScheduleNotFound
-	// ErrTaskState: the task's state does not allow the action (deleting a
-	// running task, retrying a succeeded one).
-	ErrTaskState = ebbtype.ErrTaskState
-)
-
 // Defaults of TaskListParams.
 const (
 	TaskListLimitDefault = ebbdriver.TaskListLimitDefault
@@ -76,11 +65,8 @@ func (c *Client) TaskList(ctx context.Context, params *TaskListParams) (*TaskLis
 	if err != nil {
 		return nil, fmt.Errorf("ebb: list tasks: %w", err)
 	}
-	out := &TaskListResult{Tasks: res.Tasks, Cursor: res.Cursor, Scanned: res.Scanned}
-	if out.Tasks == nil {
-		out.Tasks = []*TaskInfo{}
-	}
-	return out, nil
+	tasks, _ := list(res.Tasks, nil, "")
+	return &TaskListResult{Tasks: tasks, Cursor: res.Cursor, Scanned: res.Scanned}, nil
 }
 
 func stateNames() string {
@@ -128,13 +114,8 @@ func (c *Client) DeadList(ctx context.Context, queue string, params *DeadListPar
 		}
 	}
 	tasks, total, err = c.driver.DeadList(ctx, ebbdriver.DeadListParams{Queue: queue, Offset: max(0, p.Offset), Limit: p.Limit})
-	if err != nil {
-		return nil, 0, fmt.Errorf("ebb: list dead tasks of queue %s: %w", queue, err)
-	}
-	if tasks == nil {
-		tasks = []*TaskInfo{}
-	}
-	return tasks, total, nil
+	tasks, err = list(tasks, err, "list dead tasks of queue "+queue)
+	return tasks, total, err
 }
 
 // DeadRetry moves dead tasks of a queue back to queued with their attempts
@@ -162,25 +143,13 @@ func (c *Client) DeadPurge(ctx context.Context, queue string, ids ...string) (in
 // task, sorted by name.
 func (c *Client) QueueList(ctx context.Context) ([]QueueStats, error) {
 	qs, err := c.driver.QueueStats(ctx, c.now())
-	if err != nil {
-		return nil, fmt.Errorf("ebb: read queue counts: %w", err)
-	}
-	if qs == nil {
-		qs = []QueueStats{}
-	}
-	return qs, nil
+	return list(qs, err, "read queue counts")
 }
 
 // WorkerList returns the live workers of the registry, sorted by id.
 func (c *Client) WorkerList(ctx context.Context) ([]WorkerInfo, error) {
 	ws, err := c.driver.WorkerList(ctx, c.now())
-	if err != nil {
-		return nil, fmt.Errorf("ebb: list workers: %w", err)
-	}
-	if ws == nil {
-		ws = []WorkerInfo{}
-	}
-	return ws, nil
+	return list(ws, err, "list workers")
 }
 
 // WorkerDrain asks a worker, wherever it runs, to drain: stop fetching,
@@ -202,13 +171,7 @@ func (c *Client) DecisionList(ctx context.Context, pool string, limit int) ([]De
 		limit = 20
 	}
 	ds, err := c.driver.DecisionList(ctx, pool, limit)
-	if err != nil {
-		return nil, fmt.Errorf("ebb: read the scaling decision log: %w", err)
-	}
-	if ds == nil {
-		ds = []Decision{}
-	}
-	return ds, nil
+	return list(ds, err, "read the scaling decision log")
 }
 
 // Leadership is who leads an election of the control plane, in which term
@@ -236,15 +199,12 @@ func (c *Client) ControlPlaneLeader(ctx context.Context) (*Leadership, error) {
 // definition and next run (or why its definition is invalid).
 func (c *Client) ScheduleList(ctx context.Context) ([]Schedule, error) {
 	recs, err := c.driver.ScheduleList(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("ebb: list schedules: %w", err)
+	if recs, err = list(recs, err, "list schedules"); err != nil {
+		return nil, err
 	}
 	now := c.now()
 	for i := range recs {
 		describeSchedule(&recs[i], now)
-	}
-	if recs == nil {
-		recs = []Schedule{}
 	}
 	return recs, nil
 }
@@ -347,6 +307,18 @@ func (c *Client) ScheduleRunNow(ctx context.Context, name string) (string, error
 		return "", err
 	}
 	return res.ID, nil
+}
+
+// list turns a driver's answer into the API's: an error says what failed,
+// and no items is an empty list (JSON [] rather than null).
+func list[T any](items []T, err error, what string) ([]T, error) {
+	if err != nil {
+		return nil, fmt.Errorf("ebb: %s: %w", what, err)
+	}
+	if items == nil {
+		items = []T{}
+	}
+	return items, nil
 }
 
 // notFoundOr words an error of an action on one named thing (what, e.g.

@@ -15,6 +15,16 @@ var (
 	// ErrLeaseLost: the worker no longer owns the task it tried to complete.
 	ErrLeaseLost = ebbtype.ErrLeaseLost
 
+	// ErrWorkerNotFound: no live worker has that id.
+	ErrWorkerNotFound = ebbtype.ErrWorkerNotFound
+
+	// ErrScheduleNotFound: no schedule has that name.
+	ErrScheduleNotFound = ebbtype.ErrScheduleNotFound
+
+	// ErrTaskState: the task's state does not allow the action (deleting a
+	// running task, retrying a succeeded one).
+	ErrTaskState = ebbtype.ErrTaskState
+
 	// ErrArgsTooLarge: the encoded args exceed the client's MaxArgsBytes.
 	ErrArgsTooLarge = errors.New("args too large")
 

@@ -39,7 +39,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		case <-w.edge:
 			// Clamped: a clock set back (a test's stub, a stepped wall
 			// clock) must not hold the heartbeat back for longer.
-			if !sleepCtx(ctx, min(busyEdgeMinGap-clock.Since(w.clock, last), busyEdgeMinGap)) {
+			if !clock.Sleep(ctx, min(busyEdgeMinGap-clock.Since(w.clock, last), busyEdgeMinGap)) {
 				return
 			}
 		}
@@ -127,7 +127,7 @@ func (w *Worker) listen(ctx context.Context, events <-chan ebbdriver.Event) {
 			}
 			d := backoff.next()
 			w.logger.Warn("broker subscription lost; resubscribing", "error", err, "retry_in", d)
-			if !sleepCtx(ctx, d) {
+			if !clock.Sleep(ctx, d) {
 				return
 			}
 		}

@@ -69,7 +69,7 @@ func (w *Worker) fetchLoop(stop, bg context.Context) {
 			w.release(n)
 			d := backoff.next()
 			w.logger.Warn("fetch failed; retrying", "error", err, "retry_in", d)
-			if !sleepCtx(stop, d) {
+			if !clock.Sleep(stop, d) {
 				return
 			}
 			continue
@@ -177,15 +177,3 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.cur = 0 }
-
-// sleepCtx sleeps for d; false if ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -18,7 +17,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ebbq/ebb"
-	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbdriver/ebbredis"
 	"github.com/ebbq/ebb/ebbtype"
 )
@@ -178,35 +176,17 @@ func findScheduleRow(rows []beatScheduleRow, name string) (beatScheduleRow, bool
 // beatSchedule reads one schedule straight from the broker.
 func (b *broker) beatSchedule(t *testing.T, name string) *ebbtype.Schedule {
 	t.Helper()
-	store, ok := b.drv.(ebbdriver.Schedules)
-	if !ok {
-		t.Fatalf("the %s driver cannot store schedules", b.kind)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rec, err := store.ScheduleGet(ctx, name)
-	if errors.Is(err, ebbtype.ErrScheduleNotFound) {
-		return nil
-	}
-	if err != nil {
-		t.Fatalf("ScheduleGet %s: %v", name, err)
-	}
-	return rec
+	return read(t, "ScheduleGet "+name, func(ctx context.Context) (*ebbtype.Schedule, error) {
+		return b.drv.ScheduleGet(ctx, name)
+	}, ebbtype.ErrScheduleNotFound)
 }
 
 // taskOrNil returns a task, or nil if no task has that id.
 func (b *broker) taskOrNil(t *testing.T, id string) *ebbtype.TaskInfo {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rec, err := b.drv.TaskGet(ctx, id)
-	if errors.Is(err, ebbtype.ErrTaskNotFound) {
-		return nil
-	}
-	if err != nil {
-		t.Fatalf("TaskGet %s: %v", id, err)
-	}
-	return rec
+	return read(t, "TaskGet "+id, func(ctx context.Context) (*ebbtype.TaskInfo, error) {
+		return b.drv.TaskGet(ctx, id)
+	}, ebbtype.ErrTaskNotFound)
 }
 
 // checkTickTask checks what a tick's task carries.

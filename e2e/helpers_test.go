@@ -67,15 +67,34 @@ func newBroker(t *testing.T, kind string) *broker {
 	return b
 }
 
-func (b *broker) task(t *testing.T, id string) *ebbtype.TaskInfo {
+// read asks the broker one thing under a 10 s deadline and fails the test
+// if it cannot answer. An error matching one of notFound yields T's zero.
+func read[T any](t *testing.T, what string, f func(ctx context.Context) (T, error), notFound ...error) T {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rec, err := b.drv.TaskGet(ctx, id)
-	if err != nil {
-		t.Fatalf("TaskGet %s: %v", id, err)
+	v, err := f(ctx)
+	for _, nf := range notFound {
+		if errors.Is(err, nf) {
+			var zero T
+			return zero
+		}
 	}
-	return rec
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+func (b *broker) task(t *testing.T, id string) *ebbtype.TaskInfo {
+	t.Helper()
+	return read(t, "TaskGet "+id, func(ctx context.Context) (*ebbtype.TaskInfo, error) { return b.drv.TaskGet(ctx, id) })
+}
+
+// workers returns the live registry entries.
+func (b *broker) workers(t *testing.T) []ebbtype.WorkerInfo {
+	t.Helper()
+	return read(t, "WorkerList", func(ctx context.Context) ([]ebbtype.WorkerInfo, error) { return b.drv.WorkerList(ctx, time.Now()) })
 }
 
 func (b *broker) tasks(t *testing.T, ids []string) []*ebbtype.TaskInfo {
@@ -90,12 +109,7 @@ func (b *broker) tasks(t *testing.T, ids []string) []*ebbtype.TaskInfo {
 // stats returns a queue's counts; all zero if the queue is unknown.
 func (b *broker) stats(t *testing.T, queue string) ebbtype.QueueStats {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	all, err := b.drv.QueueStats(ctx, time.Now())
-	if err != nil {
-		t.Fatalf("QueueStats: %v", err)
-	}
+	all := read(t, "QueueStats", func(ctx context.Context) ([]ebbtype.QueueStats, error) { return b.drv.QueueStats(ctx, time.Now()) })
 	for _, s := range all {
 		if s.Name == queue {
 			return s
@@ -107,12 +121,7 @@ func (b *broker) stats(t *testing.T, queue string) ebbtype.QueueStats {
 // worker returns the registry entry of a live worker, or nil.
 func (b *broker) worker(t *testing.T, id string) *ebbtype.WorkerInfo {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ws, err := b.drv.WorkerList(ctx, time.Now())
-	if err != nil {
-		t.Fatalf("WorkerList: %v", err)
-	}
+	ws := b.workers(t)
 	for i := range ws {
 		if ws[i].ID == id {
 			return &ws[i]

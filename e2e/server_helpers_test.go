@@ -19,6 +19,7 @@ import (
 
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/controlplane"
 )
 
 // Helpers for the tests that run `ebb server`: its YAML config, its HTTP API,
@@ -186,24 +187,9 @@ type leaderJSON struct {
 	Term     int64  `json:"term"`
 }
 
-// poolJSON is one pool of GET /api/v1/pools, with the documented names.
-type poolJSON struct {
-	Name      string `json:"name"`
-	Min       int    `json:"min"`
-	Max       int    `json:"max"`
-	Current   int    `json:"current"`
-	Desired   int    `json:"desired"`
-	Busy      int    `json:"busy"`
-	Idle      int    `json:"idle"`
-	Draining  int    `json:"draining"`
-	Starting  int    `json:"starting"`
-	Reason    string `json:"reason"`
-	Instances []struct {
-		ID    string `json:"id"`
-		State string `json:"state"`
-	} `json:"instances"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
+// poolJSON is one pool of GET /api/v1/pools: the control plane's view, as
+// the API encodes it.
+type poolJSON = controlplane.PoolView
 
 func (s *ebbServer) pool(t *testing.T, name string) poolJSON {
 	t.Helper()
@@ -243,14 +229,8 @@ func (s *ebbServer) waitLeading(t *testing.T, timeout time.Duration) leaderJSON 
 // poolWorkers returns the registry entries of a pool's workers.
 func (b *broker) poolWorkers(t *testing.T, pool string) []ebbtype.WorkerInfo {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ws, err := b.drv.WorkerList(ctx, time.Now())
-	if err != nil {
-		t.Fatalf("WorkerList: %v", err)
-	}
 	var out []ebbtype.WorkerInfo
-	for _, w := range ws {
+	for _, w := range b.workers(t) {
 		if w.Pool == pool {
 			out = append(out, w)
 		}

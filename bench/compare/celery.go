@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ebbq/ebb/internal/clock"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -222,7 +223,7 @@ func (c *celerySystem) BurnDown(ctx context.Context, n int) (*BurnResult, error)
 		}
 		if left == 0 {
 			at := time.Now()
-			if !sleepCtx(ctx, 5*time.Millisecond) {
+			if !clock.Sleep(ctx, 5*time.Millisecond) {
 				return nil, ctx.Err()
 			}
 			if again, err := c.pending(ctx); err == nil && again == 0 {
@@ -234,7 +235,7 @@ func (c *celerySystem) BurnDown(ctx context.Context, n int) (*BurnResult, error)
 			_ = c.stopWorker()
 			return nil, fmt.Errorf("%d tasks left after 15 minutes", left)
 		}
-		if !sleepCtx(ctx, 5*time.Millisecond) {
+		if !clock.Sleep(ctx, 5*time.Millisecond) {
 			return nil, ctx.Err()
 		}
 	}
@@ -257,7 +258,7 @@ func (c *celerySystem) Steady(ctx context.Context, rate int, d time.Duration) (*
 		}
 	}
 	latDir := c.latDir()
-	if !sleepCtx(ctx, 500*time.Millisecond) {
+	if !clock.Sleep(ctx, 500*time.Millisecond) {
 		return nil, ctx.Err()
 	}
 	p, err := c.produce(ctx, "steady", "--rate", strconv.Itoa(rate), "--seconds", fmt.Sprint(d.Seconds()))
@@ -310,7 +311,7 @@ func (c *celerySystem) Idle(ctx context.Context, settle, window time.Duration) (
 		}
 	}
 	defer c.stopWorker()
-	if !sleepCtx(ctx, settle) {
+	if !clock.Sleep(ctx, settle) {
 		return nil, ctx.Err()
 	}
 	pid := c.worker.Process.Pid

@@ -18,6 +18,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/ebbq/ebb/internal/clock"
 )
 
 // System is one queue implementation under test. The runner calls Setup,
@@ -301,7 +303,7 @@ func waitCount(ctx context.Context, want int, timeout time.Duration, have func()
 		if n >= want || time.Now().After(deadline) {
 			return n, nil
 		}
-		if !sleepCtx(ctx, 20*time.Millisecond) {
+		if !clock.Sleep(ctx, 20*time.Millisecond) {
 			return n, ctx.Err()
 		}
 	}
@@ -345,14 +347,3 @@ func round(v float64, digits int) float64 {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

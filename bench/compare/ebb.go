@@ -13,6 +13,7 @@ import (
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbdriver/ebbredis"
 	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
+	"github.com/ebbq/ebb/internal/clock"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -177,7 +178,7 @@ func (b *ebbBackend) completed(ctx context.Context) (int64, error) {
 
 func (b *ebbBackend) idle(ctx context.Context, window time.Duration) (*IdleResult, error) {
 	if b.sqlite {
-		if !sleepCtx(ctx, window) {
+		if !clock.Sleep(ctx, window) {
 			return nil, ctx.Err()
 		}
 		return &IdleResult{BrokerUnit: "n/a: SQLite is a library inside the worker process, there is no broker server whose commands could be counted; see worker CPU"}, nil

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ebbq/ebb/internal/clock"
 )
 
 // goBackend is what an in-process Go system provides; goSystem builds the
@@ -129,7 +131,7 @@ func (s *goSystem) BurnDown(ctx context.Context, n int) (*BurnResult, error) {
 	var elapsed time.Duration
 	deadline := t0.Add(10 * time.Minute)
 	for {
-		if !sleepCtx(ctx, 5*time.Millisecond) {
+		if !clock.Sleep(ctx, 5*time.Millisecond) {
 			_ = stop()
 			return nil, ctx.Err()
 		}
@@ -179,7 +181,7 @@ func (s *goSystem) Steady(ctx context.Context, rate int, d time.Duration) (*Stea
 	s.stopWorker = stop
 	// Let the worker reach its waiting state (subscriptions, leader
 	// election) before the first send.
-	if !sleepCtx(ctx, 500*time.Millisecond) {
+	if !clock.Sleep(ctx, 500*time.Millisecond) {
 		return nil, ctx.Err()
 	}
 	sent, elapsed, err := paced(ctx, rate, total, func(ctx context.Context) error {
@@ -247,7 +249,7 @@ func (s *goSystem) Idle(ctx context.Context, settle, window time.Duration) (*Idl
 		}
 		s.stopWorker = stop
 	}
-	if !sleepCtx(ctx, settle) {
+	if !clock.Sleep(ctx, settle) {
 		return nil, ctx.Err()
 	}
 	// Only this system's worker (and its idle producer client) live in the

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ebbq/ebb/internal/clock"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 )
@@ -33,7 +34,7 @@ func redisIdle(ctx context.Context, addr string, window time.Duration) (*IdleRes
 		return nil, err
 	}
 	t0 := time.Now()
-	if !sleepCtx(ctx, window) {
+	if !clock.Sleep(ctx, window) {
 		return nil, ctx.Err()
 	}
 	c1, err := redisCommands(ctx, rdb)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ebbq/ebb/internal/clock"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
@@ -179,7 +180,7 @@ func (b *riverBackend) idle(ctx context.Context, window time.Duration) (*IdleRes
 	}
 	s0 := b.stmts.n.Load()
 	t0 := time.Now()
-	if !sleepCtx(ctx, window) {
+	if !clock.Sleep(ctx, window) {
 		return nil, ctx.Err()
 	}
 	s1 := b.stmts.n.Load()

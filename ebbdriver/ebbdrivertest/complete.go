@@ -123,17 +123,7 @@ func testComplete(t *testing.T, newDriver Factory) {
 
 	t.Run("MixedBatch", func(t *testing.T) {
 		f := setup(t, newDriver)
-		var tasks []*ebbtype.TaskInfo
-		for i := range 5 {
-			tasks = append(tasks, f.task("a", withRunAt(f.at(time.Duration(i-10)*time.Second))))
-		}
-		f.enqueue(tasks...)
-		rs := f.fetch(f.now, 5, "a").Tasks
-		check(t, "fetched", 5, len(rs))
-		byID := map[string]*ebbtype.TaskInfo{}
-		for _, r := range rs {
-			byID[r.ID] = r
-		}
+		tasks, byID := f.claimOrdered("a", 5)
 		now := f.at(time.Second)
 		f.completeOK(
 			succeed(byID[tasks[0].ID], now, `{"ok":1}`),

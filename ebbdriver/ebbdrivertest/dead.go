@@ -39,17 +39,7 @@ func testDeadList(t *testing.T, newDriver Factory) {
 
 	t.Run("NewestDeathFirstWithPaging", func(t *testing.T) {
 		f := setup(t, newDriver)
-		tasks := make([]*ebbtype.TaskInfo, 5)
-		for i := range tasks {
-			tasks[i] = f.task("a", withRunAt(f.at(time.Duration(i-10)*time.Second)))
-		}
-		f.enqueue(tasks...)
-		rs := f.fetch(f.now, 5, "a").Tasks
-		check(t, "fetched", 5, len(rs))
-		byID := map[string]*ebbtype.TaskInfo{}
-		for _, r := range rs {
-			byID[r.ID] = r
-		}
+		tasks, byID := f.claimOrdered("a", 5)
 		// Death order differs from id and enqueue order.
 		deathMinute := []int{3, 1, 4, 0, 2}
 		for i, task := range tasks {

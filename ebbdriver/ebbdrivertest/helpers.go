@@ -509,3 +509,29 @@ func WaitEvent(t *testing.T, ch <-chan ebbdriver.Event, what string, match func(
 	t.Helper()
 	return waitEvent(t, ch, what, match, nil)
 }
+
+// enqueueOrdered enqueues n tasks into queue, due a second apart in the
+// past, so they run (and, newest first, list) in a known order.
+func (f *fixture) enqueueOrdered(queue string, n int) []*ebbtype.TaskInfo {
+	f.t.Helper()
+	tasks := make([]*ebbtype.TaskInfo, n)
+	for i := range tasks {
+		tasks[i] = f.task(queue, withRunAt(f.at(time.Duration(i-10)*time.Second)))
+	}
+	f.enqueue(tasks...)
+	return tasks
+}
+
+// claimOrdered enqueues n ordered tasks (enqueueOrdered), claims them all
+// and returns them as enqueued and, as claimed, by id.
+func (f *fixture) claimOrdered(queue string, n int) ([]*ebbtype.TaskInfo, map[string]*ebbtype.TaskInfo) {
+	f.t.Helper()
+	tasks := f.enqueueOrdered(queue, n)
+	rs := f.fetch(f.now, n, queue).Tasks
+	check(f.t, "fetched", n, len(rs))
+	byID := map[string]*ebbtype.TaskInfo{}
+	for _, r := range rs {
+		byID[r.ID] = r
+	}
+	return tasks, byID
+}

@@ -249,11 +249,7 @@ func testTaskList(t *testing.T, newDriver Factory) {
 
 	t.Run("Limit", func(t *testing.T) {
 		f := setup(t, newDriver)
-		tasks := make([]*ebbtype.TaskInfo, 5)
-		for i := range tasks {
-			tasks[i] = f.task("a", withRunAt(f.at(time.Duration(i-10)*time.Second)))
-		}
-		f.enqueue(tasks...)
+		tasks := f.enqueueOrdered("a", 5)
 		res := f.list(ebbdriver.TaskListParams{Limit: 2})
 		check(t, "first page", 2, len(res.Tasks))
 		if res.Cursor == "" {
@@ -271,11 +267,7 @@ func testTaskList(t *testing.T, newDriver Factory) {
 	t.Run("NewestFirst", func(t *testing.T) {
 		f := setup(t, newDriver)
 		// Later RunAt and later id together: the newest by either measure.
-		tasks := make([]*ebbtype.TaskInfo, 4)
-		for i := range tasks {
-			tasks[i] = f.task("a", withRunAt(f.at(time.Duration(i-10)*time.Second)))
-		}
-		f.enqueue(tasks...)
+		tasks := f.enqueueOrdered("a", 4)
 		for _, limit := range []int{0, 1, 3} {
 			got, _, _ := f.listAll(ebbdriver.TaskListParams{Queue: "a", State: ebbtype.StateQueued, Limit: limit})
 			checkSlice(t, "order", ids(tasks[3], tasks[2], tasks[1], tasks[0]), taskIDs(got))

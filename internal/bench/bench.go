@@ -19,6 +19,7 @@ import (
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/clock"
 	"github.com/ebbq/ebb/internal/tid"
 )
 
@@ -226,7 +227,7 @@ func run(ctx context.Context, drv ebbdriver.Driver, p Params, queue string) (*Re
 	sampling.Store(true)
 	lat := make([]float64, 0, p.LatencySamples)
 	for i := range p.LatencySamples {
-		if !sleepCtx(ctx, 5*time.Millisecond) {
+		if !clock.Sleep(ctx, 5*time.Millisecond) {
 			return nil, ctx.Err()
 		}
 		seq := int64(i + 1)
@@ -286,17 +287,6 @@ func percentile(sorted []float64, q float64) float64 {
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // cleanupBatch bounds one Cleanup call: each is one SQLite write
 // transaction or one Redis script, and other processes sharing the broker
 // wait behind it.
@@ -333,7 +323,7 @@ func cleanUp(ctx context.Context, drv ebbdriver.Driver, queue string, progress f
 	for pass := 1; ; pass++ {
 		// The last completions' expiry (FinishedAt+benchRetention, which
 		// Redis rounds up to the next millisecond) must be behind Now.
-		if !sleepCtx(ctx, 10*benchRetention) {
+		if !clock.Sleep(ctx, 10*benchRetention) {
 			return ctx.Err()
 		}
 		for {

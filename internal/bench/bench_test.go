@@ -36,6 +36,18 @@ func drivers(t *testing.T) map[string]func(t *testing.T) ebbdriver.Driver {
 	}
 }
 
+// onEachBroker runs test in parallel on each broker, with a bystander task
+// already stored (keep).
+func onEachBroker(t *testing.T, test func(t *testing.T, drv ebbdriver.Driver, keep string)) {
+	for name, open := range drivers(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			drv := open(t)
+			test(t, drv, bystander(t, drv))
+		})
+	}
+}
+
 // bystander enqueues a task into "default" that the bench must not touch.
 func bystander(t *testing.T, drv ebbdriver.Driver) string {
 	t.Helper()
@@ -99,52 +111,42 @@ func checkClean(t *testing.T, drv ebbdriver.Driver, keep string) {
 }
 
 func TestRunDeletesItsTasks(t *testing.T) {
-	for name, open := range drivers(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			drv := open(t)
-			keep := bystander(t, drv)
-			res, err := Run(t.Context(), drv, Params{Tasks: 1500, Concurrency: 50, EnqueueBatch: 200, LatencySamples: 5})
-			if err != nil {
-				t.Fatalf("Run: %v", err)
-			}
-			if res.Tasks != 1500 || res.LatencySamples != 5 {
-				t.Errorf("result %+v, want 1500 tasks and 5 samples", res)
-			}
-			q, _ := benchLeftovers(t, drv)
-			if q.Succeeded != 1505 {
-				t.Errorf("bench queue counts %+v, want 1505 succeeded", q)
-			}
-			checkClean(t, drv, keep)
-		})
-	}
+	onEachBroker(t, func(t *testing.T, drv ebbdriver.Driver, keep string) {
+		res, err := Run(t.Context(), drv, Params{Tasks: 1500, Concurrency: 50, EnqueueBatch: 200, LatencySamples: 5})
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if res.Tasks != 1500 || res.LatencySamples != 5 {
+			t.Errorf("result %+v, want 1500 tasks and 5 samples", res)
+		}
+		q, _ := benchLeftovers(t, drv)
+		if q.Succeeded != 1505 {
+			t.Errorf("bench queue counts %+v, want 1505 succeeded", q)
+		}
+		checkClean(t, drv, keep)
+	})
 }
 
 func TestRunDeletesItsTasksWhenInterrupted(t *testing.T) {
-	for name, open := range drivers(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			drv := open(t)
-			keep := bystander(t, drv)
-			ctx, cancel := context.WithCancel(t.Context())
-			defer cancel()
-			// Stopped mid-enqueue, a backlog is left that no worker ran.
-			p := Params{Tasks: 5000, Concurrency: 50, EnqueueBatch: 500, LatencySamples: 5,
-				Progress: func(phase string, done, total int) {
-					if phase == "enqueue" && done >= 2000 {
-						cancel()
-					}
-				}}
-			if _, err := Run(ctx, drv, p); err == nil {
-				t.Fatal("Run finished although its context was cancelled")
-			}
-			q, _ := benchLeftovers(t, drv)
-			if q.Enqueued < 2000 {
-				t.Fatalf("bench queue %+v: want at least 2000 enqueued before the interrupt", q)
-			}
-			checkClean(t, drv, keep)
-		})
-	}
+	onEachBroker(t, func(t *testing.T, drv ebbdriver.Driver, keep string) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		// Stopped mid-enqueue, a backlog is left that no worker ran.
+		p := Params{Tasks: 5000, Concurrency: 50, EnqueueBatch: 500, LatencySamples: 5,
+			Progress: func(phase string, done, total int) {
+				if phase == "enqueue" && done >= 2000 {
+					cancel()
+				}
+			}}
+		if _, err := Run(ctx, drv, p); err == nil {
+			t.Fatal("Run finished although its context was cancelled")
+		}
+		q, _ := benchLeftovers(t, drv)
+		if q.Enqueued < 2000 {
+			t.Fatalf("bench queue %+v: want at least 2000 enqueued before the interrupt", q)
+		}
+		checkClean(t, drv, keep)
+	})
 }
 
 func TestRunLeavesTasksWhenAbandoned(t *testing.T) {

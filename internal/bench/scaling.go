@@ -13,6 +13,7 @@ import (
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/internal/builtin"
+	"github.com/ebbq/ebb/internal/clock"
 	"github.com/ebbq/ebb/internal/config"
 	"github.com/ebbq/ebb/internal/controlplane"
 	"github.com/ebbq/ebb/internal/tid"
@@ -173,7 +174,7 @@ func waitFor(ctx context.Context, limit time.Duration, what string, cond func() 
 		if time.Now().After(deadline) {
 			return fmt.Errorf("bench scaling: %s did not happen within %s", what, limit)
 		}
-		if !sleepCtx(ctx, 5*time.Millisecond) {
+		if !clock.Sleep(ctx, 5*time.Millisecond) {
 			return ctx.Err()
 		}
 	}

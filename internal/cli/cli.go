@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"text/tabwriter"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -306,9 +308,35 @@ func (f *flagSet) openBroker(e *env) (ctx context.Context, b *brokerurl.Broker, 
 	return ctx, b, func() { b.Close(); stop() }, nil
 }
 
+// openForRead is openBroker for one-shot reads: the context also ends after
+// 30 s, so a broker that accepts connections but never answers does not
+// hang the command.
+func (f *flagSet) openForRead(e *env) (context.Context, *brokerurl.Broker, func(), error) {
+	ctx, b, closeBroker, err := f.openBroker(e)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	return ctx, b, func() { cancel(); closeBroker() }, nil
+}
+
 // signalContext is cancelled by SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// printRows prints rows as indented JSON, or as a table: the tab-separated
+// header, then one line per row.
+func printRows[T any](e *env, asJSON bool, rows []T, flags uint, header string, line func(T) string) error {
+	if asJSON {
+		return printJSON(e.stdout, rows)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', flags)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, line(r))
+	}
+	return tw.Flush()
 }
 
 func printJSON(w io.Writer, v any) error {

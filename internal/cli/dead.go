@@ -46,8 +46,7 @@ func runDead(e *env, args []string) error {
 	}
 	defer closeBroker()
 
-	switch action {
-	case "list":
+	if action == "list" {
 		tasks, total, err := b.Client.DeadList(ctx, *queue, &ebb.DeadListParams{Offset: *offset, Limit: *limit})
 		if err != nil {
 			return err
@@ -72,24 +71,18 @@ func runDead(e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "%d of %d dead tasks in %q\n", len(tasks), total, *queue)
 		return nil
-	case "retry":
-		n, err := b.Client.DeadRetry(ctx, *queue, ids...)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "requeued %d dead task(s) in %q\n", n, *queue)
-		if len(ids) > 0 && int(n) < len(ids) {
-			return fmt.Errorf("%d of the %d ids were not dead tasks of queue %q: %w", len(ids)-int(n), len(ids), *queue, ebb.ErrTaskNotFound)
-		}
-	default:
-		n, err := b.Client.DeadPurge(ctx, *queue, ids...)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "purged %d dead task(s) from %q\n", n, *queue)
-		if len(ids) > 0 && int(n) < len(ids) {
-			return fmt.Errorf("%d of the %d ids were not dead tasks of queue %q: %w", len(ids)-int(n), len(ids), *queue, ebb.ErrTaskNotFound)
-		}
+	}
+	act, done := b.Client.DeadRetry, "requeued %d dead task(s) in %q\n"
+	if action == "purge" {
+		act, done = b.Client.DeadPurge, "purged %d dead task(s) from %q\n"
+	}
+	n, err := act(ctx, *queue, ids...)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, done, n, *queue)
+	if len(ids) > 0 && int(n) < len(ids) {
+		return fmt.Errorf("%d of the %d ids were not dead tasks of queue %q: %w", len(ids)-int(n), len(ids), *queue, ebb.ErrTaskNotFound)
 	}
 	return nil
 }

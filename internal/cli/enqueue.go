@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -161,11 +160,6 @@ func runCancel(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s already finished (%s); nothing to cancel\n", pos[0], st)
 	}
 	return nil
-}
-
-// withTimeout is a short context for one-shot reads.
-func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, 30*time.Second)
 }
 
 // progress prints "enqueued 4000/10000" on one terminal line, and nothing

@@ -38,13 +38,11 @@ func runInspect(e *env, args []string) error {
 		return usagef("cannot inspect %q: use queues, workers, scaling or task ID", what)
 	}
 
-	ctx, b, closeBroker, err := f.openBroker(e)
+	ctx, b, closeBroker, err := f.openForRead(e)
 	if err != nil {
 		return err
 	}
 	defer closeBroker()
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
 	now := time.Now()
 
 	switch what {
@@ -53,32 +51,20 @@ func runInspect(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		rows := httpserver.QueuesJSON(stats, now, nil)
-		if *asJSON {
-			return printJSON(e.stdout, rows)
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "QUEUE\tQUEUED\tSCHEDULED\tIN FLIGHT\tDEAD\tSUCCEEDED\tFAILED\tRETRIED\tOLDEST\t")
-		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", r.Name, r.Queued, r.Scheduled, r.InFlight, r.Dead,
-				r.Succeeded, r.Failed, r.Retried, (time.Duration(r.OldestAgeS * float64(time.Second))).Round(time.Millisecond))
-		}
-		return tw.Flush()
+		return printRows(e, *asJSON, httpserver.QueuesJSON(stats, now, nil), tabwriter.AlignRight,
+			"QUEUE\tQUEUED\tSCHEDULED\tIN FLIGHT\tDEAD\tSUCCEEDED\tFAILED\tRETRIED\tOLDEST\t", func(r httpserver.QueueJSON) string {
+				return fmt.Sprintf("%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t", r.Name, r.Queued, r.Scheduled, r.InFlight, r.Dead,
+					r.Succeeded, r.Failed, r.Retried, (time.Duration(r.OldestAgeS * float64(time.Second))).Round(time.Millisecond))
+			})
 	case "workers":
 		workers, err := b.Client.WorkerList(ctx)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return printJSON(e.stdout, workers)
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tPOOL\tHOST\tPID\tQUEUES\tBUSY\tSTARTED\tLAST HEARTBEAT\tDRAINING")
-		for _, w := range workers {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d/%d\t%s ago\t%s ago\t%v\n", w.ID, w.Pool, w.Host, w.PID, strings.Join(w.Queues, ","),
+		return printRows(e, *asJSON, workers, 0, "ID\tPOOL\tHOST\tPID\tQUEUES\tBUSY\tSTARTED\tLAST HEARTBEAT\tDRAINING", func(w ebb.WorkerInfo) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%d/%d\t%s ago\t%s ago\t%v", w.ID, w.Pool, w.Host, w.PID, strings.Join(w.Queues, ","),
 				w.Busy, w.Concurrency, now.Sub(w.StartedAt).Round(time.Second), now.Sub(w.HeartbeatAt).Round(time.Second), w.Draining)
-		}
-		return tw.Flush()
+		})
 	default:
 		info, err := b.Client.Task(ctx, pos[1])
 		if err != nil {
@@ -126,13 +112,11 @@ func printTask(e *env, t *ebb.TaskInfo) {
 }
 
 func runInspectScaling(e *env, f *flagSet, asJSON bool, pool string, limit int) error {
-	ctx, b, closeBroker, err := f.openBroker(e)
+	ctx, b, closeBroker, err := f.openForRead(e)
 	if err != nil {
 		return err
 	}
 	defer closeBroker()
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
 	ds, err := b.Client.DecisionList(ctx, pool, limit)
 	if err != nil {
 		return err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/ebbq/ebb"
@@ -100,20 +99,14 @@ func runSchedule(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return printJSON(e.stdout, rows)
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tWHEN\tKIND\tQUEUE\tPAUSED\tLAST RUN\tNEXT RUN\tLAST TASK")
-		for _, r := range rows {
+		return printRows(e, *asJSON, rows, 0, "NAME\tWHEN\tKIND\tQUEUE\tPAUSED\tLAST RUN\tNEXT RUN\tLAST TASK", func(r ebb.Schedule) string {
 			when := r.Spec
 			if r.Error != "" {
 				when = "invalid: " + r.Error
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%s\n", r.Name, when, r.Kind, r.Queue, r.Paused,
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%v\t%s\t%s\t%s", r.Name, when, r.Kind, r.Queue, r.Paused,
 				fmtTime(r.LastTickAt), fmtTime(r.NextRun), r.LastTaskID)
-		}
-		return tw.Flush()
+		})
 	case "add":
 		if _, err := client.ScheduleUpsert(ctx, rec); err != nil {
 			return err

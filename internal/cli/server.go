@@ -42,11 +42,7 @@ func runServer(e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return &usageError{msg: "invalid config:\n" + err.Error()}
 	}
-	maxWait, err := wait.value()
-	if err != nil {
-		return err
-	}
-	return serve(e, cfg, false, maxWait)
+	return serve(e, cfg, false, wait)
 }
 
 // runUp is the embedded all-in-one: SQLite at ./ebb.db, the control plane and
@@ -94,14 +90,14 @@ func runUp(e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return &usageError{msg: "invalid settings:\n" + err.Error()}
 	}
+	return serve(e, cfg, true, wait)
+}
+
+func serve(e *env, cfg *config.Config, up bool, wait *brokerWait) error {
 	maxWait, err := wait.value()
 	if err != nil {
 		return err
 	}
-	return serve(e, cfg, true, maxWait)
-}
-
-func serve(e *env, cfg *config.Config, up bool, maxWait time.Duration) error {
 	ctx, stop := signalContext()
 	defer stop()
 	b, err := openBrokerWait(ctx, e, cfg.Broker, maxWait)

@@ -4,6 +4,7 @@
 package clock
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -61,4 +62,17 @@ func (s *Stub) Set(t time.Time) {
 	s.mu.Lock()
 	s.now = t
 	s.mu.Unlock()
+}
+
+// Sleep waits for d, or until ctx ends; it reports whether the full d passed.
+// Waits are real time on every clock: a stub moves Now, not timers.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

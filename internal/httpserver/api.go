@@ -144,11 +144,7 @@ func (s *Server) handlePools(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleWorkers(w http.ResponseWriter, r *http.Request) {
 	ws, err := s.client.WorkerList(r.Context())
-	if err != nil {
-		writeError(w, http.StatusBadGateway, err.Error())
-		return
-	}
-	writeJSON(w, ws)
+	writeAnswer(w, ws, err)
 }
 
 func (s *Server) handleScaling(w http.ResponseWriter, r *http.Request) {
@@ -158,11 +154,7 @@ func (s *Server) handleScaling(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ds, err := s.client.DecisionList(r.Context(), r.URL.Query().Get("pool"), limit)
-	if err != nil {
-		writeError(w, http.StatusBadGateway, err.Error())
-		return
-	}
-	writeJSON(w, ds)
+	writeAnswer(w, ds, err)
 }
 
 func (s *Server) handleLeader(w http.ResponseWriter, r *http.Request) {

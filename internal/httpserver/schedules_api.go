@@ -36,11 +36,7 @@ func (s *Server) writable(h http.HandlerFunc) http.HandlerFunc {
 
 func (s *Server) handleSchedules(w http.ResponseWriter, r *http.Request) {
 	recs, err := s.client.ScheduleList(r.Context())
-	if err != nil {
-		writeError(w, http.StatusBadGateway, err.Error())
-		return
-	}
-	writeJSON(w, recs)
+	writeAnswer(w, recs, err)
 }
 
 // handleScheduleAdd takes a schedule in the config file's shape, as JSON.

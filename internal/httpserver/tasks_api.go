@@ -48,20 +48,12 @@ func (s *Server) handleTaskSearch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.client.TaskList(r.Context(), &p)
-	if err != nil {
-		writeError(w, http.StatusBadGateway, err.Error())
-		return
-	}
-	writeJSON(w, res)
+	writeAnswer(w, res, err)
 }
 
 func (s *Server) handleTaskGet(w http.ResponseWriter, r *http.Request) {
 	t, err := s.client.Task(r.Context(), r.PathValue("id"))
-	if err != nil {
-		writeBrokerError(w, err)
-		return
-	}
-	writeJSON(w, t)
+	writeAnswer(w, t, err)
 }
 
 // EnqueueRequest is the body of POST /api/v1/tasks.
@@ -175,7 +167,17 @@ func (s *Server) handleTaskAction(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, out)
 }
 
-// writeBrokerError maps driver errors onto HTTP statuses.
+// writeAnswer writes v, or err mapped onto a status as writeBrokerError
+// does: the shape of every read of the API.
+func writeAnswer[T any](w http.ResponseWriter, v T, err error) {
+	if err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	writeJSON(w, v)
+}
+
+// writeBrokerError maps the client's errors onto HTTP statuses.
 func writeBrokerError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ebb.ErrTaskNotFound), errors.Is(err, ebb.ErrWorkerNotFound), errors.Is(err, ebb.ErrScheduleNotFound):

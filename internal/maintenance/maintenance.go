@@ -136,63 +136,54 @@ func (m *Maintainer) Pass(ctx context.Context) PassResult {
 
 // RescueQueues returns the expired leases of the given queues to them.
 func (m *Maintainer) RescueQueues(ctx context.Context, queues []string) (rescued int) {
-	for _, q := range queues {
-		for {
-			res, err := m.c.Driver.RescueExpired(ctx, q, m.c.Clock.Now(), batchLimit)
-			if err != nil {
-				m.c.Logger.Warn("maintenance: rescue expired leases failed", "queue", q, "error", err)
-				break
-			}
-			n := len(res.Requeued) + len(res.Dead)
-			if n > 0 {
-				m.c.Logger.Info("maintenance: rescued tasks whose worker stopped heartbeating",
-					"queue", q, "requeued", len(res.Requeued), "dead", len(res.Dead))
-			}
-			rescued += n
-			if n < batchLimit {
-				break
-			}
+	return inBatches(m, queues, "rescue expired leases", func(q string) (int, error) {
+		res, err := m.c.Driver.RescueExpired(ctx, q, m.c.Clock.Now(), batchLimit)
+		if err != nil {
+			return 0, err
 		}
-	}
-	return rescued
+		if n := len(res.Requeued) + len(res.Dead); n > 0 {
+			m.c.Logger.Info("maintenance: rescued tasks whose worker stopped heartbeating",
+				"queue", q, "requeued", len(res.Requeued), "dead", len(res.Dead))
+		}
+		return len(res.Requeued) + len(res.Dead), nil
+	})
 }
 
 // PromoteQueues moves the due scheduled and retrying tasks of the given queues
 // to queued.
 func (m *Maintainer) PromoteQueues(ctx context.Context, queues []string) (promoted int) {
-	for _, q := range queues {
-		for {
-			n, err := m.c.Driver.PromoteDue(ctx, q, m.c.Clock.Now(), batchLimit)
-			if err != nil {
-				m.c.Logger.Warn("maintenance: promote due tasks failed", "queue", q, "error", err)
-				break
-			}
-			promoted += n
-			if n < batchLimit {
-				break
-			}
-		}
-	}
-	return promoted
+	return inBatches(m, queues, "promote due tasks", func(q string) (int, error) {
+		return m.c.Driver.PromoteDue(ctx, q, m.c.Clock.Now(), batchLimit)
+	})
 }
 
 // CleanupQueues deletes the finished tasks past retention and the old dead
 // tasks of the given queues.
 func (m *Maintainer) CleanupQueues(ctx context.Context, queues []string) (deleted int64) {
+	return inBatches(m, queues, "cleanup", func(q string) (int64, error) {
+		return m.c.Driver.Cleanup(ctx, ebbdriver.CleanupParams{
+			Queue: q, Now: m.c.Clock.Now(), DeadRetention: m.c.DeadRetention, Limit: batchLimit,
+		})
+	})
+}
+
+// inBatches runs step on each queue until a call moves less than a full
+// batch, so one pass clears a backlog without one call holding the broker
+// for long, and returns how much moved in all. A queue whose call fails is
+// logged and left for the next pass.
+func inBatches[N int | int64](m *Maintainer, queues []string, what string, step func(queue string) (N, error)) (total N) {
 	for _, q := range queues {
 		for {
-			n, err := m.c.Driver.Cleanup(ctx, ebbdriver.CleanupParams{
-				Queue: q, Now: m.c.Clock.Now(), DeadRetention: m.c.DeadRetention, Limit: batchLimit,
-			})
+			n, err := step(q)
 			if err != nil {
-				m.c.Logger.Warn("maintenance: cleanup failed", "queue", q, "error", err)
+				m.c.Logger.Warn("maintenance: "+what+" failed", "queue", q, "error", err)
 				break
 			}
-			deleted += n
+			total += n
 			if n < batchLimit {
 				break
 			}
 		}
 	}
-	return deleted
+	return total
 }

@@ -102,14 +102,7 @@ func TestParseCronValid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.expr+"/"+tt.tz, func(t *testing.T) {
 			t.Parallel()
-			spec, err := ParseCron(tt.expr, tt.tz)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := strings.Fields(tt.want)
-			if got := formatAll(ticks(spec, utc(tt.from), len(want))); got != tt.want {
-				t.Errorf("ticks after %s:\n got %s\nwant %s", tt.from, got, tt.want)
-			}
+			checkTicks(t, tt.expr, tt.tz, tt.from, tt.want)
 		})
 	}
 }
@@ -241,14 +234,7 @@ func TestCronDST(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			spec, err := ParseCron(tt.expr, tt.tz)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := strings.Fields(tt.want)
-			if got := formatAll(ticks(spec, utc(tt.from), len(want))); got != tt.want {
-				t.Errorf("%q in %s after %s:\n got %s\nwant %s", tt.expr, tt.tz, tt.from, got, tt.want)
-			}
+			checkTicks(t, tt.expr, tt.tz, tt.from, tt.want)
 		})
 	}
 }
@@ -627,5 +613,18 @@ func TestTaskID(t *testing.T) {
 	}
 	if a, b := TaskID(long, tick), TaskID(long+"z", tick); a == b || !strings.HasPrefix(a, "beat-h:") {
 		t.Errorf("long names: %q, %q", a, b)
+	}
+}
+
+// checkTicks parses expr in tz and checks its ticks after from against want
+// (space-separated RFC 3339 times).
+func checkTicks(t *testing.T, expr, tz, from, want string) {
+	t.Helper()
+	spec, err := ParseCron(expr, tz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := formatAll(ticks(spec, utc(from), len(strings.Fields(want)))); got != want {
+		t.Errorf("%q in %s after %s:\n got %s\nwant %s", expr, tz, from, got, want)
 	}
 }
