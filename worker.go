@@ -259,7 +259,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return errors.New("ebb: worker is already running")
 	}
 	w.startedAt = w.clock.Now()
-	w.values = context.WithoutCancel(ctx)
+	w.values = withClock(context.WithoutCancel(ctx), w.clock)
 	// Background services outlive ctx: the drain still needs leases renewed
 	// and outcomes stored after the caller cancelled.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))

@@ -25,7 +25,7 @@ func (w *Worker) start(rec *ebbtype.TaskInfo) {
 	// lets them finish (drain) and cancels them explicitly when it must. It
 	// keeps the values of Run's context (trace ids, tenants, loggers), and
 	// carries the worker's clock for the middleware that times attempts.
-	ctx, cancel := context.WithCancelCause(withClock(w.values, w.clock))
+	ctx, cancel := context.WithCancelCause(w.values)
 	t := &inflightTask{queue: rec.Queue, id: rec.ID, token: rec.LeaseToken, cancel: cancel}
 	w.inflightMu.Lock()
 	w.inflight[rec.ID] = t

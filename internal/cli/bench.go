@@ -24,6 +24,8 @@ func runBench(e *env, args []string) error {
 	concurrency := f.Int("concurrency", 1000, "worker concurrency (goroutines are cheap; a large backlog of no-op tasks wants many slots so fetches and acknowledgements stay batched)")
 	batch := f.Int("batch", 1000, "tasks per enqueue call")
 	samples := f.Int("latency-samples", 200, "sequential enqueue→start samples on the idle worker")
+	retention := f.Duration("retention", bench.RetentionDefault, "how long the bench's finished tasks are kept before its cleanup deletes them; "+
+		"shorter than the run makes Redis expire them while the figures are taken")
 	asJSON := f.Bool("json", false, "print one JSON line")
 	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if pos, err := f.parse(e, args); err != nil {
@@ -42,7 +44,10 @@ func runBench(e *env, args []string) error {
 
 	abandon, release := abandonOnSecondSignal(ctx, e)
 	defer release()
-	p := bench.Params{Tasks: *tasks, Concurrency: *concurrency, EnqueueBatch: *batch, LatencySamples: *samples, Abandon: abandon}
+	if *retention <= 0 {
+		return usagef("--retention %s: must be positive", *retention)
+	}
+	p := bench.Params{Tasks: *tasks, Concurrency: *concurrency, EnqueueBatch: *batch, LatencySamples: *samples, Retention: *retention, Abandon: abandon}
 	tty := !*asJSON && isTerminal(e.stderr)
 	if tty {
 		p.Progress = func(phase string, done, total int) {
