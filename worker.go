@@ -36,6 +36,13 @@ const (
 	// PollIntervalDefault is the backstop fetch while idle, in case a broker
 	// notification was lost; wake-ups normally come from notifications.
 	PollIntervalDefault = 5 * time.Second
+	// HoldTimeoutDefault leaves the control plane (which sees a drained
+	// worker within a heartbeat) and the platform (an ECS service or a
+	// Deployment stops a replica within a minute or two) ample time, yet does
+	// not let a worker whose control plane died sit idle and paid for all day.
+	// Exiting then is safe, since a drained worker holds nothing: at worst
+	// the platform starts a replacement.
+	HoldTimeoutDefault = 10 * time.Minute
 )
 
 // QueueConfig names a queue a worker takes tasks from.
@@ -97,6 +104,50 @@ type WorkerConfig struct {
 	// registry timestamps) reads it, so a test can stop or move time. Timers
 	// (poll, heartbeat, drain grace, task timeouts) still run in real time.
 	Clock ebbtype.Clock
+
+	// ScaleInGuard is the platform's scale-in protection for this worker's
+	// own replica, where the platform picks which replica to stop (ECS task
+	// scale-in protection). Setting it turns HoldAfterDrain on. The worker
+	// fetches nothing until its first Protect succeeded, renews protection
+	// every RenewEvery until a requested drain has left it holding nothing,
+	// and then releases it, so the only replicas the platform may pick are
+	// drained ones.
+	ScaleInGuard ScaleInGuard
+
+	// HoldAfterDrain keeps the worker up after a requested drain (through
+	// the broker, as the autoscaler asks, or Drain) has finished, for
+	// platforms that own the replica count (an ECS service, a Kubernetes
+	// Deployment) and would replace a worker that exits: Run keeps the
+	// registry entry alive with Draining and Drained set, fetches nothing,
+	// and returns only when its context is cancelled (the platform stopping
+	// the replica) or after HoldTimeout. A drain forced by cancelling Run's
+	// context is unaffected.
+	HoldAfterDrain bool
+
+	// HoldTimeout bounds the hold of HoldAfterDrain, counted from the end of
+	// the drain: past it the worker exits anyway, for nothing stopped it.
+	// Zero is HoldTimeoutDefault.
+	HoldTimeout time.Duration
+}
+
+// ScaleInGuard protects the worker's replica from being picked by its
+// platform on scale-in. Its calls must return within a bounded time and
+// should not retry internally: the worker retries, with backoff, and logs
+// each failure.
+type ScaleInGuard interface {
+	// Protect turns protection on, or extends it. Protection should expire
+	// by itself, so that a worker that dies without releasing it does not
+	// keep its replica (and deploys) blocked.
+	Protect(ctx context.Context) error
+	// Release turns protection off. The worker calls it once, after a
+	// requested drain, and retries it until it succeeds; only then does it
+	// report itself drained.
+	Release(ctx context.Context) error
+	// RenewEvery is how often Protect is repeated while the worker is not
+	// drained: well within the protection's expiry, so that a failed
+	// renewal can be retried before protection lapses. Zero or less:
+	// Protect once (for protection that never expires).
+	RenewEvery() time.Duration
 }
 
 // Worker fetches tasks from its queues and runs them. Create it with
@@ -127,6 +178,12 @@ type Worker struct {
 	completer  *completer
 	startedAt  time.Time
 	host       string
+	drained    atomic.Bool
+	// protected is closed once the guard's first Protect succeeded; nil
+	// without a guard.
+	protected chan struct{}
+	guardMu   sync.Mutex
+	guardErr  error
 	// values carries the values of Run's context into every handler's,
 	// without its cancellation: shutdown ends handlers explicitly.
 	values context.Context
@@ -185,6 +242,16 @@ func NewWorker(driver ebbdriver.Driver, config *WorkerConfig) (*Worker, error) {
 	setDefault(&c.HeartbeatInterval, HeartbeatIntervalDefault)
 	setDefault(&c.DrainTimeout, DrainTimeoutDefault)
 	setDefault(&c.PollInterval, PollIntervalDefault)
+	if c.HoldTimeout < 0 {
+		return nil, fmt.Errorf("ebb: worker hold timeout %s is negative (zero is the default, %s)", c.HoldTimeout, HoldTimeoutDefault)
+	}
+	setDefault(&c.HoldTimeout, HoldTimeoutDefault)
+	if c.ScaleInGuard != nil {
+		// Exiting after a drain would have the platform start a replacement
+		// (the reason it protects replicas at all).
+		c.HoldAfterDrain = true
+		w.protected = make(chan struct{})
+	}
 	if c.HeartbeatInterval >= c.LeaseDuration {
 		return nil, fmt.Errorf("ebb: heartbeat interval %s must be shorter than the lease %s (a third of it is a good choice)", c.HeartbeatInterval, c.LeaseDuration)
 	}
@@ -243,8 +310,9 @@ func defaultWorkerID() string {
 func (w *Worker) ID() string { return w.config.ID }
 
 // Drain asks a running worker to stop fetching, finish what it holds (with no
-// deadline) and return from Run, as a broker drain request does. Cancelling
-// Run's context instead drains with DrainTimeout.
+// deadline) and return from Run, as a broker drain request does (with
+// HoldAfterDrain it stays up drained instead, until Run's context ends).
+// Cancelling Run's context instead drains with DrainTimeout.
 func (w *Worker) Drain() {
 	w.drainOnce.Do(func() { close(w.drainReq) })
 }
@@ -253,7 +321,9 @@ func (w *Worker) Drain() {
 // drains: it stops fetching, lets in-flight tasks finish (for up to
 // DrainTimeout when ctx was cancelled), cancels and hands back the rest
 // (their attempt does not count), stores every outcome and deregisters. It returns nil after a clean
-// drain; an error only if it could not start (broker unreachable).
+// drain; an error only if it could not start (broker unreachable). With
+// HoldAfterDrain, a requested drain is followed by the hold (see
+// WorkerConfig.HoldAfterDrain) before the worker deregisters.
 func (w *Worker) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("ebb: worker is already running")
@@ -274,6 +344,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.completer = newCompleter(w)
 	var services sync.WaitGroup
+	stopGuard := func() {}
+	if g := w.config.ScaleInGuard; g != nil {
+		guardCtx, cancelGuard := context.WithCancel(bg)
+		guardDone := make(chan struct{})
+		services.Go(func() {
+			defer close(guardDone)
+			w.guard(guardCtx, g)
+		})
+		// Waiting for the loop matters: a renewal still in flight when
+		// Release runs would turn protection back on behind it.
+		stopGuard = func() { cancelGuard(); <-guardDone }
+	}
 	services.Go(func() { w.completer.run(bg) })
 	services.Go(func() { w.listen(bg, events) })
 	services.Go(func() { w.heartbeat(bg) })
@@ -289,6 +371,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	fetchDone := make(chan struct{})
 	go func() {
 		defer close(fetchDone)
+		if w.protected != nil {
+			// A task taken unprotected could be killed with the replica.
+			select {
+			case <-w.protected:
+			case <-fetchCtx.Done():
+				return
+			}
+		}
 		w.fetchLoop(fetchCtx, bg)
 	}()
 	w.logger.Info("worker started", "queues", w.queues, "concurrency", w.config.Concurrency, "broker", w.driver.Name())
@@ -299,7 +389,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.logger.Info("worker draining: shutdown requested", "drain_timeout", w.config.DrainTimeout)
 	case <-w.drainReq:
 		requested = true
-		w.logger.Info("worker draining: drain requested; running tasks finish before exit")
+		if w.config.HoldAfterDrain {
+			w.logger.Info("worker draining: drain requested; running tasks finish, then the worker waits to be stopped by its platform")
+		} else {
+			w.logger.Info("worker draining: drain requested; running tasks finish before exit")
+		}
 	}
 	w.draining.Store(true)
 	stopFetch()
@@ -308,6 +402,10 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	w.finishInFlight(ctx, requested)
 	w.completer.stop()
+	stopGuard()
+	if requested && ctx.Err() == nil && w.config.HoldAfterDrain {
+		w.hold(ctx, bg)
+	}
 	stopBG()
 	services.Wait()
 	derCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -373,6 +471,37 @@ func (w *Worker) finishInFlight(ctx context.Context, requested bool) {
 	w.inflightMu.Unlock()
 }
 
+// hold keeps a drained worker up for a platform that owns the replica
+// count: exiting would only have it start a replacement. Once the guard's
+// protection is released the registry says Drained, and the control plane
+// lowers the replica count so that the platform stops this replica (or
+// another drained one). The heartbeat service keeps the entry alive
+// meanwhile; bg is its context.
+func (w *Worker) hold(ctx, bg context.Context) {
+	holdCtx, cancel := context.WithTimeout(ctx, w.config.HoldTimeout)
+	defer cancel()
+	released := w.releaseGuard(holdCtx)
+	if released {
+		w.drained.Store(true)
+		w.sendHeartbeat(bg) // the control plane retires drained workers: tell it at once
+		w.logger.Info("worker drained: holding nothing and taking nothing until the platform stops it",
+			"hold_timeout", w.config.HoldTimeout)
+		<-holdCtx.Done()
+	}
+	switch {
+	case ctx.Err() != nil && released:
+		w.logger.Info("worker stopping: shutdown requested while drained")
+	case ctx.Err() != nil:
+		w.logger.Info("worker stopping: shutdown requested before scale-in protection was released")
+	case released:
+		w.logger.Warn("hold timeout: the platform did not stop this drained worker; exiting anyway (it holds nothing)",
+			"hold_timeout", w.config.HoldTimeout)
+	default:
+		w.logger.Warn("hold timeout: scale-in protection could not be released; exiting anyway (it holds nothing)",
+			"hold_timeout", w.config.HoldTimeout, "error", w.ScaleInGuardErr())
+	}
+}
+
 func (w *Worker) info(draining bool) ebbtype.WorkerInfo {
 	return ebbtype.WorkerInfo{
 		ID:          w.config.ID,
@@ -385,5 +514,6 @@ func (w *Worker) info(draining bool) ebbtype.WorkerInfo {
 		StartedAt:   w.startedAt,
 		HeartbeatAt: w.clock.Now(),
 		Draining:    draining,
+		Drained:     w.drained.Load(),
 	}
 }

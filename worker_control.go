@@ -2,6 +2,7 @@ package ebb
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
@@ -130,6 +131,127 @@ func (w *Worker) listen(ctx context.Context, events <-chan ebbdriver.Event) {
 			if !clock.Sleep(ctx, d) {
 				return
 			}
+		}
+	}
+}
+
+// Retry bounds of the scale-in guard's calls: the first retry comes quickly,
+// for a platform endpoint that blinked, and the cap keeps a persistent
+// failure (missing permissions, throttling) to a couple of calls a minute.
+const (
+	guardRetryMin = 250 * time.Millisecond
+	guardRetryMax = 30 * time.Second
+)
+
+// ScaleInGuardErr is the error of the scale-in guard's last call if it
+// failed, nil if it succeeded or there is no guard. While it is set the
+// worker is not fetching yet (the first Protect), its protection may lapse
+// (a renewal; work goes on), or it is not reported drained (Release).
+func (w *Worker) ScaleInGuardErr() error {
+	w.guardMu.Lock()
+	defer w.guardMu.Unlock()
+	return w.guardErr
+}
+
+func (w *Worker) setGuardErr(err error) {
+	w.guardMu.Lock()
+	w.guardErr = err
+	w.guardMu.Unlock()
+}
+
+// guard turns scale-in protection on, opens the fetch loop's gate once it
+// is, and renews it until ctx ends (when a drain has finished, or the worker
+// exits).
+func (w *Worker) guard(ctx context.Context, g ScaleInGuard) {
+	b := newBackoff(guardRetryMin, guardRetryMax)
+	for attempt := 1; ; attempt++ {
+		err := g.Protect(ctx)
+		if err == nil {
+			if attempt > 1 {
+				w.logger.Info("scale-in protection on; taking tasks", "attempts", attempt)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		w.setGuardErr(err)
+		d := b.next()
+		w.logger.Warn("scale-in protection failed; taking no tasks until it succeeds", "attempt", attempt, "error", err, "retry_in", d)
+		if !clock.Sleep(ctx, d) {
+			return
+		}
+	}
+	w.setGuardErr(nil)
+	close(w.protected)
+	every := g.RenewEvery()
+	if every <= 0 {
+		return
+	}
+	b.reset()
+	failures := 0
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := g.Protect(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			if failures > 0 {
+				w.logger.Info("scale-in protection renewed", "failed_attempts", failures)
+			}
+			failures = 0
+			b.reset()
+			w.setGuardErr(nil)
+			t.Reset(every)
+			continue
+		}
+		failures++
+		w.setGuardErr(err)
+		// Tasks keep running: stopping them would not make the replica any
+		// safer, and protection is still on until it expires.
+		d := min(b.next(), every)
+		w.logger.Warn("renewing scale-in protection failed; retrying, work goes on (protection lapses at its expiry if this persists)",
+			"attempt", failures, "error", err, "retry_in", d)
+		t.Reset(d)
+	}
+}
+
+// releaseGuard lifts scale-in protection after a requested drain, retrying
+// until it succeeds or ctx ends, and reports whether it did. Without a guard
+// there is nothing to lift. Release runs even if no Protect ever succeeded:
+// one that timed out may still have reached the platform.
+func (w *Worker) releaseGuard(ctx context.Context) bool {
+	g := w.config.ScaleInGuard
+	if g == nil {
+		return true
+	}
+	b := newBackoff(guardRetryMin, guardRetryMax)
+	for attempt := 1; ; attempt++ {
+		err := g.Release(ctx)
+		if err == nil {
+			w.setGuardErr(nil)
+			w.logger.Info("scale-in protection released", "attempts", attempt)
+			return true
+		}
+		if ctx.Err() != nil {
+			if !errors.Is(err, ctx.Err()) {
+				w.setGuardErr(err)
+			}
+			return false
+		}
+		w.setGuardErr(err)
+		d := b.next()
+		w.logger.Warn("releasing scale-in protection failed; retrying (the worker is not reported drained until it succeeds)",
+			"attempt", attempt, "error", err, "retry_in", d)
+		if !clock.Sleep(ctx, d) {
+			return false
 		}
 	}
 }

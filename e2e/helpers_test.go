@@ -173,7 +173,9 @@ type proc struct {
 func childEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "EBB_") {
+		// Nor the ECS task's endpoints, should the tests run in one: a
+		// worker would take it for its own task.
+		if !strings.HasPrefix(kv, "EBB_") && !strings.HasPrefix(kv, "ECS_CONTAINER_METADATA_URI") && !strings.HasPrefix(kv, "ECS_AGENT_URI") {
 			env = append(env, kv)
 		}
 	}
@@ -186,6 +188,14 @@ func childEnv() []string {
 // crashed or timed-out test run.
 func startEbb(t *testing.T, dir, name string, args ...string) *proc {
 	t.Helper()
+	return startEbbWith(t, dir, name, nil, args...)
+}
+
+// startEbbWith is startEbb with extra environment variables for this one
+// process (the ECS agent's of a fake task, say: set in the test process they
+// would reach every parallel test's workers).
+func startEbbWith(t *testing.T, dir, name string, extraEnv []string, args ...string) *proc {
+	t.Helper()
 	logDir := t.TempDir()
 	if dir == "" {
 		dir = logDir
@@ -197,7 +207,7 @@ func startEbb(t *testing.T, dir, name string, args ...string) *proc {
 	}
 	cmd := exec.Command(ebbBin, args...)
 	cmd.Dir = dir
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), extraEnv...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()

@@ -35,5 +35,9 @@ type WorkerInfo struct {
 	StartedAt   time.Time `json:"started_at"`
 	HeartbeatAt time.Time `json:"heartbeat_at"`
 	Draining    bool      `json:"draining"`
-	Version     string    `json:"version,omitempty"`
+	// Drained is set once a draining worker holds nothing and has released
+	// any scale-in protection, and stays up only to be stopped by its
+	// platform (targets that implement target.Retirer).
+	Drained bool   `json:"drained,omitempty"`
+	Version string `json:"version,omitempty"`
 }

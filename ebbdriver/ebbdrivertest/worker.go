@@ -69,6 +69,7 @@ func checkWorker(t *testing.T, want, got ebbtype.WorkerInfo) {
 	checkTime(t, p+"StartedAt", want.StartedAt, got.StartedAt)
 	checkTime(t, p+"HeartbeatAt", want.HeartbeatAt, got.HeartbeatAt)
 	check(t, p+"Draining", want.Draining, got.Draining)
+	check(t, p+"Drained", want.Drained, got.Drained)
 	check(t, p+"Version", want.Version, got.Version)
 }
 
@@ -98,6 +99,35 @@ func testWorker(t *testing.T, newDriver Factory) {
 		check(t, "w1 DrainRequested after request", true, f.heartbeat(w1, time.Minute).DrainRequested)
 		w2.HeartbeatAt = now.Add(time.Second)
 		check(t, "w2 DrainRequested", false, f.heartbeat(w2, time.Minute).DrainRequested)
+	})
+
+	// Drained is what the control plane retires replicas by on platforms
+	// that own the replica count: a driver that drops it would leave drained
+	// workers running forever and have busy ones picked instead.
+	t.Run("Drained", func(t *testing.T) {
+		f := setup(t, newDriver)
+		now := msNow()
+		held, busy := workerInfo("held", now), workerInfo("busy", now)
+		held.Busy, held.Draining, held.Drained = 0, true, true
+		busy.Draining = true
+		f.heartbeat(held, time.Minute)
+		f.heartbeat(busy, time.Minute)
+		ws := f.workers(now)
+		checkSlice(t, "workers", []string{"busy", "held"}, workerIDs(ws))
+		if len(ws) == 2 {
+			checkWorker(t, busy, ws[0])
+			checkWorker(t, held, ws[1])
+		}
+		// A later heartbeat carries it on; a drain request does not clear it.
+		if err := f.d.WorkerRequestDrain(f.ctx, "held", now); err != nil {
+			t.Fatalf("WorkerRequestDrain: %v", err)
+		}
+		held.HeartbeatAt = now.Add(time.Second)
+		f.heartbeat(held, time.Minute)
+		ws = f.workers(now.Add(time.Second))
+		if len(ws) == 2 {
+			checkWorker(t, held, ws[1])
+		}
 	})
 
 	t.Run("DrainUnknown", func(t *testing.T) {

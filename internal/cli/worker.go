@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/internal/brokerurl"
 	"github.com/ebbq/ebb/internal/builtin"
+	"github.com/ebbq/ebb/internal/clock"
+	"github.com/ebbq/ebb/internal/ecsagent"
 )
 
 func runWorker(e *env, args []string) error {
@@ -20,8 +23,20 @@ func runWorker(e *env, args []string) error {
 	drain := f.Duration("drain-timeout", ebb.DrainTimeoutDefault, "on SIGTERM/SIGINT, how long running tasks may finish before they are handed back")
 	lease := f.Duration("lease", ebb.LeaseDurationDefault, "how long the worker owns a task between heartbeats before others may rescue it")
 	heartbeat := f.Duration("heartbeat", ebb.HeartbeatIntervalDefault, "lease renewal and registry heartbeat interval (less than --lease)")
-	id := f.String("id", "", "worker id in the registry (default host-pid-random)")
+	id := f.String("id", "", "worker id in the registry (default: the ECS task id on ECS, else host-pid-random)")
 	pool := f.String("pool", "", "pool name, when run by the autoscaler")
+	platformDef := os.Getenv(platformEnv)
+	if platformDef == "" {
+		platformDef = platformAuto
+	}
+	platform := f.String("platform", platformDef, "where the worker runs: auto (ecs when the ECS agent's variables "+ecsagent.EnvMetadataURI+
+		" and "+ecsagent.EnvAgentURI+" are set, else none), ecs, kubernetes or none. On ecs and kubernetes a worker asked to drain "+
+		"stays up drained until the platform stops it, since the platform would replace a worker that exits; on ecs it also holds "+
+		"task scale-in protection while it may hold tasks (env "+platformEnv+")")
+	protExpiry := f.Duration("protection-expiry", ecsagent.ExpiryDefault, "ecs: how long one grant of task scale-in protection lasts (whole minutes, at most 48h): "+
+		"how long a worker that died without releasing it keeps its task from being scaled in or replaced by a deploy")
+	protRenew := f.Duration("protection-renew", ecsagent.RenewEveryDefault, "ecs: how often the protection is renewed while the worker is not drained (less than --protection-expiry)")
+	holdTimeout := f.Duration("hold-timeout", ebb.HoldTimeoutDefault, "ecs, kubernetes: how long a drained worker waits for the platform to stop it before it exits anyway")
 	wait := newBrokerWait(f)
 	if pos, err := f.parse(e, args); err != nil {
 		return err
@@ -51,9 +66,39 @@ func runWorker(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *holdTimeout < 0 {
+		return usagef("--hold-timeout %s: must not be negative", *holdTimeout)
+	}
+	plat, err := resolvePlatform(*platform, os.Getenv)
+	if err != nil {
+		return err
+	}
 
 	ctx, stop := signalContext()
 	defer stop()
+	var guard ebb.ScaleInGuard
+	hold := plat.name != platformNone
+	var taskARN string
+	if plat.name == platformECS {
+		agent, err := ecsagent.New(ecsagent.Config{MetadataURI: plat.metadataURI, AgentURI: plat.agentURI, Expiry: *protExpiry, RenewEvery: *protRenew})
+		if err != nil {
+			return usagef("--protection-expiry %s, --protection-renew %s: %v", *protExpiry, *protRenew, strings.TrimPrefix(err.Error(), "ecsagent: "))
+		}
+		taskARN, err = taskARNWait(ctx, e, agent)
+		if err != nil {
+			if ctx.Err() != nil {
+				e.logger.Info("stopped before the task metadata was read")
+				return nil
+			}
+			return err
+		}
+		if *id == "" {
+			if *id, err = ecsagent.TaskID(taskARN); err != nil {
+				return err
+			}
+		}
+		guard = agent
+	}
 	b, err := openBrokerWait(ctx, e, *f.broker, maxWait)
 	if b == nil {
 		return err
@@ -71,11 +116,90 @@ func runWorker(e *env, args []string) error {
 		ID:                *id,
 		Pool:              *pool,
 		Logger:            e.logger,
+		ScaleInGuard:      guard,
+		HoldAfterDrain:    hold,
+		HoldTimeout:       *holdTimeout,
 	})
 	if err != nil {
 		return usagef("%v", err)
 	}
+	attrs := []any{"platform", plat.name, "worker", w.ID()}
+	switch plat.name {
+	case platformECS:
+		attrs = append(attrs, "task", taskARN, "protection_expiry", *protExpiry, "protection_renew", *protRenew, "hold_timeout", *holdTimeout)
+	case platformKubernetes:
+		attrs = append(attrs, "hold_timeout", *holdTimeout)
+	}
+	e.logger.Info("platform "+plat.name+" ("+plat.source+")", attrs...)
 	return w.Run(ctx)
+}
+
+// The values of --platform.
+const (
+	platformAuto       = "auto"
+	platformECS        = "ecs"
+	platformKubernetes = "kubernetes"
+	platformNone       = "none"
+	platformEnv        = "EBB_PLATFORM"
+)
+
+type platform struct {
+	name, source          string
+	metadataURI, agentURI string // ecs
+}
+
+// resolvePlatform turns --platform into the platform the worker runs on.
+// Only ECS is detected: its agent sets two variables in every container of
+// a task, while nothing as specific marks a pod whose platform owns the
+// replica count (a pod of a Job, or one run by the local target on a
+// Kubernetes node, must exit after a drain).
+func resolvePlatform(flagValue string, getenv func(string) string) (platform, error) {
+	meta, agent, onECS := ecsagent.FromEnv(getenv)
+	switch flagValue {
+	case platformAuto:
+		if onECS {
+			return platform{name: platformECS, source: "detected from " + ecsagent.EnvMetadataURI + " and " + ecsagent.EnvAgentURI,
+				metadataURI: meta, agentURI: agent}, nil
+		}
+		return platform{name: platformNone, source: "no platform detected"}, nil
+	case platformECS:
+		if !onECS {
+			return platform{}, usagef("--platform ecs: %s and %s must both be set (the ECS agent sets them in every container of a task)",
+				ecsagent.EnvMetadataURI, ecsagent.EnvAgentURI)
+		}
+		return platform{name: platformECS, source: "--platform ecs", metadataURI: meta, agentURI: agent}, nil
+	case platformKubernetes:
+		return platform{name: platformKubernetes, source: "--platform kubernetes: no scale-in protection yet"}, nil
+	case platformNone:
+		return platform{name: platformNone, source: "--platform none"}, nil
+	}
+	return platform{}, usagef("--platform %q: use auto, ecs, kubernetes or none", flagValue)
+}
+
+// taskMetadataWait bounds the wait for the task metadata endpoint, which the
+// agent serves from the moment the container starts; a minute covers an
+// agent that restarts meanwhile.
+const taskMetadataWait = time.Minute
+
+// taskARNWait reads the task's ARN, retrying with backoff for up to
+// taskMetadataWait.
+func taskARNWait(ctx context.Context, e *env, agent *ecsagent.Client) (string, error) {
+	deadline := time.Now().Add(taskMetadataWait)
+	delay := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		arn, err := agent.TaskARN(ctx)
+		if err == nil {
+			return arn, nil
+		}
+		if ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
+			return "", fmt.Errorf("cannot read the ECS task metadata (needed for the worker id and scale-in protection): %w", err)
+		}
+		e.logger.Warn("task metadata not readable yet; retrying", "attempt", attempt, "error", err, "retry_in", delay)
+		if !clock.Sleep(ctx, delay) {
+			return "", ctx.Err()
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
 }
 
 // brokerWaitDefault outlasts a broker's usual cold start on Kubernetes or

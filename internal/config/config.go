@@ -146,8 +146,9 @@ type Autoscaler struct {
 // ReconcileIntervalDefault bounds how late a time-based decision can be.
 const ReconcileIntervalDefault = 5 * time.Second
 
-// Target kinds. Only TargetLocal runs today; the others are accepted by the
-// type so configs and the target seam need not change when they arrive.
+// Target kinds. TargetLocal and TargetECS are valid in a pool;
+// TargetKubernetes is named so that configs and the target seam need not
+// change when it arrives.
 const (
 	TargetLocal      = "local"
 	TargetKubernetes = "kubernetes"
@@ -165,8 +166,11 @@ type Pool struct {
 	// EBB_POOL_<NAME>_QUEUES (comma list).
 	Queues []string `yaml:"queues"`
 	// Target is where workers run: TargetLocal (child processes of the
-	// server). Default TargetDefault.
+	// server) or TargetECS (the tasks of an ECS service, see ECS). Default
+	// TargetDefault.
 	Target string `yaml:"target"`
+	// ECS is the service an ecs pool scales; only an ecs pool may set it.
+	ECS ECS `yaml:"ecs,omitempty"`
 	// Min and Max bound the number of workers: 0 ≤ Min ≤ Max, Max ≥ 1.
 	// Defaults MinDefault and MaxDefault; env EBB_POOL_<NAME>_MIN, _MAX.
 	Min int `yaml:"min"`
@@ -192,6 +196,34 @@ type Pool struct {
 	StopGrace time.Duration `yaml:"stop_grace"`
 
 	Policy Policy `yaml:"policy"`
+}
+
+// ECS is the service whose tasks are an ecs pool's workers. The service and
+// its task definition are made outside ebb: the task runs `ebb worker` (or
+// your binary's worker) for the pool's queues, registering with its task id,
+// and holds its own scale-in protection until it is drained. The control
+// plane only moves the service's desired count. The pool's command, env and
+// log_dir do not apply (the task definition has its own); nor do
+// drain_timeout and stop_grace, which are the worker's --drain-timeout and
+// the task definition's stopTimeout there. Credentials come from the AWS
+// SDK's default chain (the server's task role, AWS_* variables, shared
+// files).
+type ECS struct {
+	// Cluster is the cluster's name or ARN. Required for an ecs pool; env
+	// EBB_POOL_<NAME>_ECS_CLUSTER.
+	Cluster string `yaml:"cluster,omitempty"`
+	// Service is the service's name or ARN. Required for an ecs pool; env
+	// EBB_POOL_<NAME>_ECS_SERVICE.
+	Service string `yaml:"service,omitempty"`
+	// Region is the service's AWS region. Load fills it from AWS_REGION, or
+	// else AWS_DEFAULT_REGION, as the SDK would; a region in a shared config
+	// profile is not looked at, so it is required when neither is set. Env
+	// EBB_POOL_<NAME>_ECS_REGION.
+	Region string `yaml:"region,omitempty"`
+	// Endpoint replaces the ECS endpoint URL: a VPC endpoint, or a test
+	// server. Default the SDK's, which honours AWS_ENDPOINT_URL_ECS; env
+	// EBB_POOL_<NAME>_ECS_ENDPOINT.
+	Endpoint string `yaml:"endpoint,omitempty"`
 }
 
 // Pool defaults.

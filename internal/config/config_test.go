@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -193,7 +194,18 @@ pools:
       idle_before_zero: 10m
       max_step: 2
   - name: slow
+  - name: remote
+    target: ecs
+    ecs:
+      cluster: prod
+      service: arn:aws:ecs:eu-west-1:123456789012:service/prod/ebb
+      region: eu-west-1
+      endpoint: https://vpce-0abc.ecs.eu-west-1.vpce.amazonaws.com
 `
+	remote := DefaultPool("remote")
+	remote.Target = "ecs"
+	remote.ECS = ECS{Cluster: "prod", Service: "arn:aws:ecs:eu-west-1:123456789012:service/prod/ebb", Region: "eu-west-1",
+		Endpoint: "https://vpce-0abc.ecs.eu-west-1.vpce.amazonaws.com"}
 	want := &Config{
 		Broker:      "redis://127.0.0.1:6379/3",
 		Server:      Server{Listen: "0.0.0.0:9090", Token: secretToken, ReadOnly: true},
@@ -208,7 +220,7 @@ pools:
 			LogDir:  "/var/log/ebb", DrainTimeout: 5 * time.Second, StopGrace: 10 * time.Second,
 			Policy: Policy{BacklogPerWorker: 100, MaxWait: 5 * time.Second, ScaleDownDelay: 2 * time.Minute,
 				IdleBeforeZero: 10 * time.Minute, MaxStep: 2},
-		}, DefaultPool("slow")},
+		}, DefaultPool("slow"), remote},
 	}
 	got, err := Load(writeFile(t, file), nil)
 	if err != nil {
@@ -303,7 +315,38 @@ func TestValidate(t *testing.T) {
 		{"queue in two pools", func(c *Config) { pool(c, "other", func(p *Pool) { p.Queues = []string{"x:1", "default:2"} }) },
 			[]string{`pools[1].queues[1]: queue "default" is already served by pools[0] ("default")`}},
 		{"target kubernetes", func(c *Config) { c.Pools[0].Target = "kubernetes" }, []string{`pools[0].target: "kubernetes" is not supported yet`}},
-		{"target ecs", func(c *Config) { c.Pools[0].Target = "ecs" }, []string{`pools[0].target: "ecs" is not supported yet`}},
+		{"target ecs needs cluster, service and region", func(c *Config) { c.Pools[0].Target = "ecs" }, []string{
+			"pools[0].ecs.cluster: required for target ecs",
+			"pools[0].ecs.service: required for target ecs",
+			"pools[0].ecs.region: required for target ecs (e.g. eu-west-1), unless AWS_REGION or AWS_DEFAULT_REGION is set",
+		}},
+		{"ecs pool", func(c *Config) {
+			c.Pools[0].Target = "ecs"
+			c.Pools[0].ECS = ECS{Cluster: "arn:aws:ecs:us-gov-west-1:123456789012:cluster/prod",
+				Service: "arn:aws:ecs:us-gov-west-1:123456789012:service/prod/ebb", Region: "us-gov-west-1",
+				Endpoint: "http://127.0.0.1:4566"}
+			c.Pools[0].LogDir = "" // not used by ecs pools
+		}, nil},
+		{"ecs pool with command and env", func(c *Config) {
+			c.Pools[0].Target = "ecs"
+			c.Pools[0].ECS = ECS{Cluster: "prod", Service: "ebb", Region: "eu-west-1"}
+			c.Pools[0].Command = []string{"./app", "worker"}
+			c.Pools[0].Env = map[string]string{"K": "v"}
+		}, []string{
+			"pools[0].command: ECS runs the task definition's command; leave command out of an ecs pool",
+			"pools[0].env: ECS tasks take their environment from the task definition",
+		}},
+		{"ecs values", func(c *Config) {
+			c.Pools[0].Target = "ecs"
+			c.Pools[0].ECS = ECS{Cluster: "my cluster", Service: "ebb\n", Region: "EU-West-1", Endpoint: "ecs.eu-west-1.amazonaws.com"}
+		}, []string{
+			`pools[0].ecs.cluster: "my cluster" contains spaces or control characters`,
+			`pools[0].ecs.service: "ebb\n" contains spaces or control characters`,
+			`pools[0].ecs.region: "EU-West-1" is not an AWS region name (e.g. eu-west-1)`,
+			`pools[0].ecs.endpoint: "ecs.eu-west-1.amazonaws.com" is not an http(s) URL`,
+		}},
+		{"ecs section on a local pool", func(c *Config) { c.Pools[0].ECS.Cluster = "prod" },
+			[]string{`pools[0].ecs: only an ecs pool uses it, and target is "local"; set target: ecs or remove ecs`}},
 		{"target unknown", func(c *Config) { c.Pools[0].Target = "nomad" }, []string{`pools[0].target: unknown target "nomad"`}},
 		{"target empty", func(c *Config) { c.Pools[0].Target = "" }, []string{"pools[0].target: empty"}},
 		{"max below min", func(c *Config) { c.Pools[0].Min, c.Pools[0].Max = 2, 0 }, []string{"pools[0].max: 0 is less than min 2"}},
@@ -463,6 +506,40 @@ pools:
 			[]string{"pools[0].max: 4 is less than min 6 (default)"}},
 		{"missing pool name", "pools:\n  - max: 2\n", []string{"pools[0].name: required", "pools[0].queues: empty"}},
 		{"explicitly empty queues", "pools:\n  - name: a\n    queues: []\n", []string{"pools[0].queues: empty; list at least one queue (the default is the pool's name) (line 3)"}},
+		{"unknown key under ecs", `
+pools:
+  - name: remote
+    target: ecs
+    ecs:
+      cluster: prod
+      service: ebb
+      regoin: eu-west-1
+      region: eu-west-1
+`, []string{"pools[0].ecs.regoin: unknown key; use one of cluster, service, region, endpoint (line 8)"}},
+		{"ecs must be a mapping", "pools:\n  - name: remote\n    target: ecs\n    ecs: prod\n",
+			[]string{`pools[0].ecs: expected a mapping, got "prod" (line 4)`}},
+		{"missing ecs values point at the ecs section", `
+pools:
+  - name: remote
+    target: ecs
+    ecs:
+      region: eu-west-1
+`, []string{
+			"pools[0].ecs.cluster: required for target ecs: the name or ARN of the ECS cluster (line 6)",
+			"pools[0].ecs.service: required for target ecs: the name or ARN of the ECS service whose tasks run ebb worker for this pool (line 6)",
+		}},
+		{"without an ecs section they point at the pool", "pools:\n  - name: remote\n    target: ecs\n", []string{
+			"pools[0].ecs.cluster: required for target ecs: the name or ARN of the ECS cluster (line 2)",
+			"pools[0].ecs.service: required for target ecs",
+			"pools[0].ecs.region: required for target ecs (e.g. eu-west-1), unless AWS_REGION or AWS_DEFAULT_REGION is set (line 2)",
+		}},
+		{"ecs pool with a command", `
+pools:
+  - name: remote
+    target: ecs
+    ecs: {cluster: prod, service: ebb, region: eu-west-1}
+    command: [./app, worker]
+`, []string{"pools[0].command: ECS runs the task definition's command; leave command out of an ecs pool (line 6)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -613,6 +690,109 @@ pools:
 		wantProblems(t, err, `EBB_POOL_A_B_MAX: matches more than one pool ("a-b", "a.b")`,
 			`pools[1].name: "a.b" and pools[0] ("a-b") would share the variables EBB_POOL_A_B_*`)
 	})
+}
+
+func TestECSPool(t *testing.T) {
+	t.Parallel()
+	const file = `
+pools:
+  - name: local
+  - name: remote-v2
+    target: ecs
+    max: 20
+    ecs:
+      cluster: prod
+      service: ebb-workers
+`
+	for _, tc := range []struct {
+		name   string
+		file   string // default: file
+		env    []string
+		want   ECS // of remote-v2
+		origin string
+		probs  []string
+	}{
+		{name: "region from AWS_REGION", env: []string{"AWS_REGION=eu-west-1", "AWS_DEFAULT_REGION=us-east-1"},
+			want: ECS{Cluster: "prod", Service: "ebb-workers", Region: "eu-west-1"}, origin: "from AWS_REGION"},
+		{name: "region from AWS_DEFAULT_REGION", env: []string{"AWS_DEFAULT_REGION=us-east-1"},
+			want: ECS{Cluster: "prod", Service: "ebb-workers", Region: "us-east-1"}, origin: "from AWS_DEFAULT_REGION"},
+		{name: "an empty AWS_REGION counts as unset, as for the SDK", env: []string{"AWS_REGION=", "AWS_REGION=ap-south-1", "AWS_DEFAULT_REGION=us-east-1"},
+			want: ECS{Cluster: "prod", Service: "ebb-workers", Region: "us-east-1"}, origin: "from AWS_DEFAULT_REGION"},
+		{name: "the file's region wins", file: file + "      region: eu-central-1\n", env: []string{"AWS_REGION=eu-west-1"},
+			want: ECS{Cluster: "prod", Service: "ebb-workers", Region: "eu-central-1"}, origin: "line 10"},
+		{name: "EBB_POOL_ variables win", env: []string{
+			"AWS_REGION=eu-west-1",
+			"EBB_POOL_REMOTE_V2_ECS_CLUSTER=staging",
+			"EBB_POOL_REMOTE_V2_ECS_SERVICE=arn:aws:ecs:ca-central-1:123456789012:service/staging/ebb",
+			"EBB_POOL_REMOTE_V2_ECS_REGION=ca-central-1",
+			"EBB_POOL_REMOTE_V2_ECS_ENDPOINT=http://127.0.0.1:4566",
+		}, want: ECS{Cluster: "staging", Service: "arn:aws:ecs:ca-central-1:123456789012:service/staging/ebb", Region: "ca-central-1",
+			Endpoint: "http://127.0.0.1:4566"}, origin: "from EBB_POOL_REMOTE_V2_ECS_REGION"},
+		{name: "no region anywhere", env: []string{"AWS_PROFILE=prod"},
+			probs: []string{"pools[1].ecs.region: required for target ecs (e.g. eu-west-1), unless AWS_REGION or AWS_DEFAULT_REGION is set (line 8)"}},
+		{name: "a bad region names its variable", env: []string{"AWS_REGION=EU West"},
+			probs: []string{`pools[1].ecs.region: "EU West" is not an AWS region name (e.g. eu-west-1) (from AWS_REGION)`}},
+		{name: "a variable emptying the cluster counts as unset", env: []string{"AWS_REGION=eu-west-1", "EBB_POOL_REMOTE_V2_ECS_CLUSTER="},
+			want: ECS{Cluster: "prod", Service: "ebb-workers", Region: "eu-west-1"}, origin: "from AWS_REGION"},
+		{name: "ecs variables on a local pool", env: []string{"EBB_POOL_LOCAL_ECS_CLUSTER=prod", "AWS_REGION=eu-west-1"},
+			probs: []string{`pools[0].ecs: only an ecs pool uses it, and target is "local"; set target: ecs or remove ecs (default)`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(writeFile(t, cmp.Or(tc.file, file)), tc.env)
+			if tc.probs != nil {
+				wantProblems(t, err, tc.probs...)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := c.Pools[1]
+			if p.Target != TargetECS || p.Max != 20 || p.ECS != tc.want {
+				t.Errorf("pool = %+v, want target ecs, max 20, ecs %+v", p, tc.want)
+			}
+			if got := c.origin("pools[1].ecs.region"); got != tc.origin {
+				t.Errorf("region's origin = %q, want %q", got, tc.origin)
+			}
+			// The region is only filled in for ecs pools.
+			if c.Pools[0].ECS != (ECS{}) {
+				t.Errorf("local pool ecs = %+v", c.Pools[0].ECS)
+			}
+		})
+	}
+}
+
+// TestExampleECSPool loads the example file's commented ecs pool with its
+// comment marks taken off, so that the example stays valid.
+func TestExampleECSPool(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../../ebb.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pool []string
+	in := false
+	for line := range strings.Lines(string(data)) {
+		switch {
+		case strings.HasPrefix(line, "  # - name: "):
+			in = true
+		case in && !strings.HasPrefix(line, "  #"):
+			in = false
+		}
+		if in {
+			pool = append(pool, "  "+strings.TrimPrefix(line, "  # "))
+		}
+	}
+	if len(pool) < 5 {
+		t.Fatalf("no commented ecs pool (lines starting \"  # - name: \") in the example:\n%s", strings.Join(pool, ""))
+	}
+	c, err := Load(writeFile(t, "pools:\n"+strings.Join(pool, "")), nil)
+	if err != nil {
+		t.Fatalf("the example's ecs pool does not load: %v\n%s", err, strings.Join(pool, ""))
+	}
+	if p := c.Pools[0]; p.Target != TargetECS || p.ECS.Cluster == "" || p.ECS.Service == "" || p.ECS.Region == "" {
+		t.Errorf("example ecs pool = %+v", p)
+	}
 }
 
 func TestRedaction(t *testing.T) {

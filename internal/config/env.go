@@ -31,6 +31,50 @@ var poolEnvFields = []struct {
 	{"IDLE_BEFORE_ZERO", "policy.idle_before_zero", func(p *Pool, v string) string { return envDur(&p.Policy.IdleBeforeZero, v) }},
 	{"BACKLOG_PER_WORKER", "policy.backlog_per_worker", func(p *Pool, v string) string { return envInt(&p.Policy.BacklogPerWorker, v) }},
 	{"MAX_STEP", "policy.max_step", func(p *Pool, v string) string { return envInt(&p.Policy.MaxStep, v) }},
+	{"ECS_CLUSTER", "ecs.cluster", func(p *Pool, v string) string { p.ECS.Cluster = v; return "" }},
+	{"ECS_SERVICE", "ecs.service", func(p *Pool, v string) string { p.ECS.Service = v; return "" }},
+	{"ECS_REGION", "ecs.region", func(p *Pool, v string) string { p.ECS.Region = v; return "" }},
+	{"ECS_ENDPOINT", "ecs.endpoint", func(p *Pool, v string) string { p.ECS.Endpoint = v; return "" }},
+}
+
+// getenv is os.Getenv on env: the first occurrence wins.
+func getenv(env []string, k string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, k+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// regionEnv are the variables the AWS SDK reads a region from, in its order.
+var regionEnv = []string{"AWS_REGION", "AWS_DEFAULT_REGION"}
+
+// regionsFromEnv gives each ecs pool that names no region the one the AWS
+// SDK would find in env. Doing it here rather than in the SDK puts the
+// region in the validated config, where a missing one is reported with the
+// pool, and shows where it came from. A region in a shared config profile is
+// deliberately not read: the server's behaviour should not depend on files
+// in its home directory.
+func (l *loader) regionsFromEnv(env []string) {
+	var name, region string
+	for _, k := range regionEnv {
+		if v := getenv(env, k); v != "" {
+			name, region = k, v
+			break
+		}
+	}
+	if region == "" {
+		return
+	}
+	for i := range l.c.Pools {
+		p := &l.c.Pools[i]
+		path := index("pools", i) + ".ecs.region"
+		if p.Target == TargetECS && p.ECS.Region == "" && !l.unreadAt(path) {
+			p.ECS.Region = region
+			l.c.setOrigin(path, name)
+		}
+	}
 }
 
 func envInt(dst *int, v string) string {

@@ -14,10 +14,11 @@ import (
 )
 
 // Load reads the YAML file at path (none when path is ""), applies the
-// EBB_* overrides found in env (os.Environ() in production), and validates
-// the result. Every problem is reported at once as an *Error: first those
-// reading the file (unknown keys, wrong types, bad durations) in document
-// order, then those reading the variables, then validation's. A value that
+// EBB_* overrides found in env (os.Environ() in production), gives ecs pools
+// without a region the one in AWS_REGION or AWS_DEFAULT_REGION, and
+// validates the result. Every problem is reported at once as an *Error:
+// first those reading the file (unknown keys, wrong types, bad durations) in
+// document order, then those reading the variables, then validation's. A value that
 // could not be read is not validated, nor checked against other values: the
 // check would be of a default the user did not ask for.
 func Load(path string, env []string) (*Config, error) {
@@ -32,6 +33,7 @@ func Load(path string, env []string) (*Config, error) {
 		l.decode(data)
 	}
 	l.applyEnv(env)
+	l.regionsFromEnv(env)
 	probs := append(l.probs, c.validate(l)...)
 	if len(probs) > 0 {
 		return nil, &Error{Problems: probs}
@@ -230,6 +232,12 @@ func (l *loader) pool(n *yaml.Node, path string) Pool {
 			l.strs(&p.Queues)(n, path)
 		}},
 		{"target", l.str(&p.Target)},
+		{"ecs", l.section(
+			field{"cluster", l.str(&p.ECS.Cluster)},
+			field{"service", l.str(&p.ECS.Service)},
+			field{"region", l.str(&p.ECS.Region)},
+			field{"endpoint", l.str(&p.ECS.Endpoint)},
+		)},
 		{"min", l.int(&p.Min)},
 		{"max", l.int(&p.Max)},
 		{"concurrency", l.int(&p.Concurrency)},

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,8 +71,9 @@ func (c *Config) problem(path, format string, args ...any) Problem {
 
 // requiredProblem builds a Problem for a value that is missing. It has no
 // origin of its own unless it was set empty, and "(default)" would read as
-// if the default were at fault, so it points at the list entry it is
-// missing from (pools[1]) when the file has one.
+// if the default were at fault, so it points at the section it is missing
+// from inside a list entry (pools[1].ecs), or else at the entry (pools[1]),
+// when the file has one.
 func (c *Config) requiredProblem(path, msg string) Problem {
 	if flag := c.flagFor(path); flag != "" {
 		return Problem{Path: flag, Msg: msg}
@@ -79,8 +81,17 @@ func (c *Config) requiredProblem(path, msg string) Problem {
 	p := Problem{Path: path, Msg: msg}
 	if o, ok := lookup(c.origins, path); ok {
 		p.Origin = o
-	} else if entry := parent(path); strings.HasSuffix(entry, "]") {
-		p.Origin = c.origins[entry]
+		return p
+	}
+	// The innermost section the file wrote (pools[0].ecs), up to the entry.
+	for e := parent(path); strings.Contains(e, "["); e = parent(e) {
+		if o, ok := c.origins[e]; ok {
+			p.Origin = o
+			break
+		}
+		if strings.HasSuffix(e, "]") {
+			break
+		}
 	}
 	return p
 }
@@ -227,12 +238,17 @@ func (c *Config) validate(l *loader) []Problem {
 
 		switch p.Target {
 		case TargetLocal:
-		case TargetKubernetes, TargetECS:
-			add(path+".target", "%q is not supported yet (it is planned); use %s", p.Target, TargetLocal)
+		case TargetECS:
+			c.validateECS(p, path, add, required)
+		case TargetKubernetes:
+			add(path+".target", "%q is not supported yet (it is planned); use %s or %s", p.Target, TargetLocal, TargetECS)
 		case "":
-			add(path+".target", "empty; use %s", TargetLocal)
+			add(path+".target", "empty; use %s or %s", TargetLocal, TargetECS)
 		default:
-			add(path+".target", "unknown target %q; use %s (%s and %s come later)", p.Target, TargetLocal, TargetKubernetes, TargetECS)
+			add(path+".target", "unknown target %q; use %s or %s (%s comes later)", p.Target, TargetLocal, TargetECS, TargetKubernetes)
+		}
+		if p.Target != TargetECS && p.ECS != (ECS{}) {
+			add(path+".ecs", "only an ecs pool uses it, and target is %q; set target: %s or remove ecs", p.Target, TargetECS)
 		}
 
 		switch {
@@ -262,7 +278,8 @@ func (c *Config) validate(l *loader) []Problem {
 				add(kpath, "the value contains a NUL byte")
 			}
 		}
-		if p.LogDir == "" {
+		// An ecs pool's workers write where their task definition says.
+		if p.LogDir == "" && p.Target != TargetECS {
 			add(path+".log_dir", "empty; name a directory (default %s)", LogDirDefault)
 		}
 		drainOK := positive(path+".drain_timeout", p.DrainTimeout)
@@ -286,6 +303,57 @@ func (c *Config) validate(l *loader) []Problem {
 }
 
 type addFunc = func(path, format string, args ...any)
+
+// validateECS checks what an ecs pool needs. It names the problems the ECS
+// target would otherwise report on its first call, or never: a command or
+// env that the task definition silently overrides.
+func (c *Config) validateECS(p *Pool, path string, add addFunc, required func(path, msg string)) {
+	e := &p.ECS
+	epath := path + ".ecs"
+	for _, f := range []struct{ key, v, what string }{
+		{"cluster", e.Cluster, "the name or ARN of the ECS cluster"},
+		{"service", e.Service, "the name or ARN of the ECS service whose tasks run ebb worker for this pool"},
+	} {
+		switch {
+		case f.v == "":
+			required(epath+"."+f.key, "required for target ecs: "+f.what)
+		case strings.ContainsFunc(f.v, isSpaceOrControl):
+			add(epath+"."+f.key, "%q contains spaces or control characters", f.v)
+		}
+	}
+	switch {
+	case e.Region == "":
+		required(epath+".region", "required for target ecs (e.g. eu-west-1), unless AWS_REGION or AWS_DEFAULT_REGION is set")
+	case !validRegion(e.Region):
+		add(epath+".region", "%q is not an AWS region name (e.g. eu-west-1)", e.Region)
+	}
+	if e.Endpoint != "" {
+		u, err := url.Parse(e.Endpoint)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			add(epath+".endpoint", "%q is not an http(s) URL (e.g. https://ecs.eu-west-1.amazonaws.com); leave it out for the default", e.Endpoint)
+		}
+	}
+	if len(p.Command) > 0 {
+		add(path+".command", "ECS runs the task definition's command; leave command out of an ecs pool")
+	}
+	if len(p.Env) > 0 {
+		add(path+".env", "ECS tasks take their environment from the task definition; leave env out of an ecs pool")
+	}
+}
+
+func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
+
+// validRegion accepts region-shaped names (eu-west-1, us-gov-east-1, and the
+// made-up names of local fakes) and catches typos such as spaces or capitals,
+// which would otherwise surface as a failed DNS lookup of the endpoint.
+func validRegion(r string) bool {
+	if r == "" || r[0] == '-' || r[len(r)-1] == '-' {
+		return false
+	}
+	return !strings.ContainsFunc(r, func(c rune) bool {
+		return (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-'
+	})
+}
 
 func (c *Config) validateBroker(add addFunc, required func(path, msg string)) {
 	const use = "use redis://host:port/db, rediss://… or sqlite:path/to/file.db"

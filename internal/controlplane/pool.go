@@ -51,6 +51,11 @@ type PoolView struct {
 	Reason    string            `json:"reason,omitempty"`
 	Instances []target.Instance `json:"instances"`
 	UpdatedAt time.Time         `json:"updated_at,omitzero"`
+	// TargetStatus is the platform's side as the target reports it, and
+	// TargetError its last unresolved failure (targets that implement
+	// target.Reporter).
+	TargetStatus string `json:"target_status,omitempty"`
+	TargetError  string `json:"target_error,omitempty"`
 }
 
 // DecisionInputs are what a decision saw, stored with it as its Inputs.
@@ -176,6 +181,9 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 	instances, err := p.target.Instances(ctx)
 	if err != nil {
 		p.warn(ctx, "autoscaler: cannot list the target's instances", err)
+		p.mu.Lock()
+		p.view.TargetError, p.view.UpdatedAt = err.Error(), now
+		p.mu.Unlock()
 		return
 	}
 
@@ -197,7 +205,7 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 		}
 	}
 	var idle []ebbtype.WorkerInfo
-	var busyIDs []string
+	var busyIDs, drained []string
 	registered := map[string]bool{}
 	in := DecisionInputs{Concurrency: p.cfg.Concurrency}
 	p.mu.Lock()
@@ -217,6 +225,9 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 		switch {
 		case w.Draining:
 			in.Draining++
+			if w.Drained {
+				drained = append(drained, w.ID)
+			}
 		case w.Busy > 0:
 			in.Busy++
 			busyIDs = append(busyIDs, w.ID)
@@ -254,17 +265,38 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 	p.view.Current, p.view.Desired, p.view.Busy, p.view.Idle = m.Current, d.Desired, in.Busy, in.Idle
 	p.view.Draining, p.view.Starting, p.view.Reason, p.view.UpdatedAt = in.Draining, in.Starting, d.Reason, now
 	p.view.Instances = instances
+	if r, ok := p.target.(target.Reporter); ok {
+		p.view.TargetStatus, p.view.TargetError = r.Status(), ""
+		if err := r.LastError(); err != nil {
+			p.view.TargetError = err.Error()
+		}
+	}
 	p.mu.Unlock()
 	p.timeline.add(Point{At: now, Queued: m.Queued, InFlight: m.InFlight, Workers: m.Current, Busy: in.Busy, Desired: d.Desired})
 
 	if err := p.target.Protect(ctx, busyIDs); err != nil {
 		p.warn(ctx, "autoscaler: cannot protect busy instances", err)
 	}
+	p.retire(ctx, drained)
 	switch d.Action {
 	case policy.ActionUp:
 		p.scaleUp(ctx, now, d, in)
 	case policy.ActionDown:
 		p.scaleDown(ctx, now, d, in, idle)
+	}
+}
+
+// retire finishes scale-ins on targets whose platform stops replicas of its
+// own choosing: workers that were asked to drain (by a fenced decision) and
+// report Drained hold nothing and have released their protection, so
+// lowering the replica count now lets the platform stop only such a one.
+func (p *pool) retire(ctx context.Context, drained []string) {
+	r, ok := p.target.(target.Retirer)
+	if !ok || len(drained) == 0 {
+		return
+	}
+	if err := r.Retire(ctx, drained); err != nil {
+		p.warn(ctx, "autoscaler: cannot lower the replica count for drained workers", err)
 	}
 }
 
@@ -348,11 +380,14 @@ func (p *pool) warn(ctx context.Context, msg string, err error) {
 }
 
 // shutdown drains the workers this replica launched and stops its target.
+// A platform-owned fleet (target.Retirer) is left running: it is not this
+// replica's to stop, and the next leader takes it over.
 func (p *pool) shutdown(ctx context.Context) {
-	instances, err := p.target.Instances(ctx)
-	if err == nil {
-		for _, in := range instances {
-			_ = p.s.drv.WorkerRequestDrain(ctx, in.ID, p.s.clock.Now())
+	if _, platformOwned := p.target.(target.Retirer); !platformOwned {
+		if instances, err := p.target.Instances(ctx); err == nil {
+			for _, in := range instances {
+				_ = p.s.drv.WorkerRequestDrain(ctx, in.ID, p.s.clock.Now())
+			}
 		}
 	}
 	if err := p.target.Shutdown(ctx); err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/ebbq/ebb/internal/clock"
 	"github.com/ebbq/ebb/internal/config"
 	"github.com/ebbq/ebb/internal/target"
+	"github.com/ebbq/ebb/internal/target/ecs"
 	"github.com/ebbq/ebb/internal/target/local"
 	"github.com/ebbq/ebb/internal/tid"
 )
@@ -97,9 +98,12 @@ func New(opts Options) (*Replica, error) {
 	for i := range s.cfg.Pools {
 		pc := &s.cfg.Pools[i]
 		var t target.Target
-		if opts.Targets != nil {
+		switch {
+		case opts.Targets != nil:
 			t, err = opts.Targets(pc)
-		} else {
+		case pc.Target == config.TargetECS:
+			t, err = s.ecsTarget(pc)
+		default:
 			t, err = s.localTarget(pc, exe)
 		}
 		if err != nil {
@@ -116,6 +120,15 @@ func New(opts Options) (*Replica, error) {
 	return s, nil
 }
 
+// ecsTarget scales the pool's ECS service; credentials come from the SDK's
+// default chain (the task role when the server runs on ECS).
+func (s *Replica) ecsTarget(pc *config.Pool) (target.Target, error) {
+	return ecs.New(context.Background(), ecs.Config{
+		Cluster: pc.ECS.Cluster, Service: pc.ECS.Service, Region: pc.ECS.Region, Endpoint: pc.ECS.Endpoint,
+		Logger: s.logger.With("pool", pc.Name),
+	})
+}
+
 func (s *Replica) localTarget(pc *config.Pool, exe string) (target.Target, error) {
 	if pc.Target != config.TargetLocal {
 		return nil, fmt.Errorf("target %q is not available yet; use %q", pc.Target, config.TargetLocal)
@@ -128,6 +141,9 @@ func (s *Replica) localTarget(pc *config.Pool, exe string) (target.Target, error
 			"--concurrency", strconv.Itoa(pc.Concurrency),
 			"--pool", pc.Name,
 			"--drain-timeout", pc.DrainTimeout.String(),
+			// The server's environment may be an ECS task's or a pod's; its
+			// child processes must not take that platform for their own.
+			"--platform", "none",
 		}
 	}
 	env := make([]string, 0, len(pc.Env))

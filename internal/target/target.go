@@ -58,3 +58,35 @@ type Target interface {
 	// It returns when all have exited.
 	Shutdown(ctx context.Context) error
 }
+
+// Retirer is implemented by targets whose platform owns the replica count
+// and picks which replica to stop itself: an ECS service, a Kubernetes
+// Deployment. There, scale-in cannot end with the worker exiting, because
+// the platform would start a replacement at once. Instead the drained worker
+// stays up holding nothing and taking nothing, with its scale-in protection
+// released (WorkerInfo.Drained), and the control plane retires it: the target
+// lowers the replica count so that the platform, which may only pick an
+// unprotected replica, stops one that is drained.
+//
+// Launch on such a target raises the replica count; Instances reports the
+// replicas the platform runs plus, as StateStarting, the ones it was asked
+// for and has not listed yet, so the control plane does not ask twice.
+// Shutdown leaves the replicas alone: they belong to the platform, and the
+// next control-plane replica takes them over.
+type Retirer interface {
+	// Retire lowers the replica count by one for each id that was not
+	// retired before (a retired replica the platform has not stopped yet is
+	// not counted twice). It never lowers the count below zero.
+	Retire(ctx context.Context, ids []string) error
+}
+
+// Reporter is implemented by targets that can say how their platform looks
+// and what last went wrong talking to it (an ECS service's counts, a
+// throttled API), for the pool's status on the dashboard and the API.
+type Reporter interface {
+	// Status is one line for people.
+	Status() string
+	// LastError is the newest failure not yet cleared by a later success.
+	LastError() error
+}
+

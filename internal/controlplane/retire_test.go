@@ -1,0 +1,123 @@
+package controlplane_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
+	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/config"
+	"github.com/ebbq/ebb/internal/controlplane"
+	"github.com/ebbq/ebb/internal/target"
+	"github.com/ebbq/ebb/internal/testwait"
+)
+
+// platformTarget plays a platform that owns the replica count (ECS, a
+// Deployment): it records retirements and reports a failure for the pool's
+// status.
+type platformTarget struct {
+	nullTarget
+	mu       sync.Mutex
+	retired  []string
+	failing  error
+	shutdown bool
+}
+
+func (p *platformTarget) Retire(_ context.Context, ids []string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.retired = append(p.retired, ids...)
+	return nil
+}
+
+func (p *platformTarget) Status() string { return "service s: desired 1" }
+
+func (p *platformTarget) LastError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failing
+}
+
+func (p *platformTarget) retiredIDs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.retired)
+}
+
+// TestDrainedWorkersAreRetired: on a platform-owned target the leader lowers
+// the replica count only for workers that report Drained, never for one that
+// is still draining or busy, and the target's status reaches the pool view.
+func TestDrainedWorkersAreRetired(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	drv, err := ebbsqlite.Open(ctx, filepath.Join(t.TempDir(), "ebb.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drv.Close()
+	cfg := config.Default()
+	cfg.Leader = config.Leader{TTL: 2 * time.Second, RenewInterval: 100 * time.Millisecond}
+	cfg.Autoscaler.ReconcileInterval = 50 * time.Millisecond
+	cfg.Pools = []config.Pool{config.DefaultPool("p")}
+	tg := &platformTarget{failing: errors.New("ThrottlingException: rate exceeded")}
+	replica, err := controlplane.New(controlplane.Options{
+		Config: cfg, Driver: drv, Logger: slog.New(slog.DiscardHandler), ID: "r", Executable: "/bin/false",
+		Targets: func(*config.Pool) (target.Target, error) { return tg, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, w := range []ebbtype.WorkerInfo{
+		{ID: "drained", Pool: "p", Draining: true, Drained: true},
+		{ID: "draining", Pool: "p", Draining: true, Busy: 1},
+		{ID: "busy", Pool: "p", Busy: 1},
+		{ID: "other-pool", Pool: "q", Draining: true, Drained: true},
+	} {
+		w.HeartbeatAt, w.StartedAt, w.Concurrency = now, now, 1
+		if _, err := drv.WorkerHeartbeat(ctx, w, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- replica.Run(runCtx) }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			stop()
+			<-done
+		}
+	}()
+	testwait.Eventually(t, 10*time.Second, "the drained worker to be retired", func() (bool, error) {
+		return len(tg.retiredIDs()) > 0, nil
+	})
+	for _, id := range tg.retiredIDs() {
+		if id != "drained" {
+			t.Errorf("retired %q, want only the drained worker of the pool", id)
+		}
+	}
+	testwait.Eventually(t, 10*time.Second, "the target's status on the pool", func() (bool, error) {
+		v, _ := replica.Pool("p")
+		return v.TargetStatus == "service s: desired 1" && v.TargetError == "ThrottlingException: rate exceeded", nil
+	})
+	stop()
+	<-done
+	stopped = true
+	if _, shutdowns := tg.counts(); shutdowns != 1 {
+		t.Errorf("target shut down %d times, want once", shutdowns)
+	}
+	// A platform-owned fleet is not drained when the replica stops.
+	ws, _ := drv.WorkerList(ctx, time.Now())
+	for _, w := range ws {
+		if w.ID == "busy" && w.Draining {
+			t.Error("stopping the replica asked the platform's workers to drain")
+		}
+	}
+}
