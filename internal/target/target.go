@@ -89,4 +89,3 @@ type Reporter interface {
 	// LastError is the newest failure not yet cleared by a later success.
 	LastError() error
 }
-
