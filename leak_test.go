@@ -56,18 +56,7 @@ func TestWorkerLeavesNoGoroutines(t *testing.T) {
 			before := goleak.IgnoreCurrent()
 			drv := tc.open(t)
 			defer drv.Close()
-			// One subscription and one round trip warm up whatever the driver
-			// keeps for its own use (a notifier, pooled connections), so the
-			// snapshot below holds those and only the worker's are judged.
-			warm, stopWarm := context.WithCancel(t.Context())
-			if _, err := drv.Listen(warm, ebbdriver.ListenParams{Queues: []string{"warm-up"}}); err != nil {
-				t.Fatal(err)
-			}
-			stopWarm()
-			if _, err := drv.QueueStats(t.Context(), time.Now()); err != nil {
-				t.Fatal(err)
-			}
-			withDriverOpen := goleak.IgnoreCurrent()
+			withDriverOpen := warmUp(t, drv)
 
 			exerciseWorker(t, drv, "leak-"+tc.name)
 			goleak.VerifyNone(t, withDriverOpen)
@@ -151,4 +140,20 @@ func exerciseWorker(t *testing.T, drv ebbdriver.Driver, queue string) {
 		t.Fatalf("Run: %v", err)
 	}
 	r.waitState(handedBack, ebb.StateCancelled)
+}
+
+// warmUp makes one subscription and one round trip, which start whatever the
+// driver keeps for its own use (a notifier, pooled connections), and returns
+// a snapshot holding those, so that only the worker's goroutines are judged.
+func warmUp(t *testing.T, drv ebbdriver.Driver) goleak.Option {
+	t.Helper()
+	warm, stopWarm := context.WithCancel(t.Context())
+	if _, err := drv.Listen(warm, ebbdriver.ListenParams{Queues: []string{"warm-up"}}); err != nil {
+		t.Fatal(err)
+	}
+	stopWarm()
+	if _, err := drv.QueueStats(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return goleak.IgnoreCurrent()
 }

@@ -14,7 +14,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ebbq/ebb"
-	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
 	"github.com/ebbq/ebb/internal/testwait"
 )
@@ -514,15 +513,7 @@ func TestHeldWorkerLeavesNoGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer drv.Close()
-	warm, stopWarm := context.WithCancel(t.Context())
-	if _, err := drv.Listen(warm, ebbdriver.ListenParams{Queues: []string{"warm-up"}}); err != nil {
-		t.Fatal(err)
-	}
-	stopWarm()
-	if _, err := drv.QueueStats(t.Context(), time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	withDriverOpen := goleak.IgnoreCurrent()
+	withDriverOpen := warmUp(t, drv)
 
 	r := newRig(t, withDriver(drv))
 	started := newSignal()

@@ -89,6 +89,69 @@ func observe(t *testing.T, b *broker, watches []*taskWatch) {
 	}
 }
 
+// burstWatch enqueues bursts of sleep tasks and watches them (every task
+// enqueued so far, in watches) while server stays alive.
+type burstWatch struct {
+	t       *testing.T
+	b       *broker
+	server  *proc
+	tick    func() // when set, called after each observation
+	watches []*taskWatch
+}
+
+// enqueue enqueues a burst of 4–12 sleep tasks of 1–3 s, drawn from rng, on
+// queue, and watches them.
+func (w *burstWatch) enqueue(rng *rand.Rand, queue string) []*taskWatch {
+	w.t.Helper()
+	n := 4 + rng.IntN(9)
+	ms := make([]int, n)
+	for i := range ms {
+		ms[i] = 1000 + rng.IntN(2001)
+	}
+	ids := w.b.enqueueSleeps(w.t, queue, ms)
+	burst := make([]*taskWatch, n)
+	for i, id := range ids {
+		burst[i] = &taskWatch{id: id, ms: ms[i]}
+	}
+	w.watches = append(w.watches, burst...)
+	return burst
+}
+
+// until observes the tasks (and calls tick) every 100 ms until done says so
+// or limit passes (then it reports false); the server exiting fails the
+// test.
+func (w *burstWatch) until(limit time.Duration, done func() bool) bool {
+	w.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		observe(w.t, w.b, w.watches)
+		if w.tick != nil {
+			w.tick()
+		}
+		if done() {
+			return true
+		}
+		if err := checkAlive(w.server); err != nil {
+			w.t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// pause watches for the pause between bursts: 2–6 s, drawn from rng.
+func (w *burstWatch) pause(rng *rand.Rand) {
+	w.t.Helper()
+	w.until(2*time.Second+time.Duration(rng.IntN(4001))*time.Millisecond, func() bool { return false })
+}
+
+// allDone reports whether every task of ws has finished.
+func allDone(ws []*taskWatch) func() bool {
+	return func() bool { return !slices.ContainsFunc(ws, func(w *taskWatch) bool { return !w.done }) }
+}
+
 func testScaleInSafety(t *testing.T, b *broker) {
 	const pool = "burst"
 	dir := t.TempDir()
@@ -106,7 +169,6 @@ func testScaleInSafety(t *testing.T, b *broker) {
 
 	seed := uint64(20240611)
 	rng := rand.New(rand.NewPCG(seed, uint64(len(b.kind))))
-	var watches []*taskWatch
 	maxCurrent, maxInstances, maxBusy := 0, 0, 0
 	watchPool := func() {
 		p := s.pool(t, pool)
@@ -115,50 +177,19 @@ func testScaleInSafety(t *testing.T, b *broker) {
 			t.Errorf("pool %s has %d workers, above its max %d: %+v", pool, p.Current, scaleInMax, p)
 		}
 	}
-	// watch observes tasks and the pool every 100 ms until done says so or
-	// limit passes (then it reports false).
-	watch := func(limit time.Duration, done func() bool) bool {
-		deadline := time.Now().Add(limit)
-		for {
-			observe(t, b, watches)
-			watchPool()
-			if done() {
-				return true
-			}
-			if err := checkAlive(s.proc); err != nil {
-				t.Fatal(err)
-			}
-			if time.Now().After(deadline) {
-				return false
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	bw := &burstWatch{t: t, b: b, server: s.proc, tick: watchPool}
 
 	start := time.Now()
 	bursts := 0
 	for time.Since(start) < scaleInRun {
-		n := 4 + rng.IntN(9)
-		ms := make([]int, n)
-		for i := range ms {
-			ms[i] = 1000 + rng.IntN(2001)
-		}
-		ids := b.enqueueSleeps(t, pool, ms)
-		burst := make([]*taskWatch, n)
-		for i, id := range ids {
-			burst[i] = &taskWatch{id: id, ms: ms[i]}
-		}
-		watches = append(watches, burst...)
+		burst := bw.enqueue(rng, pool)
 		bursts++
-		finished := watch(time.Minute, func() bool {
-			return !slices.ContainsFunc(burst, func(w *taskWatch) bool { return !w.done })
-		})
-		if !finished {
-			t.Fatalf("burst %d (%d tasks) did not finish within a minute; pool: %+v", bursts, n, s.pool(t, pool))
+		if !bw.until(time.Minute, allDone(burst)) {
+			t.Fatalf("burst %d (%d tasks) did not finish within a minute; pool: %+v", bursts, len(burst), s.pool(t, pool))
 		}
-		pause := 2*time.Second + time.Duration(rng.IntN(4001))*time.Millisecond
-		watch(pause, func() bool { return false })
+		bw.pause(rng)
 	}
+	watches := bw.watches
 	ran := time.Since(start)
 	waitPoolAtZero(t, s, b, pool, 30*time.Second)
 

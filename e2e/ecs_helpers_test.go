@@ -138,6 +138,23 @@ func startECSServer(t *testing.T, name, cfgPath string, port int) *ebbServer {
 	return &ebbServer{proc: p, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
 }
 
+// startECSPoolServer runs `ebb server` (process name) whose one pool, pc, is
+// an ecs pool scaling service on the fake, with a 3 s leader TTL renewed
+// every second and reconcile as its reconcile interval, and waits until it
+// leads.
+func startECSPoolServer(t *testing.T, b *broker, f *ecsfake.Fake, service, name, reconcile string, pc poolConfig) *ebbServer {
+	t.Helper()
+	port := freePort(t)
+	cfg := writeECSConfig(t, serverConfig{
+		broker: b.url, listen: fmt.Sprintf("127.0.0.1:%d", port),
+		leaderTTL: "3s", leaderRenew: "1s", reconcile: reconcile,
+		pools: []poolConfig{pc},
+	}, f, service)
+	s := startECSServer(t, name, cfg, port)
+	s.waitLeading(t, 20*time.Second)
+	return s
+}
+
 // checkECSStops checks every stop the fake recorded: each a scale-in (or,
 // with shutdown allowed, Close's) of an unprotected task whose worker held
 // no task, which exited by itself on SIGTERM.

@@ -181,6 +181,24 @@ func (g *synthesized) roleStatements(t *testing.T, roleRef any) []map[string]any
 	return out
 }
 
+// checkServiceNetworks checks every ECS service's awsvpc configuration:
+// AssignPublicIp is assign (why says what for), and each subnet's reference
+// names subnet (else it is not the kind of subnet wanted).
+func (g *synthesized) checkServiceNetworks(t *testing.T, assign, why, subnet, kind string) {
+	t.Helper()
+	for id, svc := range g.ofType("AWS::ECS::Service") {
+		vpc := svc.Properties["NetworkConfiguration"].(map[string]any)["AwsvpcConfiguration"].(map[string]any)
+		if vpc["AssignPublicIp"] != assign {
+			t.Errorf("%s: AssignPublicIp %v; %s", id, vpc["AssignPublicIp"], why)
+		}
+		for _, sn := range list(vpc["Subnets"]) {
+			if !strings.Contains(jsonOf(sn), subnet) {
+				t.Errorf("%s runs in %s, not %s", id, jsonOf(sn), kind)
+			}
+		}
+	}
+}
+
 func TestNoNATGatewayByDefault(t *testing.T) {
 	g := base.get(t)
 	check(t, "NAT gateways", func() { g.template.ResourceCountIs(jsii.String("AWS::EC2::NatGateway"), jsii.Number(0)) })
@@ -195,17 +213,7 @@ func TestNoNATGatewayByDefault(t *testing.T) {
 			t.Errorf("a route through a NAT gateway: %s", jsonOf(r.Properties))
 		}
 	}
-	for id, svc := range g.ofType("AWS::ECS::Service") {
-		vpc := svc.Properties["NetworkConfiguration"].(map[string]any)["AwsvpcConfiguration"].(map[string]any)
-		if vpc["AssignPublicIp"] != "ENABLED" {
-			t.Errorf("%s: AssignPublicIp %v; without NAT the tasks need a public IP", id, vpc["AssignPublicIp"])
-		}
-		for _, sn := range list(vpc["Subnets"]) {
-			if !strings.Contains(jsonOf(sn), "Vpcpublic") {
-				t.Errorf("%s runs in %s, not a public subnet", id, jsonOf(sn))
-			}
-		}
-	}
+	g.checkServiceNetworks(t, "ENABLED", "without NAT the tasks need a public IP", "Vpcpublic", "a public subnet")
 }
 
 func TestNATGatewaySwitch(t *testing.T) {
@@ -214,17 +222,7 @@ func TestNATGatewaySwitch(t *testing.T) {
 	check(t, "S3 gateway endpoint", func() {
 		g.template.HasResourceProperties(jsii.String("AWS::EC2::VPCEndpoint"), map[string]any{"VpcEndpointType": "Gateway"})
 	})
-	for id, svc := range g.ofType("AWS::ECS::Service") {
-		vpc := svc.Properties["NetworkConfiguration"].(map[string]any)["AwsvpcConfiguration"].(map[string]any)
-		if vpc["AssignPublicIp"] != "DISABLED" {
-			t.Errorf("%s: AssignPublicIp %v; behind NAT the tasks need none", id, vpc["AssignPublicIp"])
-		}
-		for _, sn := range list(vpc["Subnets"]) {
-			if !strings.Contains(jsonOf(sn), "Vpcapp") {
-				t.Errorf("%s runs in %s, not a private (app) subnet", id, jsonOf(sn))
-			}
-		}
-	}
+	g.checkServiceNetworks(t, "DISABLED", "behind NAT the tasks need none", "Vpcapp", "a private (app) subnet")
 }
 
 func TestCluster(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ebbq/ebb"
+	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
 	"github.com/ebbq/ebb/internal/config"
 	"github.com/ebbq/ebb/internal/controlplane"
@@ -52,6 +53,31 @@ func (n *nullTarget) counts() (launches, shutdowns int) {
 	return n.launches, n.shutdowns
 }
 
+// fastReplica builds a replica on a fresh SQLite broker with one pool on tg
+// and short intervals, so a second covers several rounds of everything.
+// The broker closes when the test ends.
+func fastReplica(t *testing.T, pool string, tg target.Target) (ebbdriver.Driver, *controlplane.Replica) {
+	t.Helper()
+	drv, err := ebbsqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ebb.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { drv.Close() })
+	cfg := config.Default()
+	cfg.Leader = config.Leader{TTL: 2 * time.Second, RenewInterval: 100 * time.Millisecond}
+	cfg.Maintenance.RescueInterval = 50 * time.Millisecond
+	cfg.Autoscaler.ReconcileInterval = 50 * time.Millisecond
+	cfg.Pools = []config.Pool{config.DefaultPool(pool)}
+	replica, err := controlplane.New(controlplane.Options{
+		Config: cfg, Driver: drv, Logger: slog.New(slog.DiscardHandler), ID: pool + "-replica", Executable: "/bin/false",
+		Targets: func(*config.Pool) (target.Target, error) { return tg, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return drv, replica
+}
+
 // TestReplicaLeavesNoGoroutines: once Run returns, nothing of the replica
 // runs on: not its subscription, the election, a term's pool loops,
 // maintenance or beat. `ebb up` and the e2e tests start and stop replicas in
@@ -61,26 +87,8 @@ func (n *nullTarget) counts() (launches, shutdowns int) {
 func TestReplicaLeavesNoGoroutines(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	ctx := t.Context()
-	drv, err := ebbsqlite.Open(ctx, filepath.Join(t.TempDir(), "ebb.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer drv.Close()
-
-	cfg := config.Default()
-	// Short intervals so one second covers several rounds of everything.
-	cfg.Leader = config.Leader{TTL: 2 * time.Second, RenewInterval: 100 * time.Millisecond}
-	cfg.Maintenance.RescueInterval = 50 * time.Millisecond
-	cfg.Autoscaler.ReconcileInterval = 50 * time.Millisecond
-	cfg.Pools = []config.Pool{config.DefaultPool("leak")}
 	tg := &nullTarget{}
-	replica, err := controlplane.New(controlplane.Options{
-		Config: cfg, Driver: drv, Logger: slog.New(slog.DiscardHandler), ID: "leak-replica", Executable: "/bin/false",
-		Targets: func(*config.Pool) (target.Target, error) { return tg, nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	drv, replica := fastReplica(t, "leak", tg)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- replica.Run(runCtx) }()

@@ -3,18 +3,12 @@ package controlplane_test
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
 	"github.com/ebbq/ebb/ebbtype"
-	"github.com/ebbq/ebb/internal/config"
-	"github.com/ebbq/ebb/internal/controlplane"
-	"github.com/ebbq/ebb/internal/target"
 	"github.com/ebbq/ebb/internal/testwait"
 )
 
@@ -23,10 +17,9 @@ import (
 // status.
 type platformTarget struct {
 	nullTarget
-	mu       sync.Mutex
-	retired  []string
-	failing  error
-	shutdown bool
+	mu      sync.Mutex
+	retired []string
+	failing error
 }
 
 func (p *platformTarget) Retire(_ context.Context, ids []string) error {
@@ -56,23 +49,8 @@ func (p *platformTarget) retiredIDs() []string {
 func TestDrainedWorkersAreRetired(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	drv, err := ebbsqlite.Open(ctx, filepath.Join(t.TempDir(), "ebb.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer drv.Close()
-	cfg := config.Default()
-	cfg.Leader = config.Leader{TTL: 2 * time.Second, RenewInterval: 100 * time.Millisecond}
-	cfg.Autoscaler.ReconcileInterval = 50 * time.Millisecond
-	cfg.Pools = []config.Pool{config.DefaultPool("p")}
 	tg := &platformTarget{failing: errors.New("ThrottlingException: rate exceeded")}
-	replica, err := controlplane.New(controlplane.Options{
-		Config: cfg, Driver: drv, Logger: slog.New(slog.DiscardHandler), ID: "r", Executable: "/bin/false",
-		Targets: func(*config.Pool) (target.Target, error) { return tg, nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	drv, replica := fastReplica(t, "p", tg)
 	now := time.Now()
 	for _, w := range []ebbtype.WorkerInfo{
 		{ID: "drained", Pool: "p", Draining: true, Drained: true},

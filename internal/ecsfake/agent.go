@@ -78,18 +78,26 @@ func knownStatus(t *task) string {
 	return StatusRunning
 }
 
-// metadataTaskLookup counts the call and finds the task named in the path;
-// it answers 404 itself when there is none.
-func (f *Fake) metadataTaskLookup(w http.ResponseWriter, r *http.Request, op string) *task {
+// lookupTask counts the call and finds the task named in the path; when
+// there is none it answers with notFound itself.
+func (f *Fake) lookupTask(w http.ResponseWriter, r *http.Request, op string, notFound func(http.ResponseWriter, string)) *task {
+	id := r.PathValue("id")
 	f.mu.Lock()
 	f.calls[op]++
-	t := f.tasks[r.PathValue("id")]
+	t := f.tasks[id]
 	f.mu.Unlock()
 	if t == nil {
-		writeJSON(w, http.StatusNotFound, "application/json",
-			"V4 task metadata handler: unable to get task arn from request: no task for endpoint id "+r.PathValue("id"))
+		notFound(w, id)
 	}
 	return t
+}
+
+// metadataTaskLookup is lookupTask answering 404 as the metadata endpoint does.
+func (f *Fake) metadataTaskLookup(w http.ResponseWriter, r *http.Request, op string) *task {
+	return f.lookupTask(w, r, op, func(w http.ResponseWriter, id string) {
+		writeJSON(w, http.StatusNotFound, "application/json",
+			"V4 task metadata handler: unable to get task arn from request: no task for endpoint id "+id)
+	})
 }
 
 func (f *Fake) serveTaskMetadata(w http.ResponseWriter, r *http.Request) {
@@ -190,18 +198,12 @@ func writeAgent(w http.ResponseWriter, status int, resp agentResponse) {
 	writeJSON(w, status, "application/json", resp)
 }
 
-// agentLookup counts the call and finds the task named in the path; it
-// answers 404 itself when there is none, as the agent does.
+// agentLookup is lookupTask answering 404 as the agent does.
 func (f *Fake) agentLookup(w http.ResponseWriter, r *http.Request, op string) *task {
-	f.mu.Lock()
-	f.calls[op]++
-	t := f.tasks[r.PathValue("id")]
-	f.mu.Unlock()
-	if t == nil {
+	return f.lookupTask(w, r, op, func(w http.ResponseWriter, _ string) {
 		writeAgent(w, http.StatusNotFound, agentResponse{Error: &agentError{
 			Code: "ResourceNotFoundException", Message: "Failed to find a task for the request"}})
-	}
-	return t
+	})
 }
 
 // agentAnswer is the agent's answer for t's protection state: a failure

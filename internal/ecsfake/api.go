@@ -166,6 +166,36 @@ func decode(body []byte, v any) *apiError {
 	return nil
 }
 
+// decodeBatch decodes a request that names things in batch: refs (the
+// member called what, pointing into v) must hold 1 to max entries.
+func decodeBatch(body []byte, v any, what string, refs *[]string, max int) *apiError {
+	if e := decode(body, v); e != nil {
+		return e
+	}
+	switch {
+	case len(*refs) == 0:
+		return invalidParameter("%s cannot be empty.", what)
+	case len(*refs) > max:
+		return invalidParameter("%s cannot have more than %d entries.", what, max)
+	}
+	return nil
+}
+
+// eachRef resolves the cluster and calls fn for each of refs, all with
+// f.mu held.
+func (f *Fake) eachRef(clusterRef *string, refs []string, fn func(cluster, ref string)) *apiError {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cluster, e := f.cluster(clusterRef)
+	if e != nil {
+		return e
+	}
+	for _, ref := range refs {
+		fn(cluster, ref)
+	}
+	return nil
+}
+
 // cluster resolves a cluster reference (short name or ARN; the default
 // cluster when empty) to its short name. f.mu held.
 func (f *Fake) cluster(ref *string) (string, *apiError) {
@@ -271,38 +301,46 @@ type describeServicesOut struct {
 
 func (f *Fake) describeServices(body []byte) (any, *apiError) {
 	var in describeServicesIn
-	if e := decode(body, &in); e != nil {
+	if e := decodeBatch(body, &in, "Services", &in.Services, maxDescribeServices); e != nil {
 		return nil, e
 	}
-	switch {
-	case len(in.Services) == 0:
-		return nil, invalidParameter("Services cannot be empty.")
-	case len(in.Services) > maxDescribeServices:
-		return nil, invalidParameter("Services cannot have more than %d entries.", maxDescribeServices)
-	}
-	if e := checkInclude(in.Include, "TAGS"); e != nil {
-		return nil, e
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	cluster, e := f.cluster(in.Cluster)
+	services, failures, e := describe(f, in.Cluster, in.Services, in.Include, f.service, f.serviceRefARN, f.serviceJSON)
 	if e != nil {
 		return nil, e
 	}
-	out := describeServicesOut{Services: []serviceJSON{}, Failures: []failureJSON{}}
-	for _, ref := range in.Services {
-		s := f.service(cluster, ref)
-		if s == nil {
-			arn := ref
-			if !strings.HasPrefix(ref, "arn:") {
-				arn = f.arn("service/" + cluster + "/" + ref)
-			}
-			out.Failures = append(out.Failures, failureJSON{Arn: arn, Reason: "MISSING"})
-			continue
-		}
-		out.Services = append(out.Services, f.serviceJSON(s, len(in.Include) > 0))
+	return describeServicesOut{Services: services, Failures: failures}, nil
+}
+
+func (f *Fake) serviceRefARN(cluster, ref string) string {
+	if strings.HasPrefix(ref, "arn:") {
+		return ref
 	}
-	return out, nil
+	return f.arn("service/" + cluster + "/" + ref)
+}
+
+// describe answers a Describe operation once its request is decoded: each
+// of refs that find resolves is described (with tags when include asks for
+// them), the others are MISSING failures named by missingARN. find,
+// missingARN and describeOne are called with f.mu held.
+func describe[T, J any](f *Fake, cluster *string, refs, include []string,
+	find func(cluster, ref string) *T, missingARN func(cluster, ref string) string,
+	describeOne func(v *T, tags bool) J,
+) ([]J, []failureJSON, *apiError) {
+	if e := checkInclude(include, "TAGS"); e != nil {
+		return nil, nil, e
+	}
+	items, failures := []J{}, []failureJSON{}
+	if e := f.eachRef(cluster, refs, func(cluster, ref string) {
+		v := find(cluster, ref)
+		if v == nil {
+			failures = append(failures, failureJSON{Arn: missingARN(cluster, ref), Reason: "MISSING"})
+			return
+		}
+		items = append(items, describeOne(v, len(include) > 0))
+	}); e != nil {
+		return nil, nil, e
+	}
+	return items, failures, nil
 }
 
 // --- UpdateService
@@ -459,34 +497,14 @@ type describeTasksOut struct {
 
 func (f *Fake) describeTasks(body []byte) (any, *apiError) {
 	var in describeTasksIn
-	if e := decode(body, &in); e != nil {
+	if e := decodeBatch(body, &in, "Tasks", &in.Tasks, maxDescribeTasks); e != nil {
 		return nil, e
 	}
-	switch {
-	case len(in.Tasks) == 0:
-		return nil, invalidParameter("Tasks cannot be empty.")
-	case len(in.Tasks) > maxDescribeTasks:
-		return nil, invalidParameter("Tasks cannot have more than %d entries.", maxDescribeTasks)
-	}
-	if e := checkInclude(in.Include, "TAGS"); e != nil {
-		return nil, e
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	cluster, e := f.cluster(in.Cluster)
+	tasks, failures, e := describe(f, in.Cluster, in.Tasks, in.Include, f.task, f.taskRefARN, f.taskJSON)
 	if e != nil {
 		return nil, e
 	}
-	out := describeTasksOut{Tasks: []taskJSON{}, Failures: []failureJSON{}}
-	for _, ref := range in.Tasks {
-		t := f.task(cluster, ref)
-		if t == nil {
-			out.Failures = append(out.Failures, failureJSON{Arn: f.taskRefARN(cluster, ref), Reason: "MISSING"})
-			continue
-		}
-		out.Tasks = append(out.Tasks, f.taskJSON(t, len(in.Include) > 0))
-	}
-	return out, nil
+	return describeTasksOut{Tasks: tasks, Failures: failures}, nil
 }
 
 // --- GetTaskProtection and UpdateTaskProtection
@@ -509,36 +527,16 @@ type getTaskProtectionIn struct {
 
 func (f *Fake) getTaskProtection(body []byte) (any, *apiError) {
 	var in getTaskProtectionIn
-	if e := decode(body, &in); e != nil {
+	if e := decodeBatch(body, &in, "Tasks", &in.Tasks, maxGetTaskProtection); e != nil {
 		return nil, e
 	}
-	switch {
-	case len(in.Tasks) == 0:
-		return nil, invalidParameter("Tasks cannot be empty.")
-	case len(in.Tasks) > maxGetTaskProtection:
-		return nil, invalidParameter("Tasks cannot have more than %d entries.", maxGetTaskProtection)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	cluster, e := f.cluster(in.Cluster)
-	if e != nil {
-		return nil, e
-	}
-	now := time.Now()
-	out := taskProtectionOut{ProtectedTasks: []protectedTaskJSON{}, Failures: []failureJSON{}}
-	for _, ref := range in.Tasks {
-		t := f.task(cluster, ref)
-		if fail := f.protectionFailure(t, cluster, ref); fail != nil {
-			out.Failures = append(out.Failures, *fail)
-			continue
-		}
+	return f.eachProtection(in.Cluster, in.Tasks, func(t *task, now time.Time) protectedTaskJSON {
 		p := protectedTaskJSON{TaskArn: t.arn}
 		if t.isProtected(now) {
 			p.ProtectionEnabled, p.ExpirationDate = true, ts(t.protectedUntil)
 		}
-		out.ProtectedTasks = append(out.ProtectedTasks, p)
-	}
-	return out, nil
+		return p
+	})
 }
 
 type updateTaskProtectionIn struct {
@@ -550,38 +548,40 @@ type updateTaskProtectionIn struct {
 
 func (f *Fake) updateTaskProtection(body []byte) (any, *apiError) {
 	var in updateTaskProtectionIn
-	if e := decode(body, &in); e != nil {
+	if e := decodeBatch(body, &in, "Tasks", &in.Tasks, maxUpdateTaskProtection); e != nil {
 		return nil, e
-	}
-	switch {
-	case len(in.Tasks) == 0:
-		return nil, invalidParameter("Tasks cannot be empty.")
-	case len(in.Tasks) > maxUpdateTaskProtection:
-		return nil, invalidParameter("Tasks cannot have more than %d entries.", maxUpdateTaskProtection)
 	}
 	minutes, e := protectionMinutes(in.ExpiresInMinutes)
 	if e != nil {
 		return nil, e
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	cluster, e := f.cluster(in.Cluster)
-	if e != nil {
-		return nil, e
-	}
-	now := time.Now()
-	out := taskProtectionOut{ProtectedTasks: []protectedTaskJSON{}, Failures: []failureJSON{}}
-	for _, ref := range in.Tasks {
-		t := f.task(cluster, ref)
-		if fail := f.protectionFailure(t, cluster, ref); fail != nil {
-			out.Failures = append(out.Failures, *fail)
-			continue
-		}
+	return f.eachProtection(in.Cluster, in.Tasks, func(t *task, now time.Time) protectedTaskJSON {
 		p := protectedTaskJSON{TaskArn: t.arn, ProtectionEnabled: in.ProtectionEnabled}
 		if until := f.setProtection(t, in.ProtectionEnabled, minutes, now); in.ProtectionEnabled {
 			p.ExpirationDate = ts(until)
 		}
-		out.ProtectedTasks = append(out.ProtectedTasks, p)
+		return p
+	})
+}
+
+// eachProtection answers a protection request: a failure for each of refs
+// protectionFailure refuses, else what fn makes of the task. fn is called
+// with f.mu held.
+func (f *Fake) eachProtection(clusterRef *string, refs []string, fn func(t *task, now time.Time) protectedTaskJSON) (any, *apiError) {
+	var now time.Time
+	out := taskProtectionOut{ProtectedTasks: []protectedTaskJSON{}, Failures: []failureJSON{}}
+	if e := f.eachRef(clusterRef, refs, func(cluster, ref string) {
+		if now.IsZero() { // once, with f.mu held and the cluster found
+			now = time.Now()
+		}
+		t := f.task(cluster, ref)
+		if fail := f.protectionFailure(t, cluster, ref); fail != nil {
+			out.Failures = append(out.Failures, *fail)
+			return
+		}
+		out.ProtectedTasks = append(out.ProtectedTasks, fn(t, now))
+	}); e != nil {
+		return nil, e
 	}
 	return out, nil
 }

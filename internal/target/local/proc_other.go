@@ -11,10 +11,6 @@ import (
 // build a local target there.
 const supported = false
 
-func sysProcAttr() *syscall.SysProcAttr { return nil }
-
-func waitUntilExited(int) bool { return false }
-
 func signalGroup(p *os.Process, _ syscall.Signal) error { return p.Kill() }
 
 func exitStatus(ps *os.ProcessState) (int, syscall.Signal) { return ps.ExitCode(), 0 }

@@ -3,9 +3,10 @@
 package local
 
 import (
-	"errors"
 	"os"
 	"syscall"
+
+	"github.com/ebbq/ebb/internal/procgroup"
 )
 
 const supported = true
@@ -15,11 +16,7 @@ const supported = true
 // group leader has not been reaped: until then its pid, and so the group id,
 // cannot belong to anyone else.
 func signalGroup(p *os.Process, sig syscall.Signal) error {
-	err := syscall.Kill(-p.Pid, sig)
-	if errors.Is(err, syscall.ESRCH) {
-		return nil
-	}
-	return err
+	return procgroup.Signal(p.Pid, sig)
 }
 
 func exitStatus(ps *os.ProcessState) (code int, sig syscall.Signal) {
