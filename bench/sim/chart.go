@@ -86,22 +86,21 @@ func (c canvas) text(x, y int, s string, col color.Color, scale int) int {
 		d.DrawString(s)
 		return w
 	}
-	tmp := image.NewRGBA(image.Rect(0, 0, w, face.Height))
-	d := font.Drawer{Dst: tmp, Src: image.NewUniform(col), Face: face, Dot: fixed.P(0, face.Ascent)}
-	d.DrawString(s)
-	for ty := range face.Height {
-		for tx := range w {
-			if _, _, _, a := tmp.At(tx, ty).RGBA(); a > 0 {
-				c.rect(x+tx*scale, y+ty*scale, x+(tx+1)*scale, y+(ty+1)*scale, tmp.At(tx, ty))
-			}
-		}
-	}
+	glyphs(s, col, func(tx, ty int, px color.Color) {
+		c.rect(x+tx*scale, y+ty*scale, x+(tx+1)*scale, y+(ty+1)*scale, px)
+	})
 	return w * scale
 }
 
 // vtext draws s rotated a quarter turn anticlockwise, its bottom end at
 // (x, y).
 func (c canvas) vtext(x, y int, s string, col color.Color) {
+	glyphs(s, col, func(tx, ty int, px color.Color) { c.Set(x+ty, y-tx, px) })
+}
+
+// glyphs renders s in col on a scratch image and calls set with each inked
+// pixel, at its place in that image.
+func glyphs(s string, col color.Color, set func(tx, ty int, px color.Color)) {
 	face := basicfont.Face7x13
 	w := font.MeasureString(face, s).Ceil()
 	tmp := image.NewRGBA(image.Rect(0, 0, w, face.Height))
@@ -110,7 +109,7 @@ func (c canvas) vtext(x, y int, s string, col color.Color) {
 	for ty := range face.Height {
 		for tx := range w {
 			if _, _, _, a := tmp.At(tx, ty).RGBA(); a > 0 {
-				c.Set(x+ty, y-tx, tmp.At(tx, ty))
+				set(tx, ty, tmp.At(tx, ty))
 			}
 		}
 	}

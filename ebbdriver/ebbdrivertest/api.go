@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -270,14 +271,7 @@ func testAPI(t *testing.T, newDriver Factory) {
 
 	t.Run("PriorityWithinQueue", func(t *testing.T) {
 		a := apiSetup(t, newDriver)
-		var mu sync.Mutex
-		var order []int
-		ebb.Handle(a.handlers, func(ctx context.Context, task *ebb.Task[apiArgs]) (any, error) {
-			mu.Lock()
-			order = append(order, task.Args.N)
-			mu.Unlock()
-			return nil, nil
-		})
+		order := recordRuns(a, func(task *ebb.Task[apiArgs]) int { return task.Args.N })
 		var last string
 		for i, p := range []ebb.Priority{ebb.PriorityLow, ebb.PriorityNormal, ebb.PriorityHigh, ebb.PriorityLow, ebb.PriorityHigh} {
 			last = a.enqueue(apiArgs{N: i}, &ebb.EnqueueOpts{Priority: p}).ID
@@ -285,8 +279,8 @@ func testAPI(t *testing.T, newDriver Factory) {
 		a.startWorker(&ebb.WorkerConfig{Concurrency: 1})
 		_, err := a.client.Wait(a.ctx, last)
 		requireNoErr(t, "wait", err)
-		poll(t, "all five ran", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 5 })
-		checkSlice(t, "run order", []int{2, 4, 1, 0, 3}, order)
+		poll(t, "all five ran", func() bool { return len(order.get()) == 5 })
+		checkSlice(t, "run order", []int{2, 4, 1, 0, 3}, order.get())
 	})
 
 	t.Run("RetryThenSucceed", func(t *testing.T) {
@@ -314,20 +308,13 @@ func testAPI(t *testing.T, newDriver Factory) {
 
 	t.Run("StrictQueueOrder", func(t *testing.T) {
 		a := apiSetup(t, newDriver)
-		var mu sync.Mutex
-		var order []string
-		ebb.Handle(a.handlers, func(ctx context.Context, task *ebb.Task[apiArgs]) (any, error) {
-			mu.Lock()
-			order = append(order, task.Queue)
-			mu.Unlock()
-			return nil, nil
-		})
+		order := recordRuns(a, func(task *ebb.Task[apiArgs]) string { return task.Queue })
 		for _, q := range []string{"low", "high", "low", "high"} {
 			a.enqueue(apiArgs{}, &ebb.EnqueueOpts{Queue: q})
 		}
 		a.startWorker(&ebb.WorkerConfig{Concurrency: 1, Queues: []ebb.QueueConfig{{Name: "high"}, {Name: "low"}}})
-		poll(t, "all four ran", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 4 })
-		checkSlice(t, "queue order", []string{"high", "high", "low", "low"}, order)
+		poll(t, "all four ran", func() bool { return len(order.get()) == 4 })
+		checkSlice(t, "queue order", []string{"high", "high", "low", "low"}, order.get())
 	})
 
 	t.Run("Timeout", func(t *testing.T) {
@@ -424,6 +411,32 @@ func apiSetup(t *testing.T, newDriver Factory) *apiBundle {
 	client, err := ebb.NewClient(drv, nil)
 	requireNoErr(t, "NewClient", err)
 	return &apiBundle{t: t, ctx: ctx, driver: drv, client: client, handlers: ebb.NewHandlers()}
+}
+
+// runLog records, in run order, a key of each task a handler ran.
+type runLog[T any] struct {
+	mu    sync.Mutex
+	order []T
+}
+
+// get is a copy of the keys recorded so far.
+func (l *runLog[T]) get() []T {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.order)
+}
+
+// recordRuns registers the handler for apiArgs: it succeeds with no result
+// and records key(task) for each task it runs.
+func recordRuns[T any](a *apiBundle, key func(*ebb.Task[apiArgs]) T) *runLog[T] {
+	l := &runLog[T]{}
+	ebb.Handle(a.handlers, func(ctx context.Context, task *ebb.Task[apiArgs]) (any, error) {
+		l.mu.Lock()
+		l.order = append(l.order, key(task))
+		l.mu.Unlock()
+		return nil, nil
+	})
+	return l
 }
 
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -176,10 +176,7 @@ func testComplete(t *testing.T, newDriver Factory) {
 
 	t.Run("RetryLater", func(t *testing.T) {
 		f := setup(t, newDriver)
-		f.enqueue(f.task("a"))
-		p := fetchParams(f.now, 1, "a")
-		p.WorkerID = "worker-r"
-		r := f.fetchWith(p).Tasks[0]
+		_, r := f.enqueueClaimAs("worker-r")
 		retryAt := f.at(time.Minute)
 		c := retry(r, f.at(time.Second), retryAt, "connection refused")
 		f.completeOK(c)
@@ -261,10 +258,7 @@ func testComplete(t *testing.T, newDriver Factory) {
 
 	t.Run("Succeeded", func(t *testing.T) {
 		f := setup(t, newDriver)
-		task := f.enqueue(f.task("a"))[0]
-		p := fetchParams(f.now, 1, "a")
-		p.WorkerID = "worker-s"
-		r := f.fetchWith(p).Tasks[0]
+		task, r := f.enqueueClaimAs("worker-s")
 		f.completeOK(succeed(r, f.at(3*time.Second), `{"answer":42,"list":["x"]}`))
 
 		got := f.requireState(task.ID, ebbtype.StateSucceeded)

@@ -1,6 +1,7 @@
 package ebbdrivertest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -23,6 +24,36 @@ func deadFixture(t *testing.T, newDriver Factory, n int) (*fixture, []*ebbtype.T
 	}
 	f.kill(f.enqueue(f.task("other"))[0], f.now)
 	return f, tasks
+}
+
+// deadOp runs op (DeadRetry or DeadPurge, named what) and fails on error.
+func (f *fixture) deadOp(what string, op deadOpFunc, p ebbdriver.DeadParams) int64 {
+	f.t.Helper()
+	n, err := op(f.d, f.ctx, p)
+	if err != nil {
+		f.t.Fatalf("%s: %v", what, err)
+	}
+	return n
+}
+
+type deadOpFunc = func(ebbdriver.Driver, context.Context, ebbdriver.DeadParams) (int64, error)
+
+// deadAll makes a deadFixture of three tasks and runs op over all of queue
+// "a" an hour after the base time, returning what op reports it changed.
+func deadAll(t *testing.T, newDriver Factory, what string, op deadOpFunc) (*fixture, []*ebbtype.TaskInfo, int64) {
+	t.Helper()
+	f, tasks := deadFixture(t, newDriver, 3)
+	return f, tasks, f.deadOp(what, op, ebbdriver.DeadParams{Queue: "a", Now: f.at(time.Hour)})
+}
+
+// checkDeadLeftAll checks that a deadFixture's queue "a" holds no dead task
+// and queue "other" still holds its one.
+func (f *fixture) checkDeadLeftAll() {
+	f.t.Helper()
+	_, total := f.deadList("a", 0, 10)
+	check(f.t, "dead left in a", int64(0), total)
+	_, total = f.deadList("other", 0, 10)
+	check(f.t, "dead left in other", int64(1), total)
 }
 
 func testDeadList(t *testing.T, newDriver Factory) {
@@ -66,21 +97,14 @@ func testDeadList(t *testing.T, newDriver Factory) {
 
 func testDeadRetry(t *testing.T, newDriver Factory) {
 	t.Run("All", func(t *testing.T) {
-		f, tasks := deadFixture(t, newDriver, 3)
-		n, err := f.d.DeadRetry(f.ctx, ebbdriver.DeadParams{Queue: "a", Now: f.at(time.Hour)})
-		if err != nil {
-			t.Fatalf("DeadRetry: %v", err)
-		}
+		f, tasks, n := deadAll(t, newDriver, "DeadRetry", ebbdriver.Driver.DeadRetry)
 		check(t, "moved", int64(3), n)
 		for _, task := range tasks {
 			got := f.requireState(task.ID, ebbtype.StateQueued)
 			check(t, "Attempt", 0, got.Attempt)
 			check(t, "error count", 1, len(got.Errors))
 		}
-		_, total := f.deadList("a", 0, 10)
-		check(t, "dead left in a", int64(0), total)
-		_, total = f.deadList("other", 0, 10)
-		check(t, "dead left in other", int64(1), total)
+		f.checkDeadLeftAll()
 		st := queueStats(t, f.stats(), "a")
 		check(t, "Queued", int64(3), st.Queued)
 		check(t, "Dead", int64(0), st.Dead)
@@ -91,12 +115,9 @@ func testDeadRetry(t *testing.T, newDriver Factory) {
 		f, tasks := deadFixture(t, newDriver, 3)
 		queued := f.enqueue(f.task("a", withRunAt(f.at(time.Hour))))[0]
 		unknown := newTask("a", f.now).ID
-		n, err := f.d.DeadRetry(f.ctx, ebbdriver.DeadParams{
+		n := f.deadOp("DeadRetry", ebbdriver.Driver.DeadRetry, ebbdriver.DeadParams{
 			Queue: "a", IDs: []string{tasks[0].ID, tasks[2].ID, queued.ID, unknown}, Now: f.at(time.Minute),
 		})
-		if err != nil {
-			t.Fatalf("DeadRetry: %v", err)
-		}
 		check(t, "moved", int64(2), n)
 		for _, task := range []*ebbtype.TaskInfo{tasks[0], tasks[2]} {
 			got := f.requireState(task.ID, ebbtype.StateQueued)
@@ -118,31 +139,21 @@ func testDeadRetry(t *testing.T, newDriver Factory) {
 
 func testDeadPurge(t *testing.T, newDriver Factory) {
 	t.Run("All", func(t *testing.T) {
-		f, tasks := deadFixture(t, newDriver, 3)
-		n, err := f.d.DeadPurge(f.ctx, ebbdriver.DeadParams{Queue: "a", Now: f.at(time.Hour)})
-		if err != nil {
-			t.Fatalf("DeadPurge: %v", err)
-		}
+		f, tasks, n := deadAll(t, newDriver, "DeadPurge", ebbdriver.Driver.DeadPurge)
 		check(t, "deleted", int64(3), n)
 		for _, task := range tasks {
 			f.requireNotFound(task.ID)
 		}
-		_, total := f.deadList("a", 0, 10)
-		check(t, "dead left in a", int64(0), total)
-		_, total = f.deadList("other", 0, 10)
-		check(t, "dead left in other", int64(1), total)
+		f.checkDeadLeftAll()
 		check(t, "Dead", int64(0), queueStats(t, f.stats(), "a").Dead)
 	})
 
 	t.Run("IDs", func(t *testing.T) {
 		f, tasks := deadFixture(t, newDriver, 3)
 		queued := f.enqueue(f.task("a"))[0]
-		n, err := f.d.DeadPurge(f.ctx, ebbdriver.DeadParams{
+		n := f.deadOp("DeadPurge", ebbdriver.Driver.DeadPurge, ebbdriver.DeadParams{
 			Queue: "a", IDs: []string{tasks[1].ID, queued.ID, newTask("a", f.now).ID}, Now: f.at(time.Hour),
 		})
-		if err != nil {
-			t.Fatalf("DeadPurge: %v", err)
-		}
 		check(t, "deleted", int64(1), n)
 		f.requireNotFound(tasks[1].ID)
 		f.requireState(tasks[0].ID, ebbtype.StateDead)

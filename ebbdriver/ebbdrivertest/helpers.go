@@ -160,6 +160,16 @@ func (f *fixture) fetch(now time.Time, limit int, queues ...string) *ebbdriver.F
 	return f.fetchWith(fetchParams(now, limit, queues...))
 }
 
+// enqueueClaimAs enqueues a task into queue "a" and fetches it at the base
+// time as worker.
+func (f *fixture) enqueueClaimAs(worker string) (task, claimed *ebbtype.TaskInfo) {
+	f.t.Helper()
+	task = f.enqueue(f.task("a"))[0]
+	p := fetchParams(f.now, 1, "a")
+	p.WorkerID = worker
+	return task, f.fetchWith(p).Tasks[0]
+}
+
 // fetchOne fetches exactly one task and fails if there is none.
 func (f *fixture) fetchOne(now time.Time, queues ...string) *ebbtype.TaskInfo {
 	f.t.Helper()
@@ -381,6 +391,14 @@ func checkSlice[T comparable](t *testing.T, what string, want, got []T) {
 	}
 }
 
+// checkMap compares maps by content; nil and empty are the same.
+func checkMap[K, V comparable](t *testing.T, what string, want, got map[K]V) {
+	t.Helper()
+	if (len(want) != 0 || len(got) != 0) && !maps.Equal(want, got) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
 // checkSet compares ignoring order.
 func checkSet(t *testing.T, what string, want, got []string) {
 	t.Helper()
@@ -431,11 +449,7 @@ func checkStored(t *testing.T, want, got *ebbtype.TaskInfo) {
 	check(t, p+"Kind", want.Kind, got.Kind)
 	check(t, p+"Queue", want.Queue, got.Queue)
 	checkJSON(t, p+"Args", want.EncodedArgs, got.EncodedArgs)
-	if len(want.Headers) != 0 || len(got.Headers) != 0 {
-		if !maps.Equal(want.Headers, got.Headers) {
-			t.Errorf("%sHeaders = %v, want %v", p, got.Headers, want.Headers)
-		}
-	}
+	checkMap(t, p+"Headers", want.Headers, got.Headers)
 	check(t, p+"Priority", want.Priority, got.Priority)
 	checkTime(t, p+"RunAt", want.RunAt, got.RunAt)
 	check(t, p+"MaxAttempts", want.MaxAttempts, got.MaxAttempts)

@@ -3,7 +3,6 @@ package ebbdrivertest
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -99,6 +98,19 @@ func scheduleNames(l []ebbtype.Schedule) []string {
 	return out
 }
 
+// firedNightly sets up a fixture holding schedule "nightly" (cronSchedule at
+// the base time) marked fired as "task-1" a minute later, and returns it with
+// that schedule and tick.
+func firedNightly(t *testing.T, newDriver Factory) (*fixture, *ebbtype.Schedule, time.Time) {
+	t.Helper()
+	f := setup(t, newDriver)
+	s := cronSchedule("nightly", f.now)
+	f.upsertSchedule(s)
+	tick := f.at(time.Minute)
+	f.markFired("nightly", tick, "task-1", true)
+	return f, s, tick
+}
+
 // fired is s with the firing state a MarkFired of tick as taskID leaves.
 func fired(s *ebbtype.Schedule, tick time.Time, taskID string) *ebbtype.Schedule {
 	c := *s
@@ -121,9 +133,7 @@ func checkSchedule(t *testing.T, what string, want, got *ebbtype.Schedule) {
 	check(t, p+"Priority", want.Priority, got.Priority)
 	check(t, p+"MaxAttempts", want.MaxAttempts, got.MaxAttempts)
 	check(t, p+"Timeout", want.Timeout, got.Timeout)
-	if (len(want.Headers) != 0 || len(got.Headers) != 0) && !maps.Equal(want.Headers, got.Headers) {
-		t.Errorf("%sHeaders = %v, want %v", p, got.Headers, want.Headers)
-	}
+	checkMap(t, p+"Headers", want.Headers, got.Headers)
 	check(t, p+"Paused", want.Paused, got.Paused)
 	checkTime(t, p+"LastTickAt", want.LastTickAt, got.LastTickAt)
 	check(t, p+"LastTaskID", want.LastTaskID, got.LastTaskID)
@@ -267,11 +277,7 @@ func testSchedules(t *testing.T, newDriver Factory) {
 	})
 
 	t.Run("MarkFiredStale", func(t *testing.T) {
-		f := setup(t, newDriver)
-		s := cronSchedule("nightly", f.now)
-		f.upsertSchedule(s)
-		tick := f.at(time.Minute)
-		f.markFired("nightly", tick, "task-1", true)
+		f, s, tick := firedNightly(t, newDriver)
 		want := fired(s, tick, "task-1")
 
 		// A leader that missed the last mark, or one the election replaced,
@@ -290,11 +296,7 @@ func testSchedules(t *testing.T, newDriver Factory) {
 	})
 
 	t.Run("Pause", func(t *testing.T) {
-		f := setup(t, newDriver)
-		s := cronSchedule("nightly", f.now)
-		f.upsertSchedule(s)
-		tick := f.at(time.Minute)
-		f.markFired("nightly", tick, "task-1", true)
+		f, s, tick := firedNightly(t, newDriver)
 		want := fired(s, tick, "task-1")
 
 		f.setPaused("nightly", true)
@@ -408,11 +410,7 @@ func testSchedules(t *testing.T, newDriver Factory) {
 	})
 
 	t.Run("UpsertReplaces", func(t *testing.T) {
-		f := setup(t, newDriver)
-		s := cronSchedule("nightly", f.now)
-		f.upsertSchedule(s)
-		tick := f.at(time.Minute)
-		f.markFired("nightly", tick, "task-1", true)
+		f, s, tick := firedNightly(t, newDriver)
 		f.setPaused("nightly", true)
 
 		// Every definition field changes, and the optional ones are

@@ -123,11 +123,7 @@ func testTaskAwait(t *testing.T, newDriver Factory) {
 }
 
 func testTaskCancel(t *testing.T, newDriver Factory) {
-	t.Run("NotFound", func(t *testing.T) {
-		f := setup(t, newDriver)
-		_, err := f.d.TaskCancel(f.ctx, newTask("a", f.now).ID, f.now)
-		checkErrIs(t, "TaskCancel(unknown)", err, ebbtype.ErrTaskNotFound)
-	})
+	testTransitionNotFound(t, newDriver, "TaskCancel", ebbdriver.Driver.TaskCancel)
 
 	for _, c := range []struct {
 		name    string
@@ -169,10 +165,7 @@ func testTaskCancel(t *testing.T, newDriver Factory) {
 
 	t.Run("Running", func(t *testing.T) {
 		f := setup(t, newDriver)
-		task := f.enqueue(f.task("a"))[0]
-		p := fetchParams(f.now, 1, "a")
-		p.WorkerID = "worker-c"
-		r := f.fetchWith(p).Tasks[0]
+		task, r := f.enqueueClaimAs("worker-c")
 		ch := f.listen(ebbdriver.ListenParams{Queues: []string{"a"}, WorkerID: "worker-c"})
 
 		st, err := f.d.TaskCancel(f.ctx, task.ID, f.at(time.Second))
@@ -223,5 +216,16 @@ func testName(t *testing.T, newDriver Factory) {
 		if f.d.Name() == "" {
 			t.Error("Name() is empty")
 		}
+	})
+}
+
+// testTransitionNotFound checks that op (TaskCancel or TaskRetry) of an id
+// never enqueued fails with ErrTaskNotFound.
+func testTransitionNotFound(t *testing.T, newDriver Factory, name string,
+	op func(ebbdriver.Driver, context.Context, string, time.Time) (ebbtype.State, error)) {
+	t.Run("NotFound", func(t *testing.T) {
+		f := setup(t, newDriver)
+		_, err := op(f.d, f.ctx, newTask("a", f.now).ID, f.now)
+		checkErrIs(t, name+"(unknown)", err, ebbtype.ErrTaskNotFound)
 	})
 }

@@ -336,11 +336,7 @@ func testTaskRetry(t *testing.T, newDriver Factory) {
 		check(t, "Queued", int64(1), st.Queued)
 	})
 
-	t.Run("NotFound", func(t *testing.T) {
-		f := setup(t, newDriver)
-		_, err := f.d.TaskRetry(f.ctx, newTask("a", f.now).ID, f.now)
-		checkErrIs(t, "TaskRetry(unknown)", err, ebbtype.ErrTaskNotFound)
-	})
+	testTransitionNotFound(t, newDriver, "TaskRetry", ebbdriver.Driver.TaskRetry)
 
 	for _, c := range []struct {
 		name    string

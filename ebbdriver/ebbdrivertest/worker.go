@@ -61,9 +61,7 @@ func checkWorker(t *testing.T, want, got ebbtype.WorkerInfo) {
 	check(t, p+"Pool", want.Pool, got.Pool)
 	check(t, p+"Host", want.Host, got.Host)
 	check(t, p+"PID", want.PID, got.PID)
-	if !slices.Equal(want.Queues, got.Queues) {
-		t.Errorf("%sQueues = %v, want %v", p, got.Queues, want.Queues)
-	}
+	checkSlice(t, p+"Queues", want.Queues, got.Queues)
 	check(t, p+"Concurrency", want.Concurrency, got.Concurrency)
 	check(t, p+"Busy", want.Busy, got.Busy)
 	checkTime(t, p+"StartedAt", want.StartedAt, got.StartedAt)

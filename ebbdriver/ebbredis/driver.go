@@ -335,6 +335,12 @@ var (
 	scriptWorkerDeregister = newScript(luaWorkerDeregister)
 	scriptWorkerDrain      = newScript(luaWorkerDrain)
 	scriptQueueStats       = newScript(luaQueueStats)
+	// The schedule scripts' sources are in schedules.go.
+	scriptScheduleUpsert    = newScript(luaScheduleUpsert)
+	scriptScheduleList      = newScript(luaScheduleList)
+	scriptScheduleDelete    = newScript(luaScheduleDelete)
+	scriptSchedulePause     = newScript(luaSchedulePause)
+	scriptScheduleMarkFired = newScript(luaScheduleMarkFired)
 )
 
 func isNoScript(err error) bool {

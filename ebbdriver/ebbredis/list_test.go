@@ -143,10 +143,7 @@ func TestDoneIndex(t *testing.T) {
 // retention ended before Cleanup dropped it) costs a place in the scan but
 // is not returned.
 func TestTaskListSkipsVanishedTasks(t *testing.T) {
-	t.Parallel()
-	d := newTestDriver(t)
-	ctx := t.Context()
-	now := time.Now()
+	d, ctx, now := parallelDriver(t)
 	a, b := testTask("q", now), testTask("q", now)
 	mustEnqueue(t, d, a, b)
 	res, err := d.Fetch(ctx, fetchParams(now, 2, "q"))
@@ -174,10 +171,7 @@ func TestTaskListSkipsVanishedTasks(t *testing.T) {
 }
 
 func TestTaskListRejects(t *testing.T) {
-	t.Parallel()
-	d := newTestDriver(t)
-	ctx := t.Context()
-	now := time.Now()
+	d, ctx, now := parallelDriver(t)
 	mustEnqueue(t, d, testTask("a", now), testTask("a", now), testTask("b", now))
 	res, err := d.TaskList(ctx, ebbdriver.TaskListParams{Queue: "a", Limit: 1})
 	if err != nil || res.Cursor == "" {
@@ -198,10 +192,7 @@ func TestTaskListRejects(t *testing.T) {
 // TestTaskListCursorAcrossQueues: a cursor names the queue it stopped in, so
 // the next call resumes there and goes on through the later queues.
 func TestTaskListCursorAcrossQueues(t *testing.T) {
-	t.Parallel()
-	d := newTestDriver(t)
-	ctx := t.Context()
-	now := time.Now()
+	d, ctx, now := parallelDriver(t)
 	for _, q := range []string{"c", "a", "b"} {
 		mustEnqueue(t, d, testTask(q, now))
 	}

@@ -43,25 +43,15 @@ func parseMsg(s string, m *ebbtype.TaskInfo) bool {
 		case "h":
 			m.Headers, ok = p.headers()
 		case "p":
-			var n int64
-			n, ok = p.int()
-			m.Priority = ebbtype.Priority(n)
+			ok = intField(&p, &m.Priority)
 		case "m":
-			var n int64
-			n, ok = p.int()
-			m.MaxAttempts = int(n)
+			ok = intField(&p, &m.MaxAttempts)
 		case "to":
-			var n int64
-			n, ok = p.int()
-			m.Timeout = time.Duration(n)
+			ok = intField(&p, &m.Timeout)
 		case "r":
-			var n int64
-			n, ok = p.int()
-			m.Retention = time.Duration(n)
+			ok = intField(&p, &m.Retention)
 		case "ut":
-			var n int64
-			n, ok = p.int()
-			m.UniqueTTL = time.Duration(n)
+			ok = intField(&p, &m.UniqueTTL)
 		case "e":
 			var n int64
 			n, ok = p.int()
@@ -147,6 +137,13 @@ func (p *msgParser) int() (int64, bool) {
 	}
 	n, err := strconv.ParseInt(p.s[start:p.i], 10, 64)
 	return n, err == nil
+}
+
+// intField reads a JSON integer into one of the message's int fields.
+func intField[T ~int | ~int64](p *msgParser, dst *T) bool {
+	n, ok := p.int()
+	*dst = T(n)
+	return ok
 }
 
 func (p *msgParser) headers() (map[string]string, bool) {

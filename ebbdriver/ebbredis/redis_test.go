@@ -40,6 +40,13 @@ func mustEnqueue(t *testing.T, d *Driver, tasks ...*ebbtype.TaskInfo) {
 	}
 }
 
+// parallelDriver marks t parallel and returns a fresh driver, t's context
+// and the current time: the start of most tests here.
+func parallelDriver(t *testing.T) (*Driver, context.Context, time.Time) {
+	t.Parallel()
+	return newTestDriver(t), t.Context(), time.Now()
+}
+
 func fetchParams(now time.Time, limit int, queues ...string) ebbdriver.FetchParams {
 	return ebbdriver.FetchParams{Queues: queues, Limit: limit, WorkerID: "w", LeaseToken: tid.New(),
 		LeaseDuration: time.Minute, Now: now}
@@ -139,10 +146,7 @@ func TestEnqueueRejectsBadTasks(t *testing.T) {
 // TaskGet must return the record with what is wrong instead of failing, so
 // the worker can dead-letter it.
 func TestMalformed(t *testing.T) {
-	t.Parallel()
-	d := newTestDriver(t)
-	ctx := t.Context()
-	now := time.Now()
+	d, ctx, now := parallelDriver(t)
 	good, badMsg, noMsg, badErrs := testTask("a", now), testTask("a", now), testTask("a", now), testTask("a", now)
 	mustEnqueue(t, d, good, badMsg, noMsg, badErrs)
 	k := d.keys("a")
@@ -236,10 +240,7 @@ func TestQueueKeysShareSlot(t *testing.T) {
 	t.Parallel()
 	for _, queue := range []string{"default", "a}b", "x{y", "emails:high", "w"} {
 		t.Run(queue, func(t *testing.T) {
-			t.Parallel()
-			d := newTestDriver(t)
-			ctx := t.Context()
-			now := time.Now()
+			d, ctx, now := parallelDriver(t)
 			tasks := []*ebbtype.TaskInfo{testTask(queue, now), testTask(queue, now), testTask(queue, now), testTask(queue, now.Add(time.Hour))}
 			tasks[0].UniqueKey = "u1"
 			tasks[1].UniqueKey, tasks[1].UniqueTTL = "u2", time.Hour
@@ -343,10 +344,7 @@ func TestScriptHeaders(t *testing.T) {
 // found by id through P:queues.
 func TestFindTaskInQueueUnknownToDriver(t *testing.T) {
 	t.Parallel()
-	c := testredis.Client(t)
-	prefix := testredis.Prefix(t)
-	producer, _ := New(c, &Config{Prefix: prefix})
-	reader, _ := New(c, &Config{Prefix: prefix})
+	producer, reader := twoProcesses(t)
 	now := time.Now()
 	task := testTask("elsewhere", now)
 	mustEnqueue(t, producer, testTask("first", now), task)
@@ -362,10 +360,7 @@ func TestFindTaskInQueueUnknownToDriver(t *testing.T) {
 // TestLargeBatches crosses the per-script chunk size in Enqueue, Fetch and
 // Complete.
 func TestLargeBatches(t *testing.T) {
-	t.Parallel()
-	d := newTestDriver(t)
-	ctx := t.Context()
-	now := time.Now()
+	d, ctx, now := parallelDriver(t)
 	const n = 2*maxPerCall + 300
 	tasks := make([]*ebbtype.TaskInfo, n)
 	for i := range tasks {
@@ -412,10 +407,7 @@ func TestLargeBatches(t *testing.T) {
 // publish on the done channel. A sentinel published afterwards on the same
 // channel must be the first message the subscriber sees.
 func TestCompletionPublishesOnlyForWaiters(t *testing.T) {
-	t.Parallel()
-	d := newTestDriver(t)
-	ctx := t.Context()
-	now := time.Now()
+	d, ctx, now := parallelDriver(t)
 	ps, _, err := d.subscribe(ctx, []string{d.chDone}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -442,10 +434,7 @@ func TestCompletionPublishesOnlyForWaiters(t *testing.T) {
 // TestDrainOnlyToItsWorker: a listener for another worker sees cancel
 // requests but not the drain request.
 func TestDrainOnlyToItsWorker(t *testing.T) {
-	t.Parallel()
-	d := newTestDriver(t)
-	ctx := t.Context()
-	now := time.Now()
+	d, ctx, now := parallelDriver(t)
 	if _, err := d.WorkerHeartbeat(ctx, ebbtype.WorkerInfo{ID: "w1", HeartbeatAt: now}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -544,10 +533,7 @@ func retryUntil(t *testing.T, what string, f func() error) {
 // TestEmptyTokenNeverOwns: a rescued task's claim has its token cut off;
 // an empty token must not pass the fence for it (or for anything).
 func TestEmptyTokenNeverOwns(t *testing.T) {
-	t.Parallel()
-	d := newTestDriver(t)
-	ctx := t.Context()
-	now := time.Now()
+	d, ctx, now := parallelDriver(t)
 	task := testTask("a", now)
 	mustEnqueue(t, d, task)
 	if _, err := d.Fetch(ctx, ebbdriver.FetchParams{Queues: []string{"a"}, Limit: 1, Now: now}); err == nil {
@@ -578,11 +564,7 @@ func TestEmptyTokenNeverOwns(t *testing.T) {
 // finds a task in, and the others within queueSetTTL.
 func TestQueueStatsQueueSet(t *testing.T) {
 	t.Parallel()
-	c := testredis.Client(t)
-	prefix := testredis.Prefix(t)
-	other, _ := New(c, &Config{Prefix: prefix})
-	d, _ := New(c, &Config{Prefix: prefix})
-	t.Cleanup(func() { _ = d.Close(); _ = other.Close() })
+	other, d := twoProcesses(t)
 	ctx := t.Context()
 	now := time.Now()
 	names := func() []string {
@@ -658,3 +640,19 @@ func TestQueueStatsOneCallPerQueue(t *testing.T) {
 		t.Errorf("QueueStats of 3 queues sent %d commands, want 3 (one script call per queue)", n)
 	}
 }
+
+// twoProcesses returns two drivers on one Redis under one prefix, as two
+// processes sharing a broker see it; both close when the test ends.
+func twoProcesses(t *testing.T) (*Driver, *Driver) {
+	t.Helper()
+	c := testredis.Client(t)
+	prefix := testredis.Prefix(t)
+	a, errA := New(c, &Config{Prefix: prefix})
+	b, errB := New(c, &Config{Prefix: prefix})
+	if errA != nil || errB != nil {
+		t.Fatal(errA, errB)
+	}
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	return a, b
+}
+

@@ -108,14 +108,6 @@ redis.call("HSET", KEYS[1], "tick", ARGV[1], "task", ARGV[2])
 return 1
 `
 
-var (
-	scriptScheduleUpsert    = newScript(luaScheduleUpsert)
-	scriptScheduleList      = newScript(luaScheduleList)
-	scriptScheduleDelete    = newScript(luaScheduleDelete)
-	scriptSchedulePause     = newScript(luaSchedulePause)
-	scriptScheduleMarkFired = newScript(luaScheduleMarkFired)
-)
-
 // ScheduleUpsert implements ebbdriver.Schedules.
 func (d *Driver) ScheduleUpsert(ctx context.Context, s *ebbtype.Schedule) error {
 	if s == nil || s.Name == "" {

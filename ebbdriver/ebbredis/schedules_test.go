@@ -15,10 +15,7 @@ import (
 // (the fields the scripts own would contradict it), and a delete leaves
 // nothing behind.
 func TestScheduleKeys(t *testing.T) {
-	t.Parallel()
-	d := newTestDriver(t)
-	ctx := t.Context()
-	now := time.Now()
+	d, ctx, now := parallelDriver(t)
 	s := &ebbtype.Schedule{Name: "nightly", Cron: "0 3 * * *", Kind: "k", Queue: "q",
 		Paused: true, LastTickAt: now, LastTaskID: "task-0", CreatedAt: now, UpdatedAt: now}
 	if err := d.ScheduleUpsert(ctx, s); err != nil {
@@ -64,10 +61,7 @@ func TestScheduleKeys(t *testing.T) {
 // by a broken ebb) is reported with the schedule's name rather than as
 // missing, and can still be deleted.
 func TestScheduleMalformed(t *testing.T) {
-	t.Parallel()
-	d := newTestDriver(t)
-	ctx := t.Context()
-	now := time.Now()
+	d, ctx, now := parallelDriver(t)
 	for _, name := range []string{"bad", "good"} {
 		if err := d.ScheduleUpsert(ctx, &ebbtype.Schedule{Name: name, Every: time.Minute, Kind: "k", Queue: "q",
 			CreatedAt: now, UpdatedAt: now}); err != nil {

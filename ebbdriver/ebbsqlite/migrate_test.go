@@ -18,13 +18,8 @@ import (
 func TestMigrateFromVersion1(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "ebb.db")
 	now := time.Now().Truncate(time.Millisecond)
-
-	raw, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, raw := openRaw(t)
 	if _, err := raw.Exec(migrations[0]); err != nil {
 		t.Fatalf("creating a version 1 schema: %v", err)
 	}
@@ -45,16 +40,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	ins("a", "queued", now)
 	ins("a", "scheduled", now.Add(time.Minute))
 	ins("a", "succeeded", now)
-	if err := raw.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	d, err := Open(ctx, path, nil)
-	if err != nil {
-		t.Fatalf("Open of a version 1 file: %v", err)
-	}
-	defer func() { d.Close() }()
-	checkVersion(t, d)
+	d := openMigrated(t, raw, path, 1)
 
 	stats := func(when string, enqueued, queued int64) {
 		t.Helper()
@@ -92,13 +78,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	sched := upsertTestSchedule(t, d, now)
 
 	// Reopening does not migrate again: the backfill would reset Enqueued.
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if d, err = Open(ctx, path, nil); err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	checkVersion(t, d)
+	d = reopen(t, d, path)
 	stats("after reopening", 4, 2)
 	ds, err := d.DecisionList(ctx, "", 10)
 	if err != nil || len(ds) != 1 || ds[0].Seq != dec.Seq {
@@ -116,13 +96,8 @@ func TestMigrateFromVersion1(t *testing.T) {
 func TestMigrateFromVersion2(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "ebb.db")
 	now := time.Now().Truncate(time.Millisecond)
-
-	raw, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, raw := openRaw(t)
 	for i, m := range migrations[:2] {
 		if _, err := raw.Exec(m); err != nil {
 			t.Fatalf("creating a version 2 schema, migration %d: %v", i+1, err)
@@ -135,30 +110,61 @@ func TestMigrateFromVersion2(t *testing.T) {
 		now.Add(time.Minute).UnixNano()); err != nil {
 		t.Fatal(err)
 	}
-	if err := raw.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	d, err := Open(ctx, path, nil)
-	if err != nil {
-		t.Fatalf("Open of a version 2 file: %v", err)
-	}
-	defer func() { d.Close() }()
-	checkVersion(t, d)
+	d := openMigrated(t, raw, path, 2)
 	if l, err := d.LeaderAttempt(ctx, ebbdriver.LeaderParams{Name: "cp", ID: "s2", TTL: time.Minute, Now: now}); err != nil ||
 		l.LeaderID != "s1" || l.Term != 7 {
 		t.Errorf("LeaderAttempt after the upgrade = %+v, %v; want s1 leading in term 7", l, err)
 	}
 	sched := upsertTestSchedule(t, d, now)
 
+	d = reopen(t, d, path)
+	checkTestSchedule(t, d, sched)
+}
+
+// openRaw opens a new file in a temporary folder with database/sql alone,
+// for a test to write an older schema into.
+func openRaw(t *testing.T) (string, *sql.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ebb.db")
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, raw
+}
+
+// openMigrated closes raw, which holds the file at path in schema version
+// version, and opens the file with the driver, which must migrate it to the
+// current version. The driver is closed when the test ends.
+func openMigrated(t *testing.T, raw *sql.DB, path string, version int) *Driver {
+	t.Helper()
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Open(t.Context(), path, nil)
+	if err != nil {
+		t.Fatalf("Open of a version %d file: %v", version, err)
+	}
+	t.Cleanup(func() { d.Close() })
+	checkVersion(t, d)
+	return d
+}
+
+// reopen closes d and opens its file at path again, which must then be at
+// the current version without migrating again. The new driver is closed
+// when the test ends.
+func reopen(t *testing.T, d *Driver, path string) *Driver {
+	t.Helper()
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if d, err = Open(ctx, path, nil); err != nil {
+	d, err := Open(t.Context(), path, nil)
+	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
+	t.Cleanup(func() { d.Close() })
 	checkVersion(t, d)
-	checkTestSchedule(t, d, sched)
+	return d
 }
 
 // upsertTestSchedule stores a fired schedule in an upgraded file.

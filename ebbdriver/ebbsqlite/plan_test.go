@@ -14,11 +14,7 @@ import (
 // trimmed through its pool index, without sorting.
 func TestQueryPlans(t *testing.T) {
 	t.Parallel()
-	d, err := Open(t.Context(), filepath.Join(t.TempDir(), "ebb.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := openPlanDriver(t)
 	for _, c := range []struct {
 		name, query, index string
 	}{
@@ -49,22 +45,7 @@ func TestQueryPlans(t *testing.T) {
 					args = append(args, 0)
 				}
 			}
-			rows, err := d.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+c.query, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rows.Close()
-			var plan []string
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
-			}
-			all := strings.Join(plan, "; ")
-			t.Logf("%s: %s", c.name, all)
+			all := queryPlan(t, d, c.name, c.query, args...)
 			if strings.HasPrefix(c.index, "decisions_") {
 				if !strings.Contains(all, "SEARCH decisions USING ") || !strings.Contains(all, "INDEX "+c.index+" ") {
 					t.Errorf("plan %q does not search index %s", all, c.index)
@@ -84,11 +65,7 @@ func TestQueryPlans(t *testing.T) {
 // bounds a call by its ScanLimit, however many tasks are stored.
 func TestListQueryPlans(t *testing.T) {
 	t.Parallel()
-	d, err := Open(t.Context(), filepath.Join(t.TempDir(), "ebb.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := openPlanDriver(t)
 	for _, c := range []struct {
 		name, query string
 		args        []any
@@ -100,22 +77,7 @@ func TestListQueryPlans(t *testing.T) {
 		{"next page scanned", fmt.Sprintf(listScannedSQL, listWindowNext), []any{"x", 10, "x"}, "SEARCH"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			rows, err := d.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+c.query, c.args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rows.Close()
-			var plan []string
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
-			}
-			all := strings.Join(plan, "; ")
-			t.Logf("%s: %s", c.name, all)
+			all := queryPlan(t, d, c.name, c.query, c.args...)
 			if !strings.Contains(all, c.walk+" tasks USING COVERING INDEX sqlite_autoindex_tasks_1") {
 				t.Errorf("plan %q does not %s the id index alone", all, c.walk)
 			}
@@ -131,4 +93,39 @@ func TestListQueryPlans(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openPlanDriver opens a driver on a new, empty file in a temporary folder;
+// it is closed when the test ends.
+func openPlanDriver(t *testing.T) *Driver {
+	t.Helper()
+	d, err := Open(t.Context(), filepath.Join(t.TempDir(), "ebb.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// queryPlan returns the details of query's EXPLAIN QUERY PLAN rows, joined
+// by "; ", and logs them under name.
+func queryPlan(t *testing.T, d *Driver, name, query string, args ...any) string {
+	t.Helper()
+	rows, err := d.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	all := strings.Join(plan, "; ")
+	t.Logf("%s: %s", name, all)
+	return all
 }

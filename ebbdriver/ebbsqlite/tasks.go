@@ -283,6 +283,22 @@ func addTotals(ctx context.Context, tx *sql.Tx, s *stmts, t map[string]*totals) 
 	return nil
 }
 
+// settle ends a write transaction that finished tasks: it adds the
+// transaction's totals and bumps ready_seq of the queues in ready.
+func settle(ctx context.Context, tx *sql.Tx, s *stmts, sums map[string]*totals, ready map[string]int64) error {
+	if err := addTotals(ctx, tx, s, sums); err != nil {
+		return err
+	}
+	return bumpReady(ctx, tx, s, ready)
+}
+
+// announce tells, once a write transaction has committed, the fetchers of
+// the queues in ready and the awaiters of the finished tasks.
+func (d *Driver) announce(ready map[string]int64, finished []string) {
+	d.notify.queued(ready)
+	d.notify.finished(finished)
+}
+
 func totalsOf(m map[string]*totals, q string) *totals {
 	t := m[q]
 	if t == nil {
@@ -409,16 +425,12 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 				return fmt.Errorf("completing task %s: %w", c.ID, err)
 			}
 		}
-		if err := addTotals(ctx, tx, d.stmts, sums); err != nil {
-			return err
-		}
-		return bumpReady(ctx, tx, d.stmts, ready)
+		return settle(ctx, tx, d.stmts, sums, ready)
 	})
 	if err != nil {
 		return nil, err
 	}
-	d.notify.queued(ready)
-	d.notify.finished(finished)
+	d.announce(ready, finished)
 	return errs, nil
 }
 
@@ -803,16 +815,12 @@ func (d *Driver) RescueExpired(ctx context.Context, queue string, now time.Time,
 		if len(res.Requeued)+len(res.Dead) > 0 {
 			sums[queue] = &totals{retried: int64(len(res.Requeued)), failed: int64(len(res.Dead))}
 		}
-		if err := addTotals(ctx, tx, d.stmts, sums); err != nil {
-			return err
-		}
-		return bumpReady(ctx, tx, d.stmts, ready)
+		return settle(ctx, tx, d.stmts, sums, ready)
 	})
 	if err != nil {
 		return nil, err
 	}
-	d.notify.queued(ready)
-	d.notify.finished(res.Dead)
+	d.announce(ready, res.Dead)
 	return res, nil
 }
 

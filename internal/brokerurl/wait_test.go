@@ -1,56 +1,18 @@
 package brokerurl
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ebbq/ebb/internal/testredis"
+	"github.com/ebbq/ebb/internal/testwait"
 )
-
-// logBuf collects a logger's lines; OpenWait may log from another goroutine
-// than the test's.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) lines(substr string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for line := range strings.Lines(l.b.String()) {
-		if strings.Contains(line, substr) {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newLog() (*logBuf, *slog.Logger) {
-	lb := &logBuf{}
-	return lb, slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // closedURL is a redis:// URL with a password on a loopback port nothing
 // listens on.
@@ -84,7 +46,7 @@ func TestOpenFailsFastOnClosedPort(t *testing.T) {
 
 func TestOpenWaitGivesUpAfterMaxWait(t *testing.T) {
 	url := closedURL(t)
-	logs, logger := newLog()
+	logs, logger := testwait.NewLog()
 	const maxWait = 800 * time.Millisecond
 	start := time.Now()
 	b, err := OpenWait(t.Context(), url, maxWait, logger)
@@ -101,7 +63,7 @@ func TestOpenWaitGivesUpAfterMaxWait(t *testing.T) {
 		t.Errorf("final error %q: want how long it waited and why, without the password", msg)
 	}
 	// 250 ms, 500 ms, then the rest of the wait: three retries at least.
-	warns := logs.lines("level=WARN")
+	warns := logs.Lines("level=WARN")
 	if len(warns) < 3 {
 		t.Fatalf("got %d warnings, want one per failed attempt (≥ 3):\n%s", len(warns), logs)
 	}
@@ -132,7 +94,7 @@ func TestOpenWaitDoesNotRetry(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			logs, logger := newLog()
+			logs, logger := testwait.NewLog()
 			start := time.Now()
 			b, err := OpenWait(t.Context(), c.url, time.Minute, logger)
 			if err == nil {
@@ -148,7 +110,7 @@ func TestOpenWaitDoesNotRetry(t *testing.T) {
 			if strings.Contains(err.Error(), "s3cret") {
 				t.Errorf("error shows the password: %q", err)
 			}
-			if w := logs.lines("level=WARN"); len(w) > 0 {
+			if w := logs.Lines("level=WARN"); len(w) > 0 {
 				t.Errorf("OpenWait(%s) retried:\n%s", c.url, strings.Join(w, ""))
 			}
 		})
@@ -156,7 +118,7 @@ func TestOpenWaitDoesNotRetry(t *testing.T) {
 }
 
 func TestOpenWaitZeroIsOneAttempt(t *testing.T) {
-	logs, logger := newLog()
+	logs, logger := testwait.NewLog()
 	start := time.Now()
 	_, err := OpenWait(t.Context(), closedURL(t), 0, logger)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach Redis") || strings.Contains(err.Error(), "unreachable after") {
@@ -165,7 +127,7 @@ func TestOpenWaitZeroIsOneAttempt(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("OpenWait with maxWait 0 took %s", took)
 	}
-	if w := logs.lines("level=WARN"); len(w) > 0 {
+	if w := logs.Lines("level=WARN"); len(w) > 0 {
 		t.Errorf("maxWait 0 retried:\n%s", strings.Join(w, ""))
 	}
 }
@@ -187,7 +149,7 @@ func TestOpenWaitStopsWhenCancelled(t *testing.T) {
 func TestOpenWaitConnectsWhenTheBrokerComesUp(t *testing.T) {
 	s := testredis.Start(t)
 	s.Kill()
-	logs, logger := newLog()
+	logs, logger := testwait.NewLog()
 	type result struct {
 		b   *Broker
 		err error
@@ -211,10 +173,10 @@ func TestOpenWaitConnectsWhenTheBrokerComesUp(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("OpenWait did not return within 15s of Redis starting\n%s", logs)
 	}
-	if n := len(logs.lines("level=WARN")); n < 2 {
+	if n := len(logs.Lines("level=WARN")); n < 2 {
 		t.Errorf("%d warnings while Redis was down for 700ms, want ≥ 2:\n%s", n, logs)
 	}
-	if len(logs.lines("broker reachable")) != 1 {
+	if len(logs.Lines("broker reachable")) != 1 {
 		t.Errorf("want one line saying the broker became reachable:\n%s", logs)
 	}
 }

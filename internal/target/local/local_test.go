@@ -150,9 +150,9 @@ func testBinary() string {
 
 // newTarget builds a target running helper mode and shuts it down when the
 // test ends.
-func newTarget(t *testing.T, mode string, c Config) (*Target, *logBuffer) {
+func newTarget(t *testing.T, mode string, c Config) (*Target, *testwait.Log) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testwait.Log{}
 	c.Pool = cmp.Or(c.Pool, "pool")
 	if c.Command == nil {
 		c.Command = helperCommand()
@@ -177,23 +177,6 @@ func newTarget(t *testing.T, mode string, c Config) (*Target, *logBuffer) {
 		}
 	})
 	return tg, logs
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // waitFor polls cond until it holds or ten seconds pass.
@@ -756,7 +739,7 @@ func TestWorkersDrainWhenServerDies(t *testing.T) {
 		t.Skip("the parent-death signal is Linux only")
 	}
 	logDir := t.TempDir()
-	var out logBuffer
+	var out testwait.Log
 	server := exec.Command(testBinary(), "-test.run=^TestHelperProcess$", "--")
 	server.Env = append(os.Environ(), helperEnv+"=server", helperLogDirEnv+"="+logDir, "GORACE=atexit_sleep_ms=0")
 	server.Stdout, server.Stderr = &out, &out
