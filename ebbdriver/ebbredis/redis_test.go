@@ -655,4 +655,3 @@ func twoProcesses(t *testing.T) (*Driver, *Driver) {
 	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
 	return a, b
 }
-
