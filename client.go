@@ -55,9 +55,7 @@ func NewClient(driver ebbdriver.Driver, config *ClientConfig) (*Client, error) {
 	if c.config.Logger == nil {
 		c.config.Logger = slog.Default()
 	}
-	if c.config.Clock == nil {
-		c.config.Clock = clock.Wall
-	}
+	c.config.Clock = clock.Or(c.config.Clock)
 	if c.config.MaxArgsBytes <= 0 {
 		c.config.MaxArgsBytes = MaxArgsBytesDefault
 	}
@@ -239,22 +237,21 @@ func (c *Client) record(ctx context.Context, p *EnqueueParams, now time.Time) (*
 
 // Task returns a task by id.
 func (c *Client) Task(ctx context.Context, id string) (*TaskInfo, error) {
-	rec, err := c.driver.TaskGet(ctx, id)
+	info, err := c.driver.TaskGet(ctx, id)
 	if err != nil {
 		return nil, notFoundOr(err, "read", "task "+id)
 	}
-	return rec, nil
+	return info, nil
 }
 
 // Wait blocks until the task finishes or ctx is done. For a succeeded task it
 // returns the task (with Result) and nil; for a dead or cancelled one the
 // task and a *TaskFailedError.
 func (c *Client) Wait(ctx context.Context, id string) (*TaskInfo, error) {
-	rec, err := c.driver.TaskAwait(ctx, id)
+	info, err := c.driver.TaskAwait(ctx, id)
 	if err != nil {
 		return nil, notFoundOr(err, "wait for", "task "+id)
 	}
-	info := rec
 	if info.State != StateSucceeded {
 		return info, &TaskFailedError{Task: info}
 	}

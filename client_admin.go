@@ -2,11 +2,10 @@ package ebb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
-
-	"errors"
 
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbtype"
@@ -65,13 +64,13 @@ func (c *Client) TaskList(ctx context.Context, params *TaskListParams) (*TaskLis
 	if err != nil {
 		return nil, fmt.Errorf("ebb: list tasks: %w", err)
 	}
-	tasks, _ := list(res.Tasks, nil, "")
-	return &TaskListResult{Tasks: tasks, Cursor: res.Cursor, Scanned: res.Scanned}, nil
+	return &TaskListResult{Tasks: nonNil(res.Tasks), Cursor: res.Cursor, Scanned: res.Scanned}, nil
 }
 
 func stateNames() string {
-	names := make([]string, 0, 7)
-	for _, s := range ebbtype.States() {
+	states := ebbtype.States()
+	names := make([]string, 0, len(states))
+	for _, s := range states {
 		names = append(names, string(s))
 	}
 	return strings.Join(names, ", ")
@@ -106,12 +105,12 @@ type DeadListParams struct {
 // DeadList lists the dead tasks of a queue, newest death first, and how
 // many the queue holds in all.
 func (c *Client) DeadList(ctx context.Context, queue string, params *DeadListParams) (tasks []*TaskInfo, total int64, err error) {
-	p := DeadListParams{Limit: 50}
+	var p DeadListParams
 	if params != nil {
 		p = *params
-		if p.Limit <= 0 {
-			p.Limit = 50
-		}
+	}
+	if p.Limit <= 0 {
+		p.Limit = 50
 	}
 	tasks, total, err = c.driver.DeadList(ctx, ebbdriver.DeadListParams{Queue: queue, Offset: max(0, p.Offset), Limit: p.Limit})
 	tasks, err = list(tasks, err, "list dead tasks of queue "+queue)
@@ -178,17 +177,11 @@ func (c *Client) DecisionList(ctx context.Context, pool string, limit int) ([]De
 // and until when.
 type Leadership = ebbtype.Leadership
 
-// controlPlaneLeaderName is what the control-plane replicas elect a leader
-// of. It must equal controlplane.LeaderName: the root package cannot import
-// internal/controlplane (which imports it), and a mismatch would make
-// ControlPlaneLeader report no leader while one runs.
-const controlPlaneLeaderName = "control-plane"
-
 // ControlPlaneLeader returns the control-plane replica that leads now, or
 // nil (and no error) when none does: no `ebb server` or `ebb up` runs, or
 // the last leader stopped or lost its lease. It only reads.
 func (c *Client) ControlPlaneLeader(ctx context.Context) (*Leadership, error) {
-	l, err := c.driver.LeaderGet(ctx, controlPlaneLeaderName, c.now())
+	l, err := c.driver.LeaderGet(ctx, ebbtype.ControlPlaneLeaderName, c.now())
 	if err != nil {
 		return nil, fmt.Errorf("ebb: read the control-plane leader: %w", err)
 	}
@@ -315,10 +308,15 @@ func list[T any](items []T, err error, what string) ([]T, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ebb: %s: %w", what, err)
 	}
+	return nonNil(items), nil
+}
+
+// nonNil is items, or an empty list for none (JSON [] rather than null).
+func nonNil[T any](items []T) []T {
 	if items == nil {
-		items = []T{}
+		return []T{}
 	}
-	return items, nil
+	return items
 }
 
 // notFoundOr words an error of an action on one named thing (what, e.g.

@@ -71,9 +71,9 @@ func (c *completer) run(ctx context.Context) {
 
 func (c *completer) flushLoop(ctx context.Context) {
 	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
-	// flushDeadline runs in real time, not on the worker's clock: a stopped
+	// flushDeadline is in real time, not on the worker's clock: a stopped
 	// test clock must not keep an exiting worker retrying forever.
-	var flushDeadline <-chan time.Time
+	var flushDeadline time.Time
 	var batch []ebbdriver.Completion
 	var slots []bool
 	for {
@@ -104,17 +104,13 @@ func (c *completer) flushLoop(ctx context.Context) {
 		if err != nil {
 			select {
 			case <-c.stopped:
-				if flushDeadline == nil {
-					t := time.NewTimer(5 * time.Second)
-					defer t.Stop()
-					flushDeadline = t.C
+				if flushDeadline.IsZero() {
+					flushDeadline = time.Now().Add(5 * time.Second)
 				}
-				select {
-				case <-flushDeadline:
+				if time.Now().After(flushDeadline) {
 					c.w.logger.Error("could not store task outcomes before exit; their leases will expire and they will run again",
 						"count", len(batch), "error", err)
 					return
-				default:
 				}
 			default:
 			}

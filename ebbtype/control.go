@@ -5,6 +5,10 @@ import (
 	"time"
 )
 
+// ControlPlaneLeaderName is what the replicas of `ebb server` elect a leader
+// of; the client reads the same election to say whether a control plane runs.
+const ControlPlaneLeaderName = "control-plane"
+
 // Leadership is the state of a control-plane election.
 type Leadership struct {
 	LeaderID  string    `json:"leader_id"`

@@ -169,34 +169,35 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// decodeMsg fills rec's immutable fields from msg. On failure rec keeps what
-// it had (at least ID and Queue) and the error says what is wrong.
+// decodeMsg fills rec's immutable fields from msg, parsing straight into rec
+// (it runs for every fetched task). On failure rec keeps its ID and Queue,
+// fields the msg did hold may be filled in, and the error says what is wrong.
 func decodeMsg(rec *ebbtype.TaskInfo, msg string) error {
-	m := *rec
-	m.ID = ""
-	if !parseMsg(msg, &m) {
+	id, queue := rec.ID, rec.Queue
+	rec.ID = ""
+	ok := parseMsg(msg, rec)
+	if !ok {
 		// parseMsg reads only what appendMsg writes; compacted, a msg
 		// written by hand (other whitespace) may still read, and otherwise
 		// encoding/json words what is wrong with it.
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, []byte(msg)); err != nil {
+			rec.ID, rec.Queue = id, queue
 			return fmt.Errorf("stored task data (msg) is not valid: %v", err)
 		}
-		m = *rec
-		m.ID = ""
-		if !parseMsg(buf.String(), &m) {
-			return errors.New("stored task data (msg) is not valid: unexpected field or value type")
-		}
+		ok = parseMsg(buf.String(), rec)
 	}
-	if m.ID != "" && m.ID != rec.ID {
-		return fmt.Errorf("stored task data (msg) names task %q, not %q", m.ID, rec.ID)
+	msgID := rec.ID
+	rec.ID = id
+	if !ok || (msgID != "" && msgID != id) || rec.Queue == "" {
+		rec.Queue = queue
 	}
-	m.ID = rec.ID
-	if m.Queue == "" {
-		m.Queue = rec.Queue
-	}
-	*rec = m
-	if rec.Kind == "" {
+	switch {
+	case !ok:
+		return errors.New("stored task data (msg) is not valid: unexpected field or value type")
+	case msgID != "" && msgID != id:
+		return fmt.Errorf("stored task data (msg) names task %q, not %q", msgID, id)
+	case rec.Kind == "":
 		return errors.New("stored task data (msg) has no kind")
 	}
 	return nil

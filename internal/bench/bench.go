@@ -273,16 +273,11 @@ type startSignal struct {
 }
 
 func queueSucceeded(ctx context.Context, drv ebbdriver.Driver, queue string) (int64, error) {
-	stats, err := drv.QueueStats(ctx, time.Now())
+	st, err := queueStats(ctx, drv, queue)
 	if err != nil {
-		return 0, fmt.Errorf("bench: queue stats: %w", err)
+		return 0, fmt.Errorf("bench: %w", err)
 	}
-	for _, s := range stats {
-		if s.Name == queue {
-			return s.Succeeded, nil
-		}
-	}
-	return 0, nil
+	return st.Succeeded, nil
 }
 
 // percentile of sorted values, nearest-rank.

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/ebbq/ebb/internal/clock"
 )
 
 // Backoff between attempts of OpenWait: quick at first, since a broker that
@@ -60,12 +62,8 @@ func OpenWait(ctx context.Context, url string, maxWait time.Duration, logger *sl
 		next := min(delay, left.Round(time.Millisecond))
 		logger.Warn("broker unreachable, retrying", "broker", Redact(url), "err", err,
 			"attempt", attempt, "next_delay", next)
-		t := time.NewTimer(next)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !clock.Sleep(ctx, next) {
 			return nil, fmt.Errorf("stopped while waiting for broker %s: %w", Redact(url), ctx.Err())
-		case <-t.C:
 		}
 		delay = min(2*delay, BackoffMax)
 	}

@@ -173,7 +173,9 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 	if !withWorkers {
 		return
 	}
-	workers, err := p.s.drv.WorkerList(ctx, now)
+	// The registry lags by up to a second; a read that recent is as good
+	// as a new one.
+	workers, err := p.s.workers.get(ctx, now, min(maxAge, 500*time.Millisecond))
 	if err != nil {
 		p.warn(ctx, "autoscaler: cannot read the worker registry", err)
 		return
@@ -204,8 +206,8 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 			live[in.ID] = in
 		}
 	}
-	var idle []ebbtype.WorkerInfo
-	var busyIDs, drained []string
+	var idle, busy []ebbtype.WorkerInfo
+	var drained []string
 	registered := map[string]bool{}
 	in := DecisionInputs{Concurrency: p.cfg.Concurrency}
 	p.mu.Lock()
@@ -225,12 +227,15 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 		switch {
 		case w.Draining:
 			in.Draining++
-			if w.Drained {
+			// Only a drained worker the platform still runs is retired:
+			// one already stopping lingers in the registry for a few
+			// passes, and asking for it again costs the target its calls.
+			if _, running := live[w.ID]; w.Drained && running {
 				drained = append(drained, w.ID)
 			}
 		case w.Busy > 0:
 			in.Busy++
-			busyIDs = append(busyIDs, w.ID)
+			busy = append(busy, w)
 		default:
 			in.Idle++
 			idle = append(idle, w)
@@ -244,13 +249,9 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 	if m.InFlight == 0 && in.Busy > 0 {
 		// The registry's busy counts lag by up to a second; the queue counts
 		// are exact. Nothing in flight means nobody is busy.
-		for _, w := range workers {
-			if w.Pool == p.name && registered[w.ID] && !w.Draining && w.Busy > 0 {
-				idle = append(idle, w)
-			}
-		}
+		idle = append(idle, busy...)
 		in.Idle += in.Busy
-		in.Busy, busyIDs = 0, nil
+		in.Busy, busy = 0, nil
 	}
 	for id := range p.launched {
 		if _, ok := live[id]; !ok {
@@ -274,6 +275,10 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 	p.mu.Unlock()
 	p.timeline.add(Point{At: now, Queued: m.Queued, InFlight: m.InFlight, Workers: m.Current, Busy: in.Busy, Desired: d.Desired})
 
+	var busyIDs []string
+	for _, w := range busy {
+		busyIDs = append(busyIDs, w.ID)
+	}
 	if err := p.target.Protect(ctx, busyIDs); err != nil {
 		p.warn(ctx, "autoscaler: cannot protect busy instances", err)
 	}

@@ -32,7 +32,7 @@ import (
 )
 
 // LeaderName is what the control-plane replicas elect a leader of.
-const LeaderName = "control-plane"
+const LeaderName = ebbtype.ControlPlaneLeaderName
 
 // Options configure a Replica.
 type Options struct {
@@ -69,6 +69,7 @@ type Replica struct {
 	beatDirty atomic.Bool
 
 	stats    *statsCache
+	workers  *workerCache
 	counters counters
 	ready    atomic.Bool
 }
@@ -116,6 +117,7 @@ func New(opts Options) (*Replica, error) {
 		}
 	}
 	s.stats = newStatsCache(s.drv, s.clock)
+	s.workers = &workerCache{drv: s.drv, clock: s.clock}
 	s.counters.init()
 	return s, nil
 }
@@ -267,12 +269,8 @@ func (s *Replica) dispatch(ctx context.Context, events <-chan ebbdriver.Event) {
 				break
 			}
 			s.logger.Warn("broker subscription lost; resubscribing", "error", err)
-			t := time.NewTimer(time.Second)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !clock.Sleep(ctx, time.Second) {
 				return
-			case <-t.C:
 			}
 		}
 		for _, p := range s.pools {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/target"
 	"github.com/ebbq/ebb/internal/testwait"
 )
 
@@ -27,6 +28,16 @@ func (p *platformTarget) Retire(_ context.Context, ids []string) error {
 	defer p.mu.Unlock()
 	p.retired = append(p.retired, ids...)
 	return nil
+}
+
+// Instances: the platform runs the pool's three workers, and a fourth that
+// is drained but already stopping (the platform picked it), which must not
+// be retired again.
+func (p *platformTarget) Instances(context.Context) ([]target.Instance, error) {
+	return []target.Instance{
+		{ID: "drained", State: target.StateRunning}, {ID: "draining", State: target.StateRunning},
+		{ID: "busy", State: target.StateRunning}, {ID: "stopping", State: target.StateStopping},
+	}, nil
 }
 
 func (p *platformTarget) Status() string { return "service s: desired 1" }
@@ -57,6 +68,7 @@ func TestDrainedWorkersAreRetired(t *testing.T) {
 		{ID: "draining", Pool: "p", Draining: true, Busy: 1},
 		{ID: "busy", Pool: "p", Busy: 1},
 		{ID: "other-pool", Pool: "q", Draining: true, Drained: true},
+		{ID: "stopping", Pool: "p", Draining: true, Drained: true},
 	} {
 		w.HeartbeatAt, w.StartedAt, w.Concurrency = now, now, 1
 		if _, err := drv.WorkerHeartbeat(ctx, w, time.Minute); err != nil {

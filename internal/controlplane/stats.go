@@ -83,3 +83,38 @@ func (c *statsCache) rates(queue string) (in, out float64) {
 	}
 	return float64(last.enqueued-first.enqueued) / dt, float64(last.completed-first.completed) / dt
 }
+
+// workerCache shares one worker registry read among the pools reconciling at
+// the same moment and the dashboard's samples, as statsCache does for queue
+// counts.
+type workerCache struct {
+	drv   ebbdriver.Driver
+	clock ebbtype.Clock
+
+	mu   sync.Mutex
+	at   time.Time
+	last []ebbtype.WorkerInfo
+}
+
+// get returns the registry read no longer than maxAge ago (0: read now);
+// now is what the registry is read as of.
+func (c *workerCache) get(ctx context.Context, now time.Time, maxAge time.Duration) ([]ebbtype.WorkerInfo, error) {
+	c.mu.Lock()
+	if maxAge > 0 && !c.at.IsZero() && clock.Since(c.clock, c.at) <= maxAge {
+		out := c.last
+		c.mu.Unlock()
+		return out, nil
+	}
+	c.mu.Unlock()
+	at := c.clock.Now()
+	ws, err := c.drv.WorkerList(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if at.After(c.at) {
+		c.at, c.last = at, ws
+	}
+	c.mu.Unlock()
+	return ws, nil
+}

@@ -115,7 +115,7 @@ func (s *Replica) SamplePools(ctx context.Context, now time.Time) ([]ebbtype.Que
 	if err != nil {
 		return nil, nil, err
 	}
-	workers, err := s.drv.WorkerList(ctx, now)
+	workers, err := s.workers.get(ctx, now, 900*time.Millisecond)
 	if err != nil {
 		return stats, nil, err
 	}

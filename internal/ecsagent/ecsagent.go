@@ -190,10 +190,6 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	op := "release"
-	if e.Enable {
-		op = "enable"
-	}
 	var what string
 	switch {
 	case e.Code != "" && e.Message != "":
@@ -205,7 +201,14 @@ func (e *Error) Error() string {
 	default:
 		what = e.Message
 	}
-	return fmt.Sprintf("ecsagent: %s task scale-in protection: %s (HTTP %d)", op, what, e.Status)
+	return fmt.Sprintf("ecsagent: %s task scale-in protection: %s (HTTP %d)", opName(e.Enable), what, e.Status)
+}
+
+func opName(enable bool) string {
+	if enable {
+		return "enable"
+	}
+	return "release"
 }
 
 type protectionAnswer struct {
@@ -237,11 +240,7 @@ func (c *Client) setProtection(ctx context.Context, enable bool) error {
 	body, _ := json.Marshal(req)
 	status, answer, err := c.do(ctx, http.MethodPut, c.agentURI+"/task-protection/v1/state", body)
 	if err != nil {
-		op := "release"
-		if enable {
-			op = "enable"
-		}
-		return fmt.Errorf("ecsagent: %s task scale-in protection: %w", op, err)
+		return fmt.Errorf("ecsagent: %s task scale-in protection: %w", opName(enable), err)
 	}
 	var a protectionAnswer
 	decodeErr := json.Unmarshal(answer, &a)

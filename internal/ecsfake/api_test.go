@@ -307,7 +307,7 @@ func TestAPIRefusesWhatTheSDKWouldNotSend(t *testing.T) {
 	t.Parallel()
 	f := start(t, ecsfake.Config{Services: []ecsfake.ServiceConfig{serviceConfig(t, "", "svc", "serve")}})
 
-	cfg := awsConfig(f)
+	cfg := f.AWSConfig()
 	cfg.Region = "eu-west-1"
 	_, err := ecs.NewFromConfig(cfg, fastRetries(1)).DescribeServices(t.Context(), &ecs.DescribeServicesInput{Services: []string{"svc"}})
 	wantCode(t, "a client signing for another region", err, "InvalidSignatureException")

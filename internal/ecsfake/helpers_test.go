@@ -14,9 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"go.uber.org/goleak"
 
@@ -105,15 +103,6 @@ func start(t *testing.T, cfg ecsfake.Config) *ecsfake.Fake {
 	return f
 }
 
-// awsConfig is how a client of the fake is configured by hand.
-func awsConfig(f *ecsfake.Fake) aws.Config {
-	return aws.Config{
-		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
-		BaseEndpoint: aws.String(f.URL()),
-	}
-}
-
 // fastRetries keeps the SDK's standard retryer (its classification of
 // errors) with attempts as given and a millisecond between them.
 func fastRetries(attempts int) func(*ecs.Options) {
@@ -126,7 +115,7 @@ func fastRetries(attempts int) func(*ecs.Options) {
 }
 
 func newClient(f *ecsfake.Fake, optFns ...func(*ecs.Options)) *ecs.Client {
-	return ecs.NewFromConfig(awsConfig(f), append([]func(*ecs.Options){fastRetries(3)}, optFns...)...)
+	return ecs.NewFromConfig(f.AWSConfig(), append([]func(*ecs.Options){fastRetries(3)}, optFns...)...)
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {

@@ -68,8 +68,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		up = 0
 	}
 	ch <- prometheus.MustNewConstMetric(descScrapeFailed, prometheus.GaugeValue, up)
-	now := time.Now()
-	for _, q := range stats {
+	for _, q := range QueuesJSON(stats, time.Now(), c.s.cp.Rates) {
 		g := func(d *prometheus.Desc, v float64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, q.Name)
 		}
@@ -81,17 +80,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		g(descDue, float64(q.DueScheduled))
 		g(descInFlight, float64(q.InFlight))
 		g(descDead, float64(q.Dead))
-		age := 0.0
-		if !q.OldestQueuedAt.IsZero() {
-			age = max(0, now.Sub(q.OldestQueuedAt).Seconds())
-		}
-		g(descOldest, age)
+		g(descOldest, q.OldestAgeS)
 		cnt(descSucceeded, q.Succeeded)
 		cnt(descFailed, q.Failed)
 		cnt(descEnqueued, q.Enqueued)
-		in, out := c.s.cp.Rates(q.Name)
-		g(descArrival, in)
-		g(descCompletion, out)
+		g(descArrival, q.ArrivalPerS)
+		g(descCompletion, q.CompletionPerS)
 	}
 	for _, v := range c.s.cp.Pools() {
 		for state, n := range map[string]int{"busy": v.Busy, "idle": v.Idle, "draining": v.Draining, "starting": v.Starting} {

@@ -136,7 +136,6 @@ type Target struct {
 type serviceCounts struct {
 	at                        time.Time
 	desired, running, pending int32
-	retired                   int
 }
 
 type opError struct {
@@ -290,7 +289,6 @@ func (t *Target) Launch(ctx context.Context, n int) ([]string, error) {
 	// it again. One that ECS is stopping is not listed any more, so Retire
 	// ignores it and it is not counted twice.
 	clear(t.retired)
-	t.seen.retired = 0
 	t.mu.Unlock()
 	t.logger.Info("raised the desired count", "from", from, "to", to)
 	return nil, nil
@@ -342,17 +340,19 @@ func (t *Target) Instances(ctx context.Context) ([]target.Instance, error) {
 }
 
 // prune drops retired ids that ECS no longer lists, and those whose
-// retirement ECS did not act on (see retireGrace). It needs t.mu.
-func (t *Target) prune(svc *types.Service, tasks []types.Task) {
+// retirement ECS did not act on (see retireGrace). It returns the ids of the
+// tasks that are not stopping. It needs t.mu.
+func (t *Target) prune(svc *types.Service, tasks []types.Task) (live map[string]bool) {
 	listed := map[string]bool{}
-	live := 0
+	live = map[string]bool{}
 	for _, tk := range tasks {
-		listed[taskID(aws.ToString(tk.TaskArn))] = true
+		id := taskID(aws.ToString(tk.TaskArn))
+		listed[id] = true
 		if taskState(tk) != target.StateStopping {
-			live++
+			live[id] = true
 		}
 	}
-	excess := live > int(svc.DesiredCount)
+	excess := len(live) > int(svc.DesiredCount)
 	now := t.now()
 	for id, at := range t.retired {
 		switch {
@@ -363,7 +363,7 @@ func (t *Target) prune(svc *types.Service, tasks []types.Task) {
 			t.logger.Info("ECS kept a retired task running; it can be retired again", "task", id)
 		}
 	}
-	t.seen.retired = len(t.retired)
+	return live
 }
 
 // Protect does nothing: each ebb worker on ECS holds its own task's scale-in
@@ -400,14 +400,8 @@ func (t *Target) Retire(ctx context.Context, ids []string) error {
 		return err
 	}
 	t.mu.Lock()
-	t.prune(svc, tasks)
+	live := t.prune(svc, tasks)
 	t.mu.Unlock()
-	live := map[string]bool{}
-	for _, tk := range tasks {
-		if taskState(tk) != target.StateStopping {
-			live[taskID(aws.ToString(tk.TaskArn))] = true
-		}
-	}
 	var take, ignored []string
 	for _, id := range fresh {
 		if live[id] {
@@ -436,7 +430,6 @@ func (t *Target) Retire(ctx context.Context, ids []string) error {
 	for _, id := range take {
 		t.retired[id] = now
 	}
-	t.seen.retired = len(t.retired)
 	return nil
 }
 
@@ -459,7 +452,7 @@ func (t *Target) Status() string {
 	fmt.Fprintf(&b, "service %s in cluster %s (%s)", t.service, t.cluster, t.region)
 	if s := t.seen; !s.at.IsZero() {
 		fmt.Fprintf(&b, ": desired %d, running %d, pending %d, retired %d (at %s)",
-			s.desired, s.running, s.pending, s.retired, s.at.UTC().Format(time.RFC3339))
+			s.desired, s.running, s.pending, len(t.retired), s.at.UTC().Format(time.RFC3339))
 	} else {
 		b.WriteString(": not read yet")
 	}
@@ -523,7 +516,7 @@ func (t *Target) describeService(ctx context.Context) (*types.Service, error) {
 	}
 	t.mu.Lock()
 	t.seen = serviceCounts{at: t.now(), desired: svc.DesiredCount, running: svc.RunningCount,
-		pending: svc.PendingCount, retired: len(t.retired)}
+		pending: svc.PendingCount}
 	t.mu.Unlock()
 	return svc, nil
 }
