@@ -165,8 +165,8 @@ func (c *Client) record(ctx context.Context, p *EnqueueParams, now time.Time) (*
 	default:
 		return nil, errors.New("no task: set Args, or Kind with RawArgs")
 	}
-	if kind == "" || len(kind) > 128 {
-		return nil, fmt.Errorf("kind %q: must be 1–128 bytes", kind)
+	if !ValidKind(kind) {
+		return nil, fmt.Errorf("%w: kind %q: use 1–128 bytes of UTF-8 without control characters or spaces", ErrInvalidOpts, kind)
 	}
 	if len(args) > c.config.MaxArgsBytes {
 		return nil, fmt.Errorf("%w: kind %q args are %d bytes, the limit is %d (ClientConfig.MaxArgsBytes); store large data elsewhere and pass a reference", ErrArgsTooLarge, kind, len(args), c.config.MaxArgsBytes)

@@ -3,6 +3,8 @@ package ebb
 import (
 	"fmt"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Defaults of the enqueue options.
@@ -114,6 +116,23 @@ func ValidName(s string) bool {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		case c == '_' || c == '-' || c == '.' || c == ':':
 		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ValidKind reports whether s can name a task kind: 1–128 bytes of valid
+// UTF-8 with no control characters and no white space. Kinds are freer than
+// queue names because they mirror code (Celery's dotted task names, Go
+// package paths) and never become broker keys; what they must not carry is
+// what breaks logs, URLs and the dashboard: NUL, newlines, invisible runs.
+func ValidKind(s string) bool {
+	if s == "" || len(s) > 128 || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.IsSpace(r) || r == utf8.RuneError {
 			return false
 		}
 	}

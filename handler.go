@@ -62,8 +62,8 @@ func HandleRaw(h *Handlers, kind string, fn func(ctx context.Context, task *Task
 }
 
 func (h *Handlers) add(kind string, fn HandlerFunc, opts []HandlerOpts) {
-	if kind == "" {
-		panic("ebb: Handle: a task kind must not be empty")
+	if !ValidKind(kind) {
+		panic(fmt.Sprintf("ebb: Handle: kind %q is not valid: use 1–128 bytes of UTF-8 without control characters or spaces", kind))
 	}
 	if len(opts) > 1 {
 		panic("ebb: Handle: pass at most one HandlerOpts")

@@ -912,6 +912,9 @@ schedules:
     cron: "* * * * *"
     every: 1m
     kind: x
+  - name: spaced
+    every: 1m
+    kind: "two words"
 `)
 	_, err = Load(bad, nil)
 	var ce *Error
@@ -923,6 +926,7 @@ schedules:
 		`schedules[1].name: "a" is also the name of schedules[0]`,
 		`schedules[1].kind: missing`,
 		`schedules[2]: schedule "both"`,
+		`schedules[3].kind: "two words": use 1–128 bytes of UTF-8 without control characters or spaces`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("errors %q do not contain %q", err, want)

@@ -444,8 +444,11 @@ func (c *Config) validateSchedules(add addFunc, required func(path, msg string),
 			}
 			seen[s.Name] = i
 		}
-		if s.Kind == "" {
+		switch {
+		case s.Kind == "":
 			required(path+".kind", "missing; name the task kind each tick enqueues")
+		case !ebb.ValidKind(s.Kind):
+			add(path+".kind", "%q: use 1–128 bytes of UTF-8 without control characters or spaces", s.Kind)
 		}
 		// Record checks the timing and options together, so it waits until
 		// all of them could be read.

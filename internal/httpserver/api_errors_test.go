@@ -147,3 +147,35 @@ func TestAPICrossOriginRefusalIsJSON(t *testing.T) {
 		t.Errorf("cross-site POST /logout: %d %q, want 403 in plain text", code, h.Get("Content-Type"))
 	}
 }
+
+// Kinds end up in logs, URLs and the dashboard: one carrying a NUL, a newline
+// or spaces is refused at the door with what to use instead, and nothing is
+// stored.
+func TestAPIEnqueueRefusesInvalidKinds(t *testing.T) {
+	t.Parallel()
+	f := setupDashboard(t, "", false)
+	for _, kind := range []string{"a\x00b", "two words", "line\nbreak", "\u200b" + strings.Repeat("k", 128), "bad\xffutf8"} {
+		body, err := json.Marshal(map[string]any{"kind": kind, "args": map[string]any{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.Post(f.http.URL+"/api/v1/tasks", "application/json", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest {
+			t.Errorf("kind %q: %d %s, want 400", kind, res.StatusCode, got)
+			continue
+		}
+		if msg := jsonError(t, "kind "+kind, res.Header, string(got)); !strings.Contains(msg, "control characters or spaces") {
+			t.Errorf("kind %q: message %q does not say what a kind may hold", kind, msg)
+		}
+	}
+	if res, err := http.Post(f.http.URL+"/api/v1/tasks", "application/json", strings.NewReader(`{"kind":"reports.build/v2","args":{}}`)); err != nil {
+		t.Fatal(err)
+	} else if res.Body.Close(); res.StatusCode != http.StatusCreated {
+		t.Errorf("a dotted kind with a slash: %d, want 201", res.StatusCode)
+	}
+}
