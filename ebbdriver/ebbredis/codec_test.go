@@ -90,29 +90,6 @@ func TestAppendJSONString(t *testing.T) {
 	}
 }
 
-func FuzzParseMsg(f *testing.F) {
-	f.Add(`{"id":"x","k":"k","q":"q","a":{"n":[1,"]"]},"h":{"a":"b"},"p":2,"m":3,"e":1}`)
-	f.Fuzz(func(t *testing.T, s string) {
-		var got ebbtype.TaskInfo
-		if !parseMsg(s, &got) {
-			return
-		}
-		// What parseMsg accepts is JSON, and it reads back the same after
-		// appendMsg writes it again.
-		if !json.Valid([]byte(s)) {
-			t.Fatalf("parseMsg accepted invalid JSON %q", s)
-		}
-		b, err := appendMsg(nil, &got)
-		if err != nil {
-			t.Fatalf("appendMsg of parsed %q: %v", s, err)
-		}
-		var again ebbtype.TaskInfo
-		if !parseMsg(string(b), &again) || !reflect.DeepEqual(got, again) {
-			t.Fatalf("parseMsg(%q) = %+v; after appendMsg %s: %+v", s, got, b, again)
-		}
-	})
-}
-
 // TestStoredJSON: schedules and decisions stored before the shared types kept
 // their JSON fields base64-encoded; they read back as the JSON they were.
 func TestStoredJSON(t *testing.T) {

@@ -37,7 +37,10 @@ func parseMsg(s string, m *ebbtype.TaskInfo) bool {
 			m.UniqueKey, ok = p.str()
 		case "a":
 			start := p.i
-			if ok = p.skip(); ok {
+			// skip finds the value's end; json.Valid checks its grammar,
+			// because a damaged record's args would otherwise reach the API
+			// as a RawMessage that cannot be marshalled (found by fuzzing).
+			if ok = p.skip() && json.Valid([]byte(s[start:p.i])); ok {
 				m.EncodedArgs = json.RawMessage(s[start:p.i])
 			}
 		case "h":
@@ -132,8 +135,12 @@ func (p *msgParser) int() (int64, bool) {
 	if p.peek() == '-' {
 		p.i++
 	}
+	digits := p.i
 	for p.i < len(p.s) && p.s[p.i] >= '0' && p.s[p.i] <= '9' {
 		p.i++
+	}
+	if p.i-digits > 1 && p.s[digits] == '0' {
+		return 0, false // JSON has no leading zeros (found by fuzzing)
 	}
 	n, err := strconv.ParseInt(p.s[start:p.i], 10, 64)
 	return n, err == nil
@@ -173,9 +180,9 @@ func (p *msgParser) headers() (map[string]string, bool) {
 	}
 }
 
-// skip passes over one JSON value (Args, embedded verbatim). It checks
-// nesting and strings, not every detail of the grammar: Args were validated
-// at enqueue, and the handler decodes them anyway.
+// skip passes over one JSON value (Args, embedded verbatim). It follows
+// nesting and strings only, to find where the value ends; the caller checks
+// the grammar.
 func (p *msgParser) skip() bool {
 	depth := 0
 	for p.i < len(p.s) {

@@ -103,7 +103,14 @@ func probeRedis(ctx context.Context, url string) error {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("%w %q: %v; use redis://[user:password@]host:port/db or rediss://… for TLS", ErrBadURL, Redact(url), err)
+		// go-redis quotes pieces of the URL too (an unexpected option
+		// after a '?' in the user name holds the password; found by
+		// fuzzing).
+		msg := err.Error()
+		if pass := password(url); pass != "" {
+			msg = strings.ReplaceAll(msg, pass, "xxxxx")
+		}
+		return fmt.Errorf("%w %q: %s; use redis://[user:password@]host:port/db or rediss://… for TLS", ErrBadURL, Redact(url), msg)
 	}
 	opts.MaxRetries = -1
 	opts.DialerRetries = 1
@@ -124,17 +131,30 @@ func probeRedis(ctx context.Context, url string) error {
 
 // Redact hides the password of a URL for logs and output.
 func Redact(url string) string {
-	scheme, rest, ok := strings.Cut(url, "://")
+	scheme, user, _, host, ok := splitUserinfo(url)
 	if !ok {
 		return url
 	}
+	return scheme + "://" + user + ":xxxxx@" + host
+}
+
+// password is the password url carries, or "".
+func password(url string) string {
+	_, _, pass, _, _ := splitUserinfo(url)
+	return pass
+}
+
+// splitUserinfo splits scheme://user:pass@rest; ok is false when url has no
+// password.
+func splitUserinfo(url string) (scheme, user, pass, rest string, ok bool) {
+	scheme, rest, ok = strings.Cut(url, "://")
+	if !ok {
+		return "", "", "", "", false
+	}
 	at := strings.LastIndex(rest, "@")
 	if at < 0 {
-		return url
+		return "", "", "", "", false
 	}
-	userinfo := rest[:at]
-	if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
-		return scheme + "://" + user + ":xxxxx@" + rest[at+1:]
-	}
-	return url
+	user, pass, ok = strings.Cut(rest[:at], ":")
+	return scheme, user, pass, rest[at+1:], ok
 }

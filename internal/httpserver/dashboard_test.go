@@ -35,7 +35,7 @@ type dashFixture struct {
 // setupDashboard serves the API and dashboard of a server (not running its
 // control loops) on a fresh SQLite broker. listen decides whether the token
 // is required.
-func setupDashboard(t *testing.T, token string, readOnly bool) *dashFixture {
+func setupDashboard(t testing.TB, token string, readOnly bool) *dashFixture {
 	t.Helper()
 	ctx := context.Background()
 	drv, err := ebbsqlite.Open(ctx, filepath.Join(t.TempDir(), "ebb.db"), nil)
