@@ -361,7 +361,14 @@ func (d *Driver) hint(err error) string {
 	if !errors.As(err, &se) {
 		return ""
 	}
-	switch se.Code() & 0xff {
+	code := se.Code() & 0xff
+	switch code {
+	case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_IOERR:
+		if readOnlyFS(d.path) {
+			return "the file system holding it is mounted read-only: remount it read-write or move the database"
+		}
+	}
+	switch code {
 	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
 		return fmt.Sprintf("another connection held a write transaction longer than the busy timeout (%s): "+
 			"raise Config.BusyTimeout, or look for a process keeping the database locked", d.cfg.BusyTimeout)

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package ebbsqlite
+
+func readOnlyFS(string) bool { return false }
