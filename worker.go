@@ -193,6 +193,10 @@ type inflightTask struct {
 	queue, id, token string
 	cancel           context.CancelCauseFunc
 	done             bool // handler returned
+	// leaseUntil is when the lease last granted runs out; past it another
+	// worker may hold the task, so a handler still running is cancelled
+	// even when no renewal got through to say so (a partition).
+	leaseUntil time.Time
 }
 
 // NewWorker checks config and returns a worker ready to Run.
@@ -359,6 +363,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	services.Go(func() { w.completer.run(bg) })
 	services.Go(func() { w.listen(bg, events) })
 	services.Go(func() { w.heartbeat(bg) })
+	services.Go(func() { w.watchLeases(bg) })
 	if !w.config.DisableMaintenance {
 		// Rescue at least twice per lease so a dead worker's tasks wait at
 		// most about 1.5 leases before running again.

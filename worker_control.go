@@ -73,18 +73,64 @@ func (w *Worker) renewLeases(ctx context.Context) {
 		return
 	}
 	now := w.clock.Now()
-	res, err := w.driver.ExtendLeases(ctx, ebbdriver.ExtendLeasesParams{Leases: refs, Until: now.Add(w.config.LeaseDuration), Now: now})
+	until := now.Add(w.config.LeaseDuration)
+	// Bounded, so that a broker that stopped answering (a partition, where
+	// packets vanish rather than bounce) delays the next renewal by at
+	// most this, not by the client's own read timeout.
+	callCtx, cancel := context.WithTimeout(ctx, max(w.config.HeartbeatInterval, time.Second))
+	res, err := w.driver.ExtendLeases(callCtx, ebbdriver.ExtendLeasesParams{Leases: refs, Until: until, Now: now})
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
 			w.logger.Warn("lease renewal failed; tasks may be rescued and run again elsewhere if this persists", "tasks", len(refs), "error", err)
 		}
 		return
 	}
+	lost := make(map[string]bool, len(res.Lost))
 	for _, id := range res.Lost {
+		lost[id] = true
 		w.cancelTask(id, errLeaseLost)
 	}
+	w.inflightMu.Lock()
+	for _, r := range refs {
+		if t := w.inflight[r.ID]; t != nil && t.token == r.Token && !lost[r.ID] {
+			t.leaseUntil = until
+		}
+	}
+	w.inflightMu.Unlock()
 	for _, id := range res.CancelRequested {
 		w.cancelTask(id, ErrTaskCancelled)
+	}
+}
+
+// watchLeases cancels every handler whose lease ran out by the worker's own
+// clock. Renewals normally keep leases far ahead; this matters when they
+// cannot reach the broker: past the lease another worker may run the task,
+// and this one must stop and discard its outcome (which the broker would
+// refuse anyway) rather than go on doing the work twice.
+func (w *Worker) watchLeases(ctx context.Context) {
+	t := time.NewTicker(min(max(w.config.LeaseDuration/10, 50*time.Millisecond), time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := w.clock.Now()
+		var expired []*inflightTask
+		w.inflightMu.Lock()
+		for _, it := range w.inflight {
+			if !it.done && !it.leaseUntil.IsZero() && !now.Before(it.leaseUntil) {
+				expired = append(expired, it)
+			}
+		}
+		w.inflightMu.Unlock()
+		for _, it := range expired {
+			w.logger.Warn("lease expired without a renewal reaching the broker; cancelling the task here, another worker may run it",
+				"id", it.id, "queue", it.queue)
+			it.cancel(errLeaseExpired)
+		}
 	}
 }
 

@@ -16,6 +16,9 @@ import (
 var (
 	errHandBack  = errors.New("worker draining: task handed back")
 	errLeaseLost = errors.New("lease lost: another worker owns the task now")
+	// errLeaseExpired is the same loss, found by the worker's own clock
+	// because no renewal reached the broker before the lease ran out.
+	errLeaseExpired = fmt.Errorf("lease expired while the broker could not be reached: %w", errLeaseLost)
 )
 
 // start runs one claimed task on its own goroutine; its slot is already
@@ -26,7 +29,10 @@ func (w *Worker) start(rec *ebbtype.TaskInfo) {
 	// keeps the values of Run's context (trace ids, tenants, loggers), and
 	// carries the worker's clock for the middleware that times attempts.
 	ctx, cancel := context.WithCancelCause(w.values)
-	t := &inflightTask{queue: rec.Queue, id: rec.ID, token: rec.LeaseToken, cancel: cancel}
+	t := &inflightTask{queue: rec.Queue, id: rec.ID, token: rec.LeaseToken, cancel: cancel, leaseUntil: rec.LeaseExpiresAt}
+	if t.leaseUntil.IsZero() {
+		t.leaseUntil = w.clock.Now().Add(w.config.LeaseDuration)
+	}
 	w.inflightMu.Lock()
 	w.inflight[rec.ID] = t
 	w.inflightMu.Unlock()

@@ -196,6 +196,14 @@ func startEbb(t *testing.T, dir, name string, args ...string) *proc {
 // would reach every parallel test's workers).
 func startEbbWith(t *testing.T, dir, name string, extraEnv []string, args ...string) *proc {
 	t.Helper()
+	return startCommand(t, dir, name, extraEnv, append([]string{ebbBin}, args...)...)
+}
+
+// startCommand is startEbbWith for any command line argv (`ebb` run through
+// `ip netns exec`, say).
+func startCommand(t *testing.T, dir, name string, extraEnv []string, argv ...string) *proc {
+	t.Helper()
+	args := argv[1:]
 	logDir := t.TempDir()
 	if dir == "" {
 		dir = logDir
@@ -205,7 +213,7 @@ func startEbbWith(t *testing.T, dir, name string, extraEnv []string, args ...str
 	if err != nil {
 		t.Fatalf("create log file: %v", err)
 	}
-	cmd := exec.Command(ebbBin, args...)
+	cmd := exec.Command(argv[0], args...)
 	cmd.Dir = dir
 	cmd.Env = append(childEnv(), extraEnv...)
 	cmd.Stdout, cmd.Stderr = f, f

@@ -92,16 +92,24 @@ type Server struct {
 	Port int
 	dir  string
 	cmd  *exec.Cmd
+	bind []string // addresses beside 127.0.0.1
 }
 
 // Start starts a private redis-server on a free loopback port, with no
 // persistence, stopped when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartBound(t)
+}
+
+// StartBound is Start with the server also listening on the addresses
+// given: those of network namespaces a test made, say.
+func StartBound(t testing.TB, addrs ...string) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("testredis: redis-server is not installed (scripts/test installs it with apt-get): %v", err)
 	}
-	s := &Server{t: t, Port: freePort(t), dir: t.TempDir()}
+	s := &Server{t: t, Port: freePort(t), dir: t.TempDir(), bind: addrs}
 	s.Restart()
 	t.Cleanup(s.Kill)
 	return s
@@ -125,9 +133,12 @@ func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
 	cmd := exec.Command("redis-server",
-		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+		"--port", strconv.Itoa(s.Port), "--bind", strings.Join(append([]string{"127.0.0.1"}, s.bind...), " "),
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--logfile", filepath.Join(s.dir, "redis.log"))
+		"--logfile", filepath.Join(s.dir, "redis.log"),
+		// Clients from the test's own namespaces are not loopback, which
+		// protected mode would turn away; nothing else can reach them.
+		"--protected-mode", map[bool]string{true: "no", false: "yes"}[len(s.bind) > 0])
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("testredis: start redis-server: %v", err)
 	}
