@@ -102,10 +102,30 @@ func (p *pool) kick() {
 	}
 }
 
+// resetHistory makes the next reconcile resume from the decision log (see
+// resume): a term starts without the memory of the term before it.
 func (p *pool) resetHistory() {
 	p.mu.Lock()
 	p.history = policy.History{}
 	p.mu.Unlock()
+}
+
+// resume is the history a new term starts from: the pool's sizes decided
+// within the scale-down delay, by whichever leader decided them, and its
+// size now (see policy.Resume). A log that cannot be read costs only the
+// predecessor's sizes; the current one still holds for the delay.
+func (p *pool) resume(ctx context.Context, now time.Time, current int) policy.History {
+	var recent []policy.Observed
+	ds, err := p.s.drv.DecisionList(ctx, p.name, 64)
+	if err != nil {
+		p.warn(ctx, "autoscaler: cannot read the decision log; resuming from the current size alone", err)
+	}
+	for _, d := range ds {
+		if now.Sub(d.At) <= p.policy.ScaleDownDelay {
+			recent = append(recent, policy.Observed{At: d.At, Size: d.To})
+		}
+	}
+	return policy.Resume(now, current, recent)
 }
 
 // loop reconciles the pool on notifications and on a timer: every second
@@ -260,8 +280,14 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 	}
 	m.Current = in.Busy + in.Idle + in.Starting
 	m.Busy, m.Starting = in.Busy, in.Starting
+	history := p.history
+	p.mu.Unlock()
+	if history.Fresh() {
+		history = p.resume(ctx, now, m.Current)
+	}
+	p.mu.Lock()
 	var d policy.Decision
-	d, p.history = policy.Decide(now, m, p.history, p.policy)
+	d, p.history = policy.Decide(now, m, history, p.policy)
 	in.Queued, in.InFlight, in.OldestAgeS, in.Current, in.Desired = m.Queued, m.InFlight, m.OldestAge.Seconds(), m.Current, d.Desired
 	p.view.Current, p.view.Desired, p.view.Busy, p.view.Idle = m.Current, d.Desired, in.Busy, in.Idle
 	p.view.Draining, p.view.Starting, p.view.Reason, p.view.UpdatedAt = in.Draining, in.Starting, d.Reason, now

@@ -9,6 +9,7 @@ package policy
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -74,6 +75,33 @@ const (
 	ActionDown Action = "down"
 	ActionHold Action = "hold"
 )
+
+// Observed is a pool size decided at a time, as a decision log keeps it.
+type Observed struct {
+	At   time.Time
+	Size int
+}
+
+// Resume is the history a new leader starts from. The pool's current size
+// counts as wanted now, and the sizes its predecessors decided (recent, from
+// the fenced decision log) count as wanted when they were decided, so the
+// scale-down delay holds across a change of leader: a successor does not
+// shrink a pool its predecessor sized a moment ago, nor undo what it did.
+// Like a fresh start, it counts as activity for idle-before-zero.
+func Resume(now time.Time, current int, recent []Observed) History {
+	h := History{started: now, lastActive: now}
+	for _, o := range recent {
+		if o.At.Before(now) {
+			h.samples = append(h.samples, sample{at: o.At, want: o.Size})
+		}
+	}
+	sort.Slice(h.samples, func(i, j int) bool { return h.samples[i].at.Before(h.samples[j].at) })
+	h.samples = append(h.samples, sample{at: now, want: current})
+	return h
+}
+
+// Fresh reports whether h is the zero History: no decision made yet.
+func (h History) Fresh() bool { return h.started.IsZero() }
 
 // Decision is one policy answer.
 type Decision struct {

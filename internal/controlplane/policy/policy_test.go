@@ -124,3 +124,44 @@ func TestDecideSequences(t *testing.T) {
 		})
 	})
 }
+
+// TestResumeHoldsTheDelayAcrossALeaderChange: a new leader resumes with the
+// current size and its predecessor's recent decisions as wants, so it does
+// not shrink the pool before the scale-down delay has passed since either.
+func TestResumeHoldsTheDelayAcrossALeaderChange(t *testing.T) {
+	t.Parallel()
+	p := Policy{Min: 0, Max: 8, Concurrency: 2, ScaleDownDelay: 10 * time.Second, IdleBeforeZero: time.Minute}
+	t0 := time.Unix(1_700_000_000, 0)
+	light := Metrics{Queued: 0, InFlight: 2, Current: 4} // wants 1
+
+	// Fresh history (the old behaviour): the first decision shrinks at once.
+	if d, _ := Decide(t0, light, History{}, p); d.Desired != 1 {
+		t.Fatalf("fresh history: desired %d, want 1 (the case Resume exists for)", d.Desired)
+	}
+
+	h := Resume(t0, 4, []Observed{{At: t0.Add(-2 * time.Second), Size: 6}, {At: t0.Add(-time.Hour), Size: 8}})
+	if h.Fresh() {
+		t.Fatal("a resumed history reports itself fresh")
+	}
+	d, h := Decide(t0, light, h, p)
+	if d.Desired != 4 || d.Action != ActionHold {
+		t.Fatalf("right after a leader change: %+v, want to hold 4 (the predecessor's 6 two seconds ago and the current 4)", d)
+	}
+	d, h = Decide(t0.Add(9*time.Second), light, h, p)
+	if d.Desired != 4 {
+		t.Fatalf("9 s after the change: desired %d, want 4 until the 10 s delay has passed", d.Desired)
+	}
+	d, _ = Decide(t0.Add(11*time.Second), light, h, p)
+	if d.Desired != 1 || d.Action != ActionDown {
+		t.Fatalf("11 s after the change: %+v, want down to 1", d)
+	}
+
+	// Growing is never held back.
+	up := Metrics{Queued: 20, InFlight: 8, Current: 4}
+	if d, _ := Decide(t0, up, Resume(t0, 4, nil), p); d.Desired != 8 || d.Action != ActionUp {
+		t.Fatalf("a loaded pool right after a leader change: %+v, want up to 8", d)
+	}
+	if !(History{}).Fresh() {
+		t.Fatal("the zero History is not fresh")
+	}
+}
