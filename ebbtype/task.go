@@ -111,7 +111,12 @@ func (t TaskInfo) MarshalJSON() ([]byte, error) {
 }
 
 func rawOrString(b json.RawMessage) json.RawMessage {
-	if len(b) == 0 || json.Valid(b) {
+	switch {
+	case len(b) == 0:
+		// Empty but not nil (a damaged row's args) would not encode at
+		// all; nil encodes as null (found by fuzzing).
+		return nil
+	case json.Valid(b):
 		return b
 	}
 	s, _ := json.Marshal(string(b))
