@@ -4,10 +4,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
+
+// tokenAtKey finds the token as the value of a token key (where a user puts
+// it), not as some other value a problem may quote.
+var tokenAtKey = regexp.MustCompile(`(?m)^\s*token:\s*"?0123456789abcdef0123456789abcdef"?\s*$`)
 
 // FuzzLoad: any file, however broken, loads into a config or into an *Error
 // whose every problem says where and what; never a panic, never a hang
@@ -55,7 +60,7 @@ func FuzzLoad(f *testing.F) {
 				t.Fatalf("Load(%q): a problem without a message", data)
 			}
 		}
-		if strings.Contains(data, "token: "+token) && strings.Contains(err.Error(), token) {
+		if tokenAtKey.MatchString(data) && strings.Contains(err.Error(), token) {
 			t.Fatalf("Load(%q): the error shows the token: %v", data, err)
 		}
 	})
