@@ -144,8 +144,7 @@ func TestSoak(t *testing.T) {
 		}
 		if !restarted && s.Succeeded > int64(n)/2 {
 			// A graceful restart: Redis saves, stops and loads it again.
-			_ = admin.Do(ctx, "SHUTDOWN", "SAVE").Err()
-			srv.Restart()
+			srv.RestartSaved()
 			restarted = true
 			continue
 		}

@@ -128,6 +128,24 @@ func (s *Server) Kill() {
 	s.cmd = nil
 }
 
+// RestartSaved restarts the server the graceful way: SHUTDOWN SAVE writes
+// its data to disk and exits, and the restarted server loads it again.
+// It waits for the exit, however long the save takes.
+func (s *Server) RestartSaved() {
+	s.t.Helper()
+	if s.cmd != nil {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(s.Port), time.Second)
+		if err != nil {
+			s.t.Fatalf("testredis: connect to send SHUTDOWN SAVE: %v", err)
+		}
+		_, _ = c.Write([]byte("SHUTDOWN SAVE\r\n"))
+		_ = s.cmd.Wait()
+		c.Close()
+		s.cmd = nil
+	}
+	s.Restart()
+}
+
 // Restart (re)starts the server on the same port and waits until it answers.
 func (s *Server) Restart() {
 	s.t.Helper()
