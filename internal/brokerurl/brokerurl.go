@@ -107,8 +107,10 @@ func probeRedis(ctx context.Context, url string) error {
 		// after a '?' in the user name holds the password; found by
 		// fuzzing).
 		msg := err.Error()
-		if pass := password(url); pass != "" {
-			msg = strings.ReplaceAll(msg, pass, "xxxxx")
+		if pass := password(url); pass != "" && sharesRun(msg, pass, 4) {
+			// go-redis splits an ambiguous URL its own way and may quote a
+			// piece of the password; say what to fix instead.
+			msg = "it does not parse; a password holding '/', '?', '#' or '@' must be percent-encoded"
 		}
 		return fmt.Errorf("%w %q: %s; use redis://[user:password@]host:port/db or rediss://… for TLS", ErrBadURL, Redact(url), msg)
 	}
@@ -136,6 +138,19 @@ func Redact(url string) string {
 		return url
 	}
 	return scheme + "://" + user + ":xxxxx@" + host
+}
+
+// sharesRun reports whether s contains any n-byte run of secret.
+func sharesRun(s, secret string, n int) bool {
+	if len(secret) < n {
+		return strings.Contains(s, secret)
+	}
+	for i := 0; i+n <= len(secret); i++ {
+		if strings.Contains(s, secret[i:i+n]) {
+			return true
+		}
+	}
+	return false
 }
 
 // password is the password url carries, or "".
