@@ -146,25 +146,34 @@ func (m *Migrator) locked(ctx context.Context, fn func(conn *pgxpool.Conn) error
 func (m *Migrator) applied(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }) (map[int]time.Time, error) {
+	absent := func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") // undefined table, schema
+	}
+	out := map[int]time.Time{}
 	rows, err := q.Query(ctx, m.sql(`SELECT version, applied_at FROM {s}.ebb_migrations`))
 	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") { // undefined table, schema
-			return map[int]time.Time{}, nil
+		if absent(err) {
+			return out, nil
 		}
 		return nil, err
 	}
-	out := map[int]time.Time{}
+	defer rows.Close()
 	for rows.Next() {
 		var v int
 		var at time.Time
 		if err := rows.Scan(&v, &at); err != nil {
-			rows.Close()
 			return nil, err
 		}
 		out[v] = at
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		if absent(err) {
+			return map[int]time.Time{}, nil
+		}
+		return nil, err
+	}
+	return out, nil
 }
 
 // Up applies every pending migration (to the latest version when target is
@@ -285,3 +294,6 @@ func (m *Migrator) check(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Schema returns the schema the Migrator works on.
+func (m *Migrator) Schema() string { return m.schema }

@@ -112,13 +112,9 @@ func Open(ctx context.Context, rawURL string, config *Config) (*Driver, error) {
 		cfg.Schema = schema
 	}
 	cfg.NoMigrate = cfg.NoMigrate || noMigrate
-	pcfg, err := pgxpool.ParseConfig(connURL)
+	pool, err := newPool(ctx, connURL)
 	if err != nil {
-		return nil, fmt.Errorf("ebbpostgres: bad URL: %v; use postgres://user:password@host:5432/dbname?schema=NAME", redactErr(err))
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return nil, fmt.Errorf("ebbpostgres: %w", err)
+		return nil, err
 	}
 	d, err := newDriver(ctx, pool, true, cfg)
 	if err != nil {
@@ -126,6 +122,42 @@ func Open(ctx context.Context, rawURL string, config *Config) (*Driver, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// newPool makes a pool for a URL without ebb's parameters. A connect
+// timeout bounds how long an unreachable server takes to report.
+func newPool(ctx context.Context, connURL string) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(connURL)
+	if err != nil {
+		return nil, fmt.Errorf("ebbpostgres: %w: %v; use postgres://user:password@host:5432/dbname?schema=NAME", ErrBadURL, redactErr(err))
+	}
+	if pcfg.ConnConfig.ConnectTimeout == 0 {
+		pcfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("ebbpostgres: %w", err)
+	}
+	return pool, nil
+}
+
+// OpenMigrator connects to the database of a postgres URL and returns a
+// Migrator for its schema (the schema parameter), without migrating
+// anything, and a function that closes the connections.
+func OpenMigrator(ctx context.Context, rawURL string) (*Migrator, func(), error) {
+	connURL, schema, _, err := splitURL(rawURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := newPool(ctx, connURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("ebbpostgres: cannot connect to PostgreSQL at %s: %w; %s", describe(pool.Config().ConnConfig), err, Hint(err))
+	}
+	return NewMigrator(pool, schema), pool.Close, nil
 }
 
 // New returns a driver on a pool the caller owns: Close does not close it.
@@ -176,14 +208,14 @@ func newDriver(ctx context.Context, pool *pgxpool.Pool, own bool, cfg Config) (*
 func splitURL(raw string) (conn, schema string, noMigrate bool, err error) {
 	u, perr := url.Parse(raw)
 	if perr != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "", "", false, fmt.Errorf("ebbpostgres: bad URL %q: use postgres://user:password@host:5432/dbname?schema=NAME", redactURL(raw))
+		return "", "", false, fmt.Errorf("ebbpostgres: %w %q: use postgres://user:password@host:5432/dbname?schema=NAME", ErrBadURL, redactURL(raw))
 	}
 	q := u.Query()
 	schema = q.Get("schema")
 	if v := q.Get("migrate"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return "", "", false, fmt.Errorf("ebbpostgres: bad URL %q: migrate=%q: use migrate=true or migrate=false", redactURL(raw), v)
+			return "", "", false, fmt.Errorf("ebbpostgres: %w %q: migrate=%q: use migrate=true or migrate=false", ErrBadURL, redactURL(raw), v)
 		}
 		noMigrate = !b
 	}
@@ -301,6 +333,9 @@ func (d *Driver) Close() error {
 	})
 	return nil
 }
+
+// ErrBadURL means a URL is not one Open understands.
+var ErrBadURL = errors.New("bad URL")
 
 var (
 	errClosed   = errors.New("ebbpostgres: driver is closed")
