@@ -1,6 +1,7 @@
 package ebbpostgres_test
 
 import (
+	"net"
 	"testing"
 
 	"github.com/ebbq/ebb/ebbdriver"
@@ -28,4 +29,15 @@ func newDriver(t testing.TB) *ebbpostgres.Driver {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	ebbdrivertest.Exercise(t, func(t *testing.T) ebbdriver.Driver { return newDriver(t) })
+}
+
+// freePort returns a loopback TCP port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
