@@ -266,3 +266,108 @@ func (d *Driver) Listen(ctx context.Context, p ebbdriver.ListenParams) (<-chan e
 	}
 	return ch, nil
 }
+
+// waker sends the wake-ups of statements that commit on their own (Enqueue
+// on the pool) after they committed, on a connection of its own, with at
+// most one NOTIFY statement in flight: wake-ups that arrive meanwhile are
+// coalesced into the next. A NOTIFY takes a database-wide lock from its
+// commit until the commit is flushed, so notifying inside every enqueue
+// would serialise all enqueuing transactions behind one lock; here they
+// commit in parallel and the waker's session, whose only writes are
+// notifications, commits with synchronous_commit off (a notification has
+// nothing to make durable). Best effort, as every notification: the
+// workers' backstop poll covers one lost with a broken connection.
+type waker struct {
+	d       *Driver
+	mu      sync.Mutex
+	pending map[string]bool
+	running bool
+	conn    *pgx.Conn // the loop's; nil until first use or after a failure
+}
+
+func (w *waker) wake(queues []string) {
+	if len(queues) == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.pending == nil {
+		w.pending = map[string]bool{}
+	}
+	for _, q := range queues {
+		w.pending[q] = true
+	}
+	if !w.running {
+		w.running = true
+		go w.loop()
+	}
+}
+
+func (w *waker) loop() {
+	for {
+		w.mu.Lock()
+		if len(w.pending) == 0 {
+			w.running = false
+			w.mu.Unlock()
+			return
+		}
+		queues := make([]string, 0, len(w.pending))
+		for q := range w.pending {
+			queues = append(queues, q)
+		}
+		clear(w.pending)
+		w.mu.Unlock()
+		if err := w.send(queues); err != nil {
+			select {
+			case <-w.d.closed:
+			default:
+				w.d.log.Warn("ebbpostgres: notifying workers of new tasks", "queues", queues, "error", err)
+			}
+		}
+	}
+}
+
+func (w *waker) send(queues []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	select {
+	case <-w.d.closed:
+		return errClosed
+	default:
+	}
+	if w.conn == nil || w.conn.IsClosed() {
+		cfg := w.d.pool.Config().ConnConfig.Copy()
+		cfg.RuntimeParams["synchronous_commit"] = "off"
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		w.conn = conn
+	}
+	_, err := w.conn.Exec(ctx, `SELECT pg_notify($1, json_build_object('k', 'q', 'q', q)::text) FROM unnest($2::text[]) AS q`,
+		w.d.channel, queues)
+	if err != nil {
+		w.conn.Close(ctx)
+		w.conn = nil
+	}
+	return err
+}
+
+// stop closes the waker's connection once its loop is idle.
+func (w *waker) stop() {
+	for {
+		w.mu.Lock()
+		if !w.running {
+			if w.conn != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				w.conn.Close(ctx)
+				cancel()
+				w.conn = nil
+			}
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+}

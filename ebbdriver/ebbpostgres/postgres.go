@@ -90,6 +90,7 @@ type Driver struct {
 	channel string
 	s       *stmts
 	notify  *notifier
+	waker   *waker
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -200,6 +201,7 @@ func newDriver(ctx context.Context, pool *pgxpool.Pool, own bool, cfg Config) (*
 	}
 	d.s = newStmts(pgx.Identifier{cfg.Schema}.Sanitize())
 	d.notify = newNotifier(d)
+	d.waker = &waker{d: d}
 	return d, nil
 }
 
@@ -327,6 +329,7 @@ func (d *Driver) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.closed)
 		d.notify.stop()
+		d.waker.stop()
 		if d.ownPool {
 			d.pool.Close()
 		}

@@ -22,10 +22,10 @@ const notifyQueued = `json_build_object('k', 'q', 'q', %s)::text`
 type stmts struct {
 	enqueue, insertOnly, counted, lockKey, takeKey, keyHolder, dropTask string
 
-	promote, claim, nextDue, extend, complete, lostOrGone string
+	promote, promoteNext, claim, nextDue, extend, complete, lostOrGone string
 
 	taskGet, rescue, cleanupFinished, cleanupDead, cleanupKeys, cleanupAwaiters string
-	awaitAdd, awaitDel, queueNames                                              string
+	awaitAdd, awaitDel, queueNames, stats                                       string
 }
 
 func newStmts(schema string) *stmts {
@@ -34,8 +34,10 @@ func newStmts(schema string) *stmts {
 	q := func(sql string) string { return r.Replace(sql) }
 
 	// $1… the task columns as arrays, $18 the counter shard, $19 the
-	// channel. The woken CTE is read by the final SELECT, so it runs: one
-	// notification per queue that got Queued tasks.
+	// channel, or NULL for no notification (outside a caller's transaction
+	// the driver notifies after the commit, through its waker). The woken
+	// CTE is read by the final SELECT, so it runs: one notification per
+	// queue that got Queued tasks.
 	input := `WITH input AS (
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::int[],
 			$7::bigint[], $8::int[], $9::int[], $10::bigint[], $11::bigint[], $12::text[], $13::bigint[],
@@ -56,7 +58,7 @@ func newStmts(schema string) *stmts {
 		ON CONFLICT (queue, shard) DO UPDATE SET enqueued = ebb_queue_counters.enqueued + excluded.enqueued
 	), woken AS (
 		SELECT pg_notify($19, ` + strings.Replace(notifyQueued, "%s", "queue", 1) + `)
-		FROM (SELECT DISTINCT queue FROM ins WHERE state = 'queued') AS w
+		FROM (SELECT DISTINCT queue FROM ins WHERE state = 'queued') AS w WHERE $19::text IS NOT NULL
 	)
 	SELECT id, (SELECT count(*) FROM woken) FROM ins`)
 	// The unique-key path stores tasks one at a time and counts them at the
@@ -69,6 +71,7 @@ func newStmts(schema string) *stmts {
 		ON CONFLICT (queue, shard) DO UPDATE SET enqueued = ebb_queue_counters.enqueued + excluded.enqueued
 	), woken AS (
 		SELECT pg_notify($5, ` + strings.Replace(notifyQueued, "%s", "queue", 1) + `) FROM unnest($3::text[]) AS w(queue)
+		WHERE $5::text IS NOT NULL
 	)
 	SELECT (SELECT count(*) FROM woken)`)
 	// Enqueues of one key wait for each other here, so the takeKey that
@@ -95,6 +98,17 @@ func newStmts(schema string) *stmts {
 		WHERE id IN (SELECT id FROM {s}.ebb_tasks
 			WHERE queue = $1 AND state IN ('scheduled', 'retrying') AND run_at <= $2
 			ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED)`)
+	// Fetch's first statement: promote, and the earliest run_at of the
+	// waiting tasks it left (its subquery reads the statement's snapshot,
+	// in which the promoted rows still wait, hence the NOT IN).
+	s.promoteNext = q(`WITH p AS (
+		UPDATE {s}.ebb_tasks SET state = 'queued'
+		WHERE id IN (SELECT id FROM {s}.ebb_tasks
+			WHERE queue = $1 AND state IN ('scheduled', 'retrying') AND run_at <= $2
+			ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+		RETURNING id)
+	SELECT (SELECT count(*) FROM p), (SELECT min(run_at) FROM {s}.ebb_tasks
+		WHERE queue = $1 AND state IN ('scheduled', 'retrying') AND id NOT IN (SELECT id FROM p))`)
 	// $1 now, $2 worker, $3 token, $4 lease expiry, $5 queue, $6 limit.
 	s.claim = q(`UPDATE {s}.ebb_tasks SET state = 'running', attempt = attempt + 1, started_at = $1,
 		worker_id = $2, lease_token = $3, lease_expires_at = $4
@@ -190,6 +204,20 @@ func newStmts(schema string) *stmts {
 		FROM {s}.ebb_unique_keys WHERE expires_at <= $1 LIMIT $2)`)
 	s.cleanupAwaiters = q(`DELETE FROM {s}.ebb_awaiters WHERE expires_at <= $1`)
 	s.queueNames = q(`SELECT DISTINCT queue FROM {s}.ebb_queue_counters ORDER BY queue`)
+
+	// $1 now. One row per queue that ever received a task, by name.
+	s.stats = q(`SELECT c.queue, c.enqueued, c.succeeded, c.failed, c.retried,
+		qd.n, qd.oldest, w.n, w.due, w.next, r.n, dd.n
+	FROM (SELECT queue, sum(enqueued)::bigint AS enqueued, sum(succeeded)::bigint AS succeeded,
+			sum(failed)::bigint AS failed, sum(retried)::bigint AS retried
+		FROM {s}.ebb_queue_counters GROUP BY queue) AS c
+	CROSS JOIN LATERAL (SELECT count(*) AS n, min(run_at) AS oldest FROM {s}.ebb_tasks
+		WHERE queue = c.queue AND state = 'queued') AS qd
+	CROSS JOIN LATERAL (SELECT count(*) AS n, count(*) FILTER (WHERE run_at <= $1) AS due, min(run_at) AS next
+		FROM {s}.ebb_tasks WHERE queue = c.queue AND state IN ('scheduled', 'retrying')) AS w
+	CROSS JOIN LATERAL (SELECT count(*) AS n FROM {s}.ebb_tasks WHERE queue = c.queue AND state = 'running') AS r
+	CROSS JOIN LATERAL (SELECT count(*) AS n FROM {s}.ebb_tasks WHERE queue = c.queue AND state = 'dead') AS dd
+	ORDER BY c.queue`)
 
 	s.awaitAdd = q(`INSERT INTO {s}.ebb_awaiters (task_id, token, expires_at) VALUES ($1, $2, $3)
 		ON CONFLICT (task_id, token) DO UPDATE SET expires_at = excluded.expires_at`)

@@ -73,7 +73,9 @@ func (a *taskArrays) params() []any {
 		a.timeout, a.retention, a.uniqueKey, a.ttl, a.state, a.enqueue, a.errors, a.result}
 }
 
-// enqueue stores tasks through q, or on the pool when q is nil.
+// enqueue stores tasks through q (a caller's transaction, whose commit
+// notifies), or on the pool when q is nil (the waker notifies after the
+// statement).
 func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
 	results := make([]ebbdriver.EnqueueResult, len(tasks))
 	if len(tasks) == 0 {
@@ -89,6 +91,11 @@ func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskIn
 		}
 		unique = unique || t.UniqueKey != ""
 	}
+	channel := &d.channel
+	if q == nil {
+		channel = nil
+	}
+	var woken []string
 	if !unique {
 		var a taskArrays
 		for _, t := range tasks {
@@ -96,11 +103,12 @@ func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskIn
 				return nil, err
 			}
 		}
-		if q == nil {
-			q = pgxQuerier{d.pool}
+		run := q
+		if run == nil {
+			run = pgxQuerier{d.pool}
 		}
 		stored := map[string]int{}
-		err := each(ctx, q, d.s.enqueue, append(a.params(), shard(), d.channel)...)(func(r rowSet) error {
+		err := each(ctx, run, d.s.enqueue, append(a.params(), shard(), channel)...)(func(r rowSet) error {
 			var id string
 			var n int64
 			if err := r.Scan(&id, &n); err != nil {
@@ -116,26 +124,42 @@ func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskIn
 			results[i] = ebbdriver.EnqueueResult{ID: t.ID, Duplicate: stored[t.ID] == 0}
 			if stored[t.ID] > 0 {
 				stored[t.ID]-- // a second copy in the batch is its duplicate
+				if a.state[i] == string(ebbtype.StateQueued) && !slices.Contains(woken, t.Queue) {
+					woken = append(woken, t.Queue)
+				}
 			}
 		}
-		return results, nil
+	} else {
+		run := func(q querier) error {
+			var err error
+			woken, err = d.enqueueOneByOne(ctx, q, tasks, results, channel)
+			return err
+		}
+		var err error
+		if q != nil {
+			err = run(q)
+		} else {
+			err = d.inTx(ctx, func(tx pgx.Tx) error { return run(pgxQuerier{tx}) })
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	run := func(q querier) error { return d.enqueueOneByOne(ctx, q, tasks, results) }
-	if q != nil {
-		return results, run(q)
+	if q == nil {
+		d.waker.wake(woken)
 	}
-	return results, d.inTx(ctx, func(tx pgx.Tx) error { return run(pgxQuerier{tx}) })
+	return results, nil
 }
 
 // enqueueOneByOne stores tasks in order inside one transaction, so a
 // unique key taken by an earlier task of the batch holds for a later one.
-func (d *Driver) enqueueOneByOne(ctx context.Context, q querier, tasks []*ebbtype.TaskInfo, results []ebbdriver.EnqueueResult) error {
+func (d *Driver) enqueueOneByOne(ctx context.Context, q querier, tasks []*ebbtype.TaskInfo, results []ebbdriver.EnqueueResult, channel *string) ([]string, error) {
 	stored := map[string]int64{}
 	woken := map[string]bool{}
 	for i, t := range tasks {
 		var a taskArrays
 		if err := a.add(t); err != nil {
-			return err
+			return nil, err
 		}
 		inserted := false
 		if err := each(ctx, q, d.s.insertOnly, a.params()...)(func(r rowSet) error {
@@ -143,7 +167,7 @@ func (d *Driver) enqueueOneByOne(ctx context.Context, q querier, tasks []*ebbtyp
 			var id string
 			return r.Scan(&id)
 		}); err != nil {
-			return fmt.Errorf("inserting task %s: %w", t.ID, err)
+			return nil, fmt.Errorf("inserting task %s: %w", t.ID, err)
 		}
 		if !inserted {
 			results[i] = ebbdriver.EnqueueResult{ID: t.ID, Duplicate: true}
@@ -156,7 +180,7 @@ func (d *Driver) enqueueOneByOne(ctx context.Context, q querier, tasks []*ebbtyp
 				exp = &v
 			}
 			if err := each(ctx, q, d.s.lockKey, t.Queue, t.UniqueKey)(func(rowSet) error { return nil }); err != nil {
-				return fmt.Errorf("locking unique key %q: %w", t.UniqueKey, err)
+				return nil, fmt.Errorf("locking unique key %q: %w", t.UniqueKey, err)
 			}
 			taken := false
 			if err := each(ctx, q, d.s.takeKey, t.Queue, t.UniqueKey, t.ID, exp, ns(t.EnqueuedAt))(func(r rowSet) error {
@@ -164,17 +188,17 @@ func (d *Driver) enqueueOneByOne(ctx context.Context, q querier, tasks []*ebbtyp
 				var id string
 				return r.Scan(&id)
 			}); err != nil {
-				return fmt.Errorf("taking unique key %q: %w", t.UniqueKey, err)
+				return nil, fmt.Errorf("taking unique key %q: %w", t.UniqueKey, err)
 			}
 			if !taken {
 				var holder string
 				if err := each(ctx, q, d.s.keyHolder, t.Queue, t.UniqueKey)(func(r rowSet) error {
 					return r.Scan(&holder)
 				}); err != nil {
-					return fmt.Errorf("reading unique key %q: %w", t.UniqueKey, err)
+					return nil, fmt.Errorf("reading unique key %q: %w", t.UniqueKey, err)
 				}
 				if err := each(ctx, q, d.s.dropTask, t.ID)(func(rowSet) error { return nil }); err != nil {
-					return fmt.Errorf("undoing task %s: %w", t.ID, err)
+					return nil, fmt.Errorf("undoing task %s: %w", t.ID, err)
 				}
 				results[i] = ebbdriver.EnqueueResult{ID: holder, Duplicate: true}
 				continue
@@ -187,7 +211,7 @@ func (d *Driver) enqueueOneByOne(ctx context.Context, q querier, tasks []*ebbtyp
 		}
 	}
 	if len(stored) == 0 {
-		return nil
+		return nil, nil
 	}
 	var queues, wake []string
 	var counts []int64
@@ -197,7 +221,7 @@ func (d *Driver) enqueueOneByOne(ctx context.Context, q querier, tasks []*ebbtyp
 	for qn := range woken {
 		wake = append(wake, qn)
 	}
-	return each(ctx, q, d.s.counted, queues, counts, wake, shard(), d.channel)(func(r rowSet) error {
+	return wake, each(ctx, q, d.s.counted, queues, counts, wake, shard(), channel)(func(r rowSet) error {
 		var n int64
 		return r.Scan(&n)
 	})
@@ -217,30 +241,28 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 	var due int64
 	err := func() error {
 		if len(queues) == 1 {
+			// Two statements in one round trip, in one implicit
+			// transaction: the claim sees what the promotion moved.
 			b := &pgx.Batch{}
-			b.Queue(d.s.promote, queues[0], now, promoteBatch)
+			b.Queue(d.s.promoteNext, queues[0], now, promoteBatch)
 			if p.Limit > 0 {
 				b.Queue(d.s.claim, now, nullStr(p.WorkerID), nullStr(p.LeaseToken), until, queues[0], p.Limit)
 			}
-			b.Queue(d.s.nextDue, queues[0])
 			br := d.pool.SendBatch(ctx, b)
 			defer br.Close()
-			tag, err := br.Exec()
-			if err != nil {
+			var promoted int64
+			var next sql.NullInt64
+			if err := br.QueryRow().Scan(&promoted, &next); err != nil {
 				return err
 			}
+			due = next.Int64
 			if p.Limit > 0 {
 				rows, err := br.Query()
 				if res.Tasks, err = scanTasks(rows, err); err != nil {
 					return err
 				}
 			}
-			var next sql.NullInt64
-			if err := br.QueryRow().Scan(&next); err != nil {
-				return err
-			}
-			due = next.Int64
-			if tag.RowsAffected() > int64(len(res.Tasks)) {
+			if promoted > int64(len(res.Tasks)) {
 				wake = queues
 			}
 			return br.Close()
@@ -287,18 +309,9 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 	res.NextDueAt = fromNS(due)
 	if len(wake) > 0 {
 		// Promoted tasks this fetch did not take wait for other workers.
-		d.wakeQueues(ctx, wake)
+		d.waker.wake(wake)
 	}
 	return res, nil
-}
-
-// wakeQueues notifies listeners of queues after a commit; best effort, as
-// the backstop poll covers a lost one.
-func (d *Driver) wakeQueues(ctx context.Context, queues []string) {
-	if _, err := d.pool.Exec(ctx, `SELECT pg_notify($1, json_build_object('k', 'q', 'q', q)::text)
-		FROM unnest($2::text[]) AS q`, d.channel, queues); err != nil {
-		d.log.Warn("ebbpostgres: notifying queues", "queues", queues, "error", err)
-	}
 }
 
 func fetchOrder(a, b *ebbtype.TaskInfo) int {
@@ -657,65 +670,28 @@ func (d *Driver) DeadPurge(ctx context.Context, p ebbdriver.DeadParams) (int64, 
 	return n, nil
 }
 
-// QueueStats counts every queue's tasks from one snapshot. Each count reads
-// only its state's partial index (an index-only scan once vacuum has run),
-// so finished tasks kept for their retention cost nothing; the totals are
-// the sum of the queue's counter shards.
+// QueueStats counts every queue's tasks in one statement (one snapshot).
+// Each count reads only its state's partial index (an index-only scan once
+// vacuum has run), so finished tasks kept for their retention cost nothing;
+// the totals are the sum of the queue's counter shards.
 func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbtype.QueueStats, error) {
-	var out []ebbtype.QueueStats
-	err := pgx.BeginTxFunc(ctx, d.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		out = nil
-		rows, err := tx.Query(ctx, `SELECT queue, sum(enqueued)::bigint, sum(succeeded)::bigint, sum(failed)::bigint,
-			sum(retried)::bigint FROM `+d.t("queue_counters")+` GROUP BY queue ORDER BY queue`)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var s ebbtype.QueueStats
-			if err := rows.Scan(&s.Name, &s.Enqueued, &s.Succeeded, &s.Failed, &s.Retried); err != nil {
-				rows.Close()
-				return err
-			}
-			out = append(out, s)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if len(out) == 0 {
-			return nil
-		}
-		b := &pgx.Batch{}
-		for _, s := range out {
-			b.Queue(`SELECT count(*), min(run_at) FROM `+d.t("tasks")+` WHERE queue = $1 AND state = 'queued'`, s.Name)
-			b.Queue(`SELECT count(*), count(*) FILTER (WHERE run_at <= $2), min(run_at) FROM `+d.t("tasks")+`
-				WHERE queue = $1 AND state IN ('scheduled', 'retrying')`, s.Name, ns(now))
-			b.Queue(`SELECT count(*) FROM `+d.t("tasks")+` WHERE queue = $1 AND state = 'running'`, s.Name)
-			b.Queue(`SELECT count(*) FROM `+d.t("tasks")+` WHERE queue = $1 AND state = 'dead'`, s.Name)
-		}
-		br := tx.SendBatch(ctx, b)
-		defer br.Close()
-		for i := range out {
-			s := &out[i]
-			var oldest, next sql.NullInt64
-			if err := br.QueryRow().Scan(&s.Queued, &oldest); err != nil {
-				return err
-			}
-			s.OldestQueuedAt = fromNS(oldest.Int64)
-			if err := br.QueryRow().Scan(&s.Scheduled, &s.DueScheduled, &next); err != nil {
-				return err
-			}
-			s.NextDueAt = fromNS(next.Int64)
-			if err := br.QueryRow().Scan(&s.InFlight); err != nil {
-				return err
-			}
-			if err := br.QueryRow().Scan(&s.Dead); err != nil {
-				return err
-			}
-		}
-		return br.Close()
-	})
+	rows, err := d.pool.Query(ctx, d.s.stats, ns(now))
 	if err != nil {
+		return nil, d.wrap("reading queue stats", err)
+	}
+	defer rows.Close()
+	var out []ebbtype.QueueStats
+	for rows.Next() {
+		var s ebbtype.QueueStats
+		var oldest, next sql.NullInt64
+		if err := rows.Scan(&s.Name, &s.Enqueued, &s.Succeeded, &s.Failed, &s.Retried, &s.Queued, &oldest,
+			&s.Scheduled, &s.DueScheduled, &next, &s.InFlight, &s.Dead); err != nil {
+			return nil, d.wrap("reading queue stats", err)
+		}
+		s.OldestQueuedAt, s.NextDueAt = fromNS(oldest.Int64), fromNS(next.Int64)
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, d.wrap("reading queue stats", err)
 	}
 	return out, nil

@@ -26,23 +26,15 @@ func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbtype.WorkerInfo, t
 		return nil, fmt.Errorf("ebbpostgres: worker heartbeat: encoding worker %s: %w", info.ID, err)
 	}
 	var drain bool
-	// One round trip: expired entries go, then the upsert. A worker that
+	// One statement: expired entries go, then the upsert. A worker that
 	// comes back after its entry expired is a new registration: an old
 	// drain request does not apply to it.
-	b2 := &pgx.Batch{}
-	b2.Queue(`DELETE FROM `+d.t("workers")+` WHERE expires_at <= $1 AND id <> $2`, ns(now), info.ID)
-	b2.Queue(`INSERT INTO `+d.t("workers")+` AS w (id, info, expires_at) VALUES ($1, $2::jsonb, $3)
+	err = d.pool.QueryRow(ctx, `WITH gone AS (
+			DELETE FROM `+d.t("workers")+` WHERE expires_at <= $4 AND id <> $1)
+		INSERT INTO `+d.t("workers")+` AS w (id, info, expires_at) VALUES ($1, $2::jsonb, $3)
 		ON CONFLICT (id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at,
 			drain_requested = CASE WHEN w.expires_at <= $4 THEN false ELSE w.drain_requested END
-		RETURNING drain_requested`, info.ID, string(b), ns(now.Add(ttl)), ns(now))
-	br := d.pool.SendBatch(ctx, b2)
-	_, err = br.Exec()
-	if err == nil {
-		err = br.QueryRow().Scan(&drain)
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+		RETURNING drain_requested`, info.ID, string(b), ns(now.Add(ttl)), ns(now)).Scan(&drain)
 	if err != nil {
 		return nil, d.wrap("worker heartbeat", err)
 	}

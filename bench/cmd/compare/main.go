@@ -23,14 +23,15 @@ import (
 )
 
 var constructors = map[string]func(compare.Config) compare.System{
-	"ebb-redis":  compare.NewEbbRedis,
-	"ebb-sqlite": compare.NewEbbSQLite,
-	"asynq":      compare.NewAsynq,
-	"river":      compare.NewRiver,
-	"celery":     compare.NewCelery,
+	"ebb-redis":    compare.NewEbbRedis,
+	"ebb-sqlite":   compare.NewEbbSQLite,
+	"ebb-postgres": compare.NewEbbPostgres,
+	"asynq":        compare.NewAsynq,
+	"river":        compare.NewRiver,
+	"celery":       compare.NewCelery,
 }
 
-const allSystems = "ebb-redis,ebb-sqlite,asynq,river,celery"
+const allSystems = "ebb-redis,ebb-sqlite,ebb-postgres,asynq,river,celery"
 
 func main() {
 	if err := run(); err != nil {
