@@ -68,6 +68,16 @@ type Config struct {
 	// ErrSchemaMissing unless the schema is already at SchemaVersion (for
 	// teams that run `ebb migrate up` in their deploy pipeline).
 	NoMigrate bool
+	// SyncCommit makes fetches and completions wait for their commit to be
+	// flushed, as enqueues always do. By default they do not (they commit
+	// with synchronous_commit off), which takes a disk flush off every
+	// task's path: if the database server crashes (the operating system
+	// or the machine, not a process) it may forget the last fraction of a
+	// second of claims and completions, and those tasks run again, which
+	// at-least-once delivery allows. A task whose enqueue returned is never
+	// lost either way. Completions inside a caller's transaction
+	// (CompleteTx) follow that transaction's own setting.
+	SyncCommit bool
 	// AwaitBackstop is TaskAwait's fallback re-read interval. Default
 	// AwaitBackstopDefault.
 	AwaitBackstop time.Duration

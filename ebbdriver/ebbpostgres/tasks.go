@@ -244,7 +244,7 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 			// Two statements in one round trip, in one implicit
 			// transaction: the claim sees what the promotion moved.
 			b := &pgx.Batch{}
-			b.Queue(d.s.promoteNext, queues[0], now, promoteBatch)
+			b.Queue(d.s.promoteNext, queues[0], now, promoteBatch, !d.cfg.SyncCommit)
 			if p.Limit > 0 {
 				b.Queue(d.s.claim, now, nullStr(p.WorkerID), nullStr(p.LeaseToken), until, queues[0], p.Limit)
 			}
@@ -252,7 +252,8 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 			defer br.Close()
 			var promoted int64
 			var next sql.NullInt64
-			if err := br.QueryRow().Scan(&promoted, &next); err != nil {
+			var setting sql.NullString
+			if err := br.QueryRow().Scan(&promoted, &next, &setting); err != nil {
 				return err
 			}
 			due = next.Int64
@@ -269,6 +270,11 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 		}
 		return d.inTx(ctx, func(tx pgx.Tx) error {
 			res.Tasks, due, wake = nil, 0, nil
+			if !d.cfg.SyncCommit {
+				if _, err := tx.Exec(ctx, `SELECT `+asyncCommit("true")); err != nil {
+					return err
+				}
+			}
 			left := p.Limit
 			for _, q := range queues {
 				tag, err := tx.Exec(ctx, d.s.promote, q, now, promoteBatch)
@@ -379,14 +385,14 @@ func (d *Driver) ExtendLeases(ctx context.Context, p ebbdriver.ExtendLeasesParam
 // Complete records the batch in one statement; each item is fenced by its
 // lease token.
 func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completion) ([]error, error) {
-	errs, err := d.complete(ctx, pgxQuerier{d.pool}, completions)
+	errs, err := d.complete(ctx, pgxQuerier{d.pool}, completions, !d.cfg.SyncCommit)
 	if err != nil {
 		return nil, d.wrap("complete", err)
 	}
 	return errs, nil
 }
 
-func (d *Driver) complete(ctx context.Context, q querier, completions []ebbdriver.Completion) ([]error, error) {
+func (d *Driver) complete(ctx context.Context, q querier, completions []ebbdriver.Completion, async bool) ([]error, error) {
 	errs := make([]error, len(completions))
 	if len(completions) == 0 {
 		return errs, nil
@@ -421,11 +427,12 @@ func (d *Driver) complete(ctx context.Context, q querier, completions []ebbdrive
 		return errs, nil
 	}
 	done := map[string]bool{}
-	if err := each(ctx, q, d.s.complete, ids, tokens, outcomes, results, errJSON, runAts, nws, shard(), d.channel)(
+	if err := each(ctx, q, d.s.complete, ids, tokens, outcomes, results, errJSON, runAts, nws, shard(), d.channel, async)(
 		func(r rowSet) error {
 			var id, token string
 			var n int64
-			if err := r.Scan(&id, &token, &n); err != nil {
+			var setting sql.NullString
+			if err := r.Scan(&id, &token, &n, &setting); err != nil {
 				return err
 			}
 			done[id+"\x00"+token] = true

@@ -23,7 +23,7 @@ func (d *Driver) EnqueueTx(ctx context.Context, tx pgx.Tx, tasks []*ebbtype.Task
 // CompleteTx records outcomes inside the caller's pgx transaction, fenced
 // by lease token as in Complete: they count only if tx commits.
 func (d *Driver) CompleteTx(ctx context.Context, tx pgx.Tx, completions []ebbdriver.Completion) ([]error, error) {
-	errs, err := d.complete(ctx, pgxQuerier{tx}, completions)
+	errs, err := d.complete(ctx, pgxQuerier{tx}, completions, false)
 	if err != nil {
 		return nil, d.wrap("complete in transaction", err)
 	}
@@ -54,7 +54,7 @@ func (d *SQLDriver) EnqueueTx(ctx context.Context, tx *sql.Tx, tasks []*ebbtype.
 
 // CompleteTx records outcomes inside the caller's database/sql transaction.
 func (d *SQLDriver) CompleteTx(ctx context.Context, tx *sql.Tx, completions []ebbdriver.Completion) ([]error, error) {
-	errs, err := d.complete(ctx, sqlQuerier{tx}, completions)
+	errs, err := d.complete(ctx, sqlQuerier{tx}, completions, false)
 	if err != nil {
 		return nil, d.wrap("complete in transaction", err)
 	}
