@@ -116,7 +116,7 @@ func newStmts(schema string) *stmts {
 		RETURNING id)
 	SELECT (SELECT count(*) FROM p), (SELECT min(run_at) FROM {s}.ebb_tasks
 		WHERE queue = $1 AND state IN ('scheduled', 'retrying') AND id NOT IN (SELECT id FROM p)),
-		`+asyncCommit("$4")+``)
+		` + asyncCommit("$4") + ``)
 	// $1 now, $2 worker, $3 token, $4 lease expiry, $5 queue, $6 limit.
 	s.claim = q(`UPDATE {s}.ebb_tasks SET state = 'running', attempt = attempt + 1, started_at = $1,
 		worker_id = $2, lease_token = $3, lease_expires_at = $4
@@ -169,7 +169,7 @@ func newStmts(schema string) *stmts {
 		FROM (SELECT DISTINCT a.task_id FROM u JOIN {s}.ebb_awaiters a ON a.task_id = u.id
 			WHERE u.state IN ('succeeded', 'dead', 'cancelled')) AS a
 	)
-	SELECT id, token, (SELECT count(*) FROM woken), `+asyncCommit("$10")+` FROM u`)
+	SELECT id, token, (SELECT count(*) FROM woken), ` + asyncCommit("$10") + ` FROM u`)
 	s.lostOrGone = q(`SELECT id FROM {s}.ebb_tasks WHERE id = ANY($1::text[])`)
 
 	s.taskGet = q(`SELECT ` + taskCols + ` FROM {s}.ebb_tasks WHERE id = $1`)
