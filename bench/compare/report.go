@@ -5,8 +5,9 @@ import (
 	"strings"
 )
 
-// Reference is the system every ratio divides by.
-const Reference = "ebb-redis"
+// Reference is the system every ratio divides by (cmd/compare's
+// -reference sets it).
+var Reference = "ebb-redis"
 
 // Report is the JSON output; Markdown renders it.
 type Report struct {

@@ -57,8 +57,10 @@ func run() error {
 	celeryBurn := flag.Int("celery-burn-tasks", 0, "Celery's burn-down backlog (default 20000)")
 	steady := flag.Duration("steady", 0, "steady workload duration (default 30s)")
 	idle := flag.Duration("idle", 0, "idle window (default 10s)")
+	reference := flag.String("reference", compare.Reference, "the system every ratio divides by")
 	flag.Parse()
 
+	compare.Reference = *reference
 	cfg := compare.DefaultConfig()
 	if *quick {
 		cfg = compare.QuickConfig()
