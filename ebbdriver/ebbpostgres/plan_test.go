@@ -1,9 +1,9 @@
 package ebbpostgres_test
 
 import (
-	"time"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
