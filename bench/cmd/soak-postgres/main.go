@@ -52,6 +52,7 @@ func run() error {
 	pgURL := flag.String("pg", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL URL (a schema ebb_soak is made in it)")
 	retention := flag.Duration("retention", 5*time.Second, "retention of succeeded tasks")
 	outMD := flag.String("out-md", "", "write the markdown section here (stdout if empty)")
+	serverDesc := flag.String("server-desc", "the server at -pg", "how the server came to be, for the report")
 	flag.Parse()
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
@@ -193,11 +194,27 @@ func run() error {
 		return err
 	}
 	samples = append(samples, s)
+	// With autovacuum on, wait (up to two of its naptimes) for it to
+	// visit the table, as it would on a server left alone.
+	var av string
+	_ = admin.QueryRow(ctx, "SHOW autovacuum").Scan(&av)
+	if av == "on" {
+		before := s.autovacuums
+		for deadline := time.Now().Add(150 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+			if s, err = measure("after autovacuum", started.Load(), cleaned.Load()); err != nil {
+				return err
+			}
+			if s.autovacuums > before {
+				break
+			}
+		}
+		samples = append(samples, s)
+	}
 	if _, err := admin.Exec(ctx, "VACUUM "+schema+".ebb_tasks"); err != nil {
 		return err
 	}
 	time.Sleep(time.Second) // statistics are published asynchronously
-	s, err = measure("after VACUUM (autovacuum's work)", started.Load(), cleaned.Load())
+	s, err = measure("after a manual VACUUM", started.Load(), cleaned.Load())
 	if err != nil {
 		return err
 	}
@@ -212,17 +229,18 @@ func run() error {
 	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
 		load = strings.Join(strings.Fields(string(raw))[:3], " ")
 	}
-	var version string
+	var version, autovacuum string
 	_ = admin.QueryRow(ctx, "SHOW server_version").Scan(&version)
+	_ = admin.QueryRow(ctx, "SHOW autovacuum").Scan(&autovacuum)
 	fmt.Fprintf(&b, "## PostgreSQL soak: %d tasks through retention cleanup\n\n", *tasks)
-	fmt.Fprintf(&b, "Measured %s on %d cores, PostgreSQL %s, load average %s at the end (the machine may be shared). "+
+	fmt.Fprintf(&b, "Measured %s on %d cores, PostgreSQL %s (%s; autovacuum %s), load average %s at the end (the machine may be shared). "+
 		"Command: `bash scripts/soak-postgres` (`go run ./cmd/soak-postgres -tasks %d` in `bench/`). "+
 		"A producer enqueued %d no-op tasks in batches of 1,000 (retention %s, backlog kept under 50,000) while one worker "+
 		"(concurrency 2,000) ran them and a cleanup loop deleted expired tasks every 2 s in batches of 10,000, "+
 		"as the maintenance loop does; it took %s (%.0f tasks/s end to end). Sizes are of `ebb_tasks`: "+
 		"`pg_relation_size` (heap) and `pg_indexes_size` (its six indexes); tuples from `pg_stat_user_tables`, "+
 		"which the server publishes with a delay.\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), version, load, *tasks, *tasks, *retention,
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), version, *serverDesc, autovacuum, load, *tasks, *tasks, *retention,
 		elapsed.Round(time.Second), float64(*tasks)/elapsed.Seconds())
 	b.WriteString("| phase | tasks run | rows deleted by cleanup | heap MiB | indexes MiB | live tuples | dead tuples | autovacuums so far |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
