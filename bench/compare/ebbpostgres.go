@@ -24,6 +24,10 @@ type ebbPG struct {
 	stmts *stmtCounter  // on the worker's pool, for idle
 }
 
+// pgStatementsUnit is the idle unit of both Postgres systems, so their
+// ratio is computed.
+const pgStatementsUnit = "SQL statements/s sent by the worker's pgx pool (pgx tracer)"
+
 // NewEbbPostgres is ebb on Postgres, on the server River uses.
 func NewEbbPostgres(cfg Config) System {
 	return &goSystem{b: &ebbBackend{cfg: cfg, pg: &ebbPG{cfg: cfg}}, cfg: cfg}
@@ -132,7 +136,7 @@ func (p *ebbPG) idle(ctx context.Context, window time.Duration) (*IdleResult, er
 	}
 	return &IdleResult{
 		BrokerOpsPerS: ptr(round(float64(s1-s0)/el, 2)),
-		BrokerUnit:    "SQL statements/s sent by the worker's pgx pool (pgx tracer)",
+		BrokerUnit:    pgStatementsUnit,
 		PgXactsPerS:   ptr(round(float64(x1-x0)/el, 2)),
 	}, nil
 }
