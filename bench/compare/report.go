@@ -200,9 +200,13 @@ func (r *Report) Markdown() string {
 	if c.Reps == 1 {
 		reps = "1 repetition"
 	}
-	w("Command: `bash bench/run` (`go run ./cmd/compare` in `bench/`). %s; each repetition runs every system in turn "+
+	command := "bash bench/run"
+	if Reference == "river" {
+		command = "bash bench/run --postgres"
+	}
+	w("Command: `%s` (`go run ./cmd/compare` in `bench/`). %s; each repetition runs every system in turn "+
 		"(so drift on the machine hits all alike) and the table shows the median, with the ratio to **%s** in parentheses "+
-		"(for tasks/s higher is better, for ms, ops/s and CPU lower is better). %s\n\n", reps, r.Reference, r.Setup["brokers"])
+		"(for tasks/s higher is better, for ms, ops/s and CPU lower is better). %s\n\n", command, reps, r.Reference, r.Setup["brokers"])
 	w("| system | broker |")
 	for _, mt := range metrics {
 		title := mt.title
