@@ -12,7 +12,8 @@ import (
 	"github.com/ebbq/ebb/internal/testpg"
 )
 
-// TestAsyncCommitStaysInItsTransaction: fetches and completions commit
+// TestAsyncCommitStaysInItsTransaction: fetches, completions and leader
+// elections commit
 // without waiting for the flush, but that setting must end with their
 // transaction: on the same connection the next enqueue (whose durability
 // is promised) commits synchronously again.
@@ -62,4 +63,8 @@ func TestAsyncCommitStaysInItsTransaction(t *testing.T) {
 		t.Fatalf("Complete = %v, %v", errs, err)
 	}
 	setting("a completion")
+	if _, err := d.LeaderAttempt(t.Context(), ebbdriver.LeaderParams{Name: "n", ID: "me", TTL: time.Minute, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	setting("a leader election")
 }

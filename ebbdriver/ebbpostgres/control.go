@@ -25,16 +25,22 @@ func (d *Driver) LeaderAttempt(ctx context.Context, p ebbdriver.LeaderParams) (*
 			p.Name, p.ID, p.TTL, errBadInput)
 	}
 	var (
-		l   ebbtype.Leadership
-		exp int64
+		l       ebbtype.Leadership
+		exp     int64
+		setting *string
 	)
+	// Renewals come every few seconds from every replica and must not wait
+	// behind other sessions' disk flushes (a slow flush would cost the
+	// leadership), so they commit asynchronously like claims. A decision
+	// commits synchronously, which flushes the election it depends on first.
 	err := d.pool.QueryRow(ctx, `INSERT INTO `+d.t("leaders")+` AS l (name, leader_id, term, expires_at)
 		VALUES ($1, $2, 1, $4)
 		ON CONFLICT (name) DO UPDATE SET
 			leader_id  = CASE WHEN l.expires_at <= $3 OR l.leader_id = $2 THEN $2 ELSE l.leader_id END,
 			term       = CASE WHEN l.expires_at <= $3 THEN l.term + 1 ELSE l.term END,
 			expires_at = CASE WHEN l.expires_at <= $3 OR l.leader_id = $2 THEN $4 ELSE l.expires_at END
-		RETURNING leader_id, term, expires_at`, p.Name, p.ID, ns(p.Now), ns(p.Now.Add(p.TTL))).Scan(&l.LeaderID, &l.Term, &exp)
+		RETURNING leader_id, term, expires_at, `+asyncCommit("$5")+``,
+		p.Name, p.ID, ns(p.Now), ns(p.Now.Add(p.TTL)), !d.cfg.SyncCommit).Scan(&l.LeaderID, &l.Term, &exp, &setting)
 	if err != nil {
 		return nil, d.wrap("leader attempt for "+p.Name, err)
 	}

@@ -68,8 +68,9 @@ type Config struct {
 	// ErrSchemaMissing unless the schema is already at SchemaVersion (for
 	// teams that run `ebb migrate up` in their deploy pipeline).
 	NoMigrate bool
-	// SyncCommit makes fetches and completions wait for their commit to be
-	// flushed, as enqueues always do. By default they do not (they commit
+	// SyncCommit makes fetches, completions and leader elections wait for
+	// their commit to be flushed, as enqueues always do. By default they do
+	// not (they commit
 	// with synchronous_commit off), which takes a disk flush off every
 	// task's path: if the database server crashes (the operating system
 	// or the machine, not a process) it may forget the last fraction of a

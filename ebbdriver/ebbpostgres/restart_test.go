@@ -82,18 +82,15 @@ func TestRestartUnderLoad(t *testing.T) {
 	if failed == 0 {
 		t.Error("no enqueue failed while the server was down: the restart did not happen under load")
 	}
-	testwait.Eventually(t, 90*time.Second, "every acknowledged task succeeded", func() (bool, error) {
-		for _, id := range acked {
-			task, err := client.Task(ctx, id)
-			if err != nil {
-				return false, nil // the pool may still be reconnecting
-			}
-			if task.State != ebb.StateSucceeded {
-				return false, nil
-			}
-		}
-		return true, nil
+	testwait.Eventually(t, 120*time.Second, "every acknowledged task succeeded", func() (bool, error) {
+		var pending int
+		err := d.Pool().QueryRow(ctx, `SELECT count(*) FROM ebb.ebb_tasks WHERE id = ANY($1) AND state <> 'succeeded'`, acked).Scan(&pending)
+		return err == nil && pending == 0, nil // errors: the pool may still be reconnecting
 	})
+	var stored int
+	if err := d.Pool().QueryRow(ctx, `SELECT count(*) FROM ebb.ebb_tasks WHERE id = ANY($1)`, acked).Scan(&stored); err != nil || stored != len(acked) {
+		t.Errorf("%d of %d acknowledged tasks stored (%v)", stored, len(acked), err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for _, id := range acked {
