@@ -46,7 +46,9 @@ func Schema(t testing.TB) string {
 	t.Helper()
 	name := fmt.Sprintf("ebbtest_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9, seq.Add(1))
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// Generous: under a loaded machine a hundred parallel tests drop
+		// their schemas at once, each taking catalog locks.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		conn, err := pgx.Connect(ctx, URL())
 		if err != nil {
