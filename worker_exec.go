@@ -112,8 +112,13 @@ func (w *Worker) execute(ctx context.Context, rec *ebbtype.TaskInfo) (c ebbdrive
 		defer cancel()
 	}
 
-	result, err := w.call(ctx, h.fn, info)
+	run := &handlerRun{w: w, queue: rec.Queue, id: rec.ID, token: rec.LeaseToken}
+	result, err := w.call(context.WithValue(ctx, handlerRunKey{}, run), h.fn, info)
 	c.Now = w.clock.Now()
+	if err == nil && run.completeTx.Load() {
+		// The handler's transaction holds the outcome (CompleteTx).
+		return c, false
+	}
 	if err == nil {
 		encoded, mErr := json.Marshal(result)
 		if mErr == nil {

@@ -57,11 +57,12 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Broker, error)
 }
 
 // OpenDriver opens the driver named by url: redis://[user:pass@]host:port/db,
-// rediss://… (TLS), or sqlite:path/to/file.db (sqlite:///abs/path.db too).
+// rediss://… (TLS), postgres://[user:pass@]host:port/dbname[?schema=NAME]
+// (postgresql:// too), or sqlite:path/to/file.db (sqlite:///abs/path.db too).
 func OpenDriver(ctx context.Context, url string) (ebbdriver.Driver, error) {
 	scheme, rest, ok := strings.Cut(url, ":")
 	if !ok || rest == "" {
-		return nil, fmt.Errorf("%w %q: use redis://host:port/db or sqlite:path/to/file.db", ErrBadURL, url)
+		return nil, fmt.Errorf("%w %q: use redis://host:port/db, postgres://host:5432/dbname or sqlite:path/to/file.db", ErrBadURL, url)
 	}
 	switch strings.ToLower(scheme) {
 	case "redis", "rediss":
@@ -69,6 +70,8 @@ func OpenDriver(ctx context.Context, url string) (ebbdriver.Driver, error) {
 			return nil, err
 		}
 		return ebbredis.Open(ctx, url, nil)
+	case "postgres", "postgresql":
+		return openPostgres(ctx, url)
 	case "sqlite", "sqlite3":
 		path := strings.TrimPrefix(rest, "//")
 		if path == "" {
@@ -76,7 +79,7 @@ func OpenDriver(ctx context.Context, url string) (ebbdriver.Driver, error) {
 		}
 		return ebbsqlite.Open(ctx, path, nil)
 	default:
-		return nil, fmt.Errorf("%w %q: unknown scheme %q; use redis://host:port/db or sqlite:path/to/file.db", ErrBadURL, url, scheme)
+		return nil, fmt.Errorf("%w %q: unknown scheme %q; use redis://host:port/db, postgres://host:5432/dbname or sqlite:path/to/file.db", ErrBadURL, url, scheme)
 	}
 }
 

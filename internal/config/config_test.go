@@ -275,7 +275,8 @@ func TestValidate(t *testing.T) {
 		{"valid", func(c *Config) {}, nil},
 		{"no pools", func(c *Config) { c.Pools = nil }, nil},
 		{"broker empty", func(c *Config) { c.Broker = "" }, []string{"broker: required"}},
-		{"broker scheme", func(c *Config) { c.Broker = "postgres://db/x" }, []string{`broker: "postgres://db/x" names no broker`}},
+		{"broker scheme", func(c *Config) { c.Broker = "mysql://db/x" }, []string{`broker: "mysql://db/x" names no broker`}},
+		{"postgres without host", func(c *Config) { c.Broker = "postgres://" }, []string{"broker: \"postgres://\" needs a host and database"}},
 		{"sqlite without path", func(c *Config) { c.Broker = "sqlite:" }, []string{"broker: \"sqlite:\" needs a file path"}},
 		{"redis without host", func(c *Config) { c.Broker = "redis://" }, []string{"broker: \"redis://\" needs a host"}},
 		{"broker password masked", func(c *Config) { c.Broker = "mongo://u:hunter2@h/0" }, []string{`broker: "mongo://u:xxxxx@h/0" names no broker`}},
@@ -1081,7 +1082,7 @@ func TestSetByFlag(t *testing.T) {
 	c.SetByFlag("broker", "--broker")
 	c.Pools[0].Min = 1 // not by a flag: named by its path, as before
 	wantProblems(t, c.Validate(),
-		"--broker: required; use redis://host:port/db, rediss://… or sqlite:path/to/file.db",
+		"--broker: required; use redis://host:port/db, rediss://…, postgres://host:5432/dbname or sqlite:path/to/file.db",
 		`--queues: "no/slash": use 1–128 characters from [A-Za-z0-9_.-]`,
 		"--max: 0 is less than min 1",
 		"--concurrency: 0 must be at least 1",

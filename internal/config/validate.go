@@ -356,7 +356,7 @@ func validRegion(r string) bool {
 }
 
 func (c *Config) validateBroker(add addFunc, required func(path, msg string)) {
-	const use = "use redis://host:port/db, rediss://… or sqlite:path/to/file.db"
+	const use = "use redis://host:port/db, rediss://…, postgres://host:5432/dbname or sqlite:path/to/file.db"
 	if c.Broker == "" {
 		required("broker", "required; "+use)
 		return
@@ -367,6 +367,10 @@ func (c *Config) validateBroker(add addFunc, required func(path, msg string)) {
 	case "redis", "rediss":
 		if !ok || strings.TrimPrefix(rest, "//") == "" {
 			add("broker", "%q needs a host, e.g. redis://127.0.0.1:6379/0", shown)
+		}
+	case "postgres", "postgresql":
+		if !ok || strings.TrimPrefix(rest, "//") == "" {
+			add("broker", "%q needs a host and database, e.g. postgres://127.0.0.1:5432/app", shown)
 		}
 	case "sqlite", "sqlite3":
 		if strings.TrimPrefix(rest, "//") == "" {
