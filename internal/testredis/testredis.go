@@ -91,6 +91,7 @@ type Server struct {
 	t    testing.TB
 	Port int
 	dir  string
+	args []string // extra redis-server arguments
 	cmd  *exec.Cmd
 }
 
@@ -128,6 +129,7 @@ func (s *Server) Restart() {
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--logfile", filepath.Join(s.dir, "redis.log"))
+	cmd.Args = append(cmd.Args, s.args...)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("testredis: start redis-server: %v", err)
 	}
