@@ -27,10 +27,6 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 	leaseUntil := p.Now.Add(p.LeaseDuration)
 	leaseNS := nsString(leaseUntil)
 	need := max(p.Limit, 0)
-	retry := "0"
-	if p.Retry {
-		retry = "1"
-	}
 	nextDue := math.Inf(1)
 	for qi := 0; qi < len(p.Queues); qi++ {
 		if need == 0 {
@@ -45,7 +41,7 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 		}
 		k := d.keys(q)
 		n := min(need, maxPerCall)
-		vals, err := d.run(ctx, scriptFetch, k.kFetch, k.prefix, now, n, p.LeaseToken, p.WorkerID, leaseNS, promoteBatch, k.channel, retry).Slice()
+		vals, err := d.run(ctx, scriptFetch, k.kFetch, k.prefix, now, n, p.LeaseToken, p.WorkerID, leaseNS, promoteBatch, k.channel).Slice()
 		if err != nil {
 			return nil, fmt.Errorf("ebbredis: fetch from queue %q: %w", q, err)
 		}
@@ -108,7 +104,7 @@ func (d *Driver) fetchRest(ctx context.Context, queues []string, now string, nex
 			return fmt.Errorf("ebbredis: fetch: %w", err)
 		}
 		k := d.keys(q)
-		calls = append(calls, &call{s: scriptFetch, keys: k.kFetch, args: []any{k.prefix, now, 0, "", "", "0", promoteBatch, k.channel, "0"}})
+		calls = append(calls, &call{s: scriptFetch, keys: k.kFetch, args: []any{k.prefix, now, 0, "", "", "0", promoteBatch, k.channel}})
 	}
 	if err := d.runPipelined(ctx, calls, nil); err != nil {
 		return fmt.Errorf("ebbredis: fetch: promote due tasks: %w", err)

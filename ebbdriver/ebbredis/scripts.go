@@ -271,10 +271,8 @@ const luaFetch = `-- Fetch: promote due tasks, then claim up to a limit of Queue
 -- ARGV[6] -> lease expiry, ns
 -- ARGV[7] -> how many due tasks to promote at most
 -- ARGV[8] -> queue channel P:ch:q:<q>
--- ARGV[9] -> "1": a retry of a fetch with this token whose reply was lost
---            (same now and lease expiry); "0" otherwise
 -- Returns {next due µs or "", then 5 per claimed task: id, msg, attempt, RunAt ns, errors};
--- a retry lists the tasks still running under the token first.
+-- the tasks already running under the token come first (see below).
 ` + luaLib + `
 local tp = ARGV[1] .. "t:"
 local now = ARGV[2]
@@ -287,10 +285,15 @@ local out = {""}
 local claimed = {}
 local leaseus = us(ARGV[6])
 local tokn = ARGV[4] .. "\n"
-if ARGV[9] == "1" then
-  -- The first call's claims all got this lease expiry as their score (no
-  -- one extends a lease its worker never heard of); the token tells them
-  -- from another fetch's that happened to get the same expiry.
+-- A repeat of a fetch whose reply was lost (the worker's Retry, or a
+-- client library resending the command after the connection broke) gets
+-- back what the first call claimed. Checked on every call, not only on
+-- FetchParams.Retry, because go-redis resends a command on a network error
+-- by itself, unseen by the driver. The first call's claims all got this
+-- lease expiry as their score (no one extends a lease its worker never
+-- heard of); the token tells them from another fetch's that happened to
+-- get the same expiry. A fresh token costs one empty ZRANGEBYSCORE.
+if need > 0 then
   for _, id in ipairs(redis.call("ZRANGEBYSCORE", KEYS[5], leaseus, leaseus)) do
     if need <= 0 then break end
     local f = redis.call("HMGET", tp .. id, "msg", "a", "run", "err", "ls")

@@ -99,10 +99,19 @@ type Server struct {
 // persistence, stopped when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t)
+}
+
+// StartWith starts a private redis-server like Start, with extra
+// redis-server arguments (later ones override Start's, e.g.
+// "--appendonly", "yes", "--appendfsync", "always"). Restart keeps them and
+// the data directory, so a server with persistence comes back with its data.
+func StartWith(t testing.TB, args ...string) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("testredis: redis-server is not installed (scripts/test installs it with apt-get): %v", err)
 	}
-	s := &Server{t: t, Port: freePort(t), dir: t.TempDir()}
+	s := &Server{t: t, Port: freePort(t), dir: t.TempDir(), args: args}
 	s.Restart()
 	t.Cleanup(s.Kill)
 	return s
