@@ -57,6 +57,37 @@ func (o *URLOptions) NewClient() redis.UniversalClient {
 // ParseURL parses a broker URL (see URLOptions for its forms). Its errors
 // never show the URL's password.
 func ParseURL(raw string) (*URLOptions, error) {
+	o, err := parseURL(raw)
+	if err != nil {
+		return nil, scrub(err, raw)
+	}
+	return o, nil
+}
+
+// scrub turns err into one whose text does not contain raw's password:
+// net/url and go-redis quote pieces of the URL in their errors.
+func scrub(err error, raw string) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	msg := err.Error()
+	if u, perr := url.Parse(raw); perr == nil {
+		if pass, ok := u.User.Password(); ok && pass != "" {
+			msg = strings.ReplaceAll(msg, pass, "xxxxx")
+		}
+	}
+	if _, rest, ok := strings.Cut(raw, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pass, ok := strings.Cut(rest[:at], ":"); ok && pass != "" {
+				msg = strings.ReplaceAll(msg, pass, "xxxxx")
+			}
+		}
+	}
+	return errors.New(msg)
+}
+
+func parseURL(raw string) (*URLOptions, error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
 		return nil, errors.New("not a URL of the form scheme://host:port")

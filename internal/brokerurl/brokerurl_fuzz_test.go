@@ -3,6 +3,7 @@ package brokerurl
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -15,13 +16,15 @@ func FuzzOpenRedisURL(f *testing.F) {
 	f.Add("rediss", "", "s3cretpass", "[::1]:1", "/15")
 	f.Add("redis", "u", "s3cretpass", "127.0.0.1:notaport", "/x")
 	f.Add("REDIS", "u:v", "s3cretpass", "", "?protocol=9")
+	f.Add("redis+cluster", "u", "s3cretpass", "127.0.0.1:1,127.0.0.1:2", "/?wait_replicas=1")
+	f.Add("rediss+cluster", "", "s3cretpass", "127.0.0.1:1,,x", "/3?wait_timeout=-1s")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // nothing is dialled: only parsing and the first answer matter
 	f.Fuzz(func(t *testing.T, scheme, user, pass, host, rest string) {
 		if len(pass) < 6 || strings.ContainsAny(pass, "@/:?#%[] \\") || strings.Contains(user+host+rest, pass) {
 			return // the password must be one recognisable run to check for it
 		}
-		if !strings.EqualFold(scheme, "redis") && !strings.EqualFold(scheme, "rediss") {
+		if !slices.ContainsFunc([]string{"redis", "rediss", "redis+cluster", "rediss+cluster"}, func(s string) bool { return strings.EqualFold(s, scheme) }) {
 			return // other schemes name files (sqlite) or other brokers
 		}
 		url := scheme + "://" + user + ":" + pass + "@" + host + rest
