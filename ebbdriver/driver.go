@@ -219,7 +219,7 @@ type FetchParams struct {
 	Queues        []string // in the order to take them
 	Limit         int
 	WorkerID      string
-	LeaseToken    string // unique per fetch; fences completions
+	LeaseToken    string // unique per fetch; fences completions (a driver may derive per-task tokens from it: complete with TaskInfo.LeaseToken)
 	LeaseDuration time.Duration
 	Now           time.Time
 	// Retry repeats a Fetch with this LeaseToken whose reply was lost (see
