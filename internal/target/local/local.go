@@ -72,7 +72,8 @@ type Config struct {
 	// as exec.Command finds it (PATH for a bare name, relative to Dir for a
 	// relative path). It should be the worker itself or a script that execs
 	// it: the parent-death signal reaches only the process the target
-	// started. Required.
+	// started. A command with IDPlaceholder in an argument gets the id
+	// there instead of "--id". Required.
 	Command []string
 
 	// Env is added to os.Environ() as KEY=VALUE; later entries win.
@@ -317,7 +318,7 @@ func (t *Target) startLocked() (*instance, error) {
 		return nil, err
 	}
 	defer logFile.Close() // the child has its own descriptor
-	argv := append(slices.Clone(t.cfg.Command[1:]), "--id", id)
+	argv := instanceArgs(t.cfg.Command[1:], id)
 	cmd := exec.Command(t.cfg.Command[0], argv...)
 	cmd.Env = append(os.Environ(), t.cfg.Env...)
 	cmd.Dir = t.cfg.Dir
@@ -333,6 +334,25 @@ func (t *Target) startLocked() (*instance, error) {
 	go t.reap(inst)
 	t.logger.Info("worker instance started", "id", id, "pid", cmd.Process.Pid, "log", inst.log)
 	return inst, nil
+}
+
+// IDPlaceholder in Config.Command is replaced by the instance id, for
+// workers that are not `ebb worker` and take their identity another way
+// (Celery: --hostname {id}@%h). A command that has it gets no "--id".
+const IDPlaceholder = "{id}"
+
+func instanceArgs(args []string, id string) []string {
+	out := slices.Clone(args)
+	placed := false
+	for i, a := range out {
+		if strings.Contains(a, IDPlaceholder) {
+			out[i], placed = strings.ReplaceAll(a, IDPlaceholder, id), true
+		}
+	}
+	if !placed {
+		out = append(out, "--id", id)
+	}
+	return out
 }
 
 // newInstanceLog picks an id and creates its log file. Creating the file
