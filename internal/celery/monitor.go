@@ -63,6 +63,10 @@ type Monitor struct {
 	firstPush  map[string]time.Time // first push into a queue last read empty
 	lastEnable time.Time
 	asked      map[string]time.Time // nodename → last conf call
+
+	wg        sync.WaitGroup // Retire's delayed shutdowns
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // Counts are a pool's Celery queues as the scaler sees them.
@@ -94,7 +98,7 @@ func NewMonitor(cfg MonitorConfig) *Monitor {
 	}
 	return &Monitor{cfg: cfg, b: cfg.Broker, state: NewState(0), log: cfg.Logger, dirty: true,
 		headTag: map[string]string{}, headSince: map[string]time.Time{}, firstPush: map[string]time.Time{},
-		asked: map[string]time.Time{}, watchNote: "starting"}
+		asked: map[string]time.Time{}, closing: make(chan struct{}), watchNote: "starting"}
 }
 
 // State is the fleet as its events describe it.
@@ -186,14 +190,49 @@ func (m *Monitor) inFlight(unacked []Unacked, now time.Time) int64 {
 	return n
 }
 
-// Shutdown asks one worker (by nodename) for a warm shutdown and records
-// that ebb asked.
-func (m *Monitor) Shutdown(ctx context.Context, nodename string, now time.Time) error {
-	if err := m.b.Shutdown(ctx, nodename); err != nil {
-		return err
+// consumerSettle is how long a worker keeps a BRPOP open on its queues
+// after cancel_consumer: Kombu blocks in BRPOP for 1 s at a time.
+const consumerSettle = 1500 * time.Millisecond
+
+// Retire stops one worker (by nodename) without losing a message. A plain
+// warm shutdown is not enough on Redis: the worker closes its connection
+// while a BRPOP is still open, and a message Redis pops into it in that
+// moment is gone (Kombu neither reads the reply nor records the message).
+// So Retire first sends cancel_consumer for each of the pool's queues,
+// whose in-flight BRPOP Kombu does read (a message it brings is handed
+// back, or run if the consumer still had it), waits out that BRPOP, and
+// only then asks for the warm shutdown, which finishes anything running.
+// It returns once the first step is sent; the worker counts as shutting
+// down from then on.
+func (m *Monitor) Retire(ctx context.Context, nodename string, now time.Time) error {
+	for _, q := range m.cfg.Queues {
+		if err := m.b.Broadcast(ctx, "cancel_consumer", map[string]any{"queue": q}, nodename); err != nil {
+			return err
+		}
 	}
 	m.state.markShutdown(nodename, now)
+	m.wg.Go(func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), consumerSettle+5*time.Second)
+		defer cancel()
+		t := time.NewTimer(consumerSettle)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-m.closing:
+		}
+		if err := m.b.Shutdown(sctx, nodename); err != nil {
+			m.log.Warn("celery: shutdown request failed; the worker no longer consumes and stays up idle", "worker", nodename, "error", err)
+		}
+	})
 	return nil
+}
+
+// Close waits for shutdown requests under way and closes the broker's
+// connections.
+func (m *Monitor) Close() error {
+	m.closeOnce.Do(func() { close(m.closing) })
+	m.wg.Wait()
+	return m.b.Close()
 }
 
 // Warnings lists what the live workers' observed settings make unsafe.

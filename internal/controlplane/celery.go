@@ -82,7 +82,7 @@ func (f *celeryFleet) workers(_ context.Context, now time.Time, _ time.Duration)
 	return out, nil
 }
 
-// drain sends the warm shutdown to the worker whose nodename carries id,
+// drain retires the worker whose nodename carries id (see Monitor.Retire),
 // after checking once more that it holds nothing: a worker that received a
 // message since the pass read the state keeps running.
 func (f *celeryFleet) drain(ctx context.Context, id string, now time.Time) error {
@@ -93,7 +93,7 @@ func (f *celeryFleet) drain(ctx context.Context, id string, now time.Time) error
 		if !w.Idle() {
 			return nil
 		}
-		return f.mon.Shutdown(ctx, w.Hostname, now)
+		return f.mon.Retire(ctx, w.Hostname, now)
 	}
 	return ebbtype.ErrWorkerNotFound
 }
@@ -190,7 +190,7 @@ func (s *Replica) CeleryTask(ctx context.Context, id string) (celery.Task, *cele
 func (s *Replica) CeleryShutdown(ctx context.Context, nodename string) error {
 	for _, f := range s.celeryFleets() {
 		if _, ok := f.mon.State().Worker(nodename, time.Now()); ok {
-			return f.mon.Shutdown(ctx, nodename, time.Now())
+			return f.mon.Retire(ctx, nodename, time.Now())
 		}
 	}
 	return fmt.Errorf("%w: no Celery worker %q", ebbtype.ErrWorkerNotFound, nodename)

@@ -232,7 +232,7 @@ func (s *Replica) Run(ctx context.Context) error {
 	defer cancel()
 	s.shutdownPools(stopCtx)
 	for _, f := range s.celeryFleets() {
-		_ = f.mon.Broker().Close()
+		_ = f.mon.Close()
 	}
 	if err := s.drv.LeaderResign(stopCtx, LeaderName, s.id); err != nil {
 		s.logger.Warn("could not resign leadership; it expires on its own", "error", err)

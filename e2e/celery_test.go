@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ebbq/ebb/internal/controlplane"
+)
+
+// TestCeleryFromZeroAndBack: a Python producer sends 200 tasks with .delay()
+// into a Celery pool at zero; ebb decides to scale up within a second of the
+// first .delay() (woken by the queue key's keyspace notification), runs up
+// to three unchanged Celery workers, every task succeeds exactly once, and
+// the pool is back at zero within idle_before_zero + 5 s, every worker
+// stopped by Celery's warm shutdown.
+func TestCeleryFromZeroAndBack(t *testing.T) {
+	t.Parallel()
+	const idle = 5 * time.Second
+	f := startCeleryFleet(t, celeryOpts{max: 3, procs: 4, idleBeforeZero: idle.String(), scaleDownDelay: "3s"})
+	p := f.produce(t, "200", "1")
+	if len(p.IDs) != 200 {
+		t.Fatalf("produced %d tasks, want 200", len(p.IDs))
+	}
+	f.waitDone(t, p.IDs, 3*time.Minute)
+	doneAt := time.Now()
+
+	ds := f.srv.decisions(t)
+	if len(ds) == 0 || ds[0].Action != "up" || ds[0].From != 0 {
+		t.Fatalf("the first decision is not a scale-up from zero: %+v", ds)
+	}
+	latency := ds[0].At.Sub(p.first())
+	t.Logf("scale-up decision %s after the first .delay() (%s)", latency.Round(time.Microsecond), ds[0].Reason)
+	if latency < 0 || latency >= time.Second {
+		t.Errorf("the decision came %s after the first .delay(), want within 1 s", latency)
+	}
+	benchRecord(t, "decision_after_first_delay_ms", float64(latency.Microseconds())/1000, "ms",
+		"first .delay() into a Celery pool at zero → the scale-up decision stored")
+	most := 0
+	for _, d := range ds {
+		most = max(most, d.To)
+	}
+	if most != 3 {
+		t.Errorf("the pool peaked at %d workers, want max 3", most)
+	}
+	f.checkResults(t, p.IDs)
+	f.checkExactlyOnce(t, p.IDs)
+
+	waitFor(t, idle+5*time.Second, "the Celery pool back at zero", func() (bool, string) {
+		v := f.srv.pool(t, celeryPool)
+		return v.Current == 0 && len(v.Instances) == 0, fmt.Sprintf("current %d, %d instances: %s", v.Current, len(v.Instances), v.Reason)
+	}, f.srv.proc)
+	t.Logf("back at zero %s after the last task finished", time.Since(doneAt).Round(time.Millisecond))
+	if n := f.checkWarmExits(t); n < 3 {
+		t.Errorf("%d workers ran, want 3", n)
+	}
+}
+
+// TestCeleryScaleInSafety: a minute of bursts of 1–3 s tasks drives the pool
+// up and in again and again; no task is interrupted, lost or run twice, and
+// no worker is stopped while it runs or holds one.
+func TestCeleryScaleInSafety(t *testing.T) {
+	t.Parallel()
+	f := startCeleryFleet(t, celeryOpts{max: 3, procs: 1, idleBeforeZero: "1s", scaleDownDelay: "1s"})
+	var args []string
+	for burst := range 10 {
+		// 1 to 3 tasks of 1, 2 and 3 s, then a pause long enough for
+		// idle workers to be stopped: ten bursts over about a minute.
+		for i := range 1 + burst%3 {
+			args = append(args, "1", fmt.Sprint(1+(burst+i)%3))
+		}
+		args = append(args, "--pause", "6")
+	}
+	start := time.Now()
+	p := f.produce(t, args...)
+	f.waitDone(t, p.IDs, 2*time.Minute)
+	t.Logf("%d tasks in %s", len(p.IDs), time.Since(start).Round(time.Millisecond))
+	f.checkResults(t, p.IDs)
+	f.checkExactlyOnce(t, p.IDs)
+	waitFor(t, 15*time.Second, "the Celery pool back at zero", func() (bool, string) {
+		v := f.srv.pool(t, celeryPool)
+		return v.Current == 0 && len(v.Instances) == 0, v.Reason
+	}, f.srv.proc)
+	scaleIns := 0
+	for _, d := range f.srv.decisions(t) {
+		if d.Action == "down" {
+			scaleIns += len(d.Drained)
+		}
+	}
+	t.Logf("%d workers stopped by scale-in", scaleIns)
+	if scaleIns < 10 {
+		t.Errorf("%d scale-ins, want at least 10", scaleIns)
+	}
+	f.checkWarmExits(t)
+	// A worker stopped while it held a prefetched message would hand it
+	// back as it shuts down, and say so.
+	for id, log := range readWorkerLogs(t, f.logDir) {
+		if strings.Contains(log, "Restoring") {
+			t.Errorf("worker %s held messages when it was stopped:\n%s", id, tailString(log, 2000))
+		}
+	}
+}
+
+// TestCeleryWorkerKilledMidTask: with acks_late, a Celery worker SIGKILLed
+// while it runs a task leaves the message in Kombu's unacked hash; ebb
+// counts it in flight (no live worker holds it), starts a replacement, and
+// once Kombu restores it after the visibility timeout ebb counts it queued;
+// another worker runs it to SUCCESS.
+func TestCeleryWorkerKilledMidTask(t *testing.T) {
+	t.Parallel()
+	const visibility = 8 * time.Second
+	f := startCeleryFleet(t, celeryOpts{max: 1, procs: 1, visibility: fmt.Sprint(visibility.Seconds()),
+		idleBeforeZero: "2s", scaleDownDelay: "1s"})
+	x := f.produce(t, "1", "8").IDs[0]
+	var first string
+	waitFor(t, 30*time.Second, "the task to start", func() (bool, string) {
+		for _, r := range f.list(t, "e2e:runs") {
+			if id, host, _ := strings.Cut(r, " "); id == x {
+				first = host
+				return true, ""
+			}
+		}
+		return false, "not started"
+	}, f.srv.proc)
+	startedAt := time.Now()
+	var pid int
+	waitFor(t, 10*time.Second, "the worker's pid from its events", func() (bool, string) {
+		var pools []controlplane.CeleryPool
+		f.srv.get(t, "/api/v1/celery/workers", &pools)
+		for _, p := range pools {
+			for _, w := range p.Workers {
+				if w.Hostname == first && w.PID > 0 {
+					pid = w.PID
+				}
+			}
+		}
+		return pid > 0, fmt.Sprintf("%+v", pools)
+	}, f.srv.proc)
+	// The worker and its pool process, at once, as the OOM killer or a
+	// platform's hard stop would.
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill worker group %d: %v", pid, err)
+	}
+	// A second task keeps the replacement busy, so the restored message
+	// stays queued long enough to be seen.
+	y := f.produce(t, "1", "10").IDs[0]
+
+	type sample struct {
+		at               time.Time
+		queued, inFlight int64
+	}
+	var mu sync.Mutex
+	var samples []sample
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			var qs []celeryQueueRow
+			if err := f.srv.tryGet("/api/v1/queues", &qs); err == nil {
+				for _, q := range qs {
+					if q.Kind == "celery" {
+						mu.Lock()
+						samples = append(samples, sample{time.Now(), q.Queued, q.InFlight})
+						mu.Unlock()
+					}
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+
+	// In flight while nobody holds it: the killed worker is gone (two
+	// missed heartbeats), and the message waits in the unacked hash.
+	waitFor(t, 15*time.Second, "ebb to count the orphaned message in flight", func() (bool, string) {
+		var pools []controlplane.CeleryPool
+		f.srv.get(t, "/api/v1/celery/workers", &pools)
+		alive := false
+		for _, p := range pools {
+			for _, w := range p.Workers {
+				alive = alive || (w.Hostname == first && w.Alive)
+			}
+		}
+		q := f.queueRow(t)
+		return !alive && q.InFlight >= 1, fmt.Sprintf("killed worker alive %v, %+v", alive, q)
+	}, f.srv.proc)
+	waitFor(t, 30*time.Second, "the replacement to take the second task", func() (bool, string) {
+		for _, r := range f.list(t, "e2e:runs") {
+			if strings.HasPrefix(r, y+" ") {
+				return true, ""
+			}
+		}
+		return false, "not started"
+	}, f.srv.proc)
+	if q := f.queueRow(t); q.Queued != 0 || q.InFlight != 2 {
+		t.Errorf("with the orphaned message unacked and the second task running, ebb counts %+v, want 0 queued, 2 in flight", q)
+	}
+	if wait := time.Until(startedAt.Add(visibility + time.Second)); wait > 0 {
+		time.Sleep(wait)
+	}
+	restore := exec.Command(celeryPython, "restore.py")
+	restore.Dir = f.appDir
+	restore.Env = append(childEnv(), "EBB_CELERY_BROKER="+f.broker, "EBB_CELERY_PREFIX="+celeryPrefix,
+		"EBB_CELERY_QUEUE="+celeryQueue, fmt.Sprintf("EBB_CELERY_VISIBILITY=%g", visibility.Seconds()))
+	if out, err := restore.CombinedOutput(); err != nil {
+		t.Fatalf("restore.py: %v: %s", err, out)
+	}
+	waitFor(t, 3*time.Second, "ebb to count the restored message queued", func() (bool, string) {
+		q := f.queueRow(t)
+		return q.Queued == 1 && q.InFlight == 1, fmt.Sprintf("%+v", q)
+	}, f.srv.proc)
+	if slices.Contains(f.list(t, "e2e:done"), y) {
+		t.Fatalf("the second task finished before the restored message was seen queued; the test cannot tell them apart")
+	}
+	f.waitDone(t, []string{x, y}, time.Minute)
+	waitFor(t, 5*time.Second, "ebb to count nothing left", func() (bool, string) {
+		q := f.queueRow(t)
+		return q.Queued == 0 && q.InFlight == 0, fmt.Sprintf("%+v", q)
+	}, f.srv.proc)
+	f.checkResults(t, []string{x, y})
+	var hosts []string
+	for _, r := range f.list(t, "e2e:runs") {
+		if id, host, _ := strings.Cut(r, " "); id == x {
+			hosts = append(hosts, host)
+		}
+	}
+	if len(hosts) != 2 || hosts[0] != first || hosts[1] == first {
+		t.Errorf("the killed task ran on %v, want twice: on %s and then on another worker", hosts, first)
+	}
+	if d := f.list(t, "e2e:done"); len(d) != 2 {
+		t.Errorf("done records %v, want the two tasks once each", d)
+	}
+	mu.Lock()
+	t.Logf("%d count samples; first %+v, last %+v", len(samples), samples[0], samples[len(samples)-1])
+	mu.Unlock()
+}
