@@ -43,6 +43,10 @@ type celeryOpts struct {
 	idleBeforeZero string
 	scaleDownDelay string
 	token          string
+	// withoutE starts workers without -E, so task events come on only
+	// through the enable_events broadcast ebb sends when a worker comes
+	// online (the first messages a worker takes may then go unreported).
+	withoutE bool
 }
 
 type celeryFleet struct {
@@ -67,6 +71,10 @@ func needCelery(t *testing.T) {
 
 func (o celeryOpts) yaml(broker, logDir, appDir, listen, token, ebbBroker string) string {
 	q := strconv.Quote
+	events := ", -E"
+	if o.withoutE {
+		events = ""
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "broker: %s\nserver:\n  listen: %s\n", q(ebbBroker), q(listen))
 	if token != "" {
@@ -81,7 +89,7 @@ func (o celeryOpts) yaml(broker, logDir, appDir, listen, token, ebbBroker string
     celery:
       broker: %s
       global_keyprefix: %s
-    command: [%s, -m, celery, -A, fleet_tasks, worker, -Q, %s, -c, "%d", --loglevel, INFO, --without-mingle, --without-gossip, --hostname, "{id}@%%h"]
+    command: [%s, -m, celery, -A, fleet_tasks, worker, -Q, %s, -c, "%d", --loglevel, INFO, --without-mingle, --without-gossip%s, --hostname, "{id}@%%h"]
     env:
       PYTHONPATH: %s
       PYTHONDONTWRITEBYTECODE: "1"
@@ -94,7 +102,7 @@ func (o celeryOpts) yaml(broker, logDir, appDir, listen, token, ebbBroker string
     policy:
       scale_down_delay: %s
       idle_before_zero: %s
-`, celeryPool, celeryQueue, o.max, o.procs, q(broker), q(celeryPrefix), celeryPython, celeryQueue, o.procs,
+`, celeryPool, celeryQueue, o.max, o.procs, q(broker), q(celeryPrefix), celeryPython, celeryQueue, o.procs, events,
 		q(appDir), q(broker), q(celeryPrefix), celeryQueue, q(o.visibility), q(logDir), o.scaleDownDelay, o.idleBeforeZero)
 	return b.String()
 }
@@ -298,21 +306,4 @@ type celeryQueueRow struct {
 	Queued     int64   `json:"queued"`
 	InFlight   int64   `json:"in_flight"`
 	OldestAgeS float64 `json:"oldest_age_s"`
-}
-
-// benchRecord appends one figure to the file EBB_CELERY_BENCH_FILE names
-// (scripts/bench-celery writes docs/benchmarks.md from it).
-func benchRecord(t *testing.T, name string, value float64, unit, note string) {
-	t.Helper()
-	path := os.Getenv("EBB_CELERY_BENCH_FILE")
-	if path == "" {
-		return
-	}
-	line, _ := json.Marshal(map[string]any{"name": name, "value": value, "unit": unit, "note": note})
-	fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatalf("bench file: %v", err)
-	}
-	defer fh.Close()
-	_, _ = fh.Write(append(line, '\n'))
 }
