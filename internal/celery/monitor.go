@@ -62,6 +62,7 @@ type Monitor struct {
 	headSince  map[string]time.Time
 	firstPush  map[string]time.Time // first push into a queue last read empty
 	lastEnable time.Time
+	subscribed bool // every channel's subscription is confirmed
 	asked      map[string]time.Time // nodename → last conf call
 
 	wg        sync.WaitGroup // Retire's delayed shutdowns
@@ -325,6 +326,11 @@ func (m *Monitor) Run(ctx context.Context) error {
 				// A (re)subscription: whatever happened meanwhile is unknown.
 				m.markDirty()
 				m.cfg.OnWork()
+				if msg.Count == len(chans)+1 {
+					m.mu.Lock()
+					m.subscribed = true
+					m.mu.Unlock()
+				}
 			case *redis.Message:
 				if q, ok := queueOf[msg.Channel]; ok || msg.Channel == keyspace+m.b.key(unackedKey) {
 					m.onKeyspace(q, msg.Payload)
@@ -482,4 +488,12 @@ func (m *Monitor) housekeep(ctx context.Context) {
 	if due {
 		_ = m.b.EnableEvents(ctx)
 	}
+}
+
+// watchingNow reports whether keyspace notifications are on and every
+// subscription is confirmed.
+func (m *Monitor) watchingNow() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.watching && m.subscribed
 }

@@ -398,6 +398,11 @@ func (c *Config) Redacted() *Config {
 		p := &r.Pools[i]
 		p.Queues = slices.Clone(p.Queues)
 		p.Command = slices.Clone(p.Command)
+		if p.Celery != nil {
+			cel := *p.Celery
+			cel.Broker = brokerurl.Redact(cel.Broker)
+			p.Celery = &cel
+		}
 		if p.Env != nil {
 			p.Env = make(map[string]string, len(p.Env))
 			for k := range c.Pools[i].Env {
