@@ -54,11 +54,20 @@ func TestCeleryFromZeroAndBack(t *testing.T) {
 	f.checkResults(t, p.IDs)
 	f.checkExactlyOnce(t, p.IDs)
 
+	// Back at zero: no worker serving and none wanted. The last ones are
+	// then finishing Celery's warm shutdown, which takes a few seconds of
+	// its own; their exits are checked next.
 	waitFor(t, idle+5*time.Second, "the Celery pool back at zero", func() (bool, string) {
 		v := f.srv.pool(t, celeryPool)
-		return v.Current == 0 && len(v.Instances) == 0, fmt.Sprintf("current %d, %d instances: %s", v.Current, len(v.Instances), v.Reason)
+		return v.Current == 0 && v.Desired == 0, fmt.Sprintf("current %d, desired %d: %s", v.Current, v.Desired, v.Reason)
 	}, f.srv.proc)
-	t.Logf("Celery from zero and back: 200 tasks of 1 s, all SUCCESS once each; back at zero %s after the last task finished (idle_before_zero %s)", time.Since(doneAt).Round(time.Millisecond), idle)
+	atZero := time.Since(doneAt)
+	waitFor(t, 30*time.Second, "every Celery worker to exit", func() (bool, string) {
+		v := f.srv.pool(t, celeryPool)
+		return len(v.Instances) == 0, fmt.Sprintf("%d instances", len(v.Instances))
+	}, f.srv.proc)
+	t.Logf("Celery from zero and back: 200 tasks of 1 s, all SUCCESS once each; back at zero %s after the last task finished (idle_before_zero %s), the last worker process gone %s after",
+		atZero.Round(time.Millisecond), idle, time.Since(doneAt).Round(time.Millisecond))
 	if n := f.checkWarmExits(t); n < 3 {
 		t.Errorf("%d workers ran, want 3", n)
 	}
@@ -324,5 +333,26 @@ func TestCeleryDashboardInBrowser(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "all celery steps passed") {
 		t.Fatal("the browser run ended without passing every step")
+	}
+}
+
+// TestCeleryServerStopLetsTasksFinish: stopping `ebb server` retires its
+// Celery workers, busy ones too, by warm shutdown: the running task
+// finishes once and the worker exits 0 before the server does.
+func TestCeleryServerStopLetsTasksFinish(t *testing.T) {
+	t.Parallel()
+	f := startCeleryFleet(t, celeryOpts{max: 1, procs: 1, idleBeforeZero: "30s", scaleDownDelay: "30s"})
+	x := f.produce(t, "1", "4").IDs[0]
+	waitFor(t, 30*time.Second, "the task to start", func() (bool, string) {
+		return len(f.list(t, "e2e:runs")) == 1, "not started"
+	}, f.srv.proc)
+	f.srv.signal(syscall.SIGTERM)
+	if st := f.srv.waitExit(40 * time.Second); st == nil || st.ExitCode() != 0 {
+		t.Fatalf("the server did not exit 0 after SIGTERM: %v", st)
+	}
+	f.checkResults(t, []string{x})
+	f.checkExactlyOnce(t, []string{x})
+	if n := f.checkWarmExits(t); n != 1 {
+		t.Errorf("%d workers ran, want 1", n)
 	}
 }

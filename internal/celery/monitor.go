@@ -228,6 +228,38 @@ func (m *Monitor) Retire(ctx context.Context, nodename string, now time.Time) er
 	return nil
 }
 
+// RetireAll retires the workers as Retire does, all at once, and returns
+// when their shutdowns have been sent.
+func (m *Monitor) RetireAll(ctx context.Context, nodenames []string, now time.Time) {
+	var sent []string
+	for _, n := range nodenames {
+		ok := true
+		for _, q := range m.cfg.Queues {
+			if err := m.b.Broadcast(ctx, "cancel_consumer", map[string]any{"queue": q}, n); err != nil {
+				ok = false
+			}
+		}
+		if ok {
+			m.state.markShutdown(n, now)
+			sent = append(sent, n)
+		}
+	}
+	if len(sent) == 0 {
+		return
+	}
+	t := time.NewTimer(consumerSettle)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	for _, n := range sent {
+		if err := m.b.Shutdown(context.WithoutCancel(ctx), n); err != nil {
+			m.log.Warn("celery: shutdown request failed", "worker", n, "error", err)
+		}
+	}
+}
+
 // Close waits for shutdown requests under way and closes the broker's
 // connections.
 func (m *Monitor) Close() error {

@@ -98,6 +98,20 @@ func (f *celeryFleet) drain(ctx context.Context, id string, now time.Time) error
 	return ebbtype.ErrWorkerNotFound
 }
 
+// stopAll retires every live worker of the pool, busy or not, when the
+// server stops: each finishes what it runs (Celery's warm shutdown), and
+// none loses a message to an open BRPOP (see celery.Monitor.Retire).
+func (f *celeryFleet) stopAll(ctx context.Context) {
+	var nodes []string
+	for _, w := range f.mon.State().Workers(time.Now()) {
+		if w.Alive && strings.HasPrefix(w.ID, f.prefix) && w.ShutdownAt.IsZero() {
+			nodes = append(nodes, w.Hostname)
+		}
+	}
+	f.p.s.logger.Info("celery: retiring workers as the server stops", "pool", f.p.name, "workers", strings.Join(nodes, ","))
+	f.mon.RetireAll(ctx, nodes, time.Now())
+}
+
 // CeleryPool is a Celery pool's fleet as the dashboard shows it.
 type CeleryPool struct {
 	Name     string          `json:"name"`

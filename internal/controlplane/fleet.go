@@ -27,6 +27,12 @@ type fleetReporter interface {
 	status(now time.Time) (string, []string)
 }
 
+// fleetStopper is implemented by fleets whose workers are stopped their
+// own way when the server stops, busy or not, before the target's SIGTERM.
+type fleetStopper interface {
+	stopAll(ctx context.Context)
+}
+
 // poolCounts are what the policy needs from the pool's queues.
 type poolCounts struct {
 	Queued    int64

@@ -382,7 +382,9 @@ func (p *pool) warn(ctx context.Context, msg string, err error) {
 // A platform-owned fleet (target.Retirer) is left running: it is not this
 // replica's to stop, and the next leader takes it over.
 func (p *pool) shutdown(ctx context.Context) {
-	if _, platformOwned := p.target.(target.Retirer); !platformOwned {
+	if st, ok := p.fleet.(fleetStopper); ok {
+		st.stopAll(ctx)
+	} else if _, platformOwned := p.target.(target.Retirer); !platformOwned {
 		if instances, err := p.target.Instances(ctx); err == nil {
 			for _, in := range instances {
 				_ = p.fleet.drain(ctx, in.ID, p.s.clock.Now())

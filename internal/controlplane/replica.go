@@ -167,6 +167,9 @@ func (s *Replica) localTarget(pc *config.Pool, exe string) (target.Target, error
 		LogDir:    pc.LogDir,
 		StopGrace: pc.StopGrace,
 		Logger:    s.logger.With("pool", pc.Name),
+		// A Celery worker's pool processes die on SIGTERM; their parent's
+		// warm shutdown lets them finish.
+		TermLeaderOnly: pc.Celery != nil,
 	})
 }
 

@@ -105,6 +105,13 @@ type Config struct {
 	// drains them, however young. Zero is CrashWindowDefault.
 	CrashWindow time.Duration
 
+	// TermLeaderOnly sends Shutdown's SIGTERM to the process the target
+	// started rather than to its whole group (SIGKILL still goes to the
+	// group): for workers whose children must not see it, such as Celery's
+	// prefork pool processes, which die on SIGTERM mid-task while their
+	// parent's warm shutdown would let them finish.
+	TermLeaderOnly bool
+
 	// Logger defaults to slog.Default(). The target adds target=local; the
 	// pool is the caller's to add (instance ids carry it too).
 	Logger *slog.Logger
@@ -577,7 +584,11 @@ func (t *Target) signalLocked(inst *instance, sig syscall.Signal) {
 		return
 	}
 	inst.signalled = true
-	if err := signalGroup(inst.cmd.Process, sig); err != nil {
+	signal := signalGroup
+	if sig == syscall.SIGTERM && t.cfg.TermLeaderOnly {
+		signal = func(p *os.Process, sig syscall.Signal) error { return p.Signal(sig) }
+	}
+	if err := signal(inst.cmd.Process, sig); err != nil {
 		t.logger.Warn("local target: cannot signal worker", "id", inst.id, "signal", sig.String(), "error", err)
 	}
 }
