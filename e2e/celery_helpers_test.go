@@ -47,6 +47,8 @@ type celeryOpts struct {
 	// through the enable_events broadcast ebb sends when a worker comes
 	// online (the first messages a worker takes may then go unreported).
 	withoutE bool
+	// unsafe runs the app with Celery's default acks and prefetch.
+	unsafe bool
 }
 
 type celeryFleet struct {
@@ -71,6 +73,10 @@ func needCelery(t *testing.T) {
 
 func (o celeryOpts) yaml(broker, logDir, appDir, listen, token, ebbBroker string) string {
 	q := strconv.Quote
+	unsafe := ""
+	if o.unsafe {
+		unsafe = "1"
+	}
 	events := ", -E"
 	if o.withoutE {
 		events = ""
@@ -97,13 +103,14 @@ func (o celeryOpts) yaml(broker, logDir, appDir, listen, token, ebbBroker string
       EBB_CELERY_PREFIX: %s
       EBB_CELERY_QUEUE: %s
       EBB_CELERY_VISIBILITY: %s
+      EBB_CELERY_UNSAFE: "%s"
     log_dir: %s
     stop_grace: 40s
     policy:
       scale_down_delay: %s
       idle_before_zero: %s
 `, celeryPool, celeryQueue, o.max, o.procs, q(broker), q(celeryPrefix), celeryPython, celeryQueue, o.procs, events,
-		q(appDir), q(broker), q(celeryPrefix), celeryQueue, q(o.visibility), q(logDir), o.scaleDownDelay, o.idleBeforeZero)
+		q(appDir), q(broker), q(celeryPrefix), celeryQueue, q(o.visibility), unsafe, q(logDir), o.scaleDownDelay, o.idleBeforeZero)
 	return b.String()
 }
 
@@ -230,18 +237,30 @@ func (f *celeryFleet) checkExactlyOnce(t *testing.T, ids []string) {
 }
 
 // checkResults checks every id's record in the result backend is SUCCESS.
+// A task records itself done just before it returns, and Celery stores its
+// result just after, so records are awaited for a few seconds first.
 func (f *celeryFleet) checkResults(t *testing.T, ids []string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	keys := make([]string, len(ids))
 	for i, id := range ids {
 		keys[i] = "celery-task-meta-" + id
 	}
-	vals, err := f.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
-		t.Fatalf("MGET results: %v", err)
-	}
+	var vals []any
+	waitFor(t, 10*time.Second, "every result stored", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var err error
+		if vals, err = f.rdb.MGet(ctx, keys...).Result(); err != nil {
+			return false, err.Error()
+		}
+		missing := 0
+		for _, v := range vals {
+			if v == nil {
+				missing++
+			}
+		}
+		return missing == 0, fmt.Sprintf("%d of %d missing", missing, len(ids))
+	}, f.srv.proc)
 	bad := 0
 	for i, v := range vals {
 		var r struct {

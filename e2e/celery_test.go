@@ -53,6 +53,12 @@ func TestCeleryFromZeroAndBack(t *testing.T) {
 	}
 	f.checkResults(t, p.IDs)
 	f.checkExactlyOnce(t, p.IDs)
+	// The Celery queue is on /metrics under ebb's own names.
+	if code, _, body, err := httpGet(f.srv.base+"/metrics", ""); err != nil || code != 200 ||
+		!strings.Contains(string(body), `ebb_queue_queued{queue="`+celeryQueue+`"}`) ||
+		!strings.Contains(string(body), `ebb_pool_workers{pool="`+celeryPool+`",state="idle"}`) {
+		t.Errorf("/metrics (%d, %v) lacks the Celery queue or pool:\n%s", code, err, body)
+	}
 
 	// Back at zero: no worker serving and none wanted. The last ones are
 	// then finishing Celery's warm shutdown, which takes a few seconds of
@@ -126,7 +132,11 @@ func TestCeleryScaleInSafety(t *testing.T) {
 // another worker runs it to SUCCESS.
 func TestCeleryWorkerKilledMidTask(t *testing.T) {
 	t.Parallel()
-	const visibility = 8 * time.Second
+	// Long enough that the replacement's own restore scan, which Kombu runs
+	// as a worker starts, finds the message still too young even on a
+	// loaded machine: this test restores it itself, while the replacement
+	// is busy with the second task.
+	const visibility = 12 * time.Second
 	f := startCeleryFleet(t, celeryOpts{max: 1, procs: 1, visibility: fmt.Sprint(visibility.Seconds()),
 		idleBeforeZero: "2s", scaleDownDelay: "1s"})
 	x := f.produce(t, "1", "8").IDs[0]
@@ -161,7 +171,7 @@ func TestCeleryWorkerKilledMidTask(t *testing.T) {
 	}
 	// A second task keeps the replacement busy, so the restored message
 	// stays queued long enough to be seen.
-	y := f.produce(t, "1", "10").IDs[0]
+	y := f.produce(t, "1", "14").IDs[0]
 
 	type sample struct {
 		at               time.Time
@@ -355,4 +365,23 @@ func TestCeleryServerStopLetsTasksFinish(t *testing.T) {
 	if n := f.checkWarmExits(t); n != 1 {
 		t.Errorf("%d workers ran, want 1", n)
 	}
+}
+
+// TestCeleryWarnsOnUnsafeSettings: workers running Celery's defaults (acks
+// on start, prefetch 4) make the pool's status warn, from the settings ebb
+// reads through the pidbox.
+func TestCeleryWarnsOnUnsafeSettings(t *testing.T) {
+	t.Parallel()
+	f := startCeleryFleet(t, celeryOpts{max: 1, procs: 1, idleBeforeZero: "20s", scaleDownDelay: "20s", unsafe: true})
+	p := f.produce(t, "1", "0.1")
+	f.waitDone(t, p.IDs, time.Minute)
+	waitFor(t, 30*time.Second, "the pool to warn about the workers' settings", func() (bool, string) {
+		v := f.srv.pool(t, celeryPool)
+		for _, w := range v.Warnings {
+			if strings.Contains(w, "task_acks_late is off and worker_prefetch_multiplier is 4") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%q", v.Warnings)
+	}, f.srv.proc)
 }

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -201,10 +200,8 @@ type Result struct {
 // ErrNoResult: the backend has no record of the task (Celery's PENDING).
 var ErrNoResult = errors.New("celery: no result stored for this task")
 
-// Result reads celery-task-meta-<id> from the result backend, which is
-// usually the broker's Redis; backend names another Redis (redis://…/db)
-// or is "" for the broker. The backend's keys carry no global_keyprefix
-// in Celery 5.2.
+// ReadResult reads celery-task-meta-<id> from a Redis result backend. The
+// backend's keys carry no global_keyprefix in Celery 5.2.
 func ReadResult(ctx context.Context, rdb *redis.Client, id string) (*Result, error) {
 	s, err := rdb.Get(ctx, "celery-task-meta-"+id).Result()
 	if errors.Is(err, redis.Nil) {
@@ -225,6 +222,3 @@ func ReadResult(ctx context.Context, rdb *redis.Client, id string) (*Result, err
 func (b *Broker) Result(ctx context.Context, id string) (*Result, error) {
 	return ReadResult(ctx, b.rdb, id)
 }
-
-// trimPrefix strips the global key prefix from a key or channel.
-func (b *Broker) trimPrefix(s string) string { return strings.TrimPrefix(s, b.prefix) }

@@ -62,7 +62,7 @@ type Monitor struct {
 	headSince  map[string]time.Time
 	firstPush  map[string]time.Time // first push into a queue last read empty
 	lastEnable time.Time
-	subscribed bool // every channel's subscription is confirmed
+	subscribed bool                 // every channel's subscription is confirmed
 	asked      map[string]time.Time // nodename → last conf call
 
 	wg        sync.WaitGroup // Retire's delayed shutdowns

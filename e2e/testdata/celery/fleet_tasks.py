@@ -15,11 +15,15 @@ BROKER = os.environ["EBB_CELERY_BROKER"]
 PREFIX = os.environ.get("EBB_CELERY_PREFIX", "")
 QUEUE = os.environ.get("EBB_CELERY_QUEUE", "celery")
 
+# EBB_CELERY_UNSAFE=1 gives Celery's defaults instead (acks on start,
+# prefetch 4), which ebb must warn about.
+SAFE = os.environ.get("EBB_CELERY_UNSAFE", "") != "1"
+
 app = Celery("fleet_tasks", broker=BROKER, backend=BROKER)
 app.conf.update(
     task_default_queue=QUEUE,
-    task_acks_late=True,
-    worker_prefetch_multiplier=1,
+    task_acks_late=SAFE,
+    worker_prefetch_multiplier=1 if SAFE else 4,
     broker_transport_options={
         "global_keyprefix": PREFIX,
         "visibility_timeout": float(os.environ.get("EBB_CELERY_VISIBILITY", "3600")),
