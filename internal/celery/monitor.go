@@ -340,9 +340,14 @@ func (m *Monitor) Run(ctx context.Context) error {
 				time.Sleep(100 * time.Millisecond)
 				continue
 			}
-			msgs <- msg
+			select {
+			case msgs <- msg:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
+	confirmed := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -362,6 +367,11 @@ func (m *Monitor) Run(ctx context.Context) error {
 					m.mu.Lock()
 					m.subscribed = true
 					m.mu.Unlock()
+					// After a reconnect the server may have restarted and
+					// forgotten notify-keyspace-events.
+					if confirmed++; confirmed > 1 && watch {
+						m.enableNotifications(ctx)
+					}
 				}
 			case *redis.Message:
 				if q, ok := queueOf[msg.Channel]; ok || msg.Channel == keyspace+m.b.key(unackedKey) {
