@@ -105,11 +105,22 @@ func TestCeleryScaleInSafety(t *testing.T) {
 		v := f.srv.pool(t, celeryPool)
 		return v.Current == 0 && len(v.Instances) == 0, v.Reason
 	}, f.srv.proc)
+	// A scale-in is a worker that got Celery's remote shutdown (the server
+	// never stopped, so nothing else sent one).
 	scaleIns := 0
+	for _, log := range readWorkerLogs(t, f.logDir) {
+		if strings.Contains(log, "Got shutdown from remote") {
+			scaleIns++
+		}
+	}
+	decided := 0
 	for _, d := range f.srv.decisions(t) {
 		if d.Action == "down" {
-			scaleIns += len(d.Drained)
+			decided += len(d.Drained)
 		}
+	}
+	if scaleIns > decided {
+		t.Errorf("%d workers got a remote shutdown, but the decisions drained only %d", scaleIns, decided)
 	}
 	t.Logf("Celery scale-in safety: %d tasks in bursts over %s, %d workers stopped by scale-in, none interrupted, lost or run twice", len(p.IDs), time.Since(start).Round(time.Second), scaleIns)
 	if scaleIns < 10 {

@@ -63,8 +63,9 @@ func OpenBroker(cfg BrokerConfig) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("celery: broker %q: %w", redactURL(cfg.URL), err)
 	}
-	// Pub/sub needs its own connection; the rest is a few commands a second.
-	opts.PoolSize = 4
+	// Pub/sub needs its own connection, and each remote-control call holds
+	// one in BRPOP for up to its timeout; the rest is a few commands a second.
+	opts.PoolSize = 16
 	return &Broker{rdb: redis.NewClient(opts), db: opts.DB, prefix: cfg.KeyPrefix}, nil
 }
 

@@ -199,22 +199,26 @@ const consumerSettle = 1500 * time.Millisecond
 // warm shutdown is not enough on Redis: the worker closes its connection
 // while a BRPOP is still open, and a message Redis pops into it in that
 // moment is gone (Kombu neither reads the reply nor records the message).
-// So Retire first sends cancel_consumer for each of the pool's queues,
-// whose in-flight BRPOP Kombu does read (a message it brings is handed
-// back, or run if the consumer still had it), waits out that BRPOP, and
-// only then asks for the warm shutdown, which finishes anything running.
-// It returns once the first step is sent; the worker counts as shutting
-// down from then on.
+// So Retire first sends cancel_consumer for each of the pool's queues and
+// waits for the worker's reply (a worker that just came online may not
+// listen yet, and a lost cancel would leave the race open), waits out the
+// BRPOP Kombu then still reads (a message it brings is handed back, or run
+// if the consumer still had it), and only then asks for the warm shutdown,
+// which finishes anything running. It returns at once; the worker counts
+// as shutting down from then on, and as idle again if it never confirmed
+// the cancel.
 func (m *Monitor) Retire(ctx context.Context, nodename string, now time.Time) error {
-	for _, q := range m.cfg.Queues {
-		if err := m.b.Broadcast(ctx, "cancel_consumer", map[string]any{"queue": q}, nodename); err != nil {
-			return err
-		}
-	}
 	m.state.markShutdown(nodename, now)
 	m.wg.Go(func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), consumerSettle+5*time.Second)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*settingsTimeout+consumerSettle+5*time.Second)
 		defer cancel()
+		for _, q := range m.cfg.Queues {
+			if _, err := m.b.Call(sctx, nodename, "cancel_consumer", map[string]any{"queue": q}, settingsTimeout); err != nil {
+				m.log.Info("celery: a worker did not confirm cancel_consumer; not stopping it now", "worker", nodename, "error", err)
+				m.state.markShutdown(nodename, time.Time{})
+				return
+			}
+		}
 		t := time.NewTimer(consumerSettle)
 		defer t.Stop()
 		select {
