@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,11 +151,12 @@ func startCeleryFleet(t *testing.T, o celeryOpts) *celeryFleet {
 
 // produced is what produce.py prints.
 type produced struct {
-	FirstDelayAt float64  `json:"first_delay_at"`
-	IDs          []string `json:"ids"`
+	FirstDelayAt     float64  `json:"first_delay_at"`
+	FirstDelayDoneAt float64  `json:"first_delay_done_at"`
+	IDs              []string `json:"ids"`
 }
 
-func (p produced) first() time.Time { return time.Unix(0, int64(p.FirstDelayAt*1e9)) }
+func unixFloat(f float64) time.Time { return time.Unix(0, int64(f*1e9)) }
 
 // produce runs testdata/celery/produce.py: bursts of .delay() calls.
 func (f *celeryFleet) produce(t *testing.T, args ...string) produced {
@@ -330,4 +333,43 @@ type celeryQueueRow struct {
 	Queued     int64   `json:"queued"`
 	InFlight   int64   `json:"in_flight"`
 	OldestAgeS float64 `json:"oldest_age_s"`
+}
+
+// firstPush runs MONITOR on the app's Redis and returns a channel that
+// gets the server's time of the first LPUSH onto the Celery queue: the
+// moment the first .delay()'s message exists.
+func (f *celeryFleet) firstPush(t *testing.T) <-chan time.Time {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", f.redis.Port), 5*time.Second)
+	if err != nil {
+		t.Fatalf("MONITOR: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r := bufio.NewReader(conn)
+	if _, err := conn.Write([]byte("MONITOR\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := r.ReadString('\n'); err != nil || strings.TrimSpace(line) != "+OK" {
+		t.Fatalf("MONITOR: %q, %v", line, err)
+	}
+	out := make(chan time.Time, 1)
+	want := strconv.Quote(celeryPrefix + celeryQueue)
+	go func() {
+		defer conn.Close()
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			// +<unix time> [<db> <client>] "LPUSH" "<key>" ...
+			if ts, rest, ok := strings.Cut(strings.TrimPrefix(line, "+"), " "); ok &&
+				strings.Contains(rest, `] "LPUSH" `+want) {
+				if sec, err := strconv.ParseFloat(ts, 64); err == nil {
+					out <- unixFloat(sec)
+				}
+				return
+			}
+		}
+	}()
+	return out
 }

@@ -28,6 +28,7 @@ func TestCeleryFromZeroAndBack(t *testing.T) {
 	t.Parallel()
 	const idle = 5 * time.Second
 	f := startCeleryFleet(t, celeryOpts{max: 3, procs: 4, idleBeforeZero: idle.String(), scaleDownDelay: "3s"})
+	pushed := f.firstPush(t)
 	p := f.produce(t, "200", "1")
 	if len(p.IDs) != 200 {
 		t.Fatalf("produced %d tasks, want 200", len(p.IDs))
@@ -39,10 +40,22 @@ func TestCeleryFromZeroAndBack(t *testing.T) {
 	if len(ds) == 0 || ds[0].Action != "up" || ds[0].From != 0 {
 		t.Fatalf("the first decision is not a scale-up from zero: %+v", ds)
 	}
-	latency := ds[0].At.Sub(p.first())
-	t.Logf("Celery decision latency: %s from the first .delay() to the stored scale-up decision (%s)", latency.Round(time.Microsecond), ds[0].Reason)
+	// From the moment the first message is on the list (Redis's own clock,
+	// on this machine): the .delay() call around it, the first of a fresh
+	// Python process, also connects to the broker and, after the LPUSH,
+	// subscribes to the result, which takes a while on a loaded machine.
+	var pushAt time.Time
+	select {
+	case pushAt = <-pushed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("MONITOR saw no LPUSH onto the queue")
+	}
+	latency := ds[0].At.Sub(pushAt)
+	call := unixFloat(p.FirstDelayDoneAt).Sub(unixFloat(p.FirstDelayAt))
+	t.Logf("Celery decision latency: %s from the first .delay()'s LPUSH (MONITOR) to the scale-up decision's time (the pass the push woke) (the .delay() call took %s; %s)",
+		latency.Round(time.Microsecond), call.Round(time.Microsecond), ds[0].Reason)
 	if latency < 0 || latency >= time.Second {
-		t.Errorf("the decision came %s after the first .delay(), want within 1 s", latency)
+		t.Errorf("the decision came %s after the first message was pushed, want within 1 s", latency)
 	}
 	most := 0
 	for _, d := range ds {

@@ -1,6 +1,7 @@
 """Sends tasks with .delay(), as a Python producer would, and prints one
-JSON line: the task ids and the wall-clock time just before the first
-.delay() (seconds since the epoch).
+JSON line: the task ids and the wall-clock times just before the first
+.delay() and just after it returned (seconds since the epoch; the first
+call of a fresh process also connects to the broker).
 
 usage: produce.py COUNT SECONDS [COUNT SECONDS ...]   (bursts: COUNT tasks sleeping SECONDS each)
        produce.py --pause S ...                       (a pause between bursts)
@@ -14,6 +15,7 @@ from fleet_tasks import sleep
 
 ids = []
 first = None
+first_done = None
 args = sys.argv[1:]
 i = 0
 while i < len(args):
@@ -27,4 +29,6 @@ while i < len(args):
         if first is None:
             first = time.time()
         ids.append(sleep.delay(seconds).id)
-print(json.dumps({"first_delay_at": first, "ids": ids}))
+        if first_done is None:
+            first_done = time.time()
+print(json.dumps({"first_delay_at": first, "first_delay_done_at": first_done, "ids": ids}))
