@@ -171,6 +171,8 @@ type Pool struct {
 	Target string `yaml:"target"`
 	// ECS is the service an ecs pool scales; only an ecs pool may set it.
 	ECS ECS `yaml:"ecs,omitempty"`
+	// Celery, when set, makes this a pool of Celery workers (see Celery).
+	Celery *Celery `yaml:"celery,omitempty"`
 	// Min and Max bound the number of workers: 0 ≤ Min ≤ Max, Max ≥ 1.
 	// Defaults MinDefault and MaxDefault; env EBB_POOL_<NAME>_MIN, _MAX.
 	Min int `yaml:"min"`
@@ -396,6 +398,11 @@ func (c *Config) Redacted() *Config {
 		p := &r.Pools[i]
 		p.Queues = slices.Clone(p.Queues)
 		p.Command = slices.Clone(p.Command)
+		if p.Celery != nil {
+			cel := *p.Celery
+			cel.Broker = brokerurl.Redact(cel.Broker)
+			p.Celery = &cel
+		}
 		if p.Env != nil {
 			p.Env = make(map[string]string, len(p.Env))
 			for k := range c.Pools[i].Env {

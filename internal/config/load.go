@@ -238,6 +238,7 @@ func (l *loader) pool(n *yaml.Node, path string) Pool {
 			field{"region", l.str(&p.ECS.Region)},
 			field{"endpoint", l.str(&p.ECS.Endpoint)},
 		)},
+		{"celery", l.celery(&p)},
 		{"min", l.int(&p.Min)},
 		{"max", l.int(&p.Max)},
 		{"concurrency", l.int(&p.Concurrency)},

@@ -247,6 +247,9 @@ func (c *Config) validate(l *loader) []Problem {
 		default:
 			add(path+".target", "unknown target %q; use %s or %s (%s comes later)", p.Target, TargetLocal, TargetECS, TargetKubernetes)
 		}
+		if p.Celery != nil {
+			c.validateCelery(p, path, add, required)
+		}
 		if p.Target != TargetECS && p.ECS != (ECS{}) {
 			add(path+".ecs", "only an ecs pool uses it, and target is %q; set target: %s or remove ecs", p.Target, TargetECS)
 		}

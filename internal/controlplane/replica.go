@@ -112,6 +112,14 @@ func New(opts Options) (*Replica, error) {
 		}
 		p := newPool(s, pc, t)
 		s.pools = append(s.pools, p)
+		if pc.Celery != nil {
+			// A Celery pool's queues are Kombu lists on the app's broker: its
+			// wake-ups come from their keyspace notifications, not ebb's.
+			if p.fleet, err = newCeleryFleet(s, p, pc); err != nil {
+				return nil, fmt.Errorf("controlplane: pool %q: %w", pc.Name, err)
+			}
+			continue
+		}
 		for _, q := range p.queues {
 			s.byQueue[q] = p
 		}
@@ -159,6 +167,9 @@ func (s *Replica) localTarget(pc *config.Pool, exe string) (target.Target, error
 		LogDir:    pc.LogDir,
 		StopGrace: pc.StopGrace,
 		Logger:    s.logger.With("pool", pc.Name),
+		// A Celery worker's pool processes die on SIGTERM; their parent's
+		// warm shutdown lets them finish.
+		TermLeaderOnly: pc.Celery != nil,
 	})
 }
 
@@ -212,6 +223,9 @@ func (s *Replica) Run(ctx context.Context) error {
 	s.logger.Info("control plane running", "broker", s.drv.Name(), "pools", len(s.pools))
 	var bg sync.WaitGroup
 	bg.Go(func() { s.dispatch(ctx, events) })
+	for _, f := range s.celeryFleets() {
+		bg.Go(func() { _ = f.mon.Run(ctx) })
+	}
 	s.ready.Store(true)
 
 	s.elect(ctx) // returns when ctx is done, after stepping down
@@ -220,6 +234,9 @@ func (s *Replica) Run(ctx context.Context) error {
 	stopCtx, cancel := context.WithTimeout(context.Background(), s.stopBudget())
 	defer cancel()
 	s.shutdownPools(stopCtx)
+	for _, f := range s.celeryFleets() {
+		_ = f.mon.Close()
+	}
 	if err := s.drv.LeaderResign(stopCtx, LeaderName, s.id); err != nil {
 		s.logger.Warn("could not resign leadership; it expires on its own", "error", err)
 	}
