@@ -241,14 +241,17 @@ func (c *Config) validate(l *loader) []Problem {
 		case TargetECS:
 			c.validateECS(p, path, add, required)
 		case TargetKubernetes:
-			add(path+".target", "%q is not supported yet (it is planned); use %s or %s", p.Target, TargetLocal, TargetECS)
+			validateKubernetes(p, path, add, required)
 		case "":
-			add(path+".target", "empty; use %s or %s", TargetLocal, TargetECS)
+			add(path+".target", "empty; use %s, %s or %s", TargetLocal, TargetECS, TargetKubernetes)
 		default:
-			add(path+".target", "unknown target %q; use %s or %s (%s comes later)", p.Target, TargetLocal, TargetECS, TargetKubernetes)
+			add(path+".target", "unknown target %q; use %s, %s or %s", p.Target, TargetLocal, TargetECS, TargetKubernetes)
 		}
 		if p.Target != TargetECS && p.ECS != (ECS{}) {
 			add(path+".ecs", "only an ecs pool uses it, and target is %q; set target: %s or remove ecs", p.Target, TargetECS)
+		}
+		if p.Target != TargetKubernetes && p.Kubernetes != (Kubernetes{}) {
+			add(path+".kubernetes", "only a kubernetes pool uses it, and target is %q; set target: %s or remove kubernetes", p.Target, TargetKubernetes)
 		}
 
 		switch {
@@ -279,7 +282,7 @@ func (c *Config) validate(l *loader) []Problem {
 			}
 		}
 		// An ecs pool's workers write where their task definition says.
-		if p.LogDir == "" && p.Target != TargetECS {
+		if p.LogDir == "" && p.Target != TargetECS && p.Target != TargetKubernetes {
 			add(path+".log_dir", "empty; name a directory (default %s)", LogDirDefault)
 		}
 		drainOK := positive(path+".drain_timeout", p.DrainTimeout)
