@@ -258,10 +258,9 @@ func (t *Target) Launch(ctx context.Context, n int) ([]string, error) {
 	t.opMu.Lock()
 	defer t.opMu.Unlock()
 	var from, to int32
-	err := t.updateScale(ctx, func(s *autoscalingv1.Scale) bool {
-		from = s.Spec.Replicas
-		to = int32(min(int64(from)+int64(n), math.MaxInt32))
-		return to != from
+	err := t.updateScale(ctx, func(cur int32) int32 {
+		from, to = cur, int32(min(int64(cur)+int64(n), math.MaxInt32))
+		return to
 	})
 	if err != nil {
 		return nil, err
@@ -413,10 +412,9 @@ func (t *Target) Retire(ctx context.Context, ids []string) error {
 		return nil
 	}
 	var from, to int32
-	err = t.updateScale(ctx, func(s *autoscalingv1.Scale) bool {
-		from = s.Spec.Replicas
-		to = max(0, from-int32(len(take)))
-		return to != from
+	err = t.updateScale(ctx, func(cur int32) int32 {
+		from, to = cur, max(0, cur-int32(len(take)))
+		return to
 	})
 	if err != nil {
 		return err
@@ -659,10 +657,10 @@ func (t *Target) noticeHandChange(replicas int32) {
 	t.wrote = replicas
 }
 
-// updateScale reads the scale, lets change set the new count (false: no
-// change) and writes it with the resourceVersion it read, retrying on
-// conflicts with a fresh read.
-func (t *Target) updateScale(ctx context.Context, change func(*autoscalingv1.Scale) bool) error {
+// updateScale reads the scale, asks change for the new count and writes it
+// with the resourceVersion it read, retrying on conflicts with a fresh
+// read.
+func (t *Target) updateScale(ctx context.Context, change func(current int32) int32) error {
 	const op = "patch scale"
 	cctx, cancel := context.WithTimeout(ctx, t.callTimeout)
 	defer cancel()
@@ -672,14 +670,14 @@ func (t *Target) updateScale(ctx context.Context, change func(*autoscalingv1.Sca
 		if err != nil {
 			return err
 		}
-		if !change(scale) {
+		replicas := change(scale.Spec.Replicas)
+		if replicas == scale.Spec.Replicas {
 			return nil
 		}
 		patch, _ := json.Marshal(map[string]any{
 			"metadata": map[string]any{"resourceVersion": scale.ResourceVersion},
-			"spec":     map[string]any{"replicas": scale.Spec.Replicas},
+			"spec":     map[string]any{"replicas": replicas},
 		})
-		replicas := scale.Spec.Replicas
 		if t.beforeWrite != nil {
 			t.beforeWrite()
 		}
