@@ -72,7 +72,7 @@ func deployment(t *testing.T, ns, name string) {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "worker", Image: "ebb:test"}}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "worker", Image: "ebb:test"}}},
 			},
 		},
 	}
