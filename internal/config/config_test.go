@@ -318,6 +318,7 @@ func TestValidate(t *testing.T) {
 		{"kubernetes pool", func(c *Config) {
 			c.Pools[0].Target = "kubernetes"
 			c.Pools[0].Kubernetes = Kubernetes{Namespace: "jobs", Deployment: "ebb-worker-default", KEDA: true}
+			c.Pools[0].DrainTimeout = time.Minute // the pod's grace period bounds it, not stop_grace
 		}, nil},
 		{"kubernetes pool with bad names and both workloads", func(c *Config) {
 			c.Pools[0].Target = "kubernetes"

@@ -286,7 +286,8 @@ func (c *Config) validate(l *loader) []Problem {
 			add(path+".log_dir", "empty; name a directory (default %s)", LogDirDefault)
 		}
 		drainOK := positive(path+".drain_timeout", p.DrainTimeout)
-		if positive(path+".stop_grace", p.StopGrace) && drainOK && p.StopGrace <= p.DrainTimeout {
+		// A kubernetes pool's grace is the pod's terminationGracePeriodSeconds.
+		if positive(path+".stop_grace", p.StopGrace) && drainOK && p.StopGrace <= p.DrainTimeout && p.Target != TargetKubernetes {
 			add(path+".stop_grace", "%s must be longer than drain_timeout (%s), or workers are killed while they hand back unfinished tasks",
 				p.StopGrace, p.DrainTimeout)
 		}

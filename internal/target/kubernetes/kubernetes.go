@@ -467,8 +467,19 @@ func (t *Target) markAndPick(ctx context.Context, live map[string]*corev1.Pod, f
 		return nil, nil
 	}
 	for name, p := range live {
-		if !slices.Contains(settled, name) && !runningReady(p) {
+		if slices.Contains(settled, name) {
+			continue
+		}
+		if !runningReady(p) {
 			t.logger.Debug("not lowering the count yet: a pod that is not Running and Ready would be deleted first", "pod", name)
+			return nil, nil
+		}
+		// Every pod at the lowest cost ties with the settled ones, and the
+		// ReplicaSet may take it instead; lower for all of them at once,
+		// once all have settled, so that the pods retired are the pods
+		// deleted.
+		if p.Annotations[DeletionCostAnnotation] == drainedCost || slices.Contains(fresh, name) {
+			t.logger.Debug("not lowering the count yet: another drained pod's mark has not settled", "pod", name)
 			return nil, nil
 		}
 	}
