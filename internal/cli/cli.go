@@ -49,6 +49,7 @@ func init() {
 		{"up", "run everything on this machine: SQLite broker, control plane, an autoscaled pool", runUp},
 		{"server", "run the control plane: maintenance, autoscaler, HTTP API and metrics", runServer},
 		{"worker", "run a worker with the built-in kinds (noop, sleep, fail)", runWorker},
+		{"worker-prestop", "a pod's preStop hook: drain the pod's worker and wait until it holds nothing", runWorkerPrestop},
 		{"enqueue", "enqueue tasks", runEnqueue},
 		{"inspect", "show queues, workers or one task", runInspect},
 		{"cancel", "cancel a task (queued or running)", runCancel},

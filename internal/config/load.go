@@ -239,6 +239,13 @@ func (l *loader) pool(n *yaml.Node, path string) Pool {
 			field{"endpoint", l.str(&p.ECS.Endpoint)},
 		)},
 		{"celery", l.celery(&p)},
+		{"kubernetes", l.section(
+			field{"namespace", l.str(&p.Kubernetes.Namespace)},
+			field{"deployment", l.str(&p.Kubernetes.Deployment)},
+			field{"statefulset", l.str(&p.Kubernetes.StatefulSet)},
+			field{"kubeconfig", l.str(&p.Kubernetes.Kubeconfig)},
+			field{"keda", l.bool(&p.Kubernetes.KEDA)},
+		)},
 		{"min", l.int(&p.Min)},
 		{"max", l.int(&p.Max)},
 		{"concurrency", l.int(&p.Concurrency)},

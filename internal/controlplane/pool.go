@@ -302,6 +302,9 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 	if err := p.target.Protect(ctx, busyIDs); err != nil {
 		p.warn(ctx, "autoscaler: cannot protect busy instances", err)
 	}
+	if f, ok := p.target.(target.Follower); ok && f.Following() {
+		return
+	}
 	p.retire(ctx, drained)
 	switch d.Action {
 	case policy.ActionUp:

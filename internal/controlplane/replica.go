@@ -72,6 +72,8 @@ type Replica struct {
 	workers  *workerCache
 	counters counters
 	ready    atomic.Bool
+
+	enqueueHooks enqueueHooks // see OnEnqueue
 }
 
 // New checks the configuration and builds the pools' targets.
@@ -104,6 +106,8 @@ func New(opts Options) (*Replica, error) {
 			t, err = opts.Targets(pc)
 		case pc.Target == config.TargetECS:
 			t, err = s.ecsTarget(pc)
+		case pc.Target == config.TargetKubernetes:
+			t, err = s.kubernetesTarget(pc)
 		default:
 			t, err = s.localTarget(pc, exe)
 		}
@@ -272,6 +276,7 @@ func (s *Replica) dispatch(ctx context.Context, events <-chan ebbdriver.Event) {
 			}
 			if p := s.byQueue[ev.Queue]; p != nil {
 				p.kick()
+				s.enqueued(p.name)
 			}
 		}
 		if ctx.Err() != nil {
