@@ -140,15 +140,38 @@ func startCluster(t testing.TB, dir string, cfg ClusterConfig) (c *Cluster) {
 		timeout = 5 * time.Second
 	}
 	c = &Cluster{t: t}
+	// redis-cli --cluster create has been seen, on a loaded machine, to
+	// wait for the nodes to join for ever: bound each try and start over
+	// with fresh nodes on fresh ports.
+	const tries = 3
+	for try := 1; ; try++ {
+		out, err := c.create(t, filepath.Join(dir, "try"+strconv.Itoa(try)), timeout)
+		if err == nil {
+			break
+		}
+		c.Kill()
+		if try == tries {
+			t.Fatalf("testredis: redis-cli --cluster create, %d tries: %v\n%s", tries, err, out)
+		}
+		c.Nodes = nil
+	}
+	c.WaitHealthy()
+	return c
+}
+
+// create starts the nodes in dir and joins them into a cluster.
+func (c *Cluster) create(t testing.TB, dir string, timeout time.Duration) ([]byte, error) {
 	addrs := make([]string, 0, clusterSize)
 	for i := range clusterSize {
 		s := &Server{t: t, Port: freePort(t), dir: filepath.Join(dir, "node"+strconv.Itoa(i))}
 		if err := os.MkdirAll(s.dir, 0o700); err != nil {
-			c.Kill()
-			t.Fatalf("testredis: %v", err)
+			return nil, err
 		}
 		s.args = []string{
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			// A bus port of its own rather than port+10000, which may be
+			// taken or beyond 65535.
+			"--cluster-port", strconv.Itoa(freePort(t)),
 			"--cluster-node-timeout", strconv.FormatInt(timeout.Milliseconds(), 10),
 			// A replica fails over however long it was cut off from its
 			// master: tests fail masters over and over.
@@ -162,13 +185,9 @@ func startCluster(t testing.TB, dir string, cfg ClusterConfig) (c *Cluster) {
 	}
 	args := append([]string{"--cluster", "create"}, addrs...)
 	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
-	out, err := exec.Command("redis-cli", args...).CombinedOutput()
-	if err != nil {
-		c.Kill()
-		t.Fatalf("testredis: redis-cli --cluster create: %v\n%s", err, out)
-	}
-	c.WaitHealthy()
-	return c
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput()
 }
 
 // Addr is the server's host:port.
