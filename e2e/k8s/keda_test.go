@@ -40,7 +40,7 @@ func startKEDA(t *testing.T) {
 // TestKEDAMode runs the real KEDA operator with two ScaledObjects side by
 // side, each on its own Deployment at zero: one on ebb's external-push
 // scaler, one on KEDA's own Redis scaler with its defaults, watching the
-// same queue's ready set in the same Redis. One enqueue wakes both; the
+// ready set of a queue without workers in the same Redis. One enqueue wakes both; the
 // push path reaches 1 replica long before the Redis scaler's 30 s poll,
 // ebb keeps the busy pod's deletion cost high while KEDA owns the count,
 // and the pool returns to 0 after the cooldown.
