@@ -587,5 +587,11 @@ func describe(n *yaml.Node) string {
 	case isNull(n):
 		return "nothing"
 	}
+	// A long value in the wrong place may be a secret that lost its key to a
+	// typo ("token:…" without the space is one string): show enough to find
+	// it, not the value (found by fuzzing).
+	if r := []rune(n.Value); len(r) > 24 {
+		return fmt.Sprintf("%q… (%d characters)", string(r[:8]), len(r))
+	}
 	return fmt.Sprintf("%q", n.Value)
 }
