@@ -27,6 +27,7 @@ const notifyQueued = `json_build_object('k', 'q', 'q', %s)::text`
 // each on first use per connection and caches it (its default
 // QueryExecModeCacheStatement), so the hot ones are parsed and planned once.
 type stmts struct {
+	reclaim string
 	enqueue, insertOnly, counted, lockKey, takeKey, keyHolder, dropTask string
 
 	promote, promoteNext, claim, nextDue, extend, complete, lostOrGone string
@@ -124,6 +125,10 @@ func newStmts(schema string) *stmts {
 			ORDER BY priority, run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED)
 		RETURNING ` + taskCols)
 	s.nextDue = q(`SELECT min(run_at) FROM {s}.ebb_tasks WHERE queue = $1 AND state IN ('scheduled', 'retrying')`)
+	// A retried fetch's earlier claims: $1 queue, $2 token, $3 limit.
+	s.reclaim = q(`SELECT ` + taskCols + ` FROM {s}.ebb_tasks
+		WHERE queue = $1 AND state = 'running' AND lease_token = $2
+		ORDER BY priority, run_at, id LIMIT $3`)
 	s.extend = q(`UPDATE {s}.ebb_tasks t SET lease_expires_at = $1
 		FROM unnest($2::text[] COLLATE "C", $3::text[]) AS l(id, token)
 		WHERE t.id = l.id AND t.state = 'running' AND t.lease_token = l.token

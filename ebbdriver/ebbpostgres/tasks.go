@@ -240,7 +240,7 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 	var wake []string
 	var due int64
 	err := func() error {
-		if len(queues) == 1 {
+		if len(queues) == 1 && !p.Retry {
 			// Two statements in one round trip, in one implicit
 			// transaction: the claim sees what the promotion moved.
 			b := &pgx.Batch{}
@@ -282,12 +282,24 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 					return err
 				}
 				var got []*ebbtype.TaskInfo
-				if left > 0 {
-					rows, err := tx.Query(ctx, d.s.claim, now, nullStr(p.WorkerID), nullStr(p.LeaseToken), until, q, left)
-					if got, err = scanTasks(rows, err); err != nil {
+				if p.Retry && left > 0 {
+					// The reply of the fetch this repeats may have been lost
+					// after its claims committed: they come back first.
+					again, err := scanTasks(tx.Query(ctx, d.s.reclaim, q, nullStr(p.LeaseToken), left))
+					if err != nil {
 						return err
 					}
-					left -= len(got)
+					got = append(got, again...)
+					left -= len(again)
+				}
+				if left > 0 {
+					rows, err := tx.Query(ctx, d.s.claim, now, nullStr(p.WorkerID), nullStr(p.LeaseToken), until, q, left)
+					claimed, err := scanTasks(rows, err)
+					if err != nil {
+						return err
+					}
+					got = append(got, claimed...)
+					left -= len(claimed)
 				}
 				slices.SortFunc(got, fetchOrder)
 				res.Tasks = append(res.Tasks, got...)
