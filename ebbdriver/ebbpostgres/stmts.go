@@ -27,7 +27,7 @@ const notifyQueued = `json_build_object('k', 'q', 'q', %s)::text`
 // each on first use per connection and caches it (its default
 // QueryExecModeCacheStatement), so the hot ones are parsed and planned once.
 type stmts struct {
-	reclaim string
+	reclaim                                                             string
 	enqueue, insertOnly, counted, lockKey, takeKey, keyHolder, dropTask string
 
 	promote, promoteNext, claim, nextDue, extend, complete, lostOrGone string
