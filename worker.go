@@ -179,6 +179,10 @@ type Worker struct {
 	startedAt  time.Time
 	host       string
 	drained    atomic.Bool
+	// health: unix nanos of the last heartbeat the broker accepted, and of
+	// the heartbeat loop's last pass (see Health).
+	beatOK, beatTick atomic.Int64
+	stopped          atomic.Bool
 	// protected is closed once the guard's first Protect succeeded; nil
 	// without a guard.
 	protected chan struct{}
@@ -342,6 +346,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	if _, err := w.driver.WorkerHeartbeat(ctx, w.info(false), 3*w.config.HeartbeatInterval); err != nil {
 		return fmt.Errorf("ebb: worker cannot register with the %s broker: %w", w.driver.Name(), err)
 	}
+	w.beatOK.Store(w.clock.Now().UnixNano())
+	w.beatTick.Store(w.clock.Now().UnixNano())
+	defer w.stopped.Store(true)
 	events, err := w.driver.Listen(bg, ebbdriver.ListenParams{Queues: w.queues, WorkerID: w.config.ID})
 	if err != nil {
 		return fmt.Errorf("ebb: worker cannot subscribe to %s broker notifications: %w", w.driver.Name(), err)

@@ -51,6 +51,10 @@ func (w *Worker) heartbeat(ctx context.Context) {
 
 func (w *Worker) sendHeartbeat(ctx context.Context) {
 	ctl, err := w.driver.WorkerHeartbeat(ctx, w.info(w.draining.Load()), 3*w.config.HeartbeatInterval)
+	w.beatTick.Store(w.clock.Now().UnixNano())
+	if err == nil {
+		w.beatOK.Store(w.clock.Now().UnixNano())
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			w.logger.Warn("worker heartbeat failed", "error", err)

@@ -39,6 +39,10 @@ func (w *Worker) start(rec *ebbtype.TaskInfo) {
 	if w.busy.Add(1) == 1 {
 		w.busyEdge()
 	}
+	// Debug lines that bracket the time the worker holds the task, for
+	// checks (the Kubernetes scale-in test) that no replica is stopped while
+	// it holds one.
+	w.logger.Debug("task started", "task", rec.ID, "kind", rec.Kind, "attempt", rec.Attempt)
 	w.handlersWG.Add(1)
 	go func() {
 		slotHeld := true
@@ -53,6 +57,7 @@ func (w *Worker) start(rec *ebbtype.TaskInfo) {
 			w.handlersWG.Done()
 		}()
 		c, ok := w.execute(ctx, rec)
+		w.logger.Debug("task finished", "task", rec.ID, "outcome", int(c.Outcome), "stored", ok)
 		w.inflightMu.Lock()
 		if t.done {
 			// Drain already handed it back for us.
@@ -112,8 +117,13 @@ func (w *Worker) execute(ctx context.Context, rec *ebbtype.TaskInfo) (c ebbdrive
 		defer cancel()
 	}
 
-	result, err := w.call(ctx, h.fn, info)
+	run := &handlerRun{w: w, queue: rec.Queue, id: rec.ID, token: rec.LeaseToken}
+	result, err := w.call(context.WithValue(ctx, handlerRunKey{}, run), h.fn, info)
 	c.Now = w.clock.Now()
+	if err == nil && run.completeTx.Load() {
+		// The handler's transaction holds the outcome (CompleteTx).
+		return c, false
+	}
 	if err == nil {
 		encoded, mErr := json.Marshal(result)
 		if mErr == nil {

@@ -57,19 +57,21 @@ func (w *Worker) fetchLoop(stop, bg context.Context) {
 		}
 
 		token := w.config.ID + ":" + strconv.FormatUint(w.fetchSeq.Add(1), 36)
-		res, err := w.driver.Fetch(bg, ebbdriver.FetchParams{
+		params := ebbdriver.FetchParams{
 			Queues:        w.queueOrder(),
 			Limit:         n,
 			WorkerID:      w.config.ID,
 			LeaseToken:    token,
 			LeaseDuration: w.config.LeaseDuration,
 			Now:           w.clock.Now(),
-		})
+		}
+		res, err := w.driver.Fetch(bg, params)
+		if err != nil {
+			res, err = w.refetch(stop, bg, params, err, backoff)
+		}
 		if err != nil {
 			w.release(n)
-			d := backoff.next()
-			w.logger.Warn("fetch failed; retrying", "error", err, "retry_in", d)
-			if !clock.Sleep(stop, d) {
+			if stop.Err() != nil {
 				return
 			}
 			continue
@@ -109,6 +111,31 @@ func (w *Worker) fetchLoop(stop, bg context.Context) {
 			return
 		}
 		timer.Stop()
+	}
+}
+
+// refetch repeats a failed fetch with Retry and the same token, time and
+// lease, backing off between attempts. The broker may have stored the
+// claims and only the reply been lost (Redis killed mid-reply): the repeat
+// returns them, so they run within seconds instead of sitting leased to
+// this worker, which never heard of them, until the lease runs out. It
+// gives up once a third of the lease has passed (the claims' leases are
+// counted from the first attempt), or when stop ends; the next fetch then
+// takes a new token.
+func (w *Worker) refetch(stop, bg context.Context, p ebbdriver.FetchParams, err error, b *backoff) (*ebbdriver.FetchResult, error) {
+	p.Retry = true
+	giveUp := p.Now.Add(p.LeaseDuration / 3)
+	for {
+		d := b.next()
+		w.logger.Warn("fetch failed; retrying", "error", err, "retry_in", d)
+		if !clock.Sleep(stop, d) || w.clock.Now().After(giveUp) {
+			return nil, err
+		}
+		res, rerr := w.driver.Fetch(bg, p)
+		if rerr == nil {
+			return res, nil
+		}
+		err = rerr
 	}
 }
 

@@ -20,25 +20,9 @@ import (
 //
 // EBB_SCREENSHOT_DIR=docs/img makes it write the README's screenshots.
 func TestDashboardInBrowser(t *testing.T) {
-	chromium := os.Getenv("EBB_CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	browserDir, err := filepath.Abs("browser")
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is not installed: run `bash scripts/test`, which installs what the browser tests need")
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("no Chromium at %s (set EBB_CHROMIUM): run `bash scripts/test`, which installs Debian's chromium", chromium)
-	}
-	if _, err := os.Stat(filepath.Join(browserDir, "node_modules", "playwright-core")); err != nil {
-		t.Fatalf("playwright-core is not installed in %s: run `bash scripts/test` (or npm ci --prefix e2e/browser)", browserDir)
-	}
+	node, chromium, browserDir := browserTools(t)
 	shots := os.Getenv("EBB_SCREENSHOT_DIR")
+	var err error
 	if shots != "" {
 		if shots, err = filepath.Abs(shots); err != nil {
 			t.Fatal(err)
@@ -87,6 +71,31 @@ func TestDashboardInBrowser(t *testing.T) {
 		srv := startServer(t, "server", cfg, port, token)
 		run(t, "sqlite with a token", srv.base, token, srv.proc)
 	})
+}
+
+// browserTools finds node, Chromium and playwright-core, failing (never
+// skipping) with what to run when one is missing.
+func browserTools(t *testing.T) (node, chromium, browserDir string) {
+	t.Helper()
+	chromium = os.Getenv("EBB_CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	browserDir, err := filepath.Abs("browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err = exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is not installed: run `bash scripts/test`, which installs what the browser tests need")
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("no Chromium at %s (set EBB_CHROMIUM): run `bash scripts/test`, which installs Debian's chromium", chromium)
+	}
+	if _, err := os.Stat(filepath.Join(browserDir, "node_modules", "playwright-core")); err != nil {
+		t.Fatalf("playwright-core is not installed in %s: run `bash scripts/test` (or npm ci --prefix e2e/browser)", browserDir)
+	}
+	return node, chromium, browserDir
 }
 
 func bearer(token string) string {

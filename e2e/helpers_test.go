@@ -17,15 +17,17 @@ import (
 
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbdriver/ebbpostgres"
 	"github.com/ebbq/ebb/ebbdriver/ebbredis"
 	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
 	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/testpg"
 	"github.com/ebbq/ebb/internal/testredis"
 	"github.com/ebbq/ebb/internal/testwait"
 )
 
 // brokerKinds are the brokers every multi-broker test runs against.
-var brokerKinds = []string{"redis", "sqlite"}
+var brokerKinds = []string{"postgres", "redis", "sqlite"}
 
 // broker is one test's private broker: the URL the ebb processes get, and a
 // driver and client of the same broker for the test to inspect and steer it.
@@ -36,8 +38,9 @@ type broker struct {
 	client *ebb.Client
 }
 
-// newBroker starts a private redis-server, or makes a SQLite file in a
-// temporary directory, so tests never share state and can run in parallel.
+// newBroker starts a private redis-server, makes a schema of its own in the
+// test PostgreSQL, or makes a SQLite file in a temporary directory, so tests
+// never share state and can run in parallel.
 func newBroker(t *testing.T, kind string) *broker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -49,6 +52,9 @@ func newBroker(t *testing.T, kind string) *broker {
 		s := testredis.Start(t)
 		b.url = s.URL()
 		b.drv, err = ebbredis.Open(ctx, b.url, nil)
+	case "postgres":
+		b.url = testpg.SchemaURL(t)
+		b.drv, err = ebbpostgres.Open(ctx, b.url, nil)
 	case "sqlite":
 		path := filepath.Join(t.TempDir(), "ebb.db")
 		b.url = "sqlite:" + path

@@ -30,7 +30,9 @@ type partitioned struct {
 func newPartitioned(t *testing.T) *partitioned {
 	t.Helper()
 	ns := newNetns(t)
-	srv := testredis.StartBound(t, ns.hostAddr)
+	// Clients from the namespace are not loopback, which protected mode
+	// would turn away; nothing but the test's namespace can reach them.
+	srv := testredis.StartWith(t, "--bind", "127.0.0.1 "+ns.hostAddr, "--protected-mode", "no")
 	p := &partitioned{ns: ns, hostURL: srv.URL(), nsURL: "redis://" + ns.hostAddr + ":" + strconv.Itoa(srv.Port) + "/0"}
 	b := &broker{kind: "redis", url: srv.URL()}
 	drv, err := ebbredis.Open(t.Context(), srv.URL(), nil)

@@ -76,6 +76,13 @@ type Driver interface {
 	// It never blocks: with nothing to claim it returns an empty result. The
 	// result also tells when the earliest Scheduled/Retrying task of these
 	// queues becomes due, so the caller can sleep exactly that long.
+	//
+	// A Fetch whose outcome is unknown (it failed in transit: the claims
+	// may be stored while the reply was lost) can be repeated with Retry
+	// set and the same LeaseToken, Now and LeaseDuration: the repeat
+	// returns first the tasks of these queues still Running under that
+	// token, counted toward Limit, then new claims. So the caller gets back
+	// in seconds what would otherwise wait out its whole lease.
 	Fetch(ctx context.Context, params FetchParams) (*FetchResult, error)
 
 	// ExtendLeases moves the lease expiry of tasks the caller still owns to
@@ -212,9 +219,12 @@ type FetchParams struct {
 	Queues        []string // in the order to take them
 	Limit         int
 	WorkerID      string
-	LeaseToken    string // unique per fetch; fences completions
+	LeaseToken    string // unique per fetch; fences completions (a driver may derive per-task tokens from it: complete with TaskInfo.LeaseToken)
 	LeaseDuration time.Duration
 	Now           time.Time
+	// Retry repeats a Fetch with this LeaseToken whose reply was lost (see
+	// Driver.Fetch); Now and LeaseDuration must be the first call's.
+	Retry bool
 }
 
 // FetchResult is Fetch's answer.

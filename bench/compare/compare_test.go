@@ -45,6 +45,7 @@ func TestQuickGoSystems(t *testing.T) {
 		{NewEbbSQLite, true},
 		{NewAsynq, redisUp},
 		{NewRiver, pgUp},
+		{NewEbbPostgres, pgUp},
 	} {
 		s := tc.mk(cfg)
 		t.Run(s.Name(), func(t *testing.T) {

@@ -27,11 +27,12 @@ type ebbArgs struct {
 func (ebbArgs) Kind() string { return "ebb.bench.noop" }
 
 // ebbBackend runs ebb through its public API (ebb.NewClient, ebb.NewWorker)
-// on one of its two drivers.
+// on one of its drivers.
 type ebbBackend struct {
 	cfg    Config
 	sqlite bool
 	path   string // SQLite file
+	pg     *ebbPG // Postgres
 
 	drv    ebbdriver.Driver // the producer's
 	client *ebb.Client
@@ -48,16 +49,14 @@ func NewEbbSQLite(cfg Config) System {
 	return &goSystem{b: &ebbBackend{cfg: cfg, sqlite: true, path: filepath.Join(cfg.WorkDir, "ebb-bench.db")}, cfg: cfg}
 }
 
-func (b *ebbBackend) name() string {
-	if b.sqlite {
-		return "ebb-sqlite"
-	}
-	return "ebb-redis"
-}
+func (b *ebbBackend) name() string { return "ebb-" + b.broker() }
 
 func (b *ebbBackend) broker() string {
-	if b.sqlite {
+	switch {
+	case b.sqlite:
 		return "sqlite"
+	case b.pg != nil:
+		return "postgres"
 	}
 	return "redis"
 }
@@ -65,6 +64,9 @@ func (b *ebbBackend) broker() string {
 var quiet = slog.New(slog.DiscardHandler)
 
 func (b *ebbBackend) openDriver(ctx context.Context) (ebbdriver.Driver, error) {
+	if b.pg != nil {
+		return b.pg.openDriver(ctx, nil)
+	}
 	if b.sqlite {
 		return ebbsqlite.Open(ctx, b.path, &ebbsqlite.Config{Logger: quiet})
 	}
@@ -72,7 +74,11 @@ func (b *ebbBackend) openDriver(ctx context.Context) (ebbdriver.Driver, error) {
 }
 
 func (b *ebbBackend) open(ctx context.Context) error {
-	if !b.sqlite {
+	if b.pg != nil {
+		if err := b.pg.open(ctx); err != nil {
+			return err
+		}
+	} else if !b.sqlite {
 		b.admin = redis.NewClient(&redis.Options{Addr: b.cfg.RedisAddr, DB: b.cfg.RedisDB})
 	}
 	return b.reset(ctx)
@@ -93,7 +99,11 @@ func (b *ebbBackend) reset(ctx context.Context) error {
 	if err := b.closeProducer(); err != nil {
 		return err
 	}
-	if b.sqlite {
+	if b.pg != nil {
+		if err := b.pg.reset(ctx); err != nil {
+			return err
+		}
+	} else if b.sqlite {
 		for _, suffix := range []string{"", "-wal", "-shm"} {
 			if err := os.Remove(b.path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
@@ -134,7 +144,13 @@ func (b *ebbBackend) fill(ctx context.Context, n int) (string, error) {
 }
 
 func (b *ebbBackend) startWorker(ctx context.Context, onStart func(ts int64)) (func() error, error) {
-	drv, err := b.openDriver(ctx)
+	var drv ebbdriver.Driver
+	var err error
+	if b.pg != nil {
+		drv, err = b.pg.openDriver(ctx, b.pg.countWorker())
+	} else {
+		drv, err = b.openDriver(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -177,6 +193,9 @@ func (b *ebbBackend) completed(ctx context.Context) (int64, error) {
 }
 
 func (b *ebbBackend) idle(ctx context.Context, window time.Duration) (*IdleResult, error) {
+	if b.pg != nil {
+		return b.pg.idle(ctx, window)
+	}
 	if b.sqlite {
 		if !clock.Sleep(ctx, window) {
 			return nil, ctx.Err()
@@ -188,6 +207,9 @@ func (b *ebbBackend) idle(ctx context.Context, window time.Duration) (*IdleResul
 
 func (b *ebbBackend) close(ctx context.Context) error {
 	err := b.closeProducer()
+	if b.pg != nil {
+		err = errors.Join(err, b.pg.close(ctx))
+	}
 	if b.admin != nil {
 		err = errors.Join(err, b.admin.FlushDB(ctx).Err(), b.admin.Close())
 		b.admin = nil

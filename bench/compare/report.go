@@ -5,8 +5,9 @@ import (
 	"strings"
 )
 
-// Reference is the system every ratio divides by.
-const Reference = "ebb-redis"
+// Reference is the system every ratio divides by (cmd/compare's
+// -reference sets it).
+var Reference = "ebb-redis"
 
 // Report is the JSON output; Markdown renders it.
 type Report struct {
@@ -199,9 +200,13 @@ func (r *Report) Markdown() string {
 	if c.Reps == 1 {
 		reps = "1 repetition"
 	}
-	w("Command: `bash bench/run` (`go run ./cmd/compare` in `bench/`). %s; each repetition runs every system in turn "+
+	command := "bash bench/run"
+	if Reference == "river" {
+		command = "bash bench/run --postgres"
+	}
+	w("Command: `%s` (`go run ./cmd/compare` in `bench/`). %s; each repetition runs every system in turn "+
 		"(so drift on the machine hits all alike) and the table shows the median, with the ratio to **%s** in parentheses "+
-		"(for tasks/s higher is better, for ms, ops/s and CPU lower is better). %s\n\n", reps, r.Reference, r.Setup["brokers"])
+		"(for tasks/s higher is better, for ms, ops/s and CPU lower is better). %s\n\n", command, reps, r.Reference, r.Setup["brokers"])
 	w("| system | broker |")
 	for _, mt := range metrics {
 		title := mt.title
@@ -303,6 +308,7 @@ func fmtNum(v float64, digits int) string {
 // every report because the numbers mean nothing without them.
 func Notes(cfg Config) []string {
 	return []string{
+		"**ebb on PostgreSQL** (`ebb-postgres`) runs in a database of its own (`ebb_bench_ebb`) on the server River uses, created and migrated per repetition and dropped after it, its tables truncated before every workload; its pgx pools have 32 connections, as River's, and its worker pool's statements are counted with the same pgx tracer. Everything else is the driver's default (claims and completions commit with `synchronous_commit` off, enqueues synchronously; see docs/postgres.md).",
 		fmt.Sprintf("**Burn-down**: %d no-op tasks (Celery: %d, see below) are enqueued with no worker running (ebb and River with their batch APIs, asynq and Celery, which have none, with 16 concurrent single-task producers; not timed), then one worker starts; the clock runs from starting it until the system's own record has every task done: ebb's succeeded count (QueueStats), asynq's processed total (Inspector), River's `completed` rows, Celery's broker holding neither queued nor unacknowledged messages (with `task_acks_late`, the ack follows the task). Celery's clock starts at its `worker_ready` signal, after interpreter and pool start-up.", cfg.BurnTasks, cfg.CeleryBurnTasks),
 		fmt.Sprintf("**Celery's backlog is %d, not %d**: the whole of `bench/run` must fit in 15 minutes on this 2-core machine, and Celery's burn-down and its backlog fill are the slowest of all (their rates in this run are in the tables: 100,000 tasks would take the sum of 100,000/rate for both, per repetition). Its tasks/s over %d tasks is still its steady burn rate: the clock starts when the worker is ready, so there is no start-up transient for a longer run to amortize.", cfg.CeleryBurnTasks, cfg.BurnTasks, cfg.CeleryBurnTasks),
 		fmt.Sprintf("**Enqueue**: single-task calls (ebb `Client.Enqueue`, asynq `Client.EnqueueContext`, River `Client.Insert`, Celery `apply_async`) for %g s from 1 and from %d concurrent producers (goroutines; for Celery, processes, since Python threads share one interpreter lock); each producer makes one call before the clock starts. No worker runs meanwhile. Batch enqueue (ebb, River) is faster: see \"backlog fill\" in the details.", cfg.EnqueueWindow.Seconds(), cfg.Producers),

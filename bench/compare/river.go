@@ -191,7 +191,7 @@ func (b *riverBackend) idle(ctx context.Context, window time.Duration) (*IdleRes
 	}
 	return &IdleResult{
 		BrokerOpsPerS: ptr(round(float64(s1-s0)/el, 2)),
-		BrokerUnit:    "SQL statements/s sent by River's pgx pool (pgx tracer)",
+		BrokerUnit:    pgStatementsUnit,
 		PgXactsPerS:   ptr(round(float64(x1-x0)/el, 2)),
 	}, nil
 }

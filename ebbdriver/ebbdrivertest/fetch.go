@@ -2,6 +2,7 @@ package ebbdrivertest
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,43 @@ func testFetch(t *testing.T, newDriver Factory) {
 		st := queueStats(t, f.stats(), "a")
 		check(t, "Queued", int64(0), st.Queued)
 		check(t, "InFlight", int64(1), st.InFlight)
+	})
+
+	t.Run("RetryReturnsLostClaims", func(t *testing.T) {
+		// A fetch whose reply was lost, repeated with Retry and the same
+		// token, now and lease: its claims come back (counted toward the
+		// limit) ahead of new ones, with the attempt they were claimed at;
+		// tasks finished meanwhile, or claimed under another token, do not.
+		f := setup(t, newDriver)
+		tasks := f.enqueue(f.task("a"), f.task("a"), f.task("a"), f.task("b"), f.task("b"))
+		other := f.fetchOne(f.now, "b") // another worker's claim
+		p := fetchParams(f.at(time.Second), 2, "a", "b")
+		first := f.fetchWith(p)
+		checkSlice(t, "first fetch", ids(tasks[0], tasks[1]), taskIDs(first.Tasks))
+
+		p.Retry = true
+		again := f.fetchWith(p)
+		checkSet(t, "retry with the same limit", ids(tasks[0], tasks[1]), taskIDs(again.Tasks))
+		for _, r := range again.Tasks {
+			check(t, "Attempt of "+r.ID, 1, r.Attempt)
+			check(t, "LeaseToken of "+r.ID, p.LeaseToken, r.LeaseToken)
+			checkStored(t, tasks[slices.IndexFunc(tasks, func(x *ebbtype.TaskInfo) bool { return x.ID == r.ID })], r)
+		}
+
+		f.completeOK(succeed(first.Tasks[0], f.at(2*time.Second), ""))
+		p.Limit = 4
+		more := f.fetchWith(p)
+		rest := []string{tasks[3].ID, tasks[4].ID}
+		if other.ID == tasks[3].ID {
+			rest = rest[1:]
+		} else {
+			rest = rest[:1]
+		}
+		checkSet(t, "retry with a higher limit", append(ids(tasks[1], tasks[2]), rest...), taskIDs(more.Tasks))
+		check(t, "the other worker's claim", other.LeaseToken, f.get(other.ID).LeaseToken)
+		for _, r := range more.Tasks {
+			check(t, "State of "+r.ID, ebbtype.StateRunning, f.get(r.ID).State)
+		}
 	})
 
 	t.Run("ConcurrentFetchersClaimEachTaskOnce", func(t *testing.T) {

@@ -28,6 +28,7 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 	leaseNS := nsString(leaseUntil)
 	need := max(p.Limit, 0)
 	nextDue := math.Inf(1)
+	ncalls := 0
 	for qi := 0; qi < len(p.Queues); qi++ {
 		if need == 0 {
 			if err := d.fetchRest(ctx, p.Queues[qi:], now, &nextDue); err != nil {
@@ -41,7 +42,17 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 		}
 		k := d.keys(q)
 		n := min(need, maxPerCall)
-		vals, err := d.run(ctx, scriptFetch, k.kFetch, k.prefix, now, n, p.LeaseToken, p.WorkerID, leaseNS, promoteBatch, k.channel).Slice()
+		// Each script call of one Fetch claims under a token of its own
+		// (the fetch's, then token/1, token/2 …), because a call returns
+		// first what was already claimed under its token: a second call on
+		// the same queue must not get the first one's claims, while a
+		// repeated Fetch, making the same calls, gets each call's back.
+		token := p.LeaseToken
+		if ncalls > 0 {
+			token += "/" + strconv.Itoa(ncalls)
+		}
+		ncalls++
+		vals, err := d.run(ctx, scriptFetch, k.kFetch, k.prefix, now, n, token, p.WorkerID, leaseNS, promoteBatch, k.channel).Slice()
 		if err != nil {
 			return nil, fmt.Errorf("ebbredis: fetch from queue %q: %w", q, err)
 		}
@@ -59,7 +70,7 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 				State:          ebbtype.StateRunning,
 				StartedAt:      p.Now,
 				WorkerID:       p.WorkerID,
-				LeaseToken:     p.LeaseToken,
+				LeaseToken:     token,
 				LeaseExpiresAt: leaseUntil,
 			}
 			a, _ := vals[i+2].(int64)

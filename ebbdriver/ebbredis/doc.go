@@ -1,9 +1,19 @@
 // Package ebbredis is ebb's Redis broker driver.
 //
-// Create it with Open (from a redis:// or rediss:// URL; the driver owns the
-// client) or New (around a client you keep owning). It works with a single
-// Redis, Sentinel and Redis Cluster: every key of a queue carries the queue
-// name as its hash tag, and every script touches the keys of one queue only.
+// Create it with Open (from a redis://, rediss:// or redis+cluster:// URL,
+// see URLOptions; the driver owns the client) or New (around a client you
+// keep owning). It works with a single Redis, Sentinel and Redis Cluster:
+// every key of a queue carries the queue name as its hash tag, and every
+// script touches the keys of one queue only. The conformance suite runs on a
+// real cluster too.
+//
+// # Durable enqueue
+//
+// Redis replication is asynchronous: an enqueue acknowledged just before its
+// master dies may be missing on the replica that takes over. With
+// Config.WaitReplicas (URL wait_replicas) Enqueue sends WAIT after its
+// script, on the same connection to the same master, and acknowledges only
+// what enough replicas confirmed (else ErrNotReplicated).
 //
 // # Key layout
 //

@@ -26,6 +26,22 @@ type Config struct {
 	// can share one Redis. Default PrefixDefault. It must not contain braces:
 	// they would change the Redis Cluster hash tag.
 	Prefix string
+
+	// WaitReplicas, when above 0, makes Enqueue durable across a failover:
+	// after its script stored the tasks, it sends WAIT WaitReplicas
+	// WaitTimeout on the same connection, and acknowledges the tasks only
+	// when that many replicas of the master confirmed the write; otherwise
+	// it returns an error wrapping ErrNotReplicated (the tasks are stored
+	// on the master and may or may not survive its failure). Redis
+	// replication is asynchronous, so without it an enqueue acknowledged
+	// just before its master dies can vanish with the master. Completions
+	// and claims are not waited for: losing one makes a task run again, it
+	// never loses it. Needs a *redis.Client or *redis.ClusterClient. The
+	// URL parameter wait_replicas sets it. Default 0 (no wait).
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. Default 1 s; keep it below the client's
+	// read timeout (3 s by default). The URL parameter wait_timeout sets it.
+	WaitTimeout time.Duration
 }
 
 // Driver is the Redis broker driver. It is safe for concurrent use.
@@ -46,6 +62,9 @@ type Driver struct {
 	mu        sync.Mutex
 	closed    bool
 	listeners map[*listener]struct{}
+
+	waitReplicas int
+	waitTimeout  time.Duration
 }
 
 var _ ebbdriver.Driver = (*Driver)(nil)
@@ -70,26 +89,50 @@ func New(client redis.UniversalClient, config *Config) (*Driver, error) {
 		chDone:    prefix + ":ch:done",
 		listeners: make(map[*listener]struct{}),
 	}
+	if config != nil && config.WaitReplicas > 0 {
+		switch client.(type) {
+		case *redis.Client, *redis.ClusterClient:
+		default:
+			return nil, fmt.Errorf("ebbredis: WaitReplicas needs a *redis.Client or *redis.ClusterClient, got %T", client)
+		}
+		d.waitReplicas = config.WaitReplicas
+		d.waitTimeout = config.WaitTimeout
+		if d.waitTimeout <= 0 {
+			d.waitTimeout = time.Second
+		}
+	}
 	d.hub = newAwaitHub(d)
 	return d, nil
 }
 
-// Open connects to the Redis at url (redis://[user:password@]host:port/db or
-// rediss://… for TLS), checks that it answers and returns a driver that owns
-// the connection: Close closes it.
+// Open connects to the Redis or Redis Cluster at url (see URLOptions for
+// the forms: redis://host:port/db, rediss:// for TLS,
+// redis+cluster://host:port,host:port for a cluster), checks that it
+// answers and returns a driver that owns the connection: Close closes it.
+// The URL's wait_replicas and wait_timeout fill the Config fields left zero.
 func Open(ctx context.Context, url string, config *Config) (*Driver, error) {
-	opts, err := redis.ParseURL(url)
+	o, err := ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("ebbredis: bad broker URL %q: %w; use redis://host:port/db or rediss://host:port/db", redactURL(url), err)
+		return nil, fmt.Errorf("ebbredis: bad broker URL %q: %w; use redis://host:port/db, rediss://host:port/db or redis+cluster://host:port,host:port", redactURL(url), err)
 	}
-	client := redis.NewClient(opts)
+	cfg := Config{}
+	if config != nil {
+		cfg = *config
+	}
+	if cfg.WaitReplicas == 0 {
+		cfg.WaitReplicas = o.WaitReplicas
+	}
+	if cfg.WaitTimeout == 0 {
+		cfg.WaitTimeout = o.WaitTimeout
+	}
+	client := o.NewClient()
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := client.Ping(pctx).Err(); err != nil {
 		_ = client.Close()
-		return nil, fmt.Errorf("ebbredis: cannot reach Redis at %s: %w; is redis-server running? start it or fix --broker/EBB_BROKER", opts.Addr, err)
+		return nil, fmt.Errorf("ebbredis: cannot reach Redis at %s: %w; is redis-server running? start it or fix --broker/EBB_BROKER", strings.Join(o.Addrs(), ","), err)
 	}
-	d, err := New(client, config)
+	d, err := New(client, &cfg)
 	if err != nil {
 		_ = client.Close()
 		return nil, err

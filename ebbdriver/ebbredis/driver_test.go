@@ -24,3 +24,18 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	ebbdrivertest.Exercise(t, func(t *testing.T) ebbdriver.Driver { return newTestDriver(t) })
 }
+
+// TestConformanceCluster runs the whole suite on a real Redis Cluster
+// (three masters, a replica each) through a redis.ClusterClient.
+func TestConformanceCluster(t *testing.T) {
+	t.Parallel()
+	c := testredis.SharedCluster(t)
+	ebbdrivertest.Exercise(t, func(t *testing.T) ebbdriver.Driver {
+		d, err := New(c.Client(t), &Config{Prefix: c.Prefix(t)})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		t.Cleanup(func() { _ = d.Close() })
+		return d
+	})
+}

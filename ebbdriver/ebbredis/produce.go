@@ -103,11 +103,19 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 		}
 	}
 	var sadd *redis.IntCmd
-	err := d.runPipelined(ctx, calls, func(p redis.Pipeliner) {
+	var err error
+	if d.waitReplicas > 0 {
 		if len(newQueues) > 0 {
-			sadd = p.SAdd(ctx, d.queuesKey(), newQueues...)
+			sadd = d.rdb.SAdd(ctx, d.queuesKey(), newQueues...)
 		}
-	})
+		err = d.runReplicated(ctx, calls)
+	} else {
+		err = d.runPipelined(ctx, calls, func(p redis.Pipeliner) {
+			if len(newQueues) > 0 {
+				sadd = p.SAdd(ctx, d.queuesKey(), newQueues...)
+			}
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: enqueue %d tasks: %w", len(tasks), err)
 	}

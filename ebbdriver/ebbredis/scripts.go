@@ -271,7 +271,8 @@ const luaFetch = `-- Fetch: promote due tasks, then claim up to a limit of Queue
 -- ARGV[6] -> lease expiry, ns
 -- ARGV[7] -> how many due tasks to promote at most
 -- ARGV[8] -> queue channel P:ch:q:<q>
--- Returns {next due µs or "", then 5 per claimed task: id, msg, attempt, RunAt ns, errors}.
+-- Returns {next due µs or "", then 5 per claimed task: id, msg, attempt, RunAt ns, errors};
+-- the tasks already running under the token come first (see below).
 ` + luaLib + `
 local tp = ARGV[1] .. "t:"
 local now = ARGV[2]
@@ -284,6 +285,29 @@ local out = {""}
 local claimed = {}
 local leaseus = us(ARGV[6])
 local tokn = ARGV[4] .. "\n"
+-- A repeat of a fetch whose reply was lost (the worker's Retry, or a
+-- client library resending the command after the connection broke) gets
+-- back what the first call claimed. Checked on every call, not only on
+-- FetchParams.Retry, because go-redis resends a command on a network error
+-- by itself, unseen by the driver. The first call's claims all got this
+-- lease expiry as their score (no one extends a lease its worker never
+-- heard of); the token tells them from another fetch's that happened to
+-- get the same expiry. A fresh token costs one empty ZRANGEBYSCORE.
+if need > 0 then
+  for _, id in ipairs(redis.call("ZRANGEBYSCORE", KEYS[5], leaseus, leaseus)) do
+    if need <= 0 then break end
+    local f = redis.call("HMGET", tp .. id, "msg", "a", "run", "err", "ls")
+    if f[5] and string.find(f[5], tokn, 1, true) == 1 then
+      local n = #out
+      out[n + 1] = id
+      out[n + 2] = f[1]
+      out[n + 3] = tonumber(f[2]) or 1
+      out[n + 4] = f[3]
+      out[n + 5] = f[4]
+      need = need - 1
+    end
+  end
+end
 local tail = "\n" .. ARGV[6] .. "\n" .. now .. "\n" .. ARGV[5]
 for p = 1, 3 do
   if need <= 0 then break end

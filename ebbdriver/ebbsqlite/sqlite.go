@@ -298,6 +298,12 @@ func (d *Driver) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) err
 		if err == nil {
 			return nil
 		}
+		if ctx.Err() != nil {
+			// database/sql closes a transaction's statements when its
+			// context ends, so the statement running then fails with "sql:
+			// statement is closed"; the cause is the context.
+			return d.wrap(op, fmt.Errorf("%w (%v)", ctx.Err(), err))
+		}
 		if !isBusy(err) {
 			return d.wrap(op, err)
 		}

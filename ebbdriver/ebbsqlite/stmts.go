@@ -35,6 +35,7 @@ type stmts struct {
 
 	promote *sql.Stmt
 	claim   *sql.Stmt
+	reclaim *sql.Stmt // a retried fetch: the tasks still running under its token
 	nextDue *sql.Stmt
 	extend  *sql.Stmt
 
@@ -84,6 +85,8 @@ func prepare(ctx context.Context, wdb, rdb *sql.DB) (*stmts, error) {
 		WHERE rowid IN (SELECT rowid FROM tasks WHERE queue = ?5 AND state = 'queued'
 			ORDER BY priority, run_at, id LIMIT ?6)
 		RETURNING `+taskCols)
+	s.reclaim = p(wdb, `SELECT `+taskCols+` FROM tasks
+		WHERE queue = ?1 AND state = 'running' AND lease_token = ?2`)
 	s.nextDue = p(wdb, `SELECT min(run_at) FROM tasks WHERE queue = ?1 AND state IN ('scheduled', 'retrying')`)
 	s.extend = p(wdb, `UPDATE tasks SET lease_expires_at = ?1
 		WHERE id = ?2 AND state = 'running' AND lease_token = ?3 RETURNING cancel_requested`)

@@ -179,6 +179,23 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 			}
 			promoted, _ := r.RowsAffected()
 			var got []*ebbtype.TaskInfo
+			n := 0 // new claims in q
+			if p.Retry && left > 0 {
+				// A SQLite fetch cannot lose its reply in transit, but a
+				// caller that saw an error retries the same way on every
+				// driver; what the first call claimed comes back first.
+				rows, err := tx.StmtContext(ctx, d.stmts.reclaim).QueryContext(ctx, q, nullStr(p.LeaseToken))
+				if err != nil {
+					return fmt.Errorf("reading the claims of a retried fetch in queue %q: %w", q, err)
+				}
+				if got, err = scanTasks(rows); err != nil {
+					return fmt.Errorf("reading the claims of a retried fetch in queue %q: %w", q, err)
+				}
+				slices.SortFunc(got, fetchOrder)
+				got = got[:min(len(got), left)]
+				res.Tasks = append(res.Tasks, got...)
+				left -= len(got)
+			}
 			if left > 0 {
 				rows, err := claim.QueryContext(ctx, now, nullStr(p.WorkerID), nullStr(p.LeaseToken),
 					ns(p.Now.Add(p.LeaseDuration)), q, left)
@@ -192,8 +209,9 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 				slices.SortFunc(got, fetchOrder)
 				res.Tasks = append(res.Tasks, got...)
 				left -= len(got)
+				n += len(got)
 			}
-			if promoted > int64(len(got)) {
+			if promoted > int64(n) {
 				ready[q] = 0 // promoted tasks wait for other workers
 			}
 			var next sql.NullInt64

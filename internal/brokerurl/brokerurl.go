@@ -57,18 +57,23 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Broker, error)
 }
 
 // OpenDriver opens the driver named by url: redis://[user:pass@]host:port/db,
-// rediss://… (TLS), or sqlite:path/to/file.db (sqlite:///abs/path.db too).
+// rediss://… (TLS), redis+cluster://[user:pass@]host:port,host:port… (a
+// Redis Cluster; rediss+cluster:// for TLS),
+// postgres://[user:pass@]host:port/dbname[?schema=NAME] (postgresql:// too),
+// or sqlite:path/to/file.db (sqlite:///abs/path.db too).
 func OpenDriver(ctx context.Context, url string) (ebbdriver.Driver, error) {
 	scheme, rest, ok := strings.Cut(url, ":")
 	if !ok || rest == "" {
-		return nil, fmt.Errorf("%w %q: use redis://host:port/db or sqlite:path/to/file.db", ErrBadURL, url)
+		return nil, fmt.Errorf("%w %q: use redis://host:port/db, postgres://host:5432/dbname or sqlite:path/to/file.db", ErrBadURL, url)
 	}
 	switch strings.ToLower(scheme) {
-	case "redis", "rediss":
+	case "redis", "rediss", "redis+cluster", "rediss+cluster":
 		if err := probeRedis(ctx, url); err != nil {
 			return nil, err
 		}
 		return ebbredis.Open(ctx, url, nil)
+	case "postgres", "postgresql":
+		return openPostgres(ctx, url)
 	case "sqlite", "sqlite3":
 		path := strings.TrimPrefix(rest, "//")
 		if path == "" {
@@ -76,7 +81,7 @@ func OpenDriver(ctx context.Context, url string) (ebbdriver.Driver, error) {
 		}
 		return ebbsqlite.Open(ctx, path, nil)
 	default:
-		return nil, fmt.Errorf("%w %q: unknown scheme %q; use redis://host:port/db or sqlite:path/to/file.db", ErrBadURL, url, scheme)
+		return nil, fmt.Errorf("%w %q: unknown scheme %q; use redis://host:port/db, postgres://host:5432/dbname or sqlite:path/to/file.db", ErrBadURL, url, scheme)
 	}
 }
 
@@ -96,7 +101,7 @@ func (e permanentError) Unwrap() error        { return e.error }
 // throwaway client with those retries off. It also turns a URL go-redis
 // cannot parse into ErrBadURL, so nobody waits for a typo.
 func probeRedis(ctx context.Context, url string) error {
-	opts, err := redis.ParseURL(url)
+	o, err := ebbredis.ParseURL(url)
 	if err != nil {
 		// url.Parse quotes the whole URL, password included, in its errors.
 		var ue *neturl.Error
@@ -112,7 +117,27 @@ func probeRedis(ctx context.Context, url string) error {
 			// piece of the password; say what to fix instead.
 			msg = "it does not parse; a password holding '/', '?', '#' or '@' must be percent-encoded"
 		}
-		return fmt.Errorf("%w %q: %s; use redis://[user:password@]host:port/db or rediss://… for TLS", ErrBadURL, Redact(url), msg)
+		return fmt.Errorf("%w %q: %s; use redis://[user:password@]host:port/db, rediss://… for TLS, or redis+cluster://host:port,host:port for a cluster", ErrBadURL, Redact(url), msg)
+	}
+	// A cluster answers when one of its seed nodes does: the client learns
+	// the others from it.
+	var last error
+	for _, addr := range o.Addrs() {
+		if last = probeAddr(ctx, o, addr); last == nil || errors.Is(last, errPermanent) {
+			return last
+		}
+	}
+	return last
+}
+
+func probeAddr(ctx context.Context, o *ebbredis.URLOptions, addr string) error {
+	var opts *redis.Options
+	if o.Single != nil {
+		cp := *o.Single
+		opts = &cp
+	} else {
+		c := o.Cluster
+		opts = &redis.Options{Addr: addr, Username: c.Username, Password: c.Password, TLSConfig: c.TLSConfig, DialTimeout: c.DialTimeout}
 	}
 	opts.MaxRetries = -1
 	opts.DialerRetries = 1

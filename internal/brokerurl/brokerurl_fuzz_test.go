@@ -3,6 +3,7 @@ package brokerurl
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -15,6 +16,8 @@ func FuzzOpenRedisURL(f *testing.F) {
 	f.Add("rediss", "", "s3cretpass", "[::1]:1", "/15")
 	f.Add("redis", "u", "s3cretpass", "127.0.0.1:notaport", "/x")
 	f.Add("REDIS", "u:v", "s3cretpass", "", "?protocol=9")
+	f.Add("redis+cluster", "u", "s3cretpass", "127.0.0.1:1,127.0.0.1:2", "/?wait_replicas=1")
+	f.Add("rediss+cluster", "", "s3cretpass", "127.0.0.1:1,,x", "/3?wait_timeout=-1s")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // nothing is dialled: only parsing and the first answer matter
 	f.Fuzz(func(t *testing.T, scheme, user, pass, host, rest string) {
@@ -24,7 +27,7 @@ func FuzzOpenRedisURL(f *testing.F) {
 			// with a letter no quoting escape (\x10, \u00e9) can spell.
 			return
 		}
-		if !strings.EqualFold(scheme, "redis") && !strings.EqualFold(scheme, "rediss") {
+		if !slices.ContainsFunc([]string{"redis", "rediss", "redis+cluster", "rediss+cluster"}, func(s string) bool { return strings.EqualFold(s, scheme) }) {
 			return // other schemes name files (sqlite) or other brokers
 		}
 		url := scheme + "://" + user + ":" + pass + "@" + host + rest

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ebbq/ebb/ebbdriver/ebbpostgres"
 	"github.com/ebbq/ebb/internal/clock"
 )
 
@@ -78,6 +79,8 @@ func retryable(url string, err error) bool {
 	switch strings.ToLower(scheme) {
 	case "redis", "rediss":
 		return true
+	case "postgres", "postgresql":
+		return !ebbpostgres.IsPermanent(err)
 	}
 	return false
 }

@@ -49,11 +49,13 @@ func init() {
 		{"up", "run everything on this machine: SQLite broker, control plane, an autoscaled pool", runUp},
 		{"server", "run the control plane: maintenance, autoscaler, HTTP API and metrics", runServer},
 		{"worker", "run a worker with the built-in kinds (noop, sleep, fail)", runWorker},
+		{"worker-prestop", "a pod's preStop hook: drain the pod's worker and wait until it holds nothing", runWorkerPrestop},
 		{"enqueue", "enqueue tasks", runEnqueue},
 		{"inspect", "show queues, workers or one task", runInspect},
 		{"cancel", "cancel a task (queued or running)", runCancel},
 		{"dead", "list, retry or purge dead tasks", runDead},
 		{"schedule", "list, add, remove, pause, resume or run periodic schedules (beat)", runSchedule},
+		{"migrate", "apply, revert or show the schema migrations of a postgres:// broker", runMigrate},
 		{"bench", "measure enqueue rate, burn-down rate and pickup latency", runBench},
 		{"version", "print the version and the commit it was built from", func(e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, versionLine())
@@ -237,7 +239,7 @@ func newFlagSet(e *env, name, usage, example string) *flagSet {
 		def = brokerurl.Default
 	}
 	f := &flagSet{FlagSet: fs}
-	f.broker = fs.String("broker", def, "broker URL: redis://host:port/db or sqlite:path/to/file.db (env EBB_BROKER)")
+	f.broker = fs.String("broker", def, "broker URL: redis://host:port/db, postgres://host:5432/dbname or sqlite:path/to/file.db (env EBB_BROKER)")
 	f.logLevel = fs.String("log-level", "info", "log level: debug, info, warn or error")
 	f.usage = func() {
 		fmt.Fprintf(e.stderr, "Usage: ebb %s\n\nExample:\n  %s\n\nFlags:\n", usage, example)

@@ -14,13 +14,17 @@ import (
 	"github.com/ebbq/ebb/internal/config"
 	"github.com/ebbq/ebb/internal/controlplane"
 	"github.com/ebbq/ebb/internal/httpserver"
+	"github.com/ebbq/ebb/internal/kedascaler"
 )
+
+const kedaAddrEnv = "EBB_KEDA_ADDR"
 
 func runServer(e *env, args []string) error {
 	f := newFlagSet(e, "server", "server [--config ebb.yaml] [flags]",
 		"ebb server --config ebb.yaml   # see ebb.example.yaml")
 	path := f.String("config", "", "YAML config file (default: none; built-in defaults and EBB_* variables)")
 	listen := f.String("listen", "", "API address host:port (overrides server.listen and EBB_LISTEN)")
+	kedaAddr := f.String("keda-addr", os.Getenv(kedaAddrEnv), "serve KEDA's external-push scaler (gRPC) on host:port, e.g. :9090 in a pod; empty: off (env "+kedaAddrEnv+")")
 	wait := newBrokerWait(f)
 	if pos, err := f.parse(e, args); err != nil {
 		return err
@@ -42,7 +46,7 @@ func runServer(e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return &usageError{msg: "invalid config:\n" + err.Error()}
 	}
-	return serve(e, cfg, false, wait)
+	return serveWith(e, cfg, false, wait, *kedaAddr)
 }
 
 // runUp is the embedded all-in-one: SQLite at ./ebb.db, the control plane and
@@ -94,6 +98,10 @@ func runUp(e *env, args []string) error {
 }
 
 func serve(e *env, cfg *config.Config, up bool, wait *brokerWait) error {
+	return serveWith(e, cfg, up, wait, "")
+}
+
+func serveWith(e *env, cfg *config.Config, up bool, wait *brokerWait, kedaAddr string) error {
 	maxWait, err := wait.value()
 	if err != nil {
 		return err
@@ -115,6 +123,13 @@ func serve(e *env, cfg *config.Config, up bool, wait *brokerWait) error {
 	}
 	if err := srv.Listen(); err != nil {
 		return err
+	}
+	if kedaAddr != "" {
+		kctx, stopKEDA := context.WithCancel(ctx)
+		defer stopKEDA()
+		if _, _, err := kedascaler.New(cp, e.logger.With("server", cp.ID())).Serve(kctx, kedaAddr); err != nil {
+			return usagef("--keda-addr %q: %v", kedaAddr, err)
+		}
 	}
 	if up {
 		where := cfg.Broker

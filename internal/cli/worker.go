@@ -23,7 +23,10 @@ func runWorker(e *env, args []string) error {
 	drain := f.Duration("drain-timeout", ebb.DrainTimeoutDefault, "on SIGTERM/SIGINT, how long running tasks may finish before they are handed back")
 	lease := f.Duration("lease", ebb.LeaseDurationDefault, "how long the worker owns a task between heartbeats before others may rescue it")
 	heartbeat := f.Duration("heartbeat", ebb.HeartbeatIntervalDefault, "lease renewal and registry heartbeat interval (less than --lease)")
-	id := f.String("id", "", "worker id in the registry (default: the ECS task id on ECS, else host-pid-random)")
+	id := f.String("id", os.Getenv(workerIDEnv), "worker id in the registry (default: the ECS task id on ECS; on kubernetes the pod name from "+podNameEnv+
+		" (downward API), else the host name, which is the pod's; elsewhere host-pid-random; env "+workerIDEnv+")")
+	healthAddr := f.String("health-addr", "", "serve /livez, /readyz and POST /drain (loopback only; for the preStop hook) on this address, "+
+		"e.g. :8081 in a pod; empty: off")
 	pool := f.String("pool", "", "pool name, when run by the autoscaler")
 	platformDef := os.Getenv(platformEnv)
 	if platformDef == "" {
@@ -99,6 +102,13 @@ func runWorker(e *env, args []string) error {
 		}
 		guard = agent
 	}
+	if plat.name == platformKubernetes && *id == "" {
+		if *id = os.Getenv(podNameEnv); *id == "" {
+			// A pod's host name is its name (cut at 63 characters).
+			*id, _ = os.Hostname()
+			e.logger.Warn(podNameEnv+" is not set; registering with the host name: set it from the downward API (fieldRef metadata.name) so the registry and the pods line up", "id", *id)
+		}
+	}
 	b, err := openBrokerWait(ctx, e, *f.broker, maxWait)
 	if b == nil {
 		return err
@@ -131,6 +141,11 @@ func runWorker(e *env, args []string) error {
 		attrs = append(attrs, "hold_timeout", *holdTimeout)
 	}
 	e.logger.Info("platform "+plat.name+" ("+plat.source+")", attrs...)
+	if *healthAddr != "" {
+		if err := serveHealth(ctx, e, *healthAddr, w); err != nil {
+			return err
+		}
+	}
 	return w.Run(ctx)
 }
 
@@ -141,6 +156,8 @@ const (
 	platformKubernetes = "kubernetes"
 	platformNone       = "none"
 	platformEnv        = "EBB_PLATFORM"
+	workerIDEnv        = "EBB_WORKER_ID"
+	podNameEnv         = "POD_NAME"
 )
 
 type platform struct {
@@ -169,7 +186,7 @@ func resolvePlatform(flagValue string, getenv func(string) string) (platform, er
 		}
 		return platform{name: platformECS, source: "--platform ecs", metadataURI: meta, agentURI: agent}, nil
 	case platformKubernetes:
-		return platform{name: platformKubernetes, source: "--platform kubernetes: no scale-in protection yet"}, nil
+		return platform{name: platformKubernetes, source: "--platform kubernetes: the control plane marks busy pods' deletion cost"}, nil
 	case platformNone:
 		return platform{name: platformNone, source: "--platform none"}, nil
 	}

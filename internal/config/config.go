@@ -146,9 +146,7 @@ type Autoscaler struct {
 // ReconcileIntervalDefault bounds how late a time-based decision can be.
 const ReconcileIntervalDefault = 5 * time.Second
 
-// Target kinds. TargetLocal and TargetECS are valid in a pool;
-// TargetKubernetes is named so that configs and the target seam need not
-// change when it arrives.
+// Target kinds, each valid in a pool.
 const (
 	TargetLocal      = "local"
 	TargetKubernetes = "kubernetes"
@@ -171,6 +169,11 @@ type Pool struct {
 	Target string `yaml:"target"`
 	// ECS is the service an ecs pool scales; only an ecs pool may set it.
 	ECS ECS `yaml:"ecs,omitempty"`
+	// Celery, when set, makes this a pool of Celery workers (see Celery).
+	Celery *Celery `yaml:"celery,omitempty"`
+	// Kubernetes is the workload a kubernetes pool scales; only a kubernetes
+	// pool may set it.
+	Kubernetes Kubernetes `yaml:"kubernetes,omitempty"`
 	// Min and Max bound the number of workers: 0 ≤ Min ≤ Max, Max ≥ 1.
 	// Defaults MinDefault and MaxDefault; env EBB_POOL_<NAME>_MIN, _MAX.
 	Min int `yaml:"min"`
@@ -224,6 +227,35 @@ type ECS struct {
 	// server. Default the SDK's, which honours AWS_ENDPOINT_URL_ECS; env
 	// EBB_POOL_<NAME>_ECS_ENDPOINT.
 	Endpoint string `yaml:"endpoint,omitempty"`
+}
+
+// Kubernetes is the Deployment (or StatefulSet) whose pods are a kubernetes
+// pool's workers. The workload is made outside ebb (Helm, kustomize,
+// GitOps): its pods run `ebb worker --platform kubernetes` for the pool,
+// registering with their pod name. The control plane only moves the
+// replica count through the scale subresource and marks pods' deletion
+// costs. The pool's command, env, log_dir and stop_grace do not apply (the
+// pod template has its own; the grace is terminationGracePeriodSeconds).
+type Kubernetes struct {
+	// Namespace holds the workload. Default: the server's own namespace in a
+	// cluster, else the kubeconfig context's; env
+	// EBB_POOL_<NAME>_KUBERNETES_NAMESPACE.
+	Namespace string `yaml:"namespace,omitempty"`
+	// Deployment names the workload; exactly one of Deployment and
+	// StatefulSet is required. Env EBB_POOL_<NAME>_KUBERNETES_DEPLOYMENT.
+	Deployment string `yaml:"deployment,omitempty"`
+	// StatefulSet names the workload instead of a Deployment. Env
+	// EBB_POOL_<NAME>_KUBERNETES_STATEFULSET.
+	StatefulSet string `yaml:"statefulset,omitempty"`
+	// Kubeconfig is a kubeconfig file. Default: the in-cluster service
+	// account when the server runs in a pod, else $KUBECONFIG or
+	// ~/.kube/config; env EBB_POOL_<NAME>_KUBERNETES_KUBECONFIG.
+	Kubeconfig string `yaml:"kubeconfig,omitempty"`
+	// KEDA hands the replica count to KEDA (a ScaledObject pointing at the
+	// server's external-push scaler): the control plane then never changes
+	// the count or drains workers, and only keeps busy pods' deletion costs
+	// high. Env EBB_POOL_<NAME>_KUBERNETES_KEDA.
+	KEDA bool `yaml:"keda,omitempty"`
 }
 
 // Pool defaults.
@@ -396,6 +428,11 @@ func (c *Config) Redacted() *Config {
 		p := &r.Pools[i]
 		p.Queues = slices.Clone(p.Queues)
 		p.Command = slices.Clone(p.Command)
+		if p.Celery != nil {
+			cel := *p.Celery
+			cel.Broker = brokerurl.Redact(cel.Broker)
+			p.Celery = &cel
+		}
 		if p.Env != nil {
 			p.Env = make(map[string]string, len(p.Env))
 			for k := range c.Pools[i].Env {

@@ -275,7 +275,8 @@ func TestValidate(t *testing.T) {
 		{"valid", func(c *Config) {}, nil},
 		{"no pools", func(c *Config) { c.Pools = nil }, nil},
 		{"broker empty", func(c *Config) { c.Broker = "" }, []string{"broker: required"}},
-		{"broker scheme", func(c *Config) { c.Broker = "postgres://db/x" }, []string{`broker: "postgres://db/x" names no broker`}},
+		{"broker scheme", func(c *Config) { c.Broker = "mysql://db/x" }, []string{`broker: "mysql://db/x" names no broker`}},
+		{"postgres without host", func(c *Config) { c.Broker = "postgres://" }, []string{"broker: \"postgres://\" needs a host and database"}},
 		{"sqlite without path", func(c *Config) { c.Broker = "sqlite:" }, []string{"broker: \"sqlite:\" needs a file path"}},
 		{"redis without host", func(c *Config) { c.Broker = "redis://" }, []string{"broker: \"redis://\" needs a host"}},
 		{"broker password masked", func(c *Config) { c.Broker = "mongo://u:hunter2@h/0" }, []string{`broker: "mongo://u:xxxxx@h/0" names no broker`}},
@@ -314,7 +315,23 @@ func TestValidate(t *testing.T) {
 		{"weights mixed", func(c *Config) { c.Pools[0].Queues = []string{"a:2", "b"} }, []string{"pools[0].queues: some queues have a weight"}},
 		{"queue in two pools", func(c *Config) { pool(c, "other", func(p *Pool) { p.Queues = []string{"x:1", "default:2"} }) },
 			[]string{`pools[1].queues[1]: queue "default" is already served by pools[0] ("default")`}},
-		{"target kubernetes", func(c *Config) { c.Pools[0].Target = "kubernetes" }, []string{`pools[0].target: "kubernetes" is not supported yet`}},
+		{"target kubernetes needs a workload", func(c *Config) { c.Pools[0].Target = "kubernetes" }, []string{"pools[0].kubernetes.deployment: required for target kubernetes"}},
+		{"kubernetes pool", func(c *Config) {
+			c.Pools[0].Target = "kubernetes"
+			c.Pools[0].Kubernetes = Kubernetes{Namespace: "jobs", Deployment: "ebb-worker-default", KEDA: true}
+			c.Pools[0].DrainTimeout = time.Minute // the pod's grace period bounds it, not stop_grace
+		}, nil},
+		{"kubernetes pool with bad names and both workloads", func(c *Config) {
+			c.Pools[0].Target = "kubernetes"
+			c.Pools[0].Command = []string{"x"}
+			c.Pools[0].Kubernetes = Kubernetes{Namespace: "Jobs", Deployment: "a_b", StatefulSet: "s"}
+		}, []string{
+			"pools[0].kubernetes.statefulset: set deployment or statefulset, not both",
+			`pools[0].kubernetes.deployment: "a_b" is not a Kubernetes object name`,
+			`pools[0].kubernetes.namespace: "Jobs" is not a Kubernetes namespace name`,
+			"pools[0].command: the pod template says what the pods run",
+		}},
+		{"kubernetes block on a local pool", func(c *Config) { c.Pools[0].Kubernetes.Deployment = "w" }, []string{"pools[0].kubernetes: only a kubernetes pool uses it"}},
 		{"target ecs needs cluster, service and region", func(c *Config) { c.Pools[0].Target = "ecs" }, []string{
 			"pools[0].ecs.cluster: required for target ecs",
 			"pools[0].ecs.service: required for target ecs",
@@ -1081,7 +1098,7 @@ func TestSetByFlag(t *testing.T) {
 	c.SetByFlag("broker", "--broker")
 	c.Pools[0].Min = 1 // not by a flag: named by its path, as before
 	wantProblems(t, c.Validate(),
-		"--broker: required; use redis://host:port/db, rediss://… or sqlite:path/to/file.db",
+		"--broker: required; use redis://host:port/db, rediss://…, postgres://host:5432/dbname or sqlite:path/to/file.db",
 		`--queues: "no/slash": use 1–128 characters from [A-Za-z0-9_.-]`,
 		"--max: 0 is less than min 1",
 		"--concurrency: 0 must be at least 1",

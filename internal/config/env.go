@@ -35,6 +35,11 @@ var poolEnvFields = []struct {
 	{"ECS_SERVICE", "ecs.service", func(p *Pool, v string) string { p.ECS.Service = v; return "" }},
 	{"ECS_REGION", "ecs.region", func(p *Pool, v string) string { p.ECS.Region = v; return "" }},
 	{"ECS_ENDPOINT", "ecs.endpoint", func(p *Pool, v string) string { p.ECS.Endpoint = v; return "" }},
+	{"KUBERNETES_NAMESPACE", "kubernetes.namespace", func(p *Pool, v string) string { p.Kubernetes.Namespace = v; return "" }},
+	{"KUBERNETES_DEPLOYMENT", "kubernetes.deployment", func(p *Pool, v string) string { p.Kubernetes.Deployment = v; return "" }},
+	{"KUBERNETES_STATEFULSET", "kubernetes.statefulset", func(p *Pool, v string) string { p.Kubernetes.StatefulSet = v; return "" }},
+	{"KUBERNETES_KUBECONFIG", "kubernetes.kubeconfig", func(p *Pool, v string) string { p.Kubernetes.Kubeconfig = v; return "" }},
+	{"KUBERNETES_KEDA", "kubernetes.keda", func(p *Pool, v string) string { return envBool(&p.Kubernetes.KEDA, v) }},
 }
 
 // getenv is os.Getenv on env: the first occurrence wins.
@@ -83,6 +88,15 @@ func envInt(dst *int, v string) string {
 		return fmt.Sprintf("%q is not an integer", v)
 	}
 	*dst = n
+	return ""
+}
+
+func envBool(dst *bool, v string) string {
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Sprintf("%q is not a boolean (use true or false)", v)
+	}
+	*dst = b
 	return ""
 }
 

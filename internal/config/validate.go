@@ -241,14 +241,20 @@ func (c *Config) validate(l *loader) []Problem {
 		case TargetECS:
 			c.validateECS(p, path, add, required)
 		case TargetKubernetes:
-			add(path+".target", "%q is not supported yet (it is planned); use %s or %s", p.Target, TargetLocal, TargetECS)
+			validateKubernetes(p, path, add, required)
 		case "":
-			add(path+".target", "empty; use %s or %s", TargetLocal, TargetECS)
+			add(path+".target", "empty; use %s, %s or %s", TargetLocal, TargetECS, TargetKubernetes)
 		default:
-			add(path+".target", "unknown target %q; use %s or %s (%s comes later)", p.Target, TargetLocal, TargetECS, TargetKubernetes)
+			add(path+".target", "unknown target %q; use %s, %s or %s", p.Target, TargetLocal, TargetECS, TargetKubernetes)
+		}
+		if p.Celery != nil {
+			c.validateCelery(p, path, add, required)
 		}
 		if p.Target != TargetECS && p.ECS != (ECS{}) {
 			add(path+".ecs", "only an ecs pool uses it, and target is %q; set target: %s or remove ecs", p.Target, TargetECS)
+		}
+		if p.Target != TargetKubernetes && p.Kubernetes != (Kubernetes{}) {
+			add(path+".kubernetes", "only a kubernetes pool uses it, and target is %q; set target: %s or remove kubernetes", p.Target, TargetKubernetes)
 		}
 
 		switch {
@@ -279,11 +285,12 @@ func (c *Config) validate(l *loader) []Problem {
 			}
 		}
 		// An ecs pool's workers write where their task definition says.
-		if p.LogDir == "" && p.Target != TargetECS {
+		if p.LogDir == "" && p.Target != TargetECS && p.Target != TargetKubernetes {
 			add(path+".log_dir", "empty; name a directory (default %s)", LogDirDefault)
 		}
 		drainOK := positive(path+".drain_timeout", p.DrainTimeout)
-		if positive(path+".stop_grace", p.StopGrace) && drainOK && p.StopGrace <= p.DrainTimeout {
+		// A kubernetes pool's grace is the pod's terminationGracePeriodSeconds.
+		if positive(path+".stop_grace", p.StopGrace) && drainOK && p.StopGrace <= p.DrainTimeout && p.Target != TargetKubernetes {
 			add(path+".stop_grace", "%s must be longer than drain_timeout (%s), or workers are killed while they hand back unfinished tasks",
 				p.StopGrace, p.DrainTimeout)
 		}
@@ -356,7 +363,7 @@ func validRegion(r string) bool {
 }
 
 func (c *Config) validateBroker(add addFunc, required func(path, msg string)) {
-	const use = "use redis://host:port/db, rediss://… or sqlite:path/to/file.db"
+	const use = "use redis://host:port/db, rediss://…, postgres://host:5432/dbname or sqlite:path/to/file.db"
 	if c.Broker == "" {
 		required("broker", "required; "+use)
 		return
@@ -367,6 +374,10 @@ func (c *Config) validateBroker(add addFunc, required func(path, msg string)) {
 	case "redis", "rediss":
 		if !ok || strings.TrimPrefix(rest, "//") == "" {
 			add("broker", "%q needs a host, e.g. redis://127.0.0.1:6379/0", shown)
+		}
+	case "postgres", "postgresql":
+		if !ok || strings.TrimPrefix(rest, "//") == "" {
+			add("broker", "%q needs a host and database, e.g. postgres://127.0.0.1:5432/app", shown)
 		}
 	case "sqlite", "sqlite3":
 		if strings.TrimPrefix(rest, "//") == "" {

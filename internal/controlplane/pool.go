@@ -23,6 +23,7 @@ type pool struct {
 	name   string
 	queues []string
 	target target.Target
+	fleet  fleet // where counts and workers come from
 	policy policy.Policy
 	kickCh chan struct{}
 	// timeline is safe for concurrent use on its own.
@@ -56,6 +57,12 @@ type PoolView struct {
 	// target.Reporter).
 	TargetStatus string `json:"target_status,omitempty"`
 	TargetError  string `json:"target_error,omitempty"`
+	// Kind is "celery" for a pool of Celery workers, "" for ebb's own;
+	// FleetStatus and Warnings are such a fleet's (how it is watched, and
+	// observed settings that make scale-in unsafe).
+	Kind        string   `json:"kind,omitempty"`
+	FleetStatus string   `json:"fleet_status,omitempty"`
+	Warnings    []string `json:"warnings,omitempty"`
 }
 
 // DecisionInputs are what a decision saw, stored with it as its Inputs.
@@ -92,6 +99,7 @@ func newPool(s *Replica, pc *config.Pool, t target.Target) *pool {
 		},
 	}
 	p.view = PoolView{Name: pc.Name, Queues: qs, Target: t.Name(), Min: pc.Min, Max: pc.Max}
+	p.fleet = ebbFleet{p}
 	return p
 }
 
@@ -175,27 +183,19 @@ func (p *pool) loop(ctx context.Context) {
 // (fenced by the leader term) and only then applies it.
 func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers bool) {
 	now := p.s.clock.Now()
-	stats, err := p.s.stats.get(ctx, maxAge)
+	counts, err := p.fleet.counts(ctx, now, maxAge)
 	if err != nil {
 		p.warn(ctx, "autoscaler: cannot read queue counts", err)
 		return
 	}
-	if !withWorkers {
-		// An idle pool at zero needs the registry only if its queues have
-		// work; otherwise skip the read (see loop).
-		for _, q := range stats {
-			if p.serves(q.Name) && q.Queued+q.DueScheduled+q.InFlight > 0 {
-				withWorkers = true
-				break
-			}
-		}
-	}
-	if !withWorkers {
+	// An idle pool at zero needs the registry only if its queues have
+	// work; otherwise skip the read (see loop).
+	if !withWorkers && !counts.work() {
 		return
 	}
 	// The registry lags by up to a second; a read that recent is as good
 	// as a new one.
-	workers, err := p.s.workers.get(ctx, now, min(maxAge, 500*time.Millisecond))
+	workers, err := p.fleet.workers(ctx, now, min(maxAge, 500*time.Millisecond))
 	if err != nil {
 		p.warn(ctx, "autoscaler: cannot read the worker registry", err)
 		return
@@ -209,17 +209,7 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 		return
 	}
 
-	var m policy.Metrics
-	for _, q := range stats {
-		if !p.serves(q.Name) {
-			continue
-		}
-		m.Queued += q.Queued + q.DueScheduled
-		m.InFlight += q.InFlight
-		if !q.OldestQueuedAt.IsZero() {
-			m.OldestAge = max(m.OldestAge, now.Sub(q.OldestQueuedAt))
-		}
-	}
+	m := policy.Metrics{Queued: counts.Queued, InFlight: counts.InFlight, OldestAge: counts.OldestAge}
 	live := map[string]target.Instance{}
 	for _, in := range instances {
 		if in.State != target.StateStopping {
@@ -298,6 +288,10 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 			p.view.TargetError = err.Error()
 		}
 	}
+	if r, ok := p.fleet.(fleetReporter); ok {
+		p.view.Kind = "celery"
+		p.view.FleetStatus, p.view.Warnings = r.status(now)
+	}
 	p.mu.Unlock()
 	p.timeline.add(Point{At: now, Queued: m.Queued, InFlight: m.InFlight, Workers: m.Current, Busy: in.Busy, Desired: d.Desired})
 
@@ -307,6 +301,9 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 	}
 	if err := p.target.Protect(ctx, busyIDs); err != nil {
 		p.warn(ctx, "autoscaler: cannot protect busy instances", err)
+	}
+	if f, ok := p.target.(target.Follower); ok && f.Following() {
+		return
 	}
 	p.retire(ctx, drained)
 	switch d.Action {
@@ -376,7 +373,7 @@ func (p *pool) scaleDown(ctx context.Context, now time.Time, d policy.Decision, 
 		return
 	}
 	for _, id := range ids {
-		if err := p.s.drv.WorkerRequestDrain(ctx, id, now); err != nil && !errors.Is(err, ebbtype.ErrWorkerNotFound) {
+		if err := p.fleet.drain(ctx, id, now); err != nil && !errors.Is(err, ebbtype.ErrWorkerNotFound) {
 			p.warn(ctx, "autoscaler: drain request failed", err)
 		}
 	}
@@ -414,10 +411,12 @@ func (p *pool) warn(ctx context.Context, msg string, err error) {
 // A platform-owned fleet (target.Retirer) is left running: it is not this
 // replica's to stop, and the next leader takes it over.
 func (p *pool) shutdown(ctx context.Context) {
-	if _, platformOwned := p.target.(target.Retirer); !platformOwned {
+	if st, ok := p.fleet.(fleetStopper); ok {
+		st.stopAll(ctx)
+	} else if _, platformOwned := p.target.(target.Retirer); !platformOwned {
 		if instances, err := p.target.Instances(ctx); err == nil {
 			for _, in := range instances {
-				_ = p.s.drv.WorkerRequestDrain(ctx, in.ID, p.s.clock.Now())
+				_ = p.fleet.drain(ctx, in.ID, p.s.clock.Now())
 			}
 		}
 	}

@@ -72,6 +72,8 @@ type Replica struct {
 	workers  *workerCache
 	counters counters
 	ready    atomic.Bool
+
+	enqueueHooks enqueueHooks // see OnEnqueue
 }
 
 // New checks the configuration and builds the pools' targets.
@@ -104,6 +106,8 @@ func New(opts Options) (*Replica, error) {
 			t, err = opts.Targets(pc)
 		case pc.Target == config.TargetECS:
 			t, err = s.ecsTarget(pc)
+		case pc.Target == config.TargetKubernetes:
+			t, err = s.kubernetesTarget(pc)
 		default:
 			t, err = s.localTarget(pc, exe)
 		}
@@ -112,6 +116,14 @@ func New(opts Options) (*Replica, error) {
 		}
 		p := newPool(s, pc, t)
 		s.pools = append(s.pools, p)
+		if pc.Celery != nil {
+			// A Celery pool's queues are Kombu lists on the app's broker: its
+			// wake-ups come from their keyspace notifications, not ebb's.
+			if p.fleet, err = newCeleryFleet(s, p, pc); err != nil {
+				return nil, fmt.Errorf("controlplane: pool %q: %w", pc.Name, err)
+			}
+			continue
+		}
 		for _, q := range p.queues {
 			s.byQueue[q] = p
 		}
@@ -159,6 +171,9 @@ func (s *Replica) localTarget(pc *config.Pool, exe string) (target.Target, error
 		LogDir:    pc.LogDir,
 		StopGrace: pc.StopGrace,
 		Logger:    s.logger.With("pool", pc.Name),
+		// A Celery worker's pool processes die on SIGTERM; their parent's
+		// warm shutdown lets them finish.
+		TermLeaderOnly: pc.Celery != nil,
 	})
 }
 
@@ -212,6 +227,9 @@ func (s *Replica) Run(ctx context.Context) error {
 	s.logger.Info("control plane running", "broker", s.drv.Name(), "pools", len(s.pools))
 	var bg sync.WaitGroup
 	bg.Go(func() { s.dispatch(ctx, events) })
+	for _, f := range s.celeryFleets() {
+		bg.Go(func() { _ = f.mon.Run(ctx) })
+	}
 	s.ready.Store(true)
 
 	s.elect(ctx) // returns when ctx is done, after stepping down
@@ -220,6 +238,9 @@ func (s *Replica) Run(ctx context.Context) error {
 	stopCtx, cancel := context.WithTimeout(context.Background(), s.stopBudget())
 	defer cancel()
 	s.shutdownPools(stopCtx)
+	for _, f := range s.celeryFleets() {
+		_ = f.mon.Close()
+	}
 	if err := s.drv.LeaderResign(stopCtx, LeaderName, s.id); err != nil {
 		s.logger.Warn("could not resign leadership; it expires on its own", "error", err)
 	}
@@ -255,6 +276,7 @@ func (s *Replica) dispatch(ctx context.Context, events <-chan ebbdriver.Event) {
 			}
 			if p := s.byQueue[ev.Queue]; p != nil {
 				p.kick()
+				s.enqueued(p.name)
 			}
 		}
 		if ctx.Err() != nil {

@@ -31,6 +31,8 @@ type QueueJSON struct {
 	OldestAgeS     float64 `json:"oldest_age_s"`
 	ArrivalPerS    float64 `json:"arrival_per_s"`
 	CompletionPerS float64 `json:"completion_per_s"`
+	// Kind is "celery" for a Celery pool's Kombu queue, "" for ebb's.
+	Kind string `json:"kind,omitempty"`
 }
 
 // QueuesJSON converts broker counts to the API shape; rates may be nil.
@@ -63,6 +65,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/leader", s.handleLeader)
 	s.scheduleRoutes(mux)
 	s.taskRoutes(mux)
+	s.celeryRoutes(mux)
 	s.dashboardRoutes(mux)
 	// Browsers attach cookies and basic auth to cross-site requests; refusing
 	// unsafe cross-origin requests (Sec-Fetch-Site, Origin) keeps another
@@ -135,7 +138,13 @@ func (s *Server) handleQueues(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, "broker: "+err.Error())
 		return
 	}
-	writeJSON(w, QueuesJSON(stats, time.Now(), s.cp.Rates))
+	out := QueuesJSON(stats, time.Now(), s.cp.Rates)
+	cq, err := s.celeryQueues(r.Context(), time.Now(), 500*time.Millisecond)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeJSON(w, append(out, cq...))
 }
 
 func (s *Server) handlePools(w http.ResponseWriter, r *http.Request) {

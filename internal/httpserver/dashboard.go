@@ -26,7 +26,7 @@ import (
 var webFS embed.FS
 
 var pageTemplates = func() map[string]*template.Template {
-	base := template.Must(template.New("").Funcs(templateFuncs).ParseFS(webFS, "web/templates/layout.html", "web/templates/fragments.html"))
+	base := template.Must(template.New("").Funcs(templateFuncs).ParseFS(webFS, "web/templates/layout.html", "web/templates/fragments*.html"))
 	pages := map[string]*template.Template{}
 	names, _ := fs.Glob(webFS, "web/templates/page_*.html")
 	for _, n := range names {

@@ -113,5 +113,8 @@ func (s *Server) liveView(r *http.Request) (func(context.Context) (string, any),
 		id := q.Get("id")
 		return func(ctx context.Context) (string, any) { return "task-live", s.taskData(ctx, id) }, nil
 	}
+	if f := s.celeryLiveView(r.PathValue("view"), q); f != nil {
+		return f, nil
+	}
 	return nil, fmt.Errorf("no live view %q", r.PathValue("view"))
 }

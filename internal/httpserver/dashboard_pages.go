@@ -38,6 +38,11 @@ func (s *Server) overview(ctx context.Context) overviewData {
 	} else {
 		d.Queues = QueuesJSON(stats, now, s.cp.Rates)
 	}
+	cq, err := s.celeryQueues(ctx, now, time.Second)
+	if err != nil {
+		d.Error = err.Error()
+	}
+	d.Queues = append(d.Queues, cq...)
 	for i, v := range s.cp.Pools() {
 		if !s.cp.Leading() && points != nil {
 			// Only the leader reconciles; elsewhere show what the registry says.

@@ -67,8 +67,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		up = 0
 	}
-	ch <- prometheus.MustNewConstMetric(descScrapeFailed, prometheus.GaugeValue, up)
-	for _, q := range QueuesJSON(stats, time.Now(), c.s.cp.Rates) {
+	queues := QueuesJSON(stats, time.Now(), c.s.cp.Rates)
+	if cq, err := c.s.celeryQueues(ctx, time.Now(), time.Second); err == nil {
+		queues = append(queues, cq...)
+	} else {
+		up = 0
+	}
+	for _, q := range queues {
 		g := func(d *prometheus.Desc, v float64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, q.Name)
 		}
@@ -87,6 +92,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		g(descArrival, q.ArrivalPerS)
 		g(descCompletion, q.CompletionPerS)
 	}
+	ch <- prometheus.MustNewConstMetric(descScrapeFailed, prometheus.GaugeValue, up)
 	for _, v := range c.s.cp.Pools() {
 		for state, n := range map[string]int{"busy": v.Busy, "idle": v.Idle, "draining": v.Draining, "starting": v.Starting} {
 			ch <- prometheus.MustNewConstMetric(descPoolWorkers, prometheus.GaugeValue, float64(n), v.Name, state)

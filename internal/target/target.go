@@ -89,3 +89,12 @@ type Reporter interface {
 	// LastError is the newest failure not yet cleared by a later success.
 	LastError() error
 }
+
+// Follower is implemented by targets whose replica count another autoscaler
+// owns (KEDA, through the server's external scaler). While Following is
+// true the control plane neither launches nor drains for the pool: it only
+// reports, and keeps calling Protect so that the other autoscaler's
+// scale-in, which the platform carries out, picks idle replicas first.
+type Follower interface {
+	Following() bool
+}

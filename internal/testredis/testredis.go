@@ -91,25 +91,27 @@ type Server struct {
 	t    testing.TB
 	Port int
 	dir  string
+	args []string // extra redis-server arguments
 	cmd  *exec.Cmd
-	bind []string // addresses beside 127.0.0.1
 }
 
 // Start starts a private redis-server on a free loopback port, with no
 // persistence, stopped when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	return StartBound(t)
+	return StartWith(t)
 }
 
-// StartBound is Start with the server also listening on the addresses
-// given: those of network namespaces a test made, say.
-func StartBound(t testing.TB, addrs ...string) *Server {
+// StartWith starts a private redis-server like Start, with extra
+// redis-server arguments (later ones override Start's, e.g.
+// "--appendonly", "yes", "--appendfsync", "always"). Restart keeps them and
+// the data directory, so a server with persistence comes back with its data.
+func StartWith(t testing.TB, args ...string) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("testredis: redis-server is not installed (scripts/test installs it with apt-get): %v", err)
 	}
-	s := &Server{t: t, Port: freePort(t), dir: t.TempDir(), bind: addrs}
+	s := &Server{t: t, Port: freePort(t), dir: t.TempDir(), args: args}
 	s.Restart()
 	t.Cleanup(s.Kill)
 	return s
@@ -151,12 +153,10 @@ func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
 	cmd := exec.Command("redis-server",
-		"--port", strconv.Itoa(s.Port), "--bind", strings.Join(append([]string{"127.0.0.1"}, s.bind...), " "),
+		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--logfile", filepath.Join(s.dir, "redis.log"),
-		// Clients from the test's own namespaces are not loopback, which
-		// protected mode would turn away; nothing else can reach them.
-		"--protected-mode", map[bool]string{true: "no", false: "yes"}[len(s.bind) > 0])
+		"--logfile", filepath.Join(s.dir, "redis.log"))
+	cmd.Args = append(cmd.Args, s.args...)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("testredis: start redis-server: %v", err)
 	}

@@ -23,14 +23,15 @@ import (
 )
 
 var constructors = map[string]func(compare.Config) compare.System{
-	"ebb-redis":  compare.NewEbbRedis,
-	"ebb-sqlite": compare.NewEbbSQLite,
-	"asynq":      compare.NewAsynq,
-	"river":      compare.NewRiver,
-	"celery":     compare.NewCelery,
+	"ebb-redis":    compare.NewEbbRedis,
+	"ebb-sqlite":   compare.NewEbbSQLite,
+	"ebb-postgres": compare.NewEbbPostgres,
+	"asynq":        compare.NewAsynq,
+	"river":        compare.NewRiver,
+	"celery":       compare.NewCelery,
 }
 
-const allSystems = "ebb-redis,ebb-sqlite,asynq,river,celery"
+const allSystems = "ebb-redis,ebb-sqlite,ebb-postgres,asynq,river,celery"
 
 func main() {
 	if err := run(); err != nil {
@@ -56,8 +57,10 @@ func run() error {
 	celeryBurn := flag.Int("celery-burn-tasks", 0, "Celery's burn-down backlog (default 20000)")
 	steady := flag.Duration("steady", 0, "steady workload duration (default 30s)")
 	idle := flag.Duration("idle", 0, "idle window (default 10s)")
+	reference := flag.String("reference", compare.Reference, "the system every ratio divides by")
 	flag.Parse()
 
+	compare.Reference = *reference
 	cfg := compare.DefaultConfig()
 	if *quick {
 		cfg = compare.QuickConfig()

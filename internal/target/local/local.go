@@ -72,7 +72,8 @@ type Config struct {
 	// as exec.Command finds it (PATH for a bare name, relative to Dir for a
 	// relative path). It should be the worker itself or a script that execs
 	// it: the parent-death signal reaches only the process the target
-	// started. Required.
+	// started. A command with IDPlaceholder in an argument gets the id
+	// there instead of "--id". Required.
 	Command []string
 
 	// Env is added to os.Environ() as KEY=VALUE; later entries win.
@@ -103,6 +104,13 @@ type Config struct {
 	// crashed. An exit 0 never counts: workers exit 0 when the autoscaler
 	// drains them, however young. Zero is CrashWindowDefault.
 	CrashWindow time.Duration
+
+	// TermLeaderOnly sends Shutdown's SIGTERM to the process the target
+	// started rather than to its whole group (SIGKILL still goes to the
+	// group): for workers whose children must not see it, such as Celery's
+	// prefork pool processes, which die on SIGTERM mid-task while their
+	// parent's warm shutdown would let them finish.
+	TermLeaderOnly bool
 
 	// Logger defaults to slog.Default(). The target adds target=local; the
 	// pool is the caller's to add (instance ids carry it too).
@@ -317,7 +325,7 @@ func (t *Target) startLocked() (*instance, error) {
 		return nil, err
 	}
 	defer logFile.Close() // the child has its own descriptor
-	argv := append(slices.Clone(t.cfg.Command[1:]), "--id", id)
+	argv := instanceArgs(t.cfg.Command[1:], id)
 	cmd := exec.Command(t.cfg.Command[0], argv...)
 	cmd.Env = append(os.Environ(), t.cfg.Env...)
 	cmd.Dir = t.cfg.Dir
@@ -333,6 +341,25 @@ func (t *Target) startLocked() (*instance, error) {
 	go t.reap(inst)
 	t.logger.Info("worker instance started", "id", id, "pid", cmd.Process.Pid, "log", inst.log)
 	return inst, nil
+}
+
+// IDPlaceholder in Config.Command is replaced by the instance id, for
+// workers that are not `ebb worker` and take their identity another way
+// (Celery: --hostname {id}@%h). A command that has it gets no "--id".
+const IDPlaceholder = "{id}"
+
+func instanceArgs(args []string, id string) []string {
+	out := slices.Clone(args)
+	placed := false
+	for i, a := range out {
+		if strings.Contains(a, IDPlaceholder) {
+			out[i], placed = strings.ReplaceAll(a, IDPlaceholder, id), true
+		}
+	}
+	if !placed {
+		out = append(out, "--id", id)
+	}
+	return out
 }
 
 // newInstanceLog picks an id and creates its log file. Creating the file
@@ -557,7 +584,11 @@ func (t *Target) signalLocked(inst *instance, sig syscall.Signal) {
 		return
 	}
 	inst.signalled = true
-	if err := signalGroup(inst.cmd.Process, sig); err != nil {
+	signal := signalGroup
+	if sig == syscall.SIGTERM && t.cfg.TermLeaderOnly {
+		signal = func(p *os.Process, sig syscall.Signal) error { return p.Signal(sig) }
+	}
+	if err := signal(inst.cmd.Process, sig); err != nil {
 		t.logger.Warn("local target: cannot signal worker", "id", inst.id, "signal", sig.String(), "error", err)
 	}
 }

@@ -1,0 +1,180 @@
+package ebbpostgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ebbq/ebb/ebbtype"
+)
+
+// taskCols is the column list every task read selects, in scanTask's order.
+const taskCols = `id, queue, kind, args, headers, priority, run_at, attempt, max_attempts,
+	timeout, retention, unique_key, unique_ttl, state, enqueued_at, started_at,
+	finished_at, worker_id, lease_token, lease_expires_at, cancel_requested, errors, result`
+
+// ns stores a time as Unix nanoseconds; the zero time is 0.
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromNS is ns's inverse.
+func fromNS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, v).UTC()
+}
+
+// nullStr stores "" as NULL.
+func nullStr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func jsonOrNil(v any, empty bool) (*string, error) {
+	if empty {
+		return nil, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	return &s, nil
+}
+
+// scanTask reads one row of taskCols. The columns' types are the schema's,
+// so what can be wrong with a stored task is the shape of its JSON columns
+// or an unknown state: the record is returned with Malformed saying so.
+func scanTask(row pgx.Row) (*ebbtype.TaskInfo, error) {
+	var (
+		r                                     ebbtype.TaskInfo
+		args, headers, errs, result           []byte
+		priority, attempt, maxAttempts        int32
+		runAt, timeout, retention, uniqueTTL  int64
+		enqueued, started, finished, leaseExp int64
+		uniqueKey, workerID, leaseToken       sql.NullString
+		state                                 string
+	)
+	if err := row.Scan(&r.ID, &r.Queue, &r.Kind, &args, &headers, &priority, &runAt, &attempt, &maxAttempts,
+		&timeout, &retention, &uniqueKey, &uniqueTTL, &state, &enqueued, &started,
+		&finished, &workerID, &leaseToken, &leaseExp, &r.CancelRequested, &errs, &result); err != nil {
+		return nil, err
+	}
+	r.EncodedArgs, r.Result = args, result
+	r.Priority, r.Attempt, r.MaxAttempts = ebbtype.Priority(priority), int(attempt), int(maxAttempts)
+	r.RunAt, r.EnqueuedAt, r.StartedAt, r.FinishedAt, r.LeaseExpiresAt =
+		fromNS(runAt), fromNS(enqueued), fromNS(started), fromNS(finished), fromNS(leaseExp)
+	r.Timeout, r.Retention, r.UniqueTTL = time.Duration(timeout), time.Duration(retention), time.Duration(uniqueTTL)
+	r.UniqueKey, r.WorkerID, r.LeaseToken = uniqueKey.String, workerID.String, leaseToken.String
+	r.State = ebbtype.State(state)
+	var problems []string
+	if headers != nil {
+		if err := json.Unmarshal(headers, &r.Headers); err != nil {
+			problems = append(problems, fmt.Sprintf("headers are not a JSON object of strings: %v", err))
+		}
+	}
+	if errs != nil {
+		if err := json.Unmarshal(errs, &r.Errors); err != nil {
+			problems = append(problems, fmt.Sprintf("error history is not a JSON array of attempt errors: %v", err))
+		}
+	}
+	if !r.State.Valid() {
+		problems = append(problems, fmt.Sprintf("unknown state %q", r.State))
+	}
+	if len(problems) > 0 {
+		r.Malformed = "stored task cannot be decoded: " + strings.Join(problems, "; ")
+	}
+	return &r, nil
+}
+
+// scanTasks reads all rows of taskCols.
+func scanTasks(rows pgx.Rows, err error) ([]*ebbtype.TaskInfo, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*ebbtype.TaskInfo
+	for rows.Next() {
+		r, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// querier runs the statements that may execute inside a caller's
+// transaction: on the pool, a pgx.Tx or a database/sql *sql.Tx. They
+// return scalar columns only, which both scan alike.
+type querier interface {
+	query(ctx context.Context, sql string, args ...any) (rowSet, error)
+}
+
+type rowSet interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// pgxQuerier adapts a pool, connection or pgx.Tx.
+type pgxQuerier struct {
+	q interface {
+		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	}
+}
+
+func (p pgxQuerier) query(ctx context.Context, sql string, args ...any) (rowSet, error) {
+	rows, err := p.q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// sqlQuerier adapts a database/sql transaction on pgx's stdlib driver,
+// which passes Go slices through to pgx as arrays.
+type sqlQuerier struct{ tx *sql.Tx }
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+func (s sqlQuerier) query(ctx context.Context, q string, args ...any) (rowSet, error) {
+	rows, err := s.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rows}, nil
+}
+
+// each runs a query through q; the function it returns calls fn for every
+// row, then closes them.
+func each(ctx context.Context, q querier, sql string, args ...any) func(fn func(rowSet) error) error {
+	return func(fn func(rowSet) error) error {
+		rows, err := q.query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := fn(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+}
