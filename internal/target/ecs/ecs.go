@@ -130,17 +130,12 @@ type Target struct {
 	seen       serviceCounts
 	// errs holds each operation's last error until that operation succeeds
 	// again, so a failing UpdateService is not hidden by working reads.
-	errs map[string]opError
+	errs target.OpErrors
 }
 
 type serviceCounts struct {
 	at                        time.Time
 	desired, running, pending int32
-}
-
-type opError struct {
-	at  time.Time
-	err error
 }
 
 var (
@@ -194,7 +189,6 @@ func New(ctx context.Context, cfg Config) (*Target, error) {
 		logger:      logger.With("target", "ecs", "cluster", cfg.Cluster, "service", cfg.Service),
 		now:         time.Now,
 		retired:     map[string]time.Time{},
-		errs:        map[string]opError{},
 	}, nil
 }
 
@@ -446,8 +440,8 @@ func (t *Target) Status() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var b strings.Builder
-	if op, e, ok := t.lastErrorLocked(); ok {
-		fmt.Fprintf(&b, "%s failing since %s: %v; ", op, e.at.UTC().Format(time.RFC3339), e.err)
+	if e, ok := t.errs.Last(); ok {
+		b.WriteString(e.String() + "; ")
 	}
 	fmt.Fprintf(&b, "service %s in cluster %s (%s)", t.service, t.cluster, t.region)
 	if s := t.seen; !s.at.IsZero() {
@@ -465,19 +459,8 @@ func (t *Target) Status() string {
 func (t *Target) LastError() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, e, _ := t.lastErrorLocked()
-	return e.err
-}
-
-func (t *Target) lastErrorLocked() (string, opError, bool) {
-	var op string
-	var last opError
-	for k, e := range t.errs {
-		if last.err == nil || e.at.After(last.at) || (e.at.Equal(last.at) && k < op) {
-			op, last = k, e
-		}
-	}
-	return op, last, last.err != nil
+	e, _ := t.errs.Last()
+	return e.Err
 }
 
 // describeService reads the service, failing with ErrServiceNotFound
@@ -596,7 +579,7 @@ func call[T any](t *Target, ctx context.Context, op string, f func(context.Conte
 	out, err := f(cctx)
 	if err == nil {
 		t.mu.Lock()
-		delete(t.errs, op)
+		t.errs.Clear(op)
 		t.mu.Unlock()
 		return out, nil
 	}
@@ -611,7 +594,7 @@ func call[T any](t *Target, ctx context.Context, op string, f func(context.Conte
 func (t *Target) recordErr(op string, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.errs[op] = opError{at: t.now(), err: err}
+	t.errs.Fail(op, t.now(), err)
 }
 
 func (t *Target) wrap(op string, err error) error {

@@ -151,7 +151,7 @@ type Target struct {
 	written bool
 	seen    scaleSeen
 	handSet string // the last hand change noticed, for Status
-	errs    map[string]opError
+	errs    target.OpErrors
 
 	// conflicts counts rejected stale writes; beforeWrite runs between a
 	// read and its write (tests make conflicts with it).
@@ -163,11 +163,6 @@ type scaleSeen struct {
 	at                time.Time
 	replicas, current int32
 	running, starting int
-}
-
-type opError struct {
-	at  time.Time
-	err error
 }
 
 var (
@@ -231,7 +226,6 @@ func New(cfg Config) (*Target, error) {
 		now:         time.Now,
 		retired:     map[string]time.Time{},
 		marked:      map[string]time.Time{},
-		errs:        map[string]opError{},
 	}, nil
 }
 
@@ -523,8 +517,8 @@ func (t *Target) Status() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var b strings.Builder
-	if op, e, ok := t.lastErrorLocked(); ok {
-		fmt.Fprintf(&b, "%s failing since %s: %v; ", op, e.at.UTC().Format(time.RFC3339), e.err)
+	if e, ok := t.errs.Last(); ok {
+		b.WriteString(e.String() + "; ")
 	}
 	if t.handSet != "" {
 		b.WriteString(t.handSet + "; ")
@@ -548,19 +542,8 @@ func (t *Target) Status() string {
 func (t *Target) LastError() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, e, _ := t.lastErrorLocked()
-	return e.err
-}
-
-func (t *Target) lastErrorLocked() (string, opError, bool) {
-	var op string
-	var last opError
-	for k, e := range t.errs {
-		if last.err == nil || e.at.After(last.at) || (e.at.Equal(last.at) && k < op) {
-			op, last = k, e
-		}
-	}
-	return op, last, last.err != nil
+	e, _ := t.errs.Last()
+	return e.Err
 }
 
 // prune drops retired and marked ids the listing no longer has, and retired
@@ -714,7 +697,7 @@ func (t *Target) updateScale(ctx context.Context, change func(current int32) int
 	})
 	if err == nil && conflicts > 0 {
 		t.mu.Lock()
-		delete(t.errs, op)
+		t.errs.Clear(op)
 		t.mu.Unlock()
 		t.logger.Info("replica count written after resource-version conflicts", "conflicts", conflicts)
 	}
@@ -742,7 +725,7 @@ func call[T any](t *Target, ctx context.Context, op string, f func(context.Conte
 	out, err := f(cctx)
 	if err == nil {
 		t.mu.Lock()
-		delete(t.errs, op)
+		t.errs.Clear(op)
 		t.mu.Unlock()
 		return out, nil
 	}
@@ -761,7 +744,7 @@ func call[T any](t *Target, ctx context.Context, op string, f func(context.Conte
 func (t *Target) recordErr(op string, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.errs[op] = opError{at: t.now(), err: err}
+	t.errs.Fail(op, t.now(), err)
 }
 
 func (t *Target) wrap(op string, err error) error {
