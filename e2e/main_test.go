@@ -4,11 +4,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/ebbq/ebb/internal/testbin"
 )
 
 // ebbBin is the `ebb` binary every test runs, built once by TestMain.
@@ -29,7 +29,7 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	ebbBin = filepath.Join(dir, "ebb")
 	start := time.Now()
-	if err := buildEbb(ebbBin); err != nil {
+	if err := testbin.BuildEbb(ebbBin); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
@@ -37,32 +37,6 @@ func run(m *testing.M) int {
 		fmt.Printf("e2e: built ebb in %s\n", time.Since(start).Round(time.Millisecond))
 	}
 	return m.Run()
-}
-
-// buildEbb builds ./cmd/ebb without -race even when the tests themselves run
-// under it: the kill test pushes tens of thousands of tasks through the
-// binary, and the race detector would slow it several times over.
-func buildEbb(out string) error {
-	cmd := exec.Command("go", "build", "-o", out, "github.com/ebbq/ebb/cmd/ebb")
-	var env []string
-	for _, kv := range os.Environ() {
-		if v, ok := strings.CutPrefix(kv, "GOFLAGS="); ok {
-			var keep []string
-			for _, f := range strings.Fields(v) {
-				if f != "-race" && f != "--race" {
-					keep = append(keep, f)
-				}
-			}
-			kv = "GOFLAGS=" + strings.Join(keep, " ")
-		}
-		env = append(env, kv)
-	}
-	cmd.Env = env
-	output, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go build ./cmd/ebb failed: %v\n%s", err, output)
-	}
-	return nil
 }
 
 // raiseParallel lifts -test.parallel to at least n unless it was set on the

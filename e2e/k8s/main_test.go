@@ -12,11 +12,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/ebbq/ebb/internal/testbin"
 
 	"github.com/ebbq/ebb/internal/testkube"
 )
@@ -48,7 +48,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	ebbBin = filepath.Join(dir, "ebb")
-	if err := buildEbb(ebbBin); err != nil {
+	if err := testbin.BuildEbb(ebbBin); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -64,28 +64,4 @@ func run(m *testing.M) int {
 	fmt.Fprintf(os.Stderr, "testkube: cluster up in %s\n", time.Since(start).Round(time.Millisecond))
 	cluster = c
 	return m.Run()
-}
-
-// buildEbb builds ./cmd/ebb without -race (the workers run many tasks; the
-// race detector would slow them several times over).
-func buildEbb(out string) error {
-	cmd := exec.Command("go", "build", "-o", out, "github.com/ebbq/ebb/cmd/ebb")
-	var env []string
-	for _, kv := range os.Environ() {
-		if v, ok := strings.CutPrefix(kv, "GOFLAGS="); ok {
-			var keep []string
-			for _, f := range strings.Fields(v) {
-				if f != "-race" && f != "--race" {
-					keep = append(keep, f)
-				}
-			}
-			kv = "GOFLAGS=" + strings.Join(keep, " ")
-		}
-		env = append(env, kv)
-	}
-	cmd.Env = env
-	if output, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/ebb failed: %v\n%s", err, output)
-	}
-	return nil
 }
