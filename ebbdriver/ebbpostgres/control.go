@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ebbq/ebb/ebbdriver"
@@ -40,11 +42,11 @@ func (d *Driver) LeaderAttempt(ctx context.Context, p ebbdriver.LeaderParams) (*
 			term       = CASE WHEN l.expires_at <= $3 THEN l.term + 1 ELSE l.term END,
 			expires_at = CASE WHEN l.expires_at <= $3 OR l.leader_id = $2 THEN $4 ELSE l.expires_at END
 		RETURNING leader_id, term, expires_at, `+asyncCommit("$5")+``,
-		p.Name, p.ID, ns(p.Now), ns(p.Now.Add(p.TTL)), !d.cfg.SyncCommit).Scan(&l.LeaderID, &l.Term, &exp, &setting)
+		p.Name, p.ID, sqlcommon.NS(p.Now), sqlcommon.NS(p.Now.Add(p.TTL)), !d.cfg.SyncCommit).Scan(&l.LeaderID, &l.Term, &exp, &setting)
 	if err != nil {
 		return nil, d.wrap("leader attempt for "+p.Name, err)
 	}
-	l.ExpiresAt = fromNS(exp)
+	l.ExpiresAt = sqlcommon.FromNS(exp)
 	return &l, nil
 }
 
@@ -62,14 +64,14 @@ func (d *Driver) LeaderGet(ctx context.Context, name string, now time.Time) (*eb
 		exp int64
 	)
 	err := d.pool.QueryRow(ctx, `SELECT leader_id, term, expires_at FROM `+d.t("leaders")+`
-		WHERE name = $1 AND expires_at > $2`, name, ns(now)).Scan(&l.LeaderID, &l.Term, &exp)
+		WHERE name = $1 AND expires_at > $2`, name, sqlcommon.NS(now)).Scan(&l.LeaderID, &l.Term, &exp)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, d.wrap("reading the leader of "+name, err)
 	}
-	l.ExpiresAt = fromNS(exp)
+	l.ExpiresAt = sqlcommon.FromNS(exp)
 	return &l, nil
 }
 
@@ -90,7 +92,7 @@ func (d *Driver) DecisionAppend(ctx context.Context, leaderName string, dec *ebb
 		var one int
 		err := tx.QueryRow(ctx, `SELECT 1 FROM `+d.t("leaders")+`
 			WHERE name = $1 AND leader_id = $2 AND term = $3 AND expires_at > $4 FOR SHARE`,
-			leaderName, dec.LeaderID, dec.Term, ns(dec.At)).Scan(&one)
+			leaderName, dec.LeaderID, dec.Term, sqlcommon.NS(dec.At)).Scan(&one)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%q does not lead %q in term %d at %s: %w",
 				dec.LeaderID, leaderName, dec.Term, dec.At.UTC().Format("2006-01-02T15:04:05.000Z"), ebbdriver.ErrNotLeader)
@@ -105,7 +107,7 @@ func (d *Driver) DecisionAppend(ctx context.Context, leaderName string, dec *ebb
 		if err := tx.QueryRow(ctx, `INSERT INTO `+d.t("decisions")+`
 			(pool, at, term, leader_id, from_n, to_n, action, reason, inputs, drained)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) RETURNING seq`,
-			dec.Pool, ns(dec.At), dec.Term, dec.LeaderID, dec.From, dec.To, dec.Action, dec.Reason,
+			dec.Pool, sqlcommon.NS(dec.At), dec.Term, dec.LeaderID, dec.From, dec.To, dec.Action, dec.Reason,
 			inputs, drained).Scan(&seq); err != nil {
 			return fmt.Errorf("storing the decision: %w", err)
 		}
@@ -151,7 +153,7 @@ func (d *Driver) DecisionList(ctx context.Context, pool string, limit int) ([]eb
 			return nil, d.wrap("listing decisions", err)
 		}
 		dec.Inputs = inputs
-		dec.At = fromNS(at)
+		dec.At = sqlcommon.FromNS(at)
 		if drained != nil {
 			if err := json.Unmarshal(drained, &dec.Drained); err != nil {
 				return nil, d.wrap("listing decisions", fmt.Errorf("decision %d: drained workers %q: %w", dec.Seq, drained, err))

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ebbq/ebb/ebbdriver"
@@ -83,7 +85,7 @@ func (d *Driver) TaskRetry(ctx context.Context, id string, now time.Time) (ebbty
 		}
 		switch ebbtype.State(state) {
 		case ebbtype.StateScheduled, ebbtype.StateRetrying:
-			if _, err := tx.Exec(ctx, `UPDATE `+d.t("tasks")+` SET state = 'queued', run_at = $2 WHERE id = $1`, id, ns(now)); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE `+d.t("tasks")+` SET state = 'queued', run_at = $2 WHERE id = $1`, id, sqlcommon.NS(now)); err != nil {
 				return err
 			}
 		case ebbtype.StateDead:

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ebbq/ebb/ebbtype"
@@ -17,22 +19,6 @@ import (
 const taskCols = `id, queue, kind, args, headers, priority, run_at, attempt, max_attempts,
 	timeout, retention, unique_key, unique_ttl, state, enqueued_at, started_at,
 	finished_at, worker_id, lease_token, lease_expires_at, cancel_requested, errors, result`
-
-// ns stores a time as Unix nanoseconds; the zero time is 0.
-func ns(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// fromNS is ns's inverse.
-func fromNS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, v).UTC()
-}
 
 // nullStr stores "" as NULL.
 func nullStr(s string) *string {
@@ -75,7 +61,7 @@ func scanTask(row pgx.Row) (*ebbtype.TaskInfo, error) {
 	r.EncodedArgs, r.Result = args, result
 	r.Priority, r.Attempt, r.MaxAttempts = ebbtype.Priority(priority), int(attempt), int(maxAttempts)
 	r.RunAt, r.EnqueuedAt, r.StartedAt, r.FinishedAt, r.LeaseExpiresAt =
-		fromNS(runAt), fromNS(enqueued), fromNS(started), fromNS(finished), fromNS(leaseExp)
+		sqlcommon.FromNS(runAt), sqlcommon.FromNS(enqueued), sqlcommon.FromNS(started), sqlcommon.FromNS(finished), sqlcommon.FromNS(leaseExp)
 	r.Timeout, r.Retention, r.UniqueTTL = time.Duration(timeout), time.Duration(retention), time.Duration(uniqueTTL)
 	r.UniqueKey, r.WorkerID, r.LeaseToken = uniqueKey.String, workerID.String, leaseToken.String
 	r.State = ebbtype.State(state)

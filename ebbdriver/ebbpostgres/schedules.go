@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ebbq/ebb/ebbdriver"
@@ -42,9 +44,9 @@ func (d *Driver) ScheduleUpsert(ctx context.Context, s *ebbtype.Schedule) error 
 			paused       = s.paused OR excluded.paused,
 			last_task_id = CASE WHEN excluded.last_tick_at > s.last_tick_at THEN excluded.last_task_id ELSE s.last_task_id END,
 			last_tick_at = greatest(s.last_tick_at, excluded.last_tick_at)`,
-		s.Name, s.Cron, int64(s.Every), ns(s.At), s.TZ, s.CatchUp, s.Kind, args,
+		s.Name, s.Cron, int64(s.Every), sqlcommon.NS(s.At), s.TZ, s.CatchUp, s.Kind, args,
 		s.Queue, int32(s.Priority), s.MaxAttempts, int64(s.Timeout), headers,
-		s.Paused, ns(s.LastTickAt), s.LastTaskID, ns(s.CreatedAt), ns(s.UpdatedAt))
+		s.Paused, sqlcommon.NS(s.LastTickAt), s.LastTaskID, sqlcommon.NS(s.CreatedAt), sqlcommon.NS(s.UpdatedAt))
 	return d.wrap("schedule upsert "+s.Name, err)
 }
 
@@ -96,7 +98,7 @@ func scanSchedule(r pgx.Row) (*ebbtype.Schedule, error) {
 	s.Args = args
 	s.Priority = ebbtype.Priority(priority)
 	s.Every, s.Timeout = time.Duration(every), time.Duration(timeout)
-	s.At, s.LastTickAt, s.CreatedAt, s.UpdatedAt = fromNS(at), fromNS(tick), fromNS(created), fromNS(upd)
+	s.At, s.LastTickAt, s.CreatedAt, s.UpdatedAt = sqlcommon.FromNS(at), sqlcommon.FromNS(tick), sqlcommon.FromNS(created), sqlcommon.FromNS(upd)
 	if headers != nil {
 		if err := json.Unmarshal(headers, &s.Headers); err != nil {
 			s.Malformed = fmt.Sprintf("headers %q are not a JSON object: %v", headers, err)
@@ -134,7 +136,7 @@ func (d *Driver) ScheduleMarkFired(ctx context.Context, name string, tick time.T
 			UPDATE `+d.t("schedules")+` SET last_tick_at = $2, last_task_id = $3
 			WHERE name = $1 AND last_tick_at < $2 RETURNING 1)
 		SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM `+d.t("schedules")+` WHERE name = $1)`,
-		name, ns(tick), taskID).Scan(&recorded, &exists)
+		name, sqlcommon.NS(tick), taskID).Scan(&recorded, &exists)
 	if err != nil {
 		return false, d.wrap("schedule mark fired "+name, err)
 	}

@@ -1,13 +1,14 @@
 package ebbpostgres
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
 
 	"github.com/jackc/pgx/v5"
 
@@ -56,8 +57,8 @@ func (a *taskArrays) add(t *ebbtype.TaskInfo) error {
 	a.headers, a.uniqueKey, a.errors = append(a.headers, h), append(a.uniqueKey, nullStr(t.UniqueKey)), append(a.errors, e)
 	a.state = append(a.state, string(state))
 	a.priority, a.attempt, a.maxAttempts = append(a.priority, int32(t.Priority)), append(a.attempt, int32(t.Attempt)), append(a.maxAttempts, int32(t.MaxAttempts))
-	a.runAt, a.timeout, a.retention = append(a.runAt, ns(t.RunAt)), append(a.timeout, int64(t.Timeout)), append(a.retention, int64(t.Retention))
-	a.ttl, a.enqueue = append(a.ttl, int64(t.UniqueTTL)), append(a.enqueue, ns(t.EnqueuedAt))
+	a.runAt, a.timeout, a.retention = append(a.runAt, sqlcommon.NS(t.RunAt)), append(a.timeout, int64(t.Timeout)), append(a.retention, int64(t.Retention))
+	a.ttl, a.enqueue = append(a.ttl, int64(t.UniqueTTL)), append(a.enqueue, sqlcommon.NS(t.EnqueuedAt))
 	return nil
 }
 
@@ -176,14 +177,14 @@ func (d *Driver) enqueueOneByOne(ctx context.Context, q querier, tasks []*ebbtyp
 		if t.UniqueKey != "" {
 			var exp *int64 // NULL: held until terminal
 			if t.UniqueTTL > 0 {
-				v := ns(t.EnqueuedAt.Add(t.UniqueTTL))
+				v := sqlcommon.NS(t.EnqueuedAt.Add(t.UniqueTTL))
 				exp = &v
 			}
 			if err := each(ctx, q, d.s.lockKey, t.Queue, t.UniqueKey)(func(rowSet) error { return nil }); err != nil {
 				return nil, fmt.Errorf("locking unique key %q: %w", t.UniqueKey, err)
 			}
 			taken := false
-			if err := each(ctx, q, d.s.takeKey, t.Queue, t.UniqueKey, t.ID, exp, ns(t.EnqueuedAt))(func(r rowSet) error {
+			if err := each(ctx, q, d.s.takeKey, t.Queue, t.UniqueKey, t.ID, exp, sqlcommon.NS(t.EnqueuedAt))(func(r rowSet) error {
 				taken = true
 				var id string
 				return r.Scan(&id)
@@ -232,11 +233,11 @@ func (d *Driver) enqueueOneByOne(ctx context.Context, q querier, tasks []*ebbtyp
 // transaction); several take a transaction.
 func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver.FetchResult, error) {
 	res := &ebbdriver.FetchResult{}
-	queues := dedup(p.Queues)
+	queues := sqlcommon.Dedup(p.Queues)
 	if len(queues) == 0 {
 		return res, nil
 	}
-	now, until := ns(p.Now), ns(p.Now.Add(p.LeaseDuration))
+	now, until := sqlcommon.NS(p.Now), sqlcommon.NS(p.Now.Add(p.LeaseDuration))
 	var wake []string
 	var due int64
 	err := func() error {
@@ -301,7 +302,7 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 					got = append(got, claimed...)
 					left -= len(claimed)
 				}
-				slices.SortFunc(got, fetchOrder)
+				slices.SortFunc(got, sqlcommon.FetchOrder)
 				res.Tasks = append(res.Tasks, got...)
 				if tag.RowsAffected() > int64(len(got)) {
 					wake = append(wake, q)
@@ -322,37 +323,14 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 	}
 	// RETURNING yields rows in update order, not the subquery's.
 	if len(queues) == 1 {
-		slices.SortFunc(res.Tasks, fetchOrder)
+		slices.SortFunc(res.Tasks, sqlcommon.FetchOrder)
 	}
-	res.NextDueAt = fromNS(due)
+	res.NextDueAt = sqlcommon.FromNS(due)
 	if len(wake) > 0 {
 		// Promoted tasks this fetch did not take wait for other workers.
 		d.waker.wake(wake)
 	}
 	return res, nil
-}
-
-func fetchOrder(a, b *ebbtype.TaskInfo) int {
-	if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
-		return c
-	}
-	if c := a.RunAt.Compare(b.RunAt); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.ID, b.ID)
-}
-
-func dedup(qs []string) []string {
-	if len(qs) <= 1 {
-		return qs
-	}
-	out := make([]string, 0, len(qs))
-	for _, q := range qs {
-		if !slices.Contains(out, q) {
-			out = append(out, q)
-		}
-	}
-	return out
 }
 
 // ExtendLeases moves the leases the caller still holds in one statement.
@@ -366,7 +344,7 @@ func (d *Driver) ExtendLeases(ctx context.Context, p ebbdriver.ExtendLeasesParam
 		ids[i], tokens[i] = l.ID, l.Token
 	}
 	held := map[string]bool{}
-	rows, err := d.pool.Query(ctx, d.s.extend, ns(p.Until), ids, tokens)
+	rows, err := d.pool.Query(ctx, d.s.extend, sqlcommon.NS(p.Until), ids, tokens)
 	if err != nil {
 		return nil, d.wrap("extend leases", err)
 	}
@@ -433,7 +411,7 @@ func (d *Driver) complete(ctx context.Context, q querier, completions []ebbdrive
 		}
 		ids, tokens, outcomes = append(ids, c.ID), append(tokens, c.LeaseToken), append(outcomes, int32(c.Outcome))
 		results, errJSON = append(results, nilIfEmpty(c.Result)), append(errJSON, e)
-		runAts, nws, index = append(runAts, ns(runAt)), append(nws, ns(c.Now)), append(index, i)
+		runAts, nws, index = append(runAts, sqlcommon.NS(runAt)), append(nws, sqlcommon.NS(c.Now)), append(index, i)
 	}
 	if len(ids) == 0 {
 		return errs, nil
@@ -512,7 +490,7 @@ func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbtype.TaskInfo, e
 	defer done()
 	token := randToken()
 	register := func() error {
-		_, err := d.pool.Exec(ctx, d.s.awaitAdd, id, token, ns(time.Now().Add(2*d.cfg.AwaitBackstop+time.Minute)))
+		_, err := d.pool.Exec(ctx, d.s.awaitAdd, id, token, sqlcommon.NS(time.Now().Add(2*d.cfg.AwaitBackstop+time.Minute)))
 		return err
 	}
 	if err := register(); err != nil {
@@ -567,7 +545,7 @@ func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbt
 		switch state {
 		case ebbtype.StateScheduled, ebbtype.StateQueued, ebbtype.StateRetrying:
 			if _, err := tx.Exec(ctx, `UPDATE `+d.t("tasks")+` SET state = 'cancelled', finished_at = $2,
-				expires_at = $2 + retention WHERE id = $1`, id, ns(now)); err != nil {
+				expires_at = $2 + retention WHERE id = $1`, id, sqlcommon.NS(now)); err != nil {
 				return err
 			}
 			// A task cancelled before it ran gives its key back whatever
@@ -662,7 +640,7 @@ func (d *Driver) retryDead(ctx context.Context, tx pgx.Tx, where string, args []
 	}
 	tag, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET state = 'queued', attempt = 0, run_at = $%d, finished_at = 0,
 		expires_at = NULL, cancel_requested = false, lease_token = NULL, lease_expires_at = 0 WHERE %s`,
-		d.t("tasks"), len(args)+1, where), append(args, ns(now))...)
+		d.t("tasks"), len(args)+1, where), append(args, sqlcommon.NS(now))...)
 	if err != nil {
 		return 0, err
 	}
@@ -694,7 +672,7 @@ func (d *Driver) DeadPurge(ctx context.Context, p ebbdriver.DeadParams) (int64, 
 // vacuum has run), so finished tasks kept for their retention cost nothing;
 // the totals are the sum of the queue's counter shards.
 func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbtype.QueueStats, error) {
-	rows, err := d.pool.Query(ctx, d.s.stats, ns(now))
+	rows, err := d.pool.Query(ctx, d.s.stats, sqlcommon.NS(now))
 	if err != nil {
 		return nil, d.wrap("reading queue stats", err)
 	}
@@ -707,7 +685,7 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbtype.Queue
 			&s.Scheduled, &s.DueScheduled, &next, &s.InFlight, &s.Dead); err != nil {
 			return nil, d.wrap("reading queue stats", err)
 		}
-		s.OldestQueuedAt, s.NextDueAt = fromNS(oldest.Int64), fromNS(next.Int64)
+		s.OldestQueuedAt, s.NextDueAt = sqlcommon.FromNS(oldest.Int64), sqlcommon.FromNS(next.Int64)
 		out = append(out, s)
 	}
 	if err := rows.Err(); err != nil {
@@ -723,7 +701,7 @@ func (d *Driver) PromoteDue(ctx context.Context, queue string, now time.Time, li
 	}
 	var n int64
 	err := d.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, d.s.promote, queue, ns(now), limit)
+		tag, err := tx.Exec(ctx, d.s.promote, queue, sqlcommon.NS(now), limit)
 		if err != nil {
 			return err
 		}
@@ -745,7 +723,7 @@ func (d *Driver) RescueExpired(ctx context.Context, queue string, now time.Time,
 	if limit <= 0 {
 		return res, nil
 	}
-	rows, err := d.pool.Query(ctx, d.s.rescue, queue, ns(now), now.UTC().Format(time.RFC3339Nano), limit, shard(), d.channel)
+	rows, err := d.pool.Query(ctx, d.s.rescue, queue, sqlcommon.NS(now), now.UTC().Format(time.RFC3339Nano), limit, shard(), d.channel)
 	if err != nil {
 		return nil, d.wrap("rescuing expired tasks", err)
 	}
@@ -774,8 +752,8 @@ func (d *Driver) RescueExpired(ctx context.Context, queue string, now time.Time,
 // queue. Each delete is its own statement, so no call holds many row locks
 // or a long transaction; autovacuum reclaims the space.
 func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64, error) {
-	now := ns(p.Now)
-	deadBefore := ns(p.Now.Add(-p.DeadRetention))
+	now := sqlcommon.NS(p.Now)
+	deadBefore := sqlcommon.NS(p.Now.Add(-p.DeadRetention))
 	queues := []string{p.Queue}
 	if p.Queue == "" {
 		var err error
@@ -810,7 +788,7 @@ func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64,
 	if _, err := d.pool.Exec(ctx, d.s.cleanupKeys, now, max(p.Limit, 1000)); err != nil {
 		return n, d.wrap("deleting expired unique keys", err)
 	}
-	if _, err := d.pool.Exec(ctx, d.s.cleanupAwaiters, ns(time.Now())); err != nil {
+	if _, err := d.pool.Exec(ctx, d.s.cleanupAwaiters, sqlcommon.NS(time.Now())); err != nil {
 		return n, d.wrap("deleting expired awaiters", err)
 	}
 	if n > 0 {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ebbq/ebb/ebbdriver"
@@ -34,7 +36,7 @@ func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbtype.WorkerInfo, t
 		INSERT INTO `+d.t("workers")+` AS w (id, info, expires_at) VALUES ($1, $2::jsonb, $3)
 		ON CONFLICT (id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at,
 			drain_requested = CASE WHEN w.expires_at <= $4 THEN false ELSE w.drain_requested END
-		RETURNING drain_requested`, info.ID, string(b), ns(now.Add(ttl)), ns(now)).Scan(&drain)
+		RETURNING drain_requested`, info.ID, string(b), sqlcommon.NS(now.Add(ttl)), sqlcommon.NS(now)).Scan(&drain)
 	if err != nil {
 		return nil, d.wrap("worker heartbeat", err)
 	}
@@ -43,7 +45,7 @@ func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbtype.WorkerInfo, t
 
 // WorkerList returns the workers whose entry has not expired at now.
 func (d *Driver) WorkerList(ctx context.Context, now time.Time) ([]ebbtype.WorkerInfo, error) {
-	rows, err := d.pool.Query(ctx, `SELECT id, info FROM `+d.t("workers")+` WHERE expires_at > $1 ORDER BY id`, ns(now))
+	rows, err := d.pool.Query(ctx, `SELECT id, info FROM `+d.t("workers")+` WHERE expires_at > $1 ORDER BY id`, sqlcommon.NS(now))
 	if err != nil {
 		return nil, d.wrap("listing workers", err)
 	}
@@ -78,7 +80,7 @@ func (d *Driver) WorkerDeregister(ctx context.Context, id string) error {
 // transaction.
 func (d *Driver) WorkerRequestDrain(ctx context.Context, id string, now time.Time) error {
 	err := d.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE `+d.t("workers")+` SET drain_requested = true WHERE id = $1 AND expires_at > $2`, id, ns(now))
+		tag, err := tx.Exec(ctx, `UPDATE `+d.t("workers")+` SET drain_requested = true WHERE id = $1 AND expires_at > $2`, id, sqlcommon.NS(now))
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
+
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbtype"
 )
@@ -23,7 +25,7 @@ func (d *Driver) LeaderAttempt(ctx context.Context, p ebbdriver.LeaderParams) (*
 		return nil, fmt.Errorf("ebbsqlite: leader attempt: name %q, id %q, TTL %s: need a name, an id and a positive TTL: %w",
 			p.Name, p.ID, p.TTL, errBadInput)
 	}
-	now, until := ns(p.Now), ns(p.Now.Add(p.TTL))
+	now, until := sqlcommon.NS(p.Now), sqlcommon.NS(p.Now.Add(p.TTL))
 	var (
 		l   ebbtype.Leadership
 		exp int64
@@ -42,7 +44,7 @@ func (d *Driver) LeaderAttempt(ctx context.Context, p ebbdriver.LeaderParams) (*
 	if err != nil {
 		return nil, err
 	}
-	l.ExpiresAt = fromNS(exp)
+	l.ExpiresAt = sqlcommon.FromNS(exp)
 	return &l, nil
 }
 
@@ -63,14 +65,14 @@ func (d *Driver) LeaderGet(ctx context.Context, name string, now time.Time) (*eb
 		exp int64
 	)
 	err := d.rdb.QueryRowContext(ctx, `SELECT leader_id, term, expires_at FROM leaders
-		WHERE name = ?1 AND expires_at > ?2`, name, ns(now)).Scan(&l.LeaderID, &l.Term, &exp)
+		WHERE name = ?1 AND expires_at > ?2`, name, sqlcommon.NS(now)).Scan(&l.LeaderID, &l.Term, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, d.wrap("reading the leader of "+name, err)
 	}
-	l.ExpiresAt = fromNS(exp)
+	l.ExpiresAt = sqlcommon.FromNS(exp)
 	return &l, nil
 }
 
@@ -93,7 +95,7 @@ func (d *Driver) DecisionAppend(ctx context.Context, leaderName string, dec *ebb
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM leaders
 			WHERE name = ?1 AND leader_id = ?2 AND term = ?3 AND expires_at > ?4`,
-			leaderName, dec.LeaderID, dec.Term, ns(dec.At)).Scan(&one)
+			leaderName, dec.LeaderID, dec.Term, sqlcommon.NS(dec.At)).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%q does not lead %q in term %d at %s: %w",
 				dec.LeaderID, leaderName, dec.Term, dec.At.UTC().Format("2006-01-02T15:04:05.000Z"), ebbdriver.ErrNotLeader)
@@ -104,7 +106,7 @@ func (d *Driver) DecisionAppend(ctx context.Context, leaderName string, dec *ebb
 		if err := tx.QueryRowContext(ctx, `INSERT INTO decisions
 			(pool, at, term, leader_id, from_n, to_n, action, reason, inputs, drained)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING seq`,
-			dec.Pool, ns(dec.At), dec.Term, dec.LeaderID, dec.From, dec.To, dec.Action, dec.Reason,
+			dec.Pool, sqlcommon.NS(dec.At), dec.Term, dec.LeaderID, dec.From, dec.To, dec.Action, dec.Reason,
 			nullBytes(dec.Inputs), drained).Scan(&seq); err != nil {
 			return fmt.Errorf("storing the decision: %w", err)
 		}
@@ -159,7 +161,7 @@ func (d *Driver) DecisionList(ctx context.Context, pool string, limit int) ([]eb
 			return nil, d.wrap("listing decisions", err)
 		}
 		dec.Inputs = inputs
-		dec.At = fromNS(at)
+		dec.At = sqlcommon.FromNS(at)
 		if drained.Valid {
 			if err := json.Unmarshal([]byte(drained.String), &dec.Drained); err != nil {
 				return nil, d.wrap("listing decisions", fmt.Errorf("decision %d: drained workers %q: %w", dec.Seq, drained.String, err))

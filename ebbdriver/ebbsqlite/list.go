@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
+
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbtype"
 )
@@ -108,7 +110,7 @@ func (d *Driver) TaskRetry(ctx context.Context, id string, now time.Time) (ebbty
 		case ebbtype.StateScheduled, ebbtype.StateRetrying:
 			// run_at moves to now, as for a dead task's retry.
 			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'queued', run_at = ?2 WHERE id = ?1`,
-				id, ns(now)); err != nil {
+				id, sqlcommon.NS(now)); err != nil {
 				return err
 			}
 		case ebbtype.StateDead:

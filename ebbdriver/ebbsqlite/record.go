@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
+
 	"github.com/ebbq/ebb/ebbtype"
 )
 
@@ -16,22 +18,6 @@ const taskCols = `id, queue, kind, args, headers, priority, run_at, attempt, max
 	finished_at, worker_id, lease_token, lease_expires_at, cancel_requested, errors, result`
 
 const numTaskCols = 23
-
-// ns stores a time as Unix nanoseconds; the zero time is 0.
-func ns(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// fromNS is ns's inverse.
-func fromNS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, v).UTC()
-}
 
 // nullStr stores "" as NULL.
 func nullStr(s string) any {
@@ -190,7 +176,7 @@ func (d *decoder) int(col string, v any) int64 {
 }
 
 func (d *decoder) time(col string, v any) time.Time {
-	return fromNS(d.int(col, v))
+	return sqlcommon.FromNS(d.int(col, v))
 }
 
 // scanTasks reads all rows of taskCols.

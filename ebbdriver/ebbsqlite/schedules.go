@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
+
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbtype"
 )
@@ -42,9 +44,9 @@ func (d *Driver) ScheduleUpsert(ctx context.Context, s *ebbtype.Schedule) error 
 				paused       = paused OR excluded.paused,
 				last_task_id = CASE WHEN excluded.last_tick_at > last_tick_at THEN excluded.last_task_id ELSE last_task_id END,
 				last_tick_at = max(last_tick_at, excluded.last_tick_at)`,
-			s.Name, s.Cron, int64(s.Every), ns(s.At), s.TZ, s.CatchUp, s.Kind, nullBytes(s.Args),
+			s.Name, s.Cron, int64(s.Every), sqlcommon.NS(s.At), s.TZ, s.CatchUp, s.Kind, nullBytes(s.Args),
 			s.Queue, s.Priority, s.MaxAttempts, int64(s.Timeout), headers,
-			s.Paused, ns(s.LastTickAt), s.LastTaskID, ns(s.CreatedAt), ns(s.UpdatedAt))
+			s.Paused, sqlcommon.NS(s.LastTickAt), s.LastTaskID, sqlcommon.NS(s.CreatedAt), sqlcommon.NS(s.UpdatedAt))
 		return err
 	})
 }
@@ -96,7 +98,7 @@ func scanSchedule(r rowScanner) (*ebbtype.Schedule, error) {
 	}
 	s.Args = args
 	s.Every, s.Timeout = time.Duration(every), time.Duration(timeout)
-	s.At, s.LastTickAt, s.CreatedAt, s.UpdatedAt = fromNS(at), fromNS(tick), fromNS(created), fromNS(upd)
+	s.At, s.LastTickAt, s.CreatedAt, s.UpdatedAt = sqlcommon.FromNS(at), sqlcommon.FromNS(tick), sqlcommon.FromNS(created), sqlcommon.FromNS(upd)
 	if headers.Valid {
 		if err := json.Unmarshal([]byte(headers.String), &s.Headers); err != nil {
 			s.Malformed = fmt.Sprintf("headers %q are not a JSON object: %v", headers.String, err)
@@ -144,7 +146,7 @@ func (d *Driver) ScheduleMarkFired(ctx context.Context, name string, tick time.T
 	var recorded bool
 	err := d.writeTx(ctx, "schedule mark fired "+name, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE schedules SET last_tick_at = ?2, last_task_id = ?3
-			WHERE name = ?1 AND last_tick_at < ?2`, name, ns(tick), taskID)
+			WHERE name = ?1 AND last_tick_at < ?2`, name, sqlcommon.NS(tick), taskID)
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,6 @@
 package ebbsqlite
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -9,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
 
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbtype"
@@ -66,8 +67,8 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 				}
 			}
 			r, err := insert.ExecContext(ctx, t.ID, t.Queue, t.Kind, nullBytes(t.EncodedArgs), enc[i].headers,
-				t.Priority, ns(t.RunAt), t.Attempt, t.MaxAttempts, int64(t.Timeout), int64(t.Retention),
-				nullStr(t.UniqueKey), int64(t.UniqueTTL), string(enc[i].state), ns(t.EnqueuedAt),
+				t.Priority, sqlcommon.NS(t.RunAt), t.Attempt, t.MaxAttempts, int64(t.Timeout), int64(t.Retention),
+				nullStr(t.UniqueKey), int64(t.UniqueTTL), string(enc[i].state), sqlcommon.NS(t.EnqueuedAt),
 				enc[i].errors, nullBytes(t.Result))
 			if err != nil {
 				return fmt.Errorf("inserting task %s: %w", t.ID, err)
@@ -111,7 +112,7 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 
 // uniqueExpiry is when a UniqueTTL key stops being held.
 func uniqueExpiry(t *ebbtype.TaskInfo) int64 {
-	return ns(t.EnqueuedAt.Add(t.UniqueTTL))
+	return sqlcommon.NS(t.EnqueuedAt.Add(t.UniqueTTL))
 }
 
 // uniqueHeld tells whether t's unique key is held by another task, and by
@@ -131,7 +132,7 @@ func uniqueHeld(ctx context.Context, holder *sql.Stmt, t *ebbtype.TaskInfo) (str
 		return "", false, nil // the same task again: the id check reports it
 	}
 	if exp.Valid {
-		return id, exp.Int64 > ns(t.EnqueuedAt), nil
+		return id, exp.Int64 > sqlcommon.NS(t.EnqueuedAt), nil
 	}
 	// A key whose holder is gone or finished was not released (a crash
 	// between versions, a manual delete): treat it as free.
@@ -158,11 +159,11 @@ func bumpReady(ctx context.Context, tx *sql.Tx, s *stmts, ready map[string]int64
 // Fetch promotes due tasks and claims up to Limit in one transaction.
 func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver.FetchResult, error) {
 	res := &ebbdriver.FetchResult{}
-	queues := dedup(p.Queues)
+	queues := sqlcommon.Dedup(p.Queues)
 	if len(queues) == 0 {
 		return res, nil
 	}
-	now := ns(p.Now)
+	now := sqlcommon.NS(p.Now)
 	ready := map[string]int64{}
 	err := d.writeTx(ctx, "fetch", func(tx *sql.Tx) error {
 		res.Tasks, res.NextDueAt = nil, time.Time{}
@@ -191,14 +192,14 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 				if got, err = scanTasks(rows); err != nil {
 					return fmt.Errorf("reading the claims of a retried fetch in queue %q: %w", q, err)
 				}
-				slices.SortFunc(got, fetchOrder)
+				slices.SortFunc(got, sqlcommon.FetchOrder)
 				got = got[:min(len(got), left)]
 				res.Tasks = append(res.Tasks, got...)
 				left -= len(got)
 			}
 			if left > 0 {
 				rows, err := claim.QueryContext(ctx, now, nullStr(p.WorkerID), nullStr(p.LeaseToken),
-					ns(p.Now.Add(p.LeaseDuration)), q, left)
+					sqlcommon.NS(p.Now.Add(p.LeaseDuration)), q, left)
 				if err != nil {
 					return fmt.Errorf("claiming tasks of queue %q: %w", q, err)
 				}
@@ -206,7 +207,7 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 					return fmt.Errorf("claiming tasks of queue %q: %w", q, err)
 				}
 				// RETURNING yields rows in update order, not ORDER BY's.
-				slices.SortFunc(got, fetchOrder)
+				slices.SortFunc(got, sqlcommon.FetchOrder)
 				res.Tasks = append(res.Tasks, got...)
 				left -= len(got)
 				n += len(got)
@@ -222,7 +223,7 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 				due = next.Int64
 			}
 		}
-		res.NextDueAt = fromNS(due)
+		res.NextDueAt = sqlcommon.FromNS(due)
 		return bumpReady(ctx, tx, d.stmts, ready)
 	})
 	if err != nil {
@@ -232,36 +233,13 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 	return res, nil
 }
 
-func fetchOrder(a, b *ebbtype.TaskInfo) int {
-	if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
-		return c
-	}
-	if c := a.RunAt.Compare(b.RunAt); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.ID, b.ID)
-}
-
-func dedup(qs []string) []string {
-	if len(qs) <= 1 {
-		return qs
-	}
-	out := make([]string, 0, len(qs))
-	for _, q := range qs {
-		if !slices.Contains(out, q) {
-			out = append(out, q)
-		}
-	}
-	return out
-}
-
 // ExtendLeases moves the leases the caller still holds in one transaction.
 func (d *Driver) ExtendLeases(ctx context.Context, p ebbdriver.ExtendLeasesParams) (*ebbdriver.ExtendLeasesResult, error) {
 	res := &ebbdriver.ExtendLeasesResult{}
 	if len(p.Leases) == 0 {
 		return res, nil
 	}
-	until := ns(p.Until)
+	until := sqlcommon.NS(p.Until)
 	err := d.writeTx(ctx, "extend leases", func(tx *sql.Tx) error {
 		res.Lost, res.CancelRequested = nil, nil
 		st := tx.StmtContext(ctx, d.stmts.extend)
@@ -369,7 +347,7 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 			return *p
 		}
 		for i, c := range completions {
-			now := ns(c.Now)
+			now := sqlcommon.NS(c.Now)
 			var (
 				queue string
 				key   sql.NullString
@@ -393,7 +371,7 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 						runAt = c.Now
 					}
 				}
-				err = stmt(&retry, d.stmts.retry).QueryRowContext(ctx, c.ID, c.LeaseToken, now, string(state), ns(runAt), errJSON[i]).
+				err = stmt(&retry, d.stmts.retry).QueryRowContext(ctx, c.ID, c.LeaseToken, now, string(state), sqlcommon.NS(runAt), errJSON[i]).
 					Scan(&queue)
 				if err == nil {
 					totalsOf(sums, queue).retried++
@@ -522,7 +500,7 @@ func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbt
 		switch state {
 		case ebbtype.StateScheduled, ebbtype.StateQueued, ebbtype.StateRetrying:
 			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'cancelled', finished_at = ?2,
-				expires_at = ?2 + retention WHERE id = ?1`, id, ns(now)); err != nil {
+				expires_at = ?2 + retention WHERE id = ?1`, id, sqlcommon.NS(now)); err != nil {
 				return err
 			}
 			// The contract releases the key of a task cancelled before it
@@ -566,7 +544,7 @@ func insertEvent(ctx context.Context, tx *sql.Tx, kind string, ev ebbdriver.Even
 	var seq int64
 	err := tx.QueryRowContext(ctx, `INSERT INTO events (kind, queue, task_id, worker_id, at)
 		VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq`,
-		kind, nullStr(ev.Queue), nullStr(ev.TaskID), nullStr(ev.WorkerID), ns(now)).Scan(&seq)
+		kind, nullStr(ev.Queue), nullStr(ev.TaskID), nullStr(ev.WorkerID), sqlcommon.NS(now)).Scan(&seq)
 	if err != nil {
 		return 0, fmt.Errorf("recording %s event: %w", kind, err)
 	}
@@ -659,7 +637,7 @@ func retryDead(ctx context.Context, tx *sql.Tx, where string, args []any, now ti
 	// first enqueue, as OldestQueuedAt reports.
 	r, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'queued', attempt = 0, run_at = ?`+
 		fmt.Sprint(len(args)+1)+`, finished_at = 0, expires_at = NULL, cancel_requested = 0,
-		lease_token = NULL, lease_expires_at = 0 WHERE `+where, append(args, ns(now))...)
+		lease_token = NULL, lease_expires_at = 0 WHERE `+where, append(args, sqlcommon.NS(now))...)
 	if err != nil {
 		return 0, err
 	}
@@ -719,12 +697,12 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbtype.Queue
 		if err := tx.QueryRowContext(ctx, statsQueuedSQL, s.Name).Scan(&s.Queued, &oldest); err != nil {
 			return nil, d.wrap("counting queued tasks", err)
 		}
-		s.OldestQueuedAt = fromNS(oldest.Int64)
+		s.OldestQueuedAt = sqlcommon.FromNS(oldest.Int64)
 		var next sql.NullInt64
-		if err := tx.QueryRowContext(ctx, statsWaitingSQL, s.Name, ns(now)).Scan(&s.Scheduled, &s.DueScheduled, &next); err != nil {
+		if err := tx.QueryRowContext(ctx, statsWaitingSQL, s.Name, sqlcommon.NS(now)).Scan(&s.Scheduled, &s.DueScheduled, &next); err != nil {
 			return nil, d.wrap("counting scheduled tasks", err)
 		}
-		s.NextDueAt = fromNS(next.Int64)
+		s.NextDueAt = sqlcommon.FromNS(next.Int64)
 		if err := tx.QueryRowContext(ctx, statsRunningSQL, s.Name).Scan(&s.InFlight); err != nil {
 			return nil, d.wrap("counting running tasks", err)
 		}
@@ -755,7 +733,7 @@ func (d *Driver) PromoteDue(ctx context.Context, queue string, now time.Time, li
 	ready := map[string]int64{}
 	err := d.writeTx(ctx, "promoting due tasks", func(tx *sql.Tx) error {
 		clear(ready)
-		r, err := tx.StmtContext(ctx, d.stmts.promote).ExecContext(ctx, queue, ns(now), limit)
+		r, err := tx.StmtContext(ctx, d.stmts.promote).ExecContext(ctx, queue, sqlcommon.NS(now), limit)
 		if err != nil {
 			return err
 		}
@@ -793,7 +771,7 @@ func (d *Driver) RescueExpired(ctx context.Context, queue string, now time.Time,
 			lease_token = NULL, lease_expires_at = 0
 			WHERE rowid IN (SELECT rowid FROM tasks WHERE queue = ?1 AND state = 'running'
 				AND lease_expires_at < ?2 ORDER BY lease_expires_at LIMIT ?4)
-			RETURNING id, state, unique_key, unique_ttl`, queue, ns(now), string(at), limit)
+			RETURNING id, state, unique_key, unique_ttl`, queue, sqlcommon.NS(now), string(at), limit)
 		if err != nil {
 			return err
 		}
@@ -850,8 +828,8 @@ func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64,
 	if limit <= 0 {
 		limit = -1
 	}
-	now := ns(p.Now)
-	deadBefore := ns(p.Now.Add(-p.DeadRetention))
+	now := sqlcommon.NS(p.Now)
+	deadBefore := sqlcommon.NS(p.Now.Add(-p.DeadRetention))
 	var n int64
 	err := d.writeTx(ctx, "cleaning up", func(tx *sql.Tx) error {
 		n = 0

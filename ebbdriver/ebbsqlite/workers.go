@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
+
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbtype"
 )
@@ -27,7 +29,7 @@ func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbtype.WorkerInfo, t
 	var drain int64
 	err = d.writeTx(ctx, "worker heartbeat", func(tx *sql.Tx) error {
 		// The registry is small; expired entries go on every heartbeat.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM workers WHERE expires_at <= ?1 AND id <> ?2`, ns(now), info.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM workers WHERE expires_at <= ?1 AND id <> ?2`, sqlcommon.NS(now), info.ID); err != nil {
 			return err
 		}
 		// A worker that comes back after its entry expired is a new
@@ -35,7 +37,7 @@ func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbtype.WorkerInfo, t
 		return tx.QueryRowContext(ctx, `INSERT INTO workers (id, info, expires_at) VALUES (?1, ?2, ?3)
 			ON CONFLICT (id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at,
 				drain_requested = CASE WHEN workers.expires_at <= ?4 THEN 0 ELSE workers.drain_requested END
-			RETURNING drain_requested`, info.ID, string(b), ns(now.Add(ttl)), ns(now)).Scan(&drain)
+			RETURNING drain_requested`, info.ID, string(b), sqlcommon.NS(now.Add(ttl)), sqlcommon.NS(now)).Scan(&drain)
 	})
 	if err != nil {
 		return nil, err
@@ -46,7 +48,7 @@ func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbtype.WorkerInfo, t
 // WorkerList returns the workers whose entry has not expired at now.
 func (d *Driver) WorkerList(ctx context.Context, now time.Time) ([]ebbtype.WorkerInfo, error) {
 	rows, err := d.rdb.QueryContext(ctx, `SELECT id, info FROM workers
-		WHERE expires_at > ?1 ORDER BY id`, ns(now))
+		WHERE expires_at > ?1 ORDER BY id`, sqlcommon.NS(now))
 	if err != nil {
 		return nil, d.wrap("listing workers", err)
 	}
@@ -82,7 +84,7 @@ func (d *Driver) WorkerDeregister(ctx context.Context, id string) error {
 func (d *Driver) WorkerRequestDrain(ctx context.Context, id string, now time.Time) error {
 	var pe pendingEvent
 	err := d.writeTx(ctx, "requesting drain of worker "+id, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, `UPDATE workers SET drain_requested = 1 WHERE id = ?1 AND expires_at > ?2`, id, ns(now))
+		r, err := tx.ExecContext(ctx, `UPDATE workers SET drain_requested = 1 WHERE id = ?1 AND expires_at > ?2`, id, sqlcommon.NS(now))
 		if err != nil {
 			return err
 		}
