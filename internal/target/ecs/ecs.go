@@ -271,17 +271,22 @@ func (t *Target) Launch(ctx context.Context, n int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Retired tasks ECS still runs (the last listing pruned the others) are
+	// drained and take no work, but a raised count would keep them first:
+	// raising by n alone let them absorb the raise, start nothing, and be
+	// retired again a pass later, in a loop. So the count covers them too,
+	// and they are forgotten, so the control plane retires them again and
+	// ECS stops them once the new tasks run.
+	t.mu.Lock()
+	keep := len(t.retired)
+	t.mu.Unlock()
 	from := svc.DesiredCount
-	to := int32(min(int64(from)+int64(n), math.MaxInt32))
+	to := int32(min(int64(from)+int64(n)+int64(keep), math.MaxInt32))
 	if err := t.setDesired(ctx, to); err != nil {
 		return nil, err
 	}
 	t.mu.Lock()
 	t.lastLaunch = t.now()
-	// A retired task that ECS has not stopped yet now fits in the raised
-	// count, so ECS may keep it: forgetting it lets the control plane retire
-	// it again. One that ECS is stopping is not listed any more, so Retire
-	// ignores it and it is not counted twice.
 	clear(t.retired)
 	t.mu.Unlock()
 	t.logger.Info("raised the desired count", "from", from, "to", to)

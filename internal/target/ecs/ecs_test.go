@@ -565,12 +565,17 @@ func TestRetiredTaskThatECSKeepsCanBeRetiredAgain(t *testing.T) {
 		t.Errorf("with an excess task: %s, want %s", got, want)
 	}
 
-	// A Launch that raises the count forgets retired tasks at once.
+	// A Launch that raises the count forgets retired tasks at once, and
+	// counts them on top of the new ones: c is drained and takes no work, so
+	// raising by one alone would let ECS keep c and start nothing.
 	if _, err := tg.Launch(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := instances(), "a=running b=running c=running"; got != want {
+	if got, want := instances(), "a=running b=running c=running ecs-pending-1=starting"; got != want {
 		t.Errorf("after Launch: %s, want %s", got, want)
+	}
+	if desired, _, _ := f.get(); desired != 4 {
+		t.Errorf("desired %d after Launch(1) with c retired but running, want 4 (a, b, c and one new)", desired)
 	}
 }
 
