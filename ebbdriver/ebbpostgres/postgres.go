@@ -3,9 +3,11 @@
 // One table holds the tasks; partial indexes keep each state's work apart
 // so a fetch, a count or a rescue touches only the rows of its state, never
 // the finished tasks kept for their retention. A fetch claims a batch in
-// one UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n), so
-// any number of workers fetch at once without waiting for each other; a
-// batch of completions is one statement over unnest arrays.
+// one UPDATE … WHERE id = ANY(ARRAY(SELECT … FOR UPDATE SKIP LOCKED LIMIT
+// n)), so any number of workers fetch at once without waiting for each
+// other, and the batch is found by primary key (written as id IN (SELECT
+// …) the planner may join it to a scan of the whole table); a batch of
+// completions is one statement over unnest arrays.
 //
 // Wake-ups travel by LISTEN/NOTIFY on one channel per schema, at most one
 // notification per statement and queue (a batch of 1,000 enqueues sends
@@ -32,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -372,8 +375,18 @@ func (d *Driver) wrap(op string, err error) error {
 	return fmt.Errorf("ebbpostgres: %s: %w", op, err)
 }
 
+// shardSeq makes consecutive statements of a process add to different
+// counter rows. A counter row stays locked until its statement's commit is
+// flushed, so concurrent enqueues that picked the same row at random
+// committed one flush after the other; in turn, the statements in flight
+// at once (rarely more than the shard count) never share a row. The start
+// is random so that processes do not all begin on the same row.
+var shardSeq atomic.Uint32
+
+func init() { shardSeq.Store(rand.Uint32()) }
+
 // shard picks the counter row a statement adds to.
-func shard() int32 { return rand.Int32N(counterShards) }
+func shard() int32 { return int32(shardSeq.Add(1) % counterShards) }
 
 // inTx runs fn in a transaction on the pool.
 func (d *Driver) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {

@@ -27,8 +27,8 @@ const notifyQueued = `json_build_object('k', 'q', 'q', %s)::text`
 // each on first use per connection and caches it (its default
 // QueryExecModeCacheStatement), so the hot ones are parsed and planned once.
 type stmts struct {
-	reclaim                                                             string
-	enqueue, insertOnly, counted, lockKey, takeKey, keyHolder, dropTask string
+	reclaim                                                                           string
+	enqueue, enqueueFresh, insertOnly, counted, lockKey, takeKey, keyHolder, dropTask string
 
 	promote, promoteNext, claim, nextDue, extend, complete, lostOrGone string
 
@@ -60,6 +60,19 @@ func newStmts(schema string) *stmts {
 		ON CONFLICT (id) DO NOTHING
 		RETURNING id, queue, state
 	)`
+	// enqueueFresh is enqueue for a batch stored on its own, outside a
+	// caller's transaction: a plain INSERT, which writes a third less WAL
+	// than ON CONFLICT's speculative insertion (no confirmation record per
+	// row) and skips its conflict pre-check, and no row per task comes back.
+	// A task ID already stored fails the whole statement, which commits
+	// nothing, and the batch goes again through enqueue. $1… as for enqueue,
+	// $18 the shard.
+	s.enqueueFresh = q(strings.Replace(input, "ON CONFLICT (id) DO NOTHING\n", "", 1) + `, counted AS (
+		INSERT INTO {s}.ebb_queue_counters (queue, shard, enqueued)
+		SELECT queue, $18, count(*) FROM ins GROUP BY queue
+		ON CONFLICT (queue, shard) DO UPDATE SET enqueued = ebb_queue_counters.enqueued + excluded.enqueued
+	)
+	SELECT count(*) FROM ins`)
 	s.enqueue = q(input + `, counted AS (
 		INSERT INTO {s}.ebb_queue_counters (queue, shard, enqueued)
 		SELECT queue, $18, count(*) FROM ins GROUP BY queue
@@ -103,17 +116,17 @@ func newStmts(schema string) *stmts {
 
 	// Fetch: $1 queue, $2 now, $3 limit.
 	s.promote = q(`UPDATE {s}.ebb_tasks SET state = 'queued'
-		WHERE id IN (SELECT id FROM {s}.ebb_tasks
+		WHERE id = ANY(ARRAY(SELECT id FROM {s}.ebb_tasks
 			WHERE queue = $1 AND state IN ('scheduled', 'retrying') AND run_at <= $2
-			ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED)`)
+			ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED))`)
 	// Fetch's first statement: promote, and the earliest run_at of the
 	// waiting tasks it left (its subquery reads the statement's snapshot,
 	// in which the promoted rows still wait, hence the NOT IN).
 	s.promoteNext = q(`WITH p AS (
 		UPDATE {s}.ebb_tasks SET state = 'queued'
-		WHERE id IN (SELECT id FROM {s}.ebb_tasks
+		WHERE id = ANY(ARRAY(SELECT id FROM {s}.ebb_tasks
 			WHERE queue = $1 AND state IN ('scheduled', 'retrying') AND run_at <= $2
-			ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+			ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED))
 		RETURNING id)
 	SELECT (SELECT count(*) FROM p), (SELECT min(run_at) FROM {s}.ebb_tasks
 		WHERE queue = $1 AND state IN ('scheduled', 'retrying') AND id NOT IN (SELECT id FROM p)),
@@ -121,8 +134,8 @@ func newStmts(schema string) *stmts {
 	// $1 now, $2 worker, $3 token, $4 lease expiry, $5 queue, $6 limit.
 	s.claim = q(`UPDATE {s}.ebb_tasks SET state = 'running', attempt = attempt + 1, started_at = $1,
 		worker_id = $2, lease_token = $3, lease_expires_at = $4
-		WHERE id IN (SELECT id FROM {s}.ebb_tasks WHERE queue = $5 AND state = 'queued'
-			ORDER BY priority, run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED)
+		WHERE id = ANY(ARRAY(SELECT id FROM {s}.ebb_tasks WHERE queue = $5 AND state = 'queued'
+			ORDER BY priority, run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED))
 		RETURNING ` + taskCols)
 	s.nextDue = q(`SELECT min(run_at) FROM {s}.ebb_tasks WHERE queue = $1 AND state IN ('scheduled', 'retrying')`)
 	// A retried fetch's earlier claims: $1 queue, $2 token, $3 limit.
@@ -131,7 +144,7 @@ func newStmts(schema string) *stmts {
 		ORDER BY priority, run_at, id LIMIT $3`)
 	s.extend = q(`UPDATE {s}.ebb_tasks t SET lease_expires_at = $1
 		FROM unnest($2::text[] COLLATE "C", $3::text[]) AS l(id, token)
-		WHERE t.id = l.id AND t.state = 'running' AND t.lease_token = l.token
+		WHERE t.id = ANY($2::text[] COLLATE "C") AND t.id = l.id AND t.state = 'running' AND t.lease_token = l.token
 		RETURNING t.id, l.token, t.cancel_requested`)
 
 	// Complete: arrays $1 id, $2 token, $3 outcome, $4 result, $5 error
@@ -160,7 +173,7 @@ func newStmts(schema string) *stmts {
 		RETURNING t.id, c.token, t.queue, t.state, t.unique_key, t.unique_ttl, c.outcome
 	), keys AS (
 		DELETE FROM {s}.ebb_unique_keys k USING u
-		WHERE u.state IN ('succeeded', 'dead', 'cancelled') AND u.unique_ttl = 0
+		WHERE u.state IN ('succeeded', 'dead', 'cancelled') AND u.unique_key IS NOT NULL AND u.unique_ttl = 0
 			AND k.queue = u.queue AND k.key = u.unique_key AND k.task_id = u.id AND k.expires_at IS NULL
 	), tot AS (
 		INSERT INTO {s}.ebb_queue_counters AS q (queue, shard, succeeded, failed, retried)
@@ -175,7 +188,7 @@ func newStmts(schema string) *stmts {
 		UNION ALL
 		SELECT pg_notify($9, json_build_object('k', 'f', 'id', a.task_id)::text)
 		FROM (SELECT DISTINCT a.task_id FROM u JOIN {s}.ebb_awaiters a ON a.task_id = u.id
-			WHERE u.state IN ('succeeded', 'dead', 'cancelled')) AS a
+			WHERE u.state IN ('succeeded', 'dead', 'cancelled') AND EXISTS (SELECT 1 FROM {s}.ebb_awaiters)) AS a
 	)
 	SELECT id, token, (SELECT count(*) FROM woken), ` + asyncCommit("$10") + ` FROM u`)
 	s.lostOrGone = q(`SELECT id FROM {s}.ebb_tasks WHERE id = ANY($1::text[])`)
@@ -190,8 +203,8 @@ func newStmts(schema string) *stmts {
 			finished_at = CASE WHEN attempt >= max_attempts THEN $2 ELSE finished_at END,
 			errors = ` + appendErr(`jsonb_build_object('attempt', attempt, 'at', $3::text, 'error', 'lease expired', 'worker_id', coalesce(worker_id, ''))`) + `,
 			lease_token = NULL, lease_expires_at = 0
-		WHERE id IN (SELECT id FROM {s}.ebb_tasks WHERE queue = $1 AND state = 'running'
-			AND lease_expires_at < $2 ORDER BY lease_expires_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+		WHERE id = ANY(ARRAY(SELECT id FROM {s}.ebb_tasks WHERE queue = $1 AND state = 'running'
+			AND lease_expires_at < $2 ORDER BY lease_expires_at LIMIT $4 FOR UPDATE SKIP LOCKED))
 		RETURNING id, queue, state, unique_key, unique_ttl
 	), keys AS (
 		DELETE FROM {s}.ebb_unique_keys k USING r
@@ -212,10 +225,10 @@ func newStmts(schema string) *stmts {
 	SELECT id, state, (SELECT count(*) FROM woken) FROM r`)
 
 	// Cleanup: $1 queue, $2 bound, $3 limit (NULL: none).
-	s.cleanupFinished = q(`DELETE FROM {s}.ebb_tasks WHERE id IN (SELECT id FROM {s}.ebb_tasks
-		WHERE queue = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3)`)
-	s.cleanupDead = q(`DELETE FROM {s}.ebb_tasks WHERE id IN (SELECT id FROM {s}.ebb_tasks
-		WHERE queue = $1 AND state = 'dead' AND finished_at < $2 ORDER BY finished_at LIMIT $3)`)
+	s.cleanupFinished = q(`DELETE FROM {s}.ebb_tasks WHERE id = ANY(ARRAY(SELECT id FROM {s}.ebb_tasks
+		WHERE queue = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3))`)
+	s.cleanupDead = q(`DELETE FROM {s}.ebb_tasks WHERE id = ANY(ARRAY(SELECT id FROM {s}.ebb_tasks
+		WHERE queue = $1 AND state = 'dead' AND finished_at < $2 ORDER BY finished_at LIMIT $3))`)
 	s.cleanupKeys = q(`DELETE FROM {s}.ebb_unique_keys WHERE (queue, key) IN (SELECT queue, key
 		FROM {s}.ebb_unique_keys WHERE expires_at <= $1 LIMIT $2)`)
 	s.cleanupAwaiters = q(`DELETE FROM {s}.ebb_awaiters WHERE expires_at <= $1`)

@@ -11,6 +11,7 @@ import (
 	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbtype"
@@ -104,6 +105,22 @@ func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskIn
 				return nil, err
 			}
 		}
+		if q == nil {
+			fresh, err := d.enqueueFresh(ctx, &a, len(tasks))
+			if err != nil {
+				return nil, err
+			}
+			if fresh {
+				for i, t := range tasks {
+					results[i] = ebbdriver.EnqueueResult{ID: t.ID}
+					if a.state[i] == string(ebbtype.StateQueued) && !slices.Contains(woken, t.Queue) {
+						woken = append(woken, t.Queue)
+					}
+				}
+				d.waker.wake(woken)
+				return results, nil
+			}
+		}
 		run := q
 		if run == nil {
 			run = pgxQuerier{d.pool}
@@ -150,6 +167,26 @@ func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskIn
 		d.waker.wake(woken)
 	}
 	return results, nil
+}
+
+// enqueueFresh stores a batch on the pool on the assumption, true of
+// nearly every batch, that none of its IDs is stored yet. false: one is (or
+// the batch holds an ID twice), nothing was stored, and the caller stores
+// the batch with the statement that sorts out duplicates.
+func (d *Driver) enqueueFresh(ctx context.Context, a *taskArrays, n int) (bool, error) {
+	var stored int64
+	err := d.pool.QueryRow(ctx, d.s.enqueueFresh, append(a.params(), shard())...).Scan(&stored)
+	var pe *pgconn.PgError // 23505: unique_violation
+	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "ebb_tasks_pkey" {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if stored != int64(n) {
+		return false, fmt.Errorf("stored %d of a batch of %d tasks", stored, n)
+	}
+	return true, nil
 }
 
 // enqueueOneByOne stores tasks in order inside one transaction, so a

@@ -1,0 +1,90 @@
+package ebbpostgres
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ebbq/ebb/internal/testpg"
+)
+
+// TestStatementPlansAtScale: with tens of thousands of tasks in each of
+// the queued, running and finished states, the statements that pick a batch
+// of rows by a subquery (claim, promotion, rescue, cleanup) find that batch
+// by primary key, in the plan pgx's cached statements get after five
+// executions (generic) as in the first five (custom). Written as
+// `id IN (SELECT …)`, the claim was planned as a hash join over a
+// sequential scan of the whole table: every fetch read every row.
+func TestStatementPlansAtScale(t *testing.T) {
+	t.Parallel()
+	testpg.Check(t)
+	ctx := t.Context()
+	d, err := Open(ctx, testpg.SchemaURL(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	if _, err := d.pool.Exec(ctx, `INSERT INTO `+d.t("tasks")+` (id, queue, kind, priority, run_at, attempt, max_attempts,
+		timeout, retention, unique_ttl, state, enqueued_at, finished_at, expires_at, lease_token, lease_expires_at)
+		SELECT lpad(i::text, 26, '0'), 'q', 'k', 2, i, 1, 3, 0, 0, 0,
+			CASE i % 4 WHEN 0 THEN 'queued' WHEN 1 THEN 'running' WHEN 2 THEN 'succeeded' ELSE 'dead' END, i, i,
+			CASE WHEN i % 4 = 2 THEN i + 1000000 END, CASE WHEN i % 4 = 1 THEN 'tok' END, CASE WHEN i % 4 = 1 THEN i ELSE 0 END
+		FROM generate_series(1, 80000) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.pool.Exec(ctx, `ANALYZE `+d.t("tasks")); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	stmts := []struct {
+		name, sql string
+		args      []any
+	}{
+		{"claim", d.s.claim, []any{int64(5), "w", "tok2", int64(9), "q", 500}},
+		{"promote", d.s.promote, []any{"q", int64(5), promoteBatch}},
+		{"promote and next due", d.s.promoteNext, []any{"q", int64(5), promoteBatch, true}},
+		{"rescue", d.s.rescue, []any{"q", int64(40000), "2026-01-01T00:00:00Z", 500, int32(0), d.channel}},
+		{"cleanup finished", d.s.cleanupFinished, []any{"q", int64(1040000), 500}},
+		{"cleanup dead", d.s.cleanupDead, []any{"q", int64(40000), 500}},
+		{"complete", d.s.complete, completeArgs(d, 1000)},
+	}
+	for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {
+		if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range stmts {
+			// EXPLAIN without ANALYZE plans the statement and runs nothing.
+			rows, err := conn.Query(ctx, "EXPLAIN "+st.sql, st.args...)
+			if err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			plan := strings.Join(lines, "\n")
+			if strings.Contains(plan, "Seq Scan on ebb_tasks") || strings.Contains(plan, "Hash Semi Join") {
+				t.Errorf("%s (%s): reads the whole table; plan:\n%s", st.name, mode, plan)
+			}
+		}
+	}
+	if _, err := conn.Exec(ctx, "RESET plan_cache_mode"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// completeArgs are complete's parameters for n running tasks' successes.
+func completeArgs(d *Driver, n int) []any {
+	ids, tokens := make([]string, n), make([]string, n)
+	outcomes, results, errs, runAts, nows := make([]int32, n), make([][]byte, n), make([]*string, n), make([]int64, n), make([]int64, n)
+	for i := range n {
+		ids[i], tokens[i], outcomes[i], nows[i] = fmt.Sprintf("%026d", 4*i+1), "tok", 1, 5
+	}
+	return []any{ids, tokens, outcomes, results, errs, runAts, nows, int32(0), d.channel, true}
+}
