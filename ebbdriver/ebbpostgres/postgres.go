@@ -3,11 +3,9 @@
 // One table holds the tasks; partial indexes keep each state's work apart
 // so a fetch, a count or a rescue touches only the rows of its state, never
 // the finished tasks kept for their retention. A fetch claims a batch in
-// one UPDATE … WHERE id = ANY(ARRAY(SELECT … FOR UPDATE SKIP LOCKED LIMIT
-// n)), so any number of workers fetch at once without waiting for each
-// other, and the batch is found by primary key (written as id IN (SELECT
-// …) the planner may join it to a scan of the whole table); a batch of
-// completions is one statement over unnest arrays.
+// one UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n), so
+// any number of workers fetch at once without waiting for each other; a
+// batch of completions is one statement over unnest arrays.
 //
 // Wake-ups travel by LISTEN/NOTIFY on one channel per schema, at most one
 // notification per statement and queue (a batch of 1,000 enqueues sends

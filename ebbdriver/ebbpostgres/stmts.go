@@ -134,8 +134,8 @@ func newStmts(schema string) *stmts {
 	// $1 now, $2 worker, $3 token, $4 lease expiry, $5 queue, $6 limit.
 	s.claim = q(`UPDATE {s}.ebb_tasks SET state = 'running', attempt = attempt + 1, started_at = $1,
 		worker_id = $2, lease_token = $3, lease_expires_at = $4
-		WHERE id = ANY(ARRAY(SELECT id FROM {s}.ebb_tasks WHERE queue = $5 AND state = 'queued'
-			ORDER BY priority, run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED))
+		WHERE id IN (SELECT id FROM {s}.ebb_tasks WHERE queue = $5 AND state = 'queued'
+			ORDER BY priority, run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED)
 		RETURNING ` + taskCols)
 	s.nextDue = q(`SELECT min(run_at) FROM {s}.ebb_tasks WHERE queue = $1 AND state IN ('scheduled', 'retrying')`)
 	// A retried fetch's earlier claims: $1 queue, $2 token, $3 limit.
