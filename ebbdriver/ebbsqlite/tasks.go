@@ -3,6 +3,7 @@ package ebbsqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -346,7 +347,17 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 			}
 			return *p
 		}
+		// Successes go first, all in one statement; whatever its fence
+		// refused takes the per-task path below, which tells a lost lease
+		// from a deleted task.
+		done, err := d.succeedBatch(ctx, tx, completions, sums, &finished, releaseKey)
+		if err != nil {
+			return err
+		}
 		for i, c := range completions {
+			if done[i] {
+				continue
+			}
 			now := sqlcommon.NS(c.Now)
 			var (
 				queue string
@@ -428,6 +439,112 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 	}
 	d.announce(ready, finished)
 	return errs, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// succeedBatchMax bounds one batched success statement's JSON argument.
+const succeedBatchMax = 1000
+
+// succeedBatch marks the successful completions succeeded with succeedN and
+// reports which indexes it stored. A task id that appears twice is stored
+// once; its other completions go to the per-task path, which refuses them as
+// the fence would.
+func (d *Driver) succeedBatch(ctx context.Context, tx *sql.Tx, completions []ebbdriver.Completion,
+	sums map[string]*totals, finished *[]string, release func(sql.NullString, int64, string) error) ([]bool, error) {
+	done := make([]bool, len(completions))
+	type item struct {
+		I string `json:"i"`
+		T string `json:"t"`
+		N int64  `json:"n"`
+		R *string `json:"r,omitempty"` // nil: NULL; "": an empty result
+	}
+	var (
+		st    *sql.Stmt
+		batch []item
+		at    = map[string][]int{} // id → indexes of its successes, in order
+	)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		arg, err := json.Marshal(batch)
+		if err != nil {
+			return err
+		}
+		batch = batch[:0]
+		if st == nil {
+			st = tx.StmtContext(ctx, d.stmts.succeedN)
+		}
+		rows, err := st.QueryContext(ctx, string(arg))
+		if err != nil {
+			return fmt.Errorf("completing tasks: %w", err)
+		}
+		defer rows.Close()
+		type heldKey struct {
+			key sql.NullString
+			ttl int64
+			id  string
+		}
+		var keys []heldKey
+		for rows.Next() {
+			var (
+				id, queue string
+				key       sql.NullString
+				ttl       int64
+			)
+			if err := rows.Scan(&id, &queue, &key, &ttl); err != nil {
+				return fmt.Errorf("completing tasks: %w", err)
+			}
+			idx := at[id]
+			if len(idx) == 0 {
+				return fmt.Errorf("completing tasks: the database returned task %s, which was not asked for", id)
+			}
+			done[idx[0]] = true
+			at[id] = nil
+			totalsOf(sums, queue).succeeded++
+			*finished = append(*finished, id)
+			if key.Valid {
+				keys = append(keys, heldKey{key, ttl, id})
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("completing tasks: %w", err)
+		}
+		rows.Close()
+		// After the rows are read: a statement of the same transaction
+		// should not run while another one still steps.
+		for _, k := range keys {
+			if err := release(k.key, k.ttl, k.id); err != nil {
+				return fmt.Errorf("releasing the unique key of task %s: %w", k.id, err)
+			}
+		}
+		clear(at)
+		return nil
+	}
+	for i, c := range completions {
+		if c.Outcome != ebbdriver.OutcomeSucceeded {
+			continue
+		}
+		if len(at[c.ID]) > 0 {
+			continue // a second success of one id in a batch: refused below
+		}
+		at[c.ID] = append(at[c.ID], i)
+		it := item{I: c.ID, T: c.LeaseToken, N: sqlcommon.NS(c.Now)}
+		if c.Result != nil {
+			it.R = ptr(hex.EncodeToString(c.Result))
+		}
+		batch = append(batch, it)
+		if len(batch) == succeedBatchMax {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // TaskGet reads a task in any state.
