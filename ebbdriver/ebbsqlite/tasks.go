@@ -454,9 +454,9 @@ func (d *Driver) succeedBatch(ctx context.Context, tx *sql.Tx, completions []ebb
 	sums map[string]*totals, finished *[]string, release func(sql.NullString, int64, string) error) ([]bool, error) {
 	done := make([]bool, len(completions))
 	type item struct {
-		I string `json:"i"`
-		T string `json:"t"`
-		N int64  `json:"n"`
+		I string  `json:"i"`
+		T string  `json:"t"`
+		N int64   `json:"n"`
 		R *string `json:"r,omitempty"` // nil: NULL; "": an empty result
 	}
 	var (
