@@ -36,7 +36,7 @@ type stmts struct {
 	uniqueHolder  *sql.Stmt
 	uniqueSet     *sql.Stmt
 	uniqueRelease *sql.Stmt // TTL 0 keys only
-	queueAdd      *sql.Stmt
+	queueAddReady *sql.Stmt // enqueue's: counts and announces in one
 	queueReady    *sql.Stmt
 	queueTotals   *sql.Stmt
 
@@ -78,8 +78,10 @@ func prepare(ctx context.Context, wdb, rdb *sql.DB) (*stmts, error) {
 	s.uniqueSet = p(wdb, `INSERT INTO unique_keys (queue, key, task_id, expires_at) VALUES (?1, ?2, ?3, ?4)
 		ON CONFLICT (queue, key) DO UPDATE SET task_id = excluded.task_id, expires_at = excluded.expires_at`)
 	s.uniqueRelease = p(wdb, `DELETE FROM unique_keys WHERE key = ?1 AND task_id = ?2 AND expires_at IS NULL`)
-	s.queueAdd = p(wdb, `INSERT INTO queues (name, enqueued) VALUES (?1, ?2)
-		ON CONFLICT (name) DO UPDATE SET enqueued = enqueued + excluded.enqueued`)
+	s.queueAddReady = p(wdb, `INSERT INTO queues (name, enqueued, ready_seq) VALUES (?1, ?2, ?3)
+		ON CONFLICT (name) DO UPDATE SET enqueued = enqueued + excluded.enqueued,
+			ready_seq = ready_seq + excluded.ready_seq
+		RETURNING ready_seq`)
 	s.queueReady = p(wdb, `UPDATE queues SET ready_seq = ready_seq + 1 WHERE name = ?1 RETURNING ready_seq`)
 	s.queueTotals = p(wdb, `UPDATE queues SET succeeded = succeeded + ?2, failed = failed + ?3,
 		retried = retried + ?4 WHERE name = ?1`)

@@ -22,12 +22,15 @@ import (
 // again at once.
 const promoteBatch = 10000
 
-// Enqueue stores the batch in one transaction.
+// encoded is what Enqueue computes of a task before any transaction.
+type encoded struct {
+	headers, errors any
+	state           ebbtype.State
+}
+
+// Enqueue stores the batch in one transaction, together with the batches of
+// concurrent calls (see enqueueGroup).
 func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
-	type encoded struct {
-		headers, errors any
-		state           ebbtype.State
-	}
 	enc := make([]encoded, len(tasks))
 	for i, t := range tasks {
 		if t == nil {
@@ -48,67 +51,7 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 			enc[i].state = ebbtype.StateScheduled
 		}
 	}
-	results := make([]ebbdriver.EnqueueResult, len(tasks))
-	ready := map[string]int64{}
-	err := d.writeTx(ctx, "enqueue", func(tx *sql.Tx) error {
-		clear(ready)
-		insert := tx.StmtContext(ctx, d.stmts.insertTask)
-		holder := tx.StmtContext(ctx, d.stmts.uniqueHolder)
-		setKey := tx.StmtContext(ctx, d.stmts.uniqueSet)
-		stored := map[string]int64{}
-		for i, t := range tasks {
-			if t.UniqueKey != "" {
-				id, held, err := uniqueHeld(ctx, holder, t)
-				if err != nil {
-					return err
-				}
-				if held {
-					results[i] = ebbdriver.EnqueueResult{ID: id, Duplicate: true}
-					continue
-				}
-			}
-			r, err := insert.ExecContext(ctx, t.ID, t.Queue, t.Kind, nullBytes(t.EncodedArgs), enc[i].headers,
-				t.Priority, sqlcommon.NS(t.RunAt), t.Attempt, t.MaxAttempts, int64(t.Timeout), int64(t.Retention),
-				nullStr(t.UniqueKey), int64(t.UniqueTTL), string(enc[i].state), sqlcommon.NS(t.EnqueuedAt),
-				enc[i].errors, nullBytes(t.Result))
-			if err != nil {
-				return fmt.Errorf("inserting task %s: %w", t.ID, err)
-			}
-			if n, err := r.RowsAffected(); err != nil {
-				return err
-			} else if n == 0 {
-				results[i] = ebbdriver.EnqueueResult{ID: t.ID, Duplicate: true}
-				continue
-			}
-			results[i] = ebbdriver.EnqueueResult{ID: t.ID}
-			if t.UniqueKey != "" {
-				var exp any // NULL: held until terminal
-				if t.UniqueTTL > 0 {
-					exp = uniqueExpiry(t)
-				}
-				if _, err := setKey.ExecContext(ctx, t.Queue, t.UniqueKey, t.ID, exp); err != nil {
-					return fmt.Errorf("taking unique key %q: %w", t.UniqueKey, err)
-				}
-			}
-			stored[t.Queue]++
-			if enc[i].state == ebbtype.StateQueued {
-				ready[t.Queue] = 0
-			}
-		}
-		// Also creates the queue's row, which bumpReady updates.
-		add := tx.StmtContext(ctx, d.stmts.queueAdd)
-		for q, n := range stored {
-			if _, err := add.ExecContext(ctx, q, n); err != nil {
-				return fmt.Errorf("counting tasks enqueued in queue %q: %w", q, err)
-			}
-		}
-		return bumpReady(ctx, tx, d.stmts, ready)
-	})
-	if err != nil {
-		return nil, err
-	}
-	d.notify.queued(ready)
-	return results, nil
+	return d.enqueue.do(ctx, d, &enqueueCall{tasks: tasks, enc: enc})
 }
 
 // uniqueExpiry is when a UniqueTTL key stops being held.
