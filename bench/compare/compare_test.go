@@ -90,6 +90,9 @@ func TestQuickGoSystems(t *testing.T) {
 			if !strings.Contains(md, "| "+s.Name()+" |") {
 				t.Errorf("markdown has no row for %s:\n%s", s.Name(), md)
 			}
+			if strings.Contains(md, "%!") {
+				t.Errorf("markdown has a formatting error:\n%s", md)
+			}
 			if !strings.Contains(md, "steady 1000/s: p50 ms") {
 				t.Errorf("markdown has no column for the high-rate steady run:\n%s", md)
 			}

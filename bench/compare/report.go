@@ -84,13 +84,10 @@ func startedPct(run func(*RepResult) *SteadyResult) func(*RepResult) *float64 {
 func steadyRun(r *RepResult) *SteadyResult { return r.Steady }
 func highRun(r *RepResult) *SteadyResult   { return r.SteadyHigh }
 
-// title fills in the rate a steady metric's title names: %d is SteadyRate,
-// %[2]d HighRate.
+// titleFor fills in the rates a steady metric's title names: {rate} is
+// SteadyRate, {high} HighRate (titles also hold a literal %).
 func (m metric) titleFor(c ReportConfig) string {
-	if !strings.Contains(m.title, "%") {
-		return m.title
-	}
-	return fmt.Sprintf(m.title, c.SteadyRate, c.HighRate)
+	return strings.NewReplacer("{rate}", fmt.Sprint(c.SteadyRate), "{high}", fmt.Sprint(c.HighRate)).Replace(m.title)
 }
 
 var metrics = []metric{
@@ -102,7 +99,7 @@ var metrics = []metric{
 	}},
 	{"enqueue_1_per_s", "enqueue tasks/s, 1 producer", 0, func(r *RepResult) *float64 { return r.Enqueue1 }},
 	{"enqueue_many_per_s", "enqueue tasks/s, 16 producers", 0, func(r *RepResult) *float64 { return r.EnqueueMany }},
-	{"steady_p50_ms", "steady %d/s: enqueue→start p50 ms", 2, func(r *RepResult) *float64 {
+	{"steady_p50_ms", "steady {rate}/s: enqueue→start p50 ms", 2, func(r *RepResult) *float64 {
 		if r.Steady == nil {
 			return nil
 		}
@@ -114,7 +111,7 @@ var metrics = []metric{
 		}
 		return &r.Steady.P99MS
 	}},
-	{key: "steady_high_p50_ms", title: "steady %[2]d/s: p50 ms", digits: 2, get: steadyGet(highRun, func(s *SteadyResult) float64 { return s.P50MS })},
+	{key: "steady_high_p50_ms", title: "steady {high}/s: p50 ms", digits: 2, get: steadyGet(highRun, func(s *SteadyResult) float64 { return s.P50MS })},
 	{key: "steady_high_p99_ms", title: "p99 ms", digits: 2, get: steadyGet(highRun, func(s *SteadyResult) float64 { return s.P99MS })},
 	{key: "steady_high_started_pct", title: "started %", digits: 1, get: startedPct(highRun)},
 	{"idle_broker_ops_per_s", "idle: broker ops/s", 1, func(r *RepResult) *float64 {
@@ -158,8 +155,8 @@ var details = []metric{
 		}
 		return &r.Steady.MaxMS
 	}},
-	{key: "steady_high_sent_per_s", title: "steady %[2]d/s: achieved send rate/s", get: steadyGet(highRun, func(s *SteadyResult) float64 { return s.SentPerS })},
-	{key: "steady_high_max_ms", title: "steady %[2]d/s: max ms", digits: 1, get: steadyGet(highRun, func(s *SteadyResult) float64 { return s.MaxMS })},
+	{key: "steady_high_sent_per_s", title: "steady {high}/s: achieved send rate/s", get: steadyGet(highRun, func(s *SteadyResult) float64 { return s.SentPerS })},
+	{key: "steady_high_max_ms", title: "steady {high}/s: max ms", digits: 1, get: steadyGet(highRun, func(s *SteadyResult) float64 { return s.MaxMS })},
 	{"idle_pg_xacts_per_s", "idle: pg_stat_database transactions/s (River; lags, see below)", 1, func(r *RepResult) *float64 {
 		if r.Idle == nil {
 			return nil
