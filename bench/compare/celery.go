@@ -245,12 +245,16 @@ func (c *celerySystem) BurnDown(ctx context.Context, n int) (*BurnResult, error)
 		ClockStarts: "worker_ready signal (after interpreter and pool start-up)"}, nil
 }
 
-func (c *celerySystem) Steady(ctx context.Context, rate int, d time.Duration) (*SteadyResult, error) {
+func (c *celerySystem) Steady(ctx context.Context, rate int, d, drain time.Duration) (*SteadyResult, error) {
 	// The burn-down's worker is reused when it is still up: it left the
 	// broker empty (that is when its clock stopped). A FLUSHDB under a
 	// running worker would also delete kombu's queue bindings.
 	if c.worker == nil {
 		if err := c.admin.FlushDB(ctx).Err(); err != nil {
+			return nil, err
+		}
+		// An earlier steady run's latencies must not count in this one.
+		if err := clearLatencies(c.latDir()); err != nil {
 			return nil, err
 		}
 		if _, err := c.startWorker(ctx, c.latDir()); err != nil {
@@ -265,7 +269,7 @@ func (c *celerySystem) Steady(ctx context.Context, rate int, d time.Duration) (*
 	if err != nil {
 		return nil, err
 	}
-	if _, err := waitCount(ctx, p.Count, c.cfg.SteadyDrain, func() (int, error) {
+	if _, err := waitCount(ctx, p.Count, drain, func() (int, error) {
 		lat, err := readLatencies(latDir)
 		return len(lat), err
 	}); err != nil {
@@ -276,6 +280,19 @@ func (c *celerySystem) Steady(ctx context.Context, rate int, d time.Duration) (*
 		return nil, err
 	}
 	return steadyResult(lat, p.Count, float64(p.Count)/p.Seconds, "1 process, paced")
+}
+
+func clearLatencies(dir string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "lat-*.txt"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := os.Remove(f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readLatencies reads the pool processes' files (microseconds per line).

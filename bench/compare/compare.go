@@ -37,8 +37,10 @@ type System interface {
 	// workers and times until the system records all n as done.
 	BurnDown(ctx context.Context, n int) (*BurnResult, error)
 	// Steady enqueues rate tasks/s for d, each carrying its enqueue time,
-	// and returns the enqueue→handler-start latencies.
-	Steady(ctx context.Context, rate int, d time.Duration) (*SteadyResult, error)
+	// and returns the enqueue→handler-start latencies of the tasks that
+	// started within drain of the last send. A producer that cannot keep
+	// the rate stops at steadyDeadline(d) and reports what it achieved.
+	Steady(ctx context.Context, rate int, d, drain time.Duration) (*SteadyResult, error)
 	// Idle measures the broker traffic and worker CPU of a waiting worker.
 	Idle(ctx context.Context, settle, window time.Duration) (*IdleResult, error)
 	Teardown(ctx context.Context) error
@@ -54,10 +56,18 @@ type Config struct {
 	SteadyRate      int
 	SteadyDuration  time.Duration
 	SteadyDrain     time.Duration // how long stragglers may take after the last enqueue
-	IdleSettle      time.Duration
-	IdleWindow      time.Duration
-	Concurrency     int // handler concurrency of the Go systems' workers
-	CeleryProcs     int // Celery prefork pool size
+	// HighRate is the second steady workload, run after Idle on a fresh
+	// worker: a rate (10,000/s) at which batching and wake-ups matter more
+	// than at SteadyRate. It is shorter, and its stragglers get less time,
+	// because bench/run's budget has room for 10 s per system and
+	// repetition, not 30 (see DefaultConfig).
+	HighRate     int
+	HighDuration time.Duration
+	HighDrain    time.Duration
+	IdleSettle   time.Duration
+	IdleWindow   time.Duration
+	Concurrency  int // handler concurrency of the Go systems' workers
+	CeleryProcs  int // Celery prefork pool size
 
 	RedisAddr   string // host:port; every Redis system uses RedisDB on it
 	RedisDB     int
@@ -89,6 +99,15 @@ func DefaultConfig() Config {
 		SteadyRate:      1000,
 		SteadyDuration:  30 * time.Second,
 		SteadyDrain:     20 * time.Second,
+		// 10 s at 10,000/s is 100,000 samples, plenty for a p99, and adds
+		// about 12 s per Go system and repetition; Celery cannot send or
+		// run 10,000/s (its one paced producer stops at 1.1 × 10 s and the
+		// report gives the rate it reached), and a 5 s drain bounds what a
+		// system that fell behind costs: the share started says how far
+		// behind it fell.
+		HighRate:     10_000,
+		HighDuration: 10 * time.Second,
+		HighDrain:    5 * time.Second,
 		// The idle window is short for the same budget reason: 5 systems ×
 		// 3 repetitions × (settle + window). 5 s still spans ebb's poll
 		// backstop (5 s), asynq's and Celery's 1 s checks and River's
@@ -123,6 +142,9 @@ func QuickConfig() Config {
 	c.SteadyRate = 200
 	c.SteadyDuration = 2 * time.Second
 	c.SteadyDrain = 10 * time.Second
+	c.HighRate = 2000
+	c.HighDuration = time.Second
+	c.HighDrain = 5 * time.Second
 	c.IdleSettle = 500 * time.Millisecond
 	c.IdleWindow = 2 * time.Second
 	return c
@@ -173,6 +195,7 @@ type RepResult struct {
 	EnqueueMany *float64      `json:"enqueue_many_per_s"`
 	Burn        *BurnResult   `json:"burn_down"`
 	Steady      *SteadyResult `json:"steady"`
+	SteadyHigh  *SteadyResult `json:"steady_high"` // at Config.HighRate
 	Idle        *IdleResult   `json:"idle"`
 	Errors      []string      `json:"errors,omitempty"`
 	Seconds     float64       `json:"seconds"`
@@ -241,7 +264,7 @@ func runRep(ctx context.Context, cfg Config, s System, rep int, logf func(string
 		r.Burn = b
 		logf("rep %d %s: burn-down %d tasks in %.2fs: %.0f/s (fill: %s, %.0f/s)", rep, s.Name(), b.Tasks, b.Seconds, b.PerS, b.FillAPI, b.FillPerS)
 	}
-	if st, err := s.Steady(ctx, cfg.SteadyRate, cfg.SteadyDuration); err != nil {
+	if st, err := s.Steady(ctx, cfg.SteadyRate, cfg.SteadyDuration, cfg.SteadyDrain); err != nil {
 		fail("steady", err)
 	} else {
 		r.Steady = st
@@ -256,6 +279,16 @@ func runRep(ctx context.Context, cfg Config, s System, rep int, logf func(string
 			ops = fmt.Sprintf("%.1f", *id.BrokerOpsPerS)
 		}
 		logf("rep %d %s: idle %s %s, CPU %.2f%%", rep, s.Name(), ops, id.BrokerUnit, id.CPUPercent)
+	}
+	// After Idle, so that Idle still measures the worker of the 1,000/s run
+	// and this run starts its own worker on an empty broker.
+	if cfg.HighRate > 0 {
+		if st, err := s.Steady(ctx, cfg.HighRate, cfg.HighDuration, cfg.HighDrain); err != nil {
+			fail(fmt.Sprintf("steady %d/s", cfg.HighRate), err)
+		} else {
+			r.SteadyHigh = st
+			logf("rep %d %s: steady %d/s: %d sent at %.0f/s, %d started: p50 %.2fms p99 %.2fms max %.2fms", rep, s.Name(), cfg.HighRate, st.Sent, st.SentPerS, st.Started, st.P50MS, st.P99MS, st.MaxMS)
+		}
 	}
 	return r
 }
@@ -290,6 +323,13 @@ func (l *latencies) drain() []float64 {
 			return out
 		}
 	}
+}
+
+// steadyDeadline is when a paced producer that fell behind stops sending:
+// 10 % past the planned duration, so that a system that cannot enqueue at
+// the rate costs bounded time and shows its achieved rate instead.
+func steadyDeadline(start time.Time, d time.Duration) time.Time {
+	return start.Add(d + d/10)
 }
 
 // waitCount waits until have() reaches want or timeout passes.

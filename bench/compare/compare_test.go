@@ -23,6 +23,8 @@ func TestQuickGoSystems(t *testing.T) {
 	cfg.EnqueueWindow = 100 * time.Millisecond
 	cfg.SteadyRate = 100
 	cfg.SteadyDuration = time.Second
+	cfg.HighRate = 1000
+	cfg.HighDuration = time.Second
 	cfg.IdleSettle = 100 * time.Millisecond
 	cfg.IdleWindow = 500 * time.Millisecond
 	cfg.RedisAddr = envOr("EBB_BENCH_REDIS", "127.0.0.1:6379")
@@ -74,10 +76,28 @@ func TestQuickGoSystems(t *testing.T) {
 			if r.Idle == nil {
 				t.Errorf("idle: missing")
 			}
+			// How many the producers reach depends on the machine's load;
+			// that each one sent starts, and that the run is bounded by its
+			// plan, does not.
+			planned := int(float64(cfg.HighRate) * cfg.HighDuration.Seconds())
+			if h := r.SteadyHigh; h == nil || h.Sent == 0 || h.Sent > planned || h.Started != h.Sent {
+				t.Errorf("steady %d/s: %+v", cfg.HighRate, h)
+			}
 			rep := Report{Generated: time.Now().UTC().Format(time.RFC3339), Versions: map[string]string{}, Setup: map[string]string{},
-				Reference: Reference, Systems: Summarize([]System{s}, runs), Notes: Notes(cfg)}
-			if md := rep.Markdown(); !strings.Contains(md, "| "+s.Name()+" |") {
+				Reference: Reference, Systems: Summarize([]System{s}, runs), Notes: Notes(cfg),
+				Config: ReportConfig{SteadyRate: cfg.SteadyRate, HighRate: cfg.HighRate}}
+			md := rep.Markdown()
+			if !strings.Contains(md, "| "+s.Name()+" |") {
 				t.Errorf("markdown has no row for %s:\n%s", s.Name(), md)
+			}
+			if strings.Contains(md, "%!") {
+				t.Errorf("markdown has a formatting error:\n%s", md)
+			}
+			if !strings.Contains(md, "steady 1000/s: p50 ms") {
+				t.Errorf("markdown has no column for the high-rate steady run:\n%s", md)
+			}
+			if _, ok := rep.Systems[0].Medians["steady_high_started_pct"]; !ok {
+				t.Errorf("no median of the high-rate run's share started: %v", rep.Systems[0].Medians)
 			}
 		})
 	}

@@ -164,7 +164,15 @@ func (s *goSystem) BurnDown(ctx context.Context, n int) (*BurnResult, error) {
 // producer would lower the rate instead of measuring the queue.
 const steadyProducers = 8
 
-func (s *goSystem) Steady(ctx context.Context, rate int, d time.Duration) (*SteadyResult, error) {
+func (s *goSystem) Steady(ctx context.Context, rate int, d, drain time.Duration) (*SteadyResult, error) {
+	// A worker left from an earlier workload would compete with this one.
+	if s.stopWorker != nil {
+		stop := s.stopWorker
+		s.stopWorker = nil
+		if err := stop(); err != nil {
+			return nil, fmt.Errorf("stop the previous worker: %w", err)
+		}
+	}
 	if err := s.b.reset(ctx); err != nil {
 		return nil, err
 	}
@@ -184,13 +192,13 @@ func (s *goSystem) Steady(ctx context.Context, rate int, d time.Duration) (*Stea
 	if !clock.Sleep(ctx, 500*time.Millisecond) {
 		return nil, ctx.Err()
 	}
-	sent, elapsed, err := paced(ctx, rate, total, func(ctx context.Context) error {
+	sent, elapsed, err := paced(ctx, rate, total, d, func(ctx context.Context) error {
 		return s.b.enqueue(ctx, time.Now().UnixNano())
 	})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := waitCount(ctx, sent, s.cfg.SteadyDrain, func() (int, error) { return lat.count(), nil }); err != nil {
+	if _, err := waitCount(ctx, sent, drain, func() (int, error) { return lat.count(), nil }); err != nil {
 		return nil, err
 	}
 	return steadyResult(lat.drain(), sent, float64(sent)/elapsed.Seconds(), fmt.Sprintf("%d goroutines, paced", steadyProducers))
@@ -199,8 +207,8 @@ func (s *goSystem) Steady(ctx context.Context, rate int, d time.Duration) (*Stea
 // paced makes total calls of send at rate per second, spread over
 // steadyProducers goroutines; the timestamp in each task is taken when its
 // call starts, so a producer that falls behind shows as a lower SentPerS,
-// not as queue latency.
-func paced(ctx context.Context, rate, total int, send func(context.Context) error) (int, time.Duration, error) {
+// not as queue latency; it stops at steadyDeadline(d) whatever it sent.
+func paced(ctx context.Context, rate, total int, d time.Duration, send func(context.Context) error) (int, time.Duration, error) {
 	slots := make(chan struct{})
 	var (
 		wg       sync.WaitGroup
@@ -220,6 +228,10 @@ func paced(ctx context.Context, rate, total int, send func(context.Context) erro
 	}
 	interval := time.Second / time.Duration(rate)
 	start := time.Now()
+	stopAt := steadyDeadline(start, d)
+	timeout := time.NewTimer(time.Until(stopAt))
+	defer timeout.Stop()
+send:
 	for i := range total {
 		if w := time.Until(start.Add(time.Duration(i) * interval)); w > 0 {
 			time.Sleep(w)
@@ -227,7 +239,11 @@ func paced(ctx context.Context, rate, total int, send func(context.Context) erro
 		if ctx.Err() != nil || firstErr.Load() != nil {
 			break
 		}
-		slots <- struct{}{}
+		select {
+		case slots <- struct{}{}:
+		case <-timeout.C:
+			break send
+		}
 	}
 	close(slots)
 	wg.Wait()

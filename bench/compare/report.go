@@ -36,6 +36,9 @@ type ReportConfig struct {
 	GoConcurrency    int     `json:"go_worker_concurrency"`
 	CeleryPoolProcs  int     `json:"celery_prefork_processes"`
 	SteadyProducersG int     `json:"steady_producer_goroutines"`
+	HighRate         int     `json:"steady_high_rate"`
+	HighDurationS    float64 `json:"steady_high_duration_s"`
+	HighDrainS       float64 `json:"steady_high_drain_s"`
 }
 
 // SystemReport is one system: medians over its successful repetitions,
@@ -54,6 +57,39 @@ type metric struct {
 	get        func(*RepResult) *float64
 }
 
+// noRatio are metrics read as they are: a ratio of shares says nothing.
+var noRatio = map[string]bool{"steady_high_started_pct": true}
+
+// steadyGet reads a field of one of a repetition's steady runs.
+func steadyGet(run func(*RepResult) *SteadyResult, field func(*SteadyResult) float64) func(*RepResult) *float64 {
+	return func(r *RepResult) *float64 {
+		st := run(r)
+		if st == nil {
+			return nil
+		}
+		return ptr(field(st))
+	}
+}
+
+func startedPct(run func(*RepResult) *SteadyResult) func(*RepResult) *float64 {
+	return func(r *RepResult) *float64 {
+		st := run(r)
+		if st == nil || st.Sent == 0 {
+			return nil
+		}
+		return ptr(100 * float64(st.Started) / float64(st.Sent))
+	}
+}
+
+func steadyRun(r *RepResult) *SteadyResult { return r.Steady }
+func highRun(r *RepResult) *SteadyResult   { return r.SteadyHigh }
+
+// titleFor fills in the rates a steady metric's title names: {rate} is
+// SteadyRate, {high} HighRate (titles also hold a literal %).
+func (m metric) titleFor(c ReportConfig) string {
+	return strings.NewReplacer("{rate}", fmt.Sprint(c.SteadyRate), "{high}", fmt.Sprint(c.HighRate)).Replace(m.title)
+}
+
 var metrics = []metric{
 	{"burn_down_per_s", "burn-down tasks/s", 0, func(r *RepResult) *float64 {
 		if r.Burn == nil {
@@ -63,7 +99,7 @@ var metrics = []metric{
 	}},
 	{"enqueue_1_per_s", "enqueue tasks/s, 1 producer", 0, func(r *RepResult) *float64 { return r.Enqueue1 }},
 	{"enqueue_many_per_s", "enqueue tasks/s, 16 producers", 0, func(r *RepResult) *float64 { return r.EnqueueMany }},
-	{"steady_p50_ms", "steady %d/s: enqueue→start p50 ms", 2, func(r *RepResult) *float64 {
+	{"steady_p50_ms", "steady {rate}/s: enqueue→start p50 ms", 2, func(r *RepResult) *float64 {
 		if r.Steady == nil {
 			return nil
 		}
@@ -75,6 +111,9 @@ var metrics = []metric{
 		}
 		return &r.Steady.P99MS
 	}},
+	{key: "steady_high_p50_ms", title: "steady {high}/s: p50 ms", digits: 2, get: steadyGet(highRun, func(s *SteadyResult) float64 { return s.P50MS })},
+	{key: "steady_high_p99_ms", title: "p99 ms", digits: 2, get: steadyGet(highRun, func(s *SteadyResult) float64 { return s.P99MS })},
+	{key: "steady_high_started_pct", title: "started %", digits: 1, get: startedPct(highRun)},
 	{"idle_broker_ops_per_s", "idle: broker ops/s", 1, func(r *RepResult) *float64 {
 		if r.Idle == nil {
 			return nil
@@ -109,18 +148,15 @@ var details = []metric{
 		}
 		return &r.Steady.SentPerS
 	}},
-	{"steady_started_pct", "steady: tasks started %", 2, func(r *RepResult) *float64 {
-		if r.Steady == nil || r.Steady.Sent == 0 {
-			return nil
-		}
-		return ptr(100 * float64(r.Steady.Started) / float64(r.Steady.Sent))
-	}},
+	{key: "steady_started_pct", title: "steady: tasks started %", digits: 2, get: startedPct(steadyRun)},
 	{"steady_max_ms", "steady: max ms", 1, func(r *RepResult) *float64 {
 		if r.Steady == nil {
 			return nil
 		}
 		return &r.Steady.MaxMS
 	}},
+	{key: "steady_high_sent_per_s", title: "steady {high}/s: achieved send rate/s", get: steadyGet(highRun, func(s *SteadyResult) float64 { return s.SentPerS })},
+	{key: "steady_high_max_ms", title: "steady {high}/s: max ms", digits: 1, get: steadyGet(highRun, func(s *SteadyResult) float64 { return s.MaxMS })},
 	{"idle_pg_xacts_per_s", "idle: pg_stat_database transactions/s (River; lags, see below)", 1, func(r *RepResult) *float64 {
 		if r.Idle == nil {
 			return nil
@@ -162,7 +198,7 @@ func Summarize(order []System, runs map[string][]RepResult) []SystemReport {
 		for _, m := range metrics {
 			v, ok := out[i].Medians[m.key]
 			r, rok := ref.Medians[m.key]
-			if !ok || !rok || r == 0 {
+			if !ok || !rok || r == 0 || noRatio[m.key] {
 				continue
 			}
 			// Postgres transactions and Redis commands are different units.
@@ -209,11 +245,7 @@ func (r *Report) Markdown() string {
 		"(for tasks/s higher is better, for ms, ops/s and CPU lower is better). %s\n\n", command, reps, r.Reference, r.Setup["brokers"])
 	w("| system | broker |")
 	for _, mt := range metrics {
-		title := mt.title
-		if strings.Contains(title, "%d") {
-			title = fmt.Sprintf(title, c.SteadyRate)
-		}
-		w(" %s |", title)
+		w(" %s |", mt.titleFor(c))
 	}
 	w("\n|---|---|")
 	for range metrics {
@@ -252,7 +284,7 @@ func (r *Report) Markdown() string {
 	}
 	w("\nDetails (medians):\n\n| system |")
 	for _, mt := range details {
-		w(" %s |", mt.title)
+		w(" %s |", mt.titleFor(c))
 	}
 	w(" backlog fill API |\n|---|")
 	for range details {
@@ -313,6 +345,7 @@ func Notes(cfg Config) []string {
 		fmt.Sprintf("**Celery's backlog is %d, not %d**: the whole of `bench/run` must fit in 15 minutes on this 2-core machine, and Celery's burn-down and its backlog fill are the slowest of all (their rates in this run are in the tables: 100,000 tasks would take the sum of 100,000/rate for both, per repetition). Its tasks/s over %d tasks is still its steady burn rate: the clock starts when the worker is ready, so there is no start-up transient for a longer run to amortize.", cfg.CeleryBurnTasks, cfg.BurnTasks, cfg.CeleryBurnTasks),
 		fmt.Sprintf("**Enqueue**: single-task calls (ebb `Client.Enqueue`, asynq `Client.EnqueueContext`, River `Client.Insert`, Celery `apply_async`) for %g s from 1 and from %d concurrent producers (goroutines; for Celery, processes, since Python threads share one interpreter lock); each producer makes one call before the clock starts. No worker runs meanwhile. Batch enqueue (ebb, River) is faster: see \"backlog fill\" in the details.", cfg.EnqueueWindow.Seconds(), cfg.Producers),
 		fmt.Sprintf("**Steady**: %d tasks/s for %g s, paced (Go systems: %d goroutines share the sends; Celery: one producer process), each task carrying its enqueue time (taken when the enqueue call starts); the handler records its start time minus that. All tasks count, including the first after an idle worker. The worker started 0.5 s before the first send; a system has %g s after the last send for stragglers.", cfg.SteadyRate, cfg.SteadyDuration.Seconds(), steadyProducers, cfg.SteadyDrain.Seconds()),
+		fmt.Sprintf("**Steady %d/s**: the same workload at %d tasks/s for %g s, after Idle, with a fresh worker on an empty broker (Celery: a fresh worker process); producers that cannot keep the rate stop at 1.1 × %g s, so a system's achieved send rate is in the details, and a system has %g s after the last send for stragglers: \"started %%\" is the share of sent tasks whose start was recorded by then, and the percentiles cover only those. Celery's one Python producer cannot send 10,000/s, nor its 2-process pool run them: its row measures what it reaches.", cfg.HighRate, cfg.HighRate, cfg.HighDuration.Seconds(), cfg.HighDuration.Seconds(), cfg.HighDrain.Seconds()),
 		fmt.Sprintf("**Idle**: the steady workload's worker, %g s after its last task, over %g s with nothing enqueued (short because of the time budget; it spans ebb's 5 s poll backstop, asynq's and Celery's 1 s checks and River's 1 s fetch poll, while which of the 5–10 s heartbeats fall inside varies, which the median over repetitions smooths). Redis systems: the delta of INFO `total_commands_processed` minus the one INFO of the measurement (commands inside Lua scripts count one each); the count is server-wide, which is why `bench/run` gives the comparison a Redis of its own. River: the SQL statements its worker's pgx pool sent, counted exactly by a pgx tracer. Postgres' own count, `pg_stat_database` xact_commit + xact_rollback of River's database, is in the details, but it lags: backends publish their counts up to 10 s late once idle, so a window this soon after the steady workload also counts some of its transactions (pg_stat_statements is not preloaded on this server). River's ratio is left out: a SQL statement and a Redis command are different units. ebb on SQLite: n/a, SQLite is a library inside the worker, there is no server to count commands at; its cost shows as worker CPU. Worker CPU: user+system time of the harness process (only the measured system runs in it then) or, for Celery, of the worker and its pool processes.", cfg.IdleSettle.Seconds(), cfg.IdleWindow.Seconds()),
 		fmt.Sprintf("**Configuration**: every system runs with its defaults except: worker concurrency %d for ebb, asynq and River: a no-op handler never blocks, so concurrency only caps how many tasks a worker holds, and River fetches at most MaxWorkers jobs per 100 ms FetchCooldown, so its cap binds (at ebb's default of 100 River could never pass 1,000 tasks/s; at 1,000 it burned at its 10,000/s cap; 10,000 is its maximum), and the same cap for all keeps it nobody's bottleneck (asynq's default would be the core count); Celery's prefork pool has one process per core (%d) and `task_acks_late` (at-least-once like the others; its default acknowledges before running), prefetch multiplier at its default 4 (64 burned no faster here), no result backend. asynq's default `TaskCheckInterval` (1 s) is kept: after its queue runs empty its fetcher sleeps 0.5–1.5 s, which its steady latency shows. River's pgx pools have 32 connections (pgxpool's default of 4 on 2 cores would throttle 16 producers). Producers and workers of the Go systems run in this process but never share a client or connection pool, as if they were separate processes (for ebb on SQLite this means the worker learns of new tasks by polling `PRAGMA data_version`, as a separate producer process would make it).", cfg.Concurrency, cfg.CeleryProcs),
 		"**River on SQLite: not run.** The Go module proxy serves riversqlite only at v0.31.0, and River v0.51.0 (the latest release, measured here on Postgres) cannot be built with it: riversqlite v0.31.0's executor does not implement v0.51.0's `riverdriver.Executor` (it lacks `IndexReindexArtifacts`, among others). Measuring River on SQLite would mean River v0.31.0, a different release than the one in the table, in a module of its own.",

@@ -2,8 +2,11 @@ package ebbsqlite_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +42,33 @@ func BenchmarkEnqueueBatch(b *testing.B) {
 		total += batch
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "tasks/s")
+}
+
+// BenchmarkEnqueueSingle stores one task per call, from 1 and from 16
+// goroutines: the call most producers make, where concurrent calls share a
+// transaction.
+func BenchmarkEnqueueSingle(b *testing.B) {
+	for _, producers := range []int{1, 16} {
+		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
+			d := newDriver(b)
+			now := time.Now()
+			var wg sync.WaitGroup
+			var next atomic.Int64
+			b.ResetTimer()
+			for range producers {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						if _, err := d.Enqueue(context.Background(), makeTasks("bench", 1, now)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+		})
+	}
 }
 
 // BenchmarkFetchComplete burns down 50,000 queued tasks with

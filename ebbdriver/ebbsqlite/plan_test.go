@@ -60,6 +60,21 @@ func TestQueryPlans(t *testing.T) {
 	}
 }
 
+// TestSucceedBatchPlan checks that the batched success walks its JSON
+// argument and looks each task up by id: a scan of the tasks table would
+// make every completion cost as much as the tasks kept.
+func TestSucceedBatchPlan(t *testing.T) {
+	t.Parallel()
+	d := openPlanDriver(t)
+	all := queryPlan(t, d, "succeed batch", succeedBatchSQL, `[{"i":"a","t":"x","n":1}]`)
+	if !strings.Contains(all, "SEARCH tasks USING INDEX sqlite_autoindex_tasks_1 (id=?)") {
+		t.Errorf("plan %q does not look tasks up by id", all)
+	}
+	if strings.Contains(all, "SCAN tasks") {
+		t.Errorf("plan %q scans the tasks table", all)
+	}
+}
+
 // TestListQueryPlans checks that TaskList's queries walk the id index for
 // their window and look the window's rows up by rowid, with no sort: what
 // bounds a call by its ScanLimit, however many tasks are stored.

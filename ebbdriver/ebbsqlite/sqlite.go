@@ -98,13 +98,14 @@ type Config struct {
 // concurrent use, and several Drivers (in one or many processes) may share a
 // file.
 type Driver struct {
-	path   string
-	cfg    Config
-	log    *slog.Logger
-	wdb    *sql.DB // exactly one connection: all writes
-	rdb    *sql.DB // reads, plus the poller's pinned connection
-	stmts  *stmts
-	notify *notifier
+	path    string
+	cfg     Config
+	log     *slog.Logger
+	wdb     *sql.DB // exactly one connection: all writes
+	rdb     *sql.DB // reads, plus the poller's pinned connection
+	stmts   *stmts
+	notify  *notifier
+	enqueue enqueueGroup
 
 	closeOnce sync.Once
 	closed    chan struct{}

@@ -3,6 +3,7 @@ package ebbsqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,12 +22,15 @@ import (
 // again at once.
 const promoteBatch = 10000
 
-// Enqueue stores the batch in one transaction.
+// encoded is what Enqueue computes of a task before any transaction.
+type encoded struct {
+	headers, errors any
+	state           ebbtype.State
+}
+
+// Enqueue stores the batch in one transaction, together with the batches of
+// concurrent calls (see enqueueGroup).
 func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
-	type encoded struct {
-		headers, errors any
-		state           ebbtype.State
-	}
 	enc := make([]encoded, len(tasks))
 	for i, t := range tasks {
 		if t == nil {
@@ -47,67 +51,7 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 			enc[i].state = ebbtype.StateScheduled
 		}
 	}
-	results := make([]ebbdriver.EnqueueResult, len(tasks))
-	ready := map[string]int64{}
-	err := d.writeTx(ctx, "enqueue", func(tx *sql.Tx) error {
-		clear(ready)
-		insert := tx.StmtContext(ctx, d.stmts.insertTask)
-		holder := tx.StmtContext(ctx, d.stmts.uniqueHolder)
-		setKey := tx.StmtContext(ctx, d.stmts.uniqueSet)
-		stored := map[string]int64{}
-		for i, t := range tasks {
-			if t.UniqueKey != "" {
-				id, held, err := uniqueHeld(ctx, holder, t)
-				if err != nil {
-					return err
-				}
-				if held {
-					results[i] = ebbdriver.EnqueueResult{ID: id, Duplicate: true}
-					continue
-				}
-			}
-			r, err := insert.ExecContext(ctx, t.ID, t.Queue, t.Kind, nullBytes(t.EncodedArgs), enc[i].headers,
-				t.Priority, sqlcommon.NS(t.RunAt), t.Attempt, t.MaxAttempts, int64(t.Timeout), int64(t.Retention),
-				nullStr(t.UniqueKey), int64(t.UniqueTTL), string(enc[i].state), sqlcommon.NS(t.EnqueuedAt),
-				enc[i].errors, nullBytes(t.Result))
-			if err != nil {
-				return fmt.Errorf("inserting task %s: %w", t.ID, err)
-			}
-			if n, err := r.RowsAffected(); err != nil {
-				return err
-			} else if n == 0 {
-				results[i] = ebbdriver.EnqueueResult{ID: t.ID, Duplicate: true}
-				continue
-			}
-			results[i] = ebbdriver.EnqueueResult{ID: t.ID}
-			if t.UniqueKey != "" {
-				var exp any // NULL: held until terminal
-				if t.UniqueTTL > 0 {
-					exp = uniqueExpiry(t)
-				}
-				if _, err := setKey.ExecContext(ctx, t.Queue, t.UniqueKey, t.ID, exp); err != nil {
-					return fmt.Errorf("taking unique key %q: %w", t.UniqueKey, err)
-				}
-			}
-			stored[t.Queue]++
-			if enc[i].state == ebbtype.StateQueued {
-				ready[t.Queue] = 0
-			}
-		}
-		// Also creates the queue's row, which bumpReady updates.
-		add := tx.StmtContext(ctx, d.stmts.queueAdd)
-		for q, n := range stored {
-			if _, err := add.ExecContext(ctx, q, n); err != nil {
-				return fmt.Errorf("counting tasks enqueued in queue %q: %w", q, err)
-			}
-		}
-		return bumpReady(ctx, tx, d.stmts, ready)
-	})
-	if err != nil {
-		return nil, err
-	}
-	d.notify.queued(ready)
-	return results, nil
+	return d.enqueue.do(ctx, d, &enqueueCall{tasks: tasks, enc: enc})
 }
 
 // uniqueExpiry is when a UniqueTTL key stops being held.
@@ -346,7 +290,17 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 			}
 			return *p
 		}
+		// Successes go first, all in one statement; whatever its fence
+		// refused takes the per-task path below, which tells a lost lease
+		// from a deleted task.
+		done, err := d.succeedBatch(ctx, tx, completions, sums, &finished, releaseKey)
+		if err != nil {
+			return err
+		}
 		for i, c := range completions {
+			if done[i] {
+				continue
+			}
 			now := sqlcommon.NS(c.Now)
 			var (
 				queue string
@@ -428,6 +382,112 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 	}
 	d.announce(ready, finished)
 	return errs, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// succeedBatchMax bounds one batched success statement's JSON argument.
+const succeedBatchMax = 1000
+
+// succeedBatch marks the successful completions succeeded with succeedN and
+// reports which indexes it stored. A task id that appears twice is stored
+// once; its other completions go to the per-task path, which refuses them as
+// the fence would.
+func (d *Driver) succeedBatch(ctx context.Context, tx *sql.Tx, completions []ebbdriver.Completion,
+	sums map[string]*totals, finished *[]string, release func(sql.NullString, int64, string) error) ([]bool, error) {
+	done := make([]bool, len(completions))
+	type item struct {
+		I string  `json:"i"`
+		T string  `json:"t"`
+		N int64   `json:"n"`
+		R *string `json:"r,omitempty"` // nil: NULL; "": an empty result
+	}
+	var (
+		st    *sql.Stmt
+		batch []item
+		at    = map[string][]int{} // id → indexes of its successes, in order
+	)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		arg, err := json.Marshal(batch)
+		if err != nil {
+			return err
+		}
+		batch = batch[:0]
+		if st == nil {
+			st = tx.StmtContext(ctx, d.stmts.succeedN)
+		}
+		rows, err := st.QueryContext(ctx, string(arg))
+		if err != nil {
+			return fmt.Errorf("completing tasks: %w", err)
+		}
+		defer rows.Close()
+		type heldKey struct {
+			key sql.NullString
+			ttl int64
+			id  string
+		}
+		var keys []heldKey
+		for rows.Next() {
+			var (
+				id, queue string
+				key       sql.NullString
+				ttl       int64
+			)
+			if err := rows.Scan(&id, &queue, &key, &ttl); err != nil {
+				return fmt.Errorf("completing tasks: %w", err)
+			}
+			idx := at[id]
+			if len(idx) == 0 {
+				return fmt.Errorf("completing tasks: the database returned task %s, which was not asked for", id)
+			}
+			done[idx[0]] = true
+			at[id] = nil
+			totalsOf(sums, queue).succeeded++
+			*finished = append(*finished, id)
+			if key.Valid {
+				keys = append(keys, heldKey{key, ttl, id})
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("completing tasks: %w", err)
+		}
+		rows.Close()
+		// After the rows are read: a statement of the same transaction
+		// should not run while another one still steps.
+		for _, k := range keys {
+			if err := release(k.key, k.ttl, k.id); err != nil {
+				return fmt.Errorf("releasing the unique key of task %s: %w", k.id, err)
+			}
+		}
+		clear(at)
+		return nil
+	}
+	for i, c := range completions {
+		if c.Outcome != ebbdriver.OutcomeSucceeded {
+			continue
+		}
+		if len(at[c.ID]) > 0 {
+			continue // a second success of one id in a batch: refused below
+		}
+		at[c.ID] = append(at[c.ID], i)
+		it := item{I: c.ID, T: c.LeaseToken, N: sqlcommon.NS(c.Now)}
+		if c.Result != nil {
+			it.R = ptr(hex.EncodeToString(c.Result))
+		}
+		batch = append(batch, it)
+		if len(batch) == succeedBatchMax {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // TaskGet reads a task in any state.

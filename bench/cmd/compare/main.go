@@ -56,7 +56,9 @@ func run() error {
 	burn := flag.Int("burn-tasks", 0, "burn-down backlog (default 100000)")
 	celeryBurn := flag.Int("celery-burn-tasks", 0, "Celery's burn-down backlog (default 20000)")
 	steady := flag.Duration("steady", 0, "steady workload duration (default 30s)")
-	idle := flag.Duration("idle", 0, "idle window (default 10s)")
+	idle := flag.Duration("idle", 0, "idle window (default 5s)")
+	highRate := flag.Int("high-rate", -1, "rate of the second steady workload (default 10000; 0 leaves it out)")
+	high := flag.Duration("high", 0, "duration of the second steady workload (default 10s)")
 	reference := flag.String("reference", compare.Reference, "the system every ratio divides by")
 	flag.Parse()
 
@@ -77,6 +79,8 @@ func run() error {
 	setIf(&cfg.CeleryBurnTasks, *celeryBurn, *celeryBurn > 0)
 	setIf(&cfg.SteadyDuration, *steady, *steady > 0)
 	setIf(&cfg.IdleWindow, *idle, *idle > 0)
+	setIf(&cfg.HighRate, *highRate, *highRate >= 0)
+	setIf(&cfg.HighDuration, *high, *high > 0)
 	cfg.Log = os.Stderr
 	var err error
 	if cfg.CeleryDir, err = filepath.Abs(cfg.CeleryDir); err != nil {
@@ -110,7 +114,8 @@ func run() error {
 		Config: compare.ReportConfig{Reps: cfg.Reps, BurnTasks: cfg.BurnTasks, CeleryBurnTasks: cfg.CeleryBurnTasks, Producers: cfg.Producers,
 			EnqueueWindowS: cfg.EnqueueWindow.Seconds(), SteadyRate: cfg.SteadyRate, SteadyDurationS: cfg.SteadyDuration.Seconds(),
 			IdleSettleS: cfg.IdleSettle.Seconds(), IdleWindowS: cfg.IdleWindow.Seconds(), GoConcurrency: cfg.Concurrency,
-			CeleryPoolProcs: cfg.CeleryProcs, SteadyProducersG: 8},
+			CeleryPoolProcs: cfg.CeleryProcs, SteadyProducersG: 8,
+			HighRate: cfg.HighRate, HighDurationS: cfg.HighDuration.Seconds(), HighDrainS: cfg.HighDrain.Seconds()},
 		Reference: compare.Reference,
 		Notes:     compare.Notes(cfg),
 	}
