@@ -28,7 +28,7 @@ var Variants = []Variant{
 	},
 	{
 		Key: "no-pack", Name: "without packing",
-		What:   "derived delays, but the first worker to reach the broker wins each fetch (`pack_delay: -1`)",
+		What:   "derived delays, but the first worker to reach the broker wins each fetch (`WorkerConfig.PackDelay` -1)",
 		policy: func(p policy.Policy, _ time.Duration) policy.Policy { return p },
 	},
 	{
