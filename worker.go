@@ -128,6 +128,16 @@ type WorkerConfig struct {
 	// the drain: past it the worker exits anyway, for nothing stopped it.
 	// Zero is HoldTimeoutDefault.
 	HoldTimeout time.Duration
+
+	// PackDelay packs a fleet's work onto its oldest workers, so the newest
+	// run dry and the autoscaler (which drains idle workers, newest first)
+	// can remove them: on a wake-up, a worker waits PackDelay times its
+	// rank by age among the workers of its queues with room (as the
+	// registry shows them) over their number, before it fetches; the
+	// oldest fetches at once, and a worker alone never waits. Zero is PackDelayDefault; negative turns packing
+	// off (every worker fetches at once, the first to reach the broker
+	// wins).
+	PackDelay time.Duration
 }
 
 // ScaleInGuard protects the worker's replica from being picked by its
@@ -188,6 +198,7 @@ type Worker struct {
 	protected chan struct{}
 	guardMu   sync.Mutex
 	guardErr  error
+	pack      packing
 	// values carries the values of Run's context into every handler's,
 	// without its cancellation: shutdown ends handlers explicitly.
 	values context.Context
@@ -254,6 +265,8 @@ func NewWorker(driver ebbdriver.Driver, config *WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("ebb: worker hold timeout %s is negative (zero is the default, %s)", c.HoldTimeout, HoldTimeoutDefault)
 	}
 	setDefault(&c.HoldTimeout, HoldTimeoutDefault)
+	setDefault(&c.PackDelay, PackDelayDefault)
+	w.pack.kick = make(chan struct{}, 1)
 	if c.ScaleInGuard != nil {
 		// Exiting after a drain would have the platform start a replacement
 		// (the reason it protects replicas at all).
@@ -371,6 +384,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	services.Go(func() { w.listen(bg, events) })
 	services.Go(func() { w.heartbeat(bg) })
 	services.Go(func() { w.watchLeases(bg) })
+	// The first fetch may already need to know whether others claim first.
+	w.readPeers(bg)
+	services.Go(func() { w.watchPeers(bg) })
 	if !w.config.DisableMaintenance {
 		// Rescue at least twice per lease so a dead worker's tasks wait at
 		// most about 1.5 leases before running again.

@@ -111,6 +111,19 @@ func (w *Worker) fetchLoop(stop, bg context.Context) {
 			return
 		}
 		timer.Stop()
+		w.wantPeers()
+		if d := w.packDelay(); d > 0 {
+			// Let fuller workers claim first (see WorkerConfig.PackDelay).
+			// A notification meanwhile changes nothing: the fetch below
+			// claims whatever they left.
+			timer := time.NewTimer(d)
+			select {
+			case <-timer.C:
+			case <-stop.Done():
+				timer.Stop()
+				return
+			}
+		}
 	}
 }
 

@@ -40,12 +40,12 @@ var (
 
 	// policyColors keep one colour per policy across charts.
 	policyColors = map[string]color.RGBA{
-		"ebb":       {232, 113, 10, 255},
-		"ebb-tuned": {245, 185, 113, 255},
-		"seed":      {123, 79, 160, 255},
-		"cdk":       {31, 119, 180, 255},
-		"cdk-wake1": {127, 179, 224, 255},
-		"keda":      {44, 160, 44, 255},
+		"ebb":        {232, 113, 10, 255},
+		"ebb-before": {245, 185, 113, 255},
+		"seed":       {123, 79, 160, 255},
+		"cdk":        {31, 119, 180, 255},
+		"cdk-wake1":  {127, 179, 224, 255},
+		"keda":       {44, 160, 44, 255},
 	}
 )
 
@@ -306,7 +306,7 @@ func asciiWait(sec float64) string {
 
 // costPolicies are the bars of the cost chart; always-on is far off its
 // scale and is named in its subtitle instead.
-var costPolicies = []string{"ebb", "ebb-tuned", "seed", "cdk", "cdk-wake1", "keda"}
+var costPolicies = []string{"ebb", "ebb-before", "seed", "cdk", "cdk-wake1", "keda"}
 
 func (s Suite) costChart() canvas {
 	const (

@@ -14,11 +14,13 @@
 // A task arrives, waits in one FIFO queue, is claimed by a worker with a
 // free slot and runs for its duration. A worker has Concurrency slots; it
 // is launched, spends Startup starting (billed: Fargate bills from launch),
-// then fetches. An enqueue wakes every waiting worker and the first to
-// reach the broker wins, so the claimant is a random worker with room; it
-// claims as many tasks as it has free slots (ebb fetches in batches). That
-// spreads tasks across workers, which matters to a scaler that may stop
-// only idle workers.
+// then fetches. An enqueue wakes every waiting worker; ebb's workers pack
+// (the oldest with room fetches first, the others defer), so the claimant is
+// the oldest worker with room; without packing (the baselines, and ebb's
+// "without packing" variant) the first to reach the broker wins, a random
+// worker with room. It claims as many tasks as it has free slots (ebb
+// fetches in batches). Random claims spread tasks across workers, which
+// matters to a scaler that may stop only idle workers.
 //
 // Two ways to shrink a fleet:
 //

@@ -7,32 +7,60 @@ import (
 	"github.com/ebbq/ebb/internal/controlplane/policy"
 )
 
-// Server defaults, mirrored from internal/config (a test checks they still
-// match; bench cannot import that package without its YAML dependency).
+// Server defaults, mirrored from internal/config and internal/controlplane
+// (a test checks they still match; bench cannot import those packages
+// without their YAML dependency).
 const (
-	ebbScaleDownDelayDefault    = 30 * time.Second // config.ScaleDownDelayDefault
-	ebbIdleBeforeZeroDefault    = 60 * time.Second // config.IdleBeforeZeroDefault
-	ebbReconcileIntervalDefault = 5 * time.Second  // config.ReconcileIntervalDefault
+	ebbReconcileIntervalDefault = 5 * time.Second // config.ReconcileIntervalDefault
 	// ebbActiveInterval is pool.loop's cadence while a pool has workers:
 	// min(interval, time.Second).
 	ebbActiveInterval = time.Second
 	// ebbIdlePassesPerRead: at zero, pool.loop reads the worker registry
 	// (and so decides) only every sixth timer pass unless queues have work.
 	ebbIdlePassesPerRead = 6
+	// The start-up the server assumes before it has measured one, per
+	// target (controlplane.startupDefaults): the 1 s runs model the local
+	// target, the 45 s runs ECS on Fargate.
+	ebbStartupDefaultLocal = 1 * time.Second
+	ebbStartupDefaultECS   = 60 * time.Second
+	// ebbStartupSamples is how many measured start-ups the server keeps per
+	// pool; it uses their median.
+	ebbStartupSamples = 16
+	// The delays before issue 14, when they were fixed defaults: the
+	// "before" rows and variants set them explicitly.
+	ebbScaleDownDelayFixed = 30 * time.Second
+	ebbIdleBeforeZeroFixed = 60 * time.Second
 )
 
 // epoch anchors virtual time for the policy, which takes wall-clock times.
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // EbbDefaultPolicy is the server's policy for a pool of max workers with
-// concurrency c, with the given max wait.
+// concurrency c, with the given max wait: its delays derived from the
+// start-up the control plane measures (the controller fills Startup in).
 func EbbDefaultPolicy(maxWorkers, c int, maxWait time.Duration) policy.Policy {
 	return policy.Policy{
 		Min: 0, Max: maxWorkers, Concurrency: c,
 		MaxWait:        maxWait,
-		ScaleDownDelay: ebbScaleDownDelayDefault,
-		IdleBeforeZero: ebbIdleBeforeZeroDefault,
+		ScaleDownDelay: policy.Derived,
+		IdleBeforeZero: policy.Derived,
 	}
+}
+
+// EbbFixed is the policy with the fixed delays the server had before it
+// derived them from the start-up.
+func EbbFixed(p policy.Policy, _ time.Duration) policy.Policy {
+	p.ScaleDownDelay, p.IdleBeforeZero = ebbScaleDownDelayFixed, ebbIdleBeforeZeroFixed
+	return p
+}
+
+// startupDefault is the server's start-up estimate before a measurement,
+// for the target a start-up delay models.
+func startupDefault(startup time.Duration) time.Duration {
+	if startup >= 10*time.Second {
+		return ebbStartupDefaultECS
+	}
+	return ebbStartupDefaultLocal
 }
 
 // ebbCtl drives policy.Decide the way internal/controlplane/pool.go does:
@@ -42,6 +70,11 @@ func EbbDefaultPolicy(maxWorkers, c int, maxWait time.Duration) policy.Policy {
 type ebbCtl struct {
 	policy   policy.Policy
 	interval time.Duration
+	// startups are the measured launch → ready times, as pool.go keeps
+	// them; measured marks the workers already counted.
+	startups []time.Duration
+	measured map[*worker]bool
+	fallback time.Duration
 
 	history                  policy.History
 	viewCurrent, viewDesired int
@@ -52,8 +85,18 @@ type ebbCtl struct {
 	actions                  int
 }
 
-func newEbb(p policy.Policy) *ebbCtl {
-	return &ebbCtl{policy: p, interval: ebbReconcileIntervalDefault}
+func newEbb(p policy.Policy, startup time.Duration) *ebbCtl {
+	return &ebbCtl{policy: p, interval: ebbReconcileIntervalDefault, measured: map[*worker]bool{}, fallback: startupDefault(startup)}
+}
+
+// startup is the median of the measured start-ups, or the default.
+func (c *ebbCtl) startup() time.Duration {
+	if len(c.startups) == 0 {
+		return c.fallback
+	}
+	s := slices.Clone(c.startups)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func (c *ebbCtl) start(f *fleet) {
@@ -100,6 +143,13 @@ func (c *ebbCtl) reconcile(f *fleet, withWorkers bool) {
 	var idle []*worker
 	busy, starting := 0, 0
 	for _, w := range f.live {
+		if w.state != wStarting && !c.measured[w] && w.launchedAt < w.readyAt {
+			c.measured[w] = true
+			c.startups = append(c.startups, w.readyAt-w.launchedAt)
+			if len(c.startups) > ebbStartupSamples {
+				c.startups = c.startups[1:]
+			}
+		}
 		switch {
 		case w.state == wStarting:
 			starting++
@@ -112,8 +162,10 @@ func (c *ebbCtl) reconcile(f *fleet, withWorkers bool) {
 	}
 	m.Current = busy + len(idle) + starting
 	m.Busy, m.Starting = busy, starting
+	p := c.policy
+	p.Startup = c.startup()
 	var d policy.Decision
-	d, c.history = policy.Decide(epoch.Add(f.now), m, c.history, c.policy)
+	d, c.history = policy.Decide(epoch.Add(f.now), m, c.history, p)
 	c.viewCurrent, c.viewDesired = m.Current, d.Desired
 
 	switch d.Action {

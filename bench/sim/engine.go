@@ -72,8 +72,9 @@ type fleetConfig struct {
 	// after it was received.
 	VisibilityTimeout time.Duration
 	MaxDeliveries     int
-	// Pack makes the fullest worker with room fetch first (a proposal, not
-	// how ebb workers fetch today).
+	// Pack makes the oldest worker with room fetch first, as ebb's workers
+	// do (WorkerConfig.PackDelay): first-fit by age, which fills the oldest
+	// and empties the newest.
 	Pack bool
 }
 
@@ -155,9 +156,10 @@ func (f *fleet) enqueue(t *task) {
 }
 
 // dispatch hands queued tasks to free slots. An enqueue wakes every waiting
-// fetcher and the first to reach the broker wins, so by default the winner
-// is a random worker with room; it claims as many tasks as it has free
-// slots. Pack instead prefers the fullest worker with room.
+// fetcher and the first to reach the broker wins, so without packing the
+// winner is a random worker with room; it claims as many tasks as it has
+// free slots. Pack instead hands them to the oldest worker with room (live
+// is in launch order), the one whose fetch the others wait for.
 func (f *fleet) dispatch() {
 	for f.queued() > 0 {
 		var best *worker
@@ -171,9 +173,6 @@ func (f *fleet) dispatch() {
 			case best == nil:
 				best = w
 			case f.cfg.Pack:
-				if len(w.tasks) > len(best.tasks) {
-					best = w
-				}
 			case f.fetchRng.IntN(seen) == 0: // reservoir: uniform among those seen
 				best = w
 			}

@@ -90,8 +90,8 @@ type Case struct {
 func Policies(tr Trace, peak int, startup time.Duration) []Policy {
 	base := EbbDefaultPolicy(peak, tr.Concurrency, tr.MaxWait)
 	rows := []Policy{
-		ebbRow("ebb", "ebb", base, false, ebbOptions{}),
-		ebbRow("ebb-tuned", "ebb, tuned to the start-up", EbbTuned(base, startup), true, ebbOptions{}),
+		ebbRow("ebb", "ebb", base, false, ebbOptions{Pack: true}, startup),
+		ebbRow("ebb-before", "ebb before packing (fixed 30 s / 1 min delays)", EbbFixed(base, startup), true, ebbOptions{}, startup),
 	}
 
 	sqsVisibility := max(tr.MaxDuration.Round(time.Minute), 30*time.Second)
@@ -140,34 +140,35 @@ func Policies(tr Trace, peak int, startup time.Duration) []Policy {
 	return rows
 }
 
-// ebbOptions are proposals the simulator can try that the server does not
-// do today.
+// ebbOptions are mechanisms of the workers the simulator can switch.
 type ebbOptions struct {
+	// Pack: the fullest worker with room fetches first (WorkerConfig.PackDelay,
+	// on by default).
 	Pack bool
 }
 
-func ebbRow(key, name string, p policy.Policy, alt bool, o ebbOptions) Policy {
+func ebbRow(key, name string, p policy.Policy, alt bool, o ebbOptions, startup time.Duration) Policy {
+	delays := fmt.Sprintf("scale-down delay %s, idle before zero %s", p.ScaleDownDelay, p.IdleBeforeZero)
+	if p.ScaleDownDelay == policy.Derived || p.IdleBeforeZero == policy.Derived {
+		r := p
+		r.Startup = startup
+		r = r.Resolve()
+		delays = fmt.Sprintf("delays derived from the measured start-up (%s before the first measurement): scale-down delay %s, idle before zero %s",
+			formatDuration(startupDefault(startup)), formatDuration(r.ScaleDownDelay), formatDuration(r.IdleBeforeZero))
+	}
+	fetch := "random worker with room fetches"
+	if o.Pack {
+		fetch = "packing fetch"
+	}
 	return Policy{
 		Key: key, Name: name, Alt: alt,
-		Params: fmt.Sprintf("max wait %s, scale-down delay %s, idle before zero %s, backlog per worker = concurrency, max %d; reconcile on every enqueue, every 1 s with workers, every 5 s at zero; drains idle workers only",
-			p.MaxWait, p.ScaleDownDelay, p.IdleBeforeZero, p.Max),
+		Params: fmt.Sprintf("max wait %s, %s, backlog per worker = concurrency, max %d; reconcile on every enqueue, every 1 s with workers, every 5 s at zero; drains idle workers only; %s",
+			p.MaxWait, delays, p.Max, fetch),
 		build: func() (controller, fleetConfig, func() int) {
-			c := newEbb(p)
+			c := newEbb(p, startup)
 			return c, fleetConfig{Pack: o.Pack}, func() int { return c.actions }
 		},
 	}
-}
-
-// EbbTuned is ebb's policy with its delays matched to the worker start-up
-// d, the rent-or-buy break-even: an idle worker kept longer than d costs
-// more than starting a new one when needed. Scale-down delay 0 (any worker
-// the backlog no longer needs and that is idle goes) and idle before zero
-// d. Max wait is left alone: the age rule already adds no worker while one
-// is starting, so a max wait below d launches no duplicates.
-func EbbTuned(p policy.Policy, d time.Duration) policy.Policy {
-	p.ScaleDownDelay = 0
-	p.IdleBeforeZero = d
-	return p
 }
 
 func cdkStepsText(c *cdkCtl) string {

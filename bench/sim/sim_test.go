@@ -66,8 +66,9 @@ func TestClairvoyantBoundByHand(t *testing.T) {
 // at once, the worker is ready at 11 s and starts it, so the wait is d. It
 // runs 100.5 s, to 111.5 s. The timer ticks every second from the kick
 // (11, 12, … s); the last tick that sees it in flight is 111 s, so the
-// worker is drained at the first tick 60 s (idle before zero) later, 171 s:
-// 161 worker-seconds, one worker, nothing interrupted.
+// worker is drained at the first tick one start-up (the derived idle before
+// zero, measured from this launch) later, 112 s: 102 worker-seconds, one
+// worker, nothing interrupted.
 func TestSingleTaskMechanics(t *testing.T) {
 	t.Parallel()
 	tr := finish(Trace{Name: "one", Horizon: time.Minute, Concurrency: 10, MaxWait: ebbMaxWaitDefault,
@@ -77,8 +78,8 @@ func TestSingleTaskMechanics(t *testing.T) {
 	if r.WaitP50 != 1 || r.WaitMax != 1 {
 		t.Errorf("wait = %v s (max %v s), want 1 s: a task arriving at zero waits the start-up", r.WaitP50, r.WaitMax)
 	}
-	if r.WorkerSeconds != 161 || r.Launches != 1 || r.Interrupted != 0 || r.Lost != 0 {
-		t.Errorf("got %v worker-s, %d launches, %d interrupted, %d lost; want 161, 1, 0, 0", r.WorkerSeconds, r.Launches, r.Interrupted, r.Lost)
+	if r.WorkerSeconds != 102 || r.Launches != 1 || r.Interrupted != 0 || r.Lost != 0 {
+		t.Errorf("got %v worker-s, %d launches, %d interrupted, %d lost; want 102, 1, 0, 0", r.WorkerSeconds, r.Launches, r.Interrupted, r.Lost)
 	}
 	if b.WorkerSeconds != 101.5 {
 		t.Errorf("bound = %v, want 100.5 s running + 1 s start-up", b.WorkerSeconds)
@@ -134,7 +135,7 @@ func TestTerminateMechanics(t *testing.T) {
 	}
 }
 
-// TestEbbNeverInterrupts runs ebb — the server's defaults, tuned, and every
+// TestEbbNeverInterrupts runs ebb — the server's defaults, before packing, and every
 // variant — on every trace at every start-up delay: scale-in drains idle
 // workers only, so no task is ever interrupted or lost.
 func TestEbbNeverInterrupts(t *testing.T) {
@@ -146,7 +147,7 @@ func TestEbbNeverInterrupts(t *testing.T) {
 				b := ClairvoyantBound(tr.Tasks, tr.Concurrency, d)
 				results := RunVariants(tr, d, 1, b)
 				for _, p := range Policies(tr, b.Peak, d) {
-					if p.Key == "ebb" || p.Key == "ebb-tuned" {
+					if p.Key == "ebb" || p.Key == "ebb-before" {
 						results = append(results, runOne(tr, d, 1, p, b, false))
 					}
 				}
@@ -247,8 +248,8 @@ func TestServerDefaultsMirrored(t *testing.T) {
 	config := read("internal/config/config.go")
 	for _, want := range []string{
 		`MaxWaitDefault\s*=\s*30 \* time\.Second`,
-		`ScaleDownDelayDefault\s*=\s*30 \* time\.Second`,
-		`IdleBeforeZeroDefault\s*=\s*60 \* time\.Second`,
+		`ScaleDownDelayDefault\s*=\s*DelayDerived`,
+		`IdleBeforeZeroDefault\s*=\s*DelayDerived`,
 		`ReconcileIntervalDefault\s*=\s*5 \* time\.Second`,
 		`MinDefault\s*=\s*0`,
 		`BacklogPerWorkerDefault\s*=\s*0`,
@@ -264,6 +265,9 @@ func TestServerDefaultsMirrored(t *testing.T) {
 		`idlePasses%6 == 0`,
 		`case <-p\.kickCh:`,
 		`n := min\(in\.Current-d\.Desired, len\(idle\)\)`,
+		`"local":\s*time\.Second,`,
+		`"ecs":\s*60 \* time\.Second,`,
+		`startupSamples = 16`,
 	} {
 		if !regexp.MustCompile(want).MatchString(pool) {
 			t.Errorf("internal/controlplane/pool.go no longer matches %q; check the simulated reconcile loop", want)

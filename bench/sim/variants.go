@@ -22,25 +22,25 @@ type Variant struct {
 var Variants = []Variant{
 	{
 		Key: "default", Name: "server today",
-		What:   "the server's defaults and mechanisms",
-		policy: func(p policy.Policy, _ time.Duration) policy.Policy { return p },
-	},
-	{
-		Key: "tuned", Name: "tuned to the start-up",
-		What:   "settings only: scale-down delay 0, idle before zero = start-up",
-		policy: EbbTuned,
-	},
-	{
-		Key: "pack", Name: "packing fetch",
-		What:   "proposal (workers): the fullest worker with a free slot fetches first, so the least-loaded ones empty and can be drained",
+		What:   "the server's defaults: packing fetch, delays derived from the measured start-up",
 		policy: func(p policy.Policy, _ time.Duration) policy.Policy { return p },
 		opts:   ebbOptions{Pack: true},
 	},
 	{
-		Key: "tuned-pack", Name: "tuned + packing fetch",
-		What:   "both of the above",
-		policy: EbbTuned,
+		Key: "no-pack", Name: "without packing",
+		What:   "derived delays, but the first worker to reach the broker wins each fetch (`WorkerConfig.PackDelay` -1)",
+		policy: func(p policy.Policy, _ time.Duration) policy.Policy { return p },
+	},
+	{
+		Key: "fixed", Name: "fixed delays",
+		What:   "packing fetch, with the former fixed delays (scale-down delay 30 s, idle before zero 1 min)",
+		policy: EbbFixed,
 		opts:   ebbOptions{Pack: true},
+	},
+	{
+		Key: "before", Name: "before packing",
+		What:   "neither: the server before packing and derived delays",
+		policy: EbbFixed,
 	},
 }
 
@@ -50,7 +50,7 @@ func RunVariants(tr Trace, startup time.Duration, seed uint64, b Bound) []Result
 	base := EbbDefaultPolicy(max(b.Peak, 1), tr.Concurrency, tr.MaxWait)
 	var out []Result
 	for _, v := range Variants {
-		row := ebbRow(v.Key, v.Name, v.policy(base, startup), true, v.opts)
+		row := ebbRow(v.Key, v.Name, v.policy(base, startup), true, v.opts, startup)
 		out = append(out, runOne(tr, startup, seed, row, b, false))
 	}
 	return out

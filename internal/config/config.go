@@ -288,11 +288,13 @@ type Policy struct {
 	MaxWait time.Duration `yaml:"max_wait"`
 	// ScaleDownDelay: scale down only to the largest desired size seen over
 	// this window, so a bursty queue does not churn processes. Default
-	// ScaleDownDelayDefault; env EBB_POOL_<NAME>_SCALE_DOWN_DELAY.
+	// DelayDerived (from the pool's measured start-up: 0, since packing
+	// empties whole workers); env EBB_POOL_<NAME>_SCALE_DOWN_DELAY.
 	ScaleDownDelay time.Duration `yaml:"scale_down_delay"`
 	// IdleBeforeZero: go to zero workers only after queued and in flight
-	// were both zero this long. Default IdleBeforeZeroDefault; env
-	// EBB_POOL_<NAME>_IDLE_BEFORE_ZERO.
+	// were both zero this long. Default DelayDerived (the pool's measured
+	// start-up: an idle worker kept longer costs more than starting one);
+	// env EBB_POOL_<NAME>_IDLE_BEFORE_ZERO.
 	IdleBeforeZero time.Duration `yaml:"idle_before_zero"`
 	// MaxStep is the most workers added in one decision; 0 (the default)
 	// means no limit. Env EBB_POOL_<NAME>_MAX_STEP.
@@ -303,12 +305,17 @@ type Policy struct {
 const (
 	BacklogPerWorkerDefault = 0 // the pool's concurrency
 	MaxWaitDefault          = 30 * time.Second
-	ScaleDownDelayDefault   = 30 * time.Second
-	// IdleBeforeZeroDefault is longer than the scale-down delay because a
-	// cold start (a new process) costs more than keeping one more worker.
-	IdleBeforeZeroDefault = 60 * time.Second
+	// The delays default to being derived from the pool's start-up time,
+	// which the control plane measures (the rent-or-buy break-even).
+	ScaleDownDelayDefault = DelayDerived
+	IdleBeforeZeroDefault = DelayDerived
 	MaxStepDefault        = 0 // no limit
 )
+
+// DelayDerived, as a policy delay, means "not set: derive it from the pool's
+// start-up time". Validation rejects every other negative duration, so only
+// a file that writes exactly -1ns could mean it by accident.
+const DelayDerived time.Duration = -1
 
 // Default returns the configuration used without a file: the embedded
 // broker, the API on loopback without a token, and one pool "default".

@@ -87,7 +87,7 @@ func TestDefault(t *testing.T) {
 			Name: "default", Queues: []string{"default"}, Target: "local",
 			Min: 0, Max: 4, Concurrency: 10, LogDir: "ebb-logs",
 			DrainTimeout: 25 * time.Second, StopGrace: 30 * time.Second,
-			Policy: Policy{MaxWait: 30 * time.Second, ScaleDownDelay: 30 * time.Second, IdleBeforeZero: 60 * time.Second},
+			Policy: Policy{MaxWait: 30 * time.Second, ScaleDownDelay: DelayDerived, IdleBeforeZero: DelayDerived},
 		}},
 	}
 	if !reflect.DeepEqual(c, want) {

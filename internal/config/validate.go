@@ -299,8 +299,12 @@ func (c *Config) validate(l *loader) []Problem {
 			add(path+".policy.backlog_per_worker", "%d is negative (0 means the pool's concurrency)", p.Policy.BacklogPerWorker)
 		}
 		positive(path+".policy.max_wait", p.Policy.MaxWait)
-		positive(path+".policy.scale_down_delay", p.Policy.ScaleDownDelay)
-		positive(path+".policy.idle_before_zero", p.Policy.IdleBeforeZero)
+		if p.Policy.ScaleDownDelay != DelayDerived {
+			positive(path+".policy.scale_down_delay", p.Policy.ScaleDownDelay)
+		}
+		if p.Policy.IdleBeforeZero != DelayDerived {
+			positive(path+".policy.idle_before_zero", p.Policy.IdleBeforeZero)
+		}
 		if p.Policy.MaxStep < 0 {
 			add(path+".policy.max_step", "%d is negative (0 means no limit)", p.Policy.MaxStep)
 		}

@@ -32,26 +32,57 @@ type pool struct {
 	mu       sync.Mutex
 	history  policy.History
 	launched map[string]bool // instance ids this replica's target started
-	view     PoolView        // last reconcile, for the API and metrics
+	// launchedAt holds when each launched instance was started until it
+	// registers; startups are the last measured launch → registered times.
+	launchedAt map[string]time.Time
+	startups   []time.Duration
+	view       PoolView // last reconcile, for the API and metrics
 }
+
+// startupSamples is how many measured start-ups a pool keeps; their median
+// is its estimate, so one slow image pull does not move it far.
+const startupSamples = 16
+
+// startupDefaults are a target's start-up before the pool has measured one:
+// a local process starts in well under a second, a pod takes its scheduling
+// and image pull, a Fargate task "closer to a minute" (Judoscale's ECS
+// tuning notes). Erring long keeps workers idle a little longer until the
+// first launch measures the real figure.
+var startupDefaults = map[string]time.Duration{
+	"local":      time.Second,
+	"kubernetes": 30 * time.Second,
+	"ecs":        60 * time.Second,
+}
+
+// startupDefaultOther is the default of any other target.
+const startupDefaultOther = 30 * time.Second
 
 // PoolView is a pool as the API shows it: its bounds, its last reconcile and
 // its instances.
 type PoolView struct {
-	Name      string            `json:"name"`
-	Queues    []string          `json:"queues"`
-	Target    string            `json:"target"`
-	Min       int               `json:"min"`
-	Max       int               `json:"max"`
-	Current   int               `json:"current"`
-	Desired   int               `json:"desired"`
-	Busy      int               `json:"busy"`
-	Idle      int               `json:"idle"`
-	Draining  int               `json:"draining"`
-	Starting  int               `json:"starting"`
-	Reason    string            `json:"reason,omitempty"`
-	Instances []target.Instance `json:"instances"`
-	UpdatedAt time.Time         `json:"updated_at,omitzero"`
+	Name     string   `json:"name"`
+	Queues   []string `json:"queues"`
+	Target   string   `json:"target"`
+	Min      int      `json:"min"`
+	Max      int      `json:"max"`
+	Current  int      `json:"current"`
+	Desired  int      `json:"desired"`
+	Busy     int      `json:"busy"`
+	Idle     int      `json:"idle"`
+	Draining int      `json:"draining"`
+	Starting int      `json:"starting"`
+	// StartupS is the pool's start-up time (launch → registered) in
+	// seconds: the median of the last StartupSamples measured, or the
+	// target's default while StartupSamples is 0. ScaleDownDelayS and
+	// IdleBeforeZeroS are the delays in force, derived from it unless the
+	// config sets them.
+	StartupS        float64           `json:"startup_s"`
+	StartupSamples  int               `json:"startup_samples"`
+	ScaleDownDelayS float64           `json:"scale_down_delay_s"`
+	IdleBeforeZeroS float64           `json:"idle_before_zero_s"`
+	Reason          string            `json:"reason,omitempty"`
+	Instances       []target.Instance `json:"instances"`
+	UpdatedAt       time.Time         `json:"updated_at,omitzero"`
 	// TargetStatus is the platform's side as the target reports it, and
 	// TargetError its last unresolved failure (targets that implement
 	// target.Reporter).
@@ -86,21 +117,74 @@ func newPool(s *Replica, pc *config.Pool, t target.Target) *pool {
 	}
 	p := &pool{
 		s: s, cfg: pc, name: pc.Name, queues: qs, target: t,
-		kickCh:   make(chan struct{}, 1),
-		timeline: newTimeline(),
-		launched: map[string]bool{},
+		kickCh:     make(chan struct{}, 1),
+		timeline:   newTimeline(),
+		launched:   map[string]bool{},
+		launchedAt: map[string]time.Time{},
 		policy: policy.Policy{
 			Min: pc.Min, Max: pc.Max, Concurrency: pc.Concurrency,
 			BacklogPerWorker: pc.Policy.BacklogPerWorker,
 			MaxWait:          pc.Policy.MaxWait,
-			ScaleDownDelay:   pc.Policy.ScaleDownDelay,
-			IdleBeforeZero:   pc.Policy.IdleBeforeZero,
+			ScaleDownDelay:   derived(pc.Policy.ScaleDownDelay),
+			IdleBeforeZero:   derived(pc.Policy.IdleBeforeZero),
 			MaxStep:          pc.Policy.MaxStep,
 		},
 	}
 	p.view = PoolView{Name: pc.Name, Queues: qs, Target: t.Name(), Min: pc.Min, Max: pc.Max}
 	p.fleet = ebbFleet{p}
 	return p
+}
+
+// derived maps the config's "derive it" to the policy's.
+func derived(d time.Duration) time.Duration {
+	if d == config.DelayDerived {
+		return policy.Derived
+	}
+	return d
+}
+
+// startup is the pool's start-up estimate and how many measurements it
+// rests on; p.mu must be held.
+func (p *pool) startup() (time.Duration, int) {
+	if len(p.startups) == 0 {
+		if d, ok := startupDefaults[p.target.Name()]; ok {
+			return d, 0
+		}
+		return startupDefaultOther, 0
+	}
+	s := append([]time.Duration(nil), p.startups...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2], len(p.startups)
+}
+
+// measureStartup records a launched instance's first registration: from
+// launch to the worker's own start (StartedAt, read from its clock when it
+// registers), or to now when that is missing or earlier than the launch (a
+// clock behind the server's); p.mu must be held.
+func (p *pool) measureStartup(w ebbtype.WorkerInfo, now time.Time) {
+	at, ok := p.launchedAt[w.ID]
+	if !ok {
+		return
+	}
+	delete(p.launchedAt, w.ID)
+	d := now.Sub(at)
+	if !w.StartedAt.IsZero() && !w.StartedAt.Before(at) && w.StartedAt.Before(now) {
+		d = w.StartedAt.Sub(at)
+	}
+	if d < 0 {
+		return
+	}
+	p.startups = append(p.startups, d)
+	if len(p.startups) > startupSamples {
+		p.startups = p.startups[len(p.startups)-startupSamples:]
+	}
+}
+
+// effective is the policy with the start-up in force; p.mu must be held.
+func (p *pool) effective() policy.Policy {
+	pol := p.policy
+	pol.Startup, _ = p.startup()
+	return pol
 }
 
 func (p *pool) kick() {
@@ -128,8 +212,11 @@ func (p *pool) resume(ctx context.Context, now time.Time, current int) policy.Hi
 	if err != nil {
 		p.warn(ctx, "autoscaler: cannot read the decision log; resuming from the current size alone", err)
 	}
+	p.mu.Lock()
+	window := p.effective().Resolve().ScaleDownDelay
+	p.mu.Unlock()
 	for _, d := range ds {
-		if now.Sub(d.At) <= p.policy.ScaleDownDelay {
+		if now.Sub(d.At) <= window {
 			recent = append(recent, policy.Observed{At: d.At, Size: d.To})
 		}
 	}
@@ -234,6 +321,7 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 			}
 		}
 		registered[w.ID] = true
+		p.measureStartup(w, now)
 		switch {
 		case w.Draining:
 			in.Draining++
@@ -266,6 +354,7 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 	for id := range p.launched {
 		if _, ok := live[id]; !ok {
 			delete(p.launched, id)
+			delete(p.launchedAt, id)
 		}
 	}
 	m.Current = in.Busy + in.Idle + in.Starting
@@ -276,8 +365,13 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 		history = p.resume(ctx, now, m.Current)
 	}
 	p.mu.Lock()
+	pol := p.effective()
 	var d policy.Decision
-	d, p.history = policy.Decide(now, m, history, p.policy)
+	d, p.history = policy.Decide(now, m, history, pol)
+	startup, samples := p.startup()
+	resolved := pol.Resolve()
+	p.view.StartupS, p.view.StartupSamples = startup.Seconds(), samples
+	p.view.ScaleDownDelayS, p.view.IdleBeforeZeroS = resolved.ScaleDownDelay.Seconds(), resolved.IdleBeforeZero.Seconds()
 	in.Queued, in.InFlight, in.OldestAgeS, in.Current, in.Desired = m.Queued, m.InFlight, m.OldestAge.Seconds(), m.Current, d.Desired
 	p.view.Current, p.view.Desired, p.view.Busy, p.view.Idle = m.Current, d.Desired, in.Busy, in.Idle
 	p.view.Draining, p.view.Starting, p.view.Reason, p.view.UpdatedAt = in.Draining, in.Starting, d.Reason, now
@@ -341,10 +435,12 @@ func (p *pool) scaleUp(ctx context.Context, now time.Time, d policy.Decision, in
 	if !p.record(ctx, now, d, in, nil) {
 		return
 	}
+	launchAt := p.s.clock.Now()
 	ids, err := p.target.Launch(ctx, d.Desired-in.Current)
 	p.mu.Lock()
 	for _, id := range ids {
 		p.launched[id] = true
+		p.launchedAt[id] = launchAt
 	}
 	p.mu.Unlock()
 	if err != nil {

@@ -46,12 +46,38 @@ type Policy struct {
 	MaxWait time.Duration
 	// ScaleDownDelay: the pool shrinks only to the largest size wanted within
 	// this window, so a lull between bursts does not cause flapping.
+	// Derived (negative) takes it from Startup (see Resolve).
 	ScaleDownDelay time.Duration
 	// IdleBeforeZero: the last worker goes only after queued and in-flight have
-	// both been zero this long.
+	// both been zero this long. Derived (negative) takes it from Startup.
 	IdleBeforeZero time.Duration
 	// MaxStep caps workers added by one decision; zero means no cap.
 	MaxStep int
+	// Startup is how long a launched worker takes to serve (launch →
+	// registered), as the control plane measures it: what the derived
+	// delays are the break-even of.
+	Startup time.Duration
+}
+
+// Derived, as ScaleDownDelay or IdleBeforeZero, means "derive it from the
+// start-up time" (the server's default, unless the config sets them).
+const Derived time.Duration = -1
+
+// Resolve returns p with its derived delays filled in from p.Startup, the
+// rent-or-buy break-even: a worker kept idle longer than a start-up costs
+// more than starting a new one when work returns, and keeping it exactly
+// that long never costs more than twice the best choice made with hindsight.
+// So an idle worker the backlog no longer needs is drained at once (scale-down
+// delay 0: packing empties whole workers, so the pool's want already follows
+// the load), and the last one is kept for one start-up before zero.
+func (p Policy) Resolve() Policy {
+	if p.ScaleDownDelay < 0 {
+		p.ScaleDownDelay = 0
+	}
+	if p.IdleBeforeZero < 0 {
+		p.IdleBeforeZero = max(p.Startup, 0)
+	}
+	return p
 }
 
 // History is what a policy remembers between decisions. The zero value is a
@@ -122,6 +148,7 @@ type Decision struct {
 //	down    : only to the largest want of the last scale-down delay
 //	to zero : only after queued and in-flight were zero for idle-before-zero
 func Decide(now time.Time, m Metrics, h History, p Policy) (Decision, History) {
+	p = p.Resolve()
 	if h.started.IsZero() {
 		// A fresh history (first decision, or a new leader) counts as activity:
 		// workers already running are not stopped before a full idle period.

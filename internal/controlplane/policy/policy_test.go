@@ -165,3 +165,55 @@ func TestResumeHoldsTheDelayAcrossALeaderChange(t *testing.T) {
 		t.Fatal("the zero History is not fresh")
 	}
 }
+
+// TestDerivedDelays: unless set, the scale-down delay is 0 and idle before
+// zero is the start-up time (the rent-or-buy break-even); set values stay.
+func TestDerivedDelays(t *testing.T) {
+	t.Parallel()
+	p := basePolicy()
+	p.ScaleDownDelay, p.IdleBeforeZero, p.Startup = Derived, Derived, 45*time.Second
+	r := p.Resolve()
+	if r.ScaleDownDelay != 0 || r.IdleBeforeZero != 45*time.Second {
+		t.Errorf("derived delays for a 45s start-up = %s, %s; want 0s, 45s", r.ScaleDownDelay, r.IdleBeforeZero)
+	}
+	set := basePolicy()
+	set.Startup = 45 * time.Second
+	if r := set.Resolve(); r.ScaleDownDelay != 30*time.Second || r.IdleBeforeZero != time.Minute {
+		t.Errorf("set delays = %s, %s; want them kept (30s, 1m0s)", r.ScaleDownDelay, r.IdleBeforeZero)
+	}
+}
+
+// TestDerivedIdleBeforeZeroFollowsStartup walks one pool to zero on a stub
+// clock with derived delays: a 2-worker pool drops to 1 at once when its
+// backlog halves (delay 0), and to zero exactly one start-up after the last
+// task, not before; a longer start-up keeps the last worker longer.
+func TestDerivedIdleBeforeZeroFollowsStartup(t *testing.T) {
+	t.Parallel()
+	for _, startup := range []time.Duration{time.Second, 45 * time.Second} {
+		p := basePolicy()
+		p.ScaleDownDelay, p.IdleBeforeZero, p.Startup = Derived, Derived, startup
+		var h History
+		var d Decision
+		d, h = Decide(t0, Metrics{InFlight: 20, Current: 2, Busy: 2}, h, p)
+		if d.Desired != 2 {
+			t.Fatalf("%s: 20 in flight on 2 workers: desired %d (%s), want 2", startup, d.Desired, d.Reason)
+		}
+		d, h = Decide(t0.Add(time.Second), Metrics{InFlight: 5, Current: 2, Busy: 1}, h, p)
+		if d.Desired != 1 || d.Action != ActionDown {
+			t.Errorf("%s: backlog fits one worker: %d %s (%s), want 1 down at once", startup, d.Desired, d.Action, d.Reason)
+		}
+		last := t0.Add(2 * time.Second)
+		d, h = Decide(last, Metrics{InFlight: 1, Current: 1, Busy: 1}, h, p)
+		if d.Desired != 1 {
+			t.Fatalf("%s: one task in flight: desired %d, want 1", startup, d.Desired)
+		}
+		d, h = Decide(last.Add(startup-time.Millisecond), Metrics{Current: 1}, h, p)
+		if d.Desired != 1 || !strings.Contains(d.Reason, "before zero") {
+			t.Errorf("%s: idle just under one start-up: %d (%s), want 1, kept for idle before zero", startup, d.Desired, d.Reason)
+		}
+		d, _ = Decide(last.Add(startup), Metrics{Current: 1}, h, p)
+		if d.Desired != 0 || d.Action != ActionDown {
+			t.Errorf("%s: idle one start-up: %d %s (%s), want 0 down", startup, d.Desired, d.Action, d.Reason)
+		}
+	}
+}

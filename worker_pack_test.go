@@ -1,0 +1,151 @@
+package ebb_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ebbq/ebb"
+	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbdriver/ebbredis"
+	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
+	"github.com/ebbq/ebb/internal/testredis"
+	"github.com/ebbq/ebb/internal/testwait"
+)
+
+// packTrickle runs two workers of one queue, the older started first, and
+// feeds them a trickle of tasks, one at a time, each held running until the
+// end. It returns how many tasks each worker took, older first.
+func packTrickle(t *testing.T, drv ebbdriver.Driver, packDelay, tasks, concurrency int) (older, newer int) {
+	t.Helper()
+	r := newRig(t, withDriver(drv))
+	release := make(chan struct{})
+	defer close(release)
+	type start struct{ worker string }
+	started := make(chan start, tasks)
+	handlers := func(name string) *ebb.Handlers {
+		h := ebb.NewHandlers()
+		ebb.HandleRaw(h, "hold", func(ctx context.Context, _ *ebb.Task[json.RawMessage]) (any, error) {
+			started <- start{name}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, nil
+		})
+		return h
+	}
+	cfg := func(name string) *ebb.WorkerConfig {
+		return &ebb.WorkerConfig{Handlers: handlers(name), ID: "pack-" + name, Concurrency: concurrency,
+			PackDelay: packDelayFor(packDelay), DisableMaintenance: true}
+	}
+	registered := func(n int) func() (bool, error) {
+		return func() (bool, error) {
+			ws, err := r.client.WorkerList(r.ctx)
+			return len(ws) == n, err
+		}
+	}
+	r.start(cfg("older"))
+	testwait.Eventually(t, waitTimeout, "the older worker to register", registered(1))
+	r.start(cfg("newer"))
+	testwait.Eventually(t, waitTimeout, "the newer worker to register", registered(2))
+
+	counts := map[string]int{}
+	var mu sync.Mutex
+	for i := range tasks {
+		if _, err := r.client.EnqueueRaw(r.ctx, "hold", []byte(`{}`), nil); err != nil {
+			t.Fatalf("enqueue %d: %v", i, err)
+		}
+		select {
+		case s := <-started:
+			mu.Lock()
+			counts[s.worker]++
+			mu.Unlock()
+		case <-r.ctx.Done():
+			t.Fatalf("task %d never started", i)
+		}
+	}
+	return counts["older"], counts["newer"]
+}
+
+// packDelayFor maps the test's switch to the config: -1 packing off, 1 on.
+// On, the head start is far longer than the default's, so that a machine
+// loaded enough to stall a goroutine for milliseconds cannot reorder the
+// claims; the default is measured in docs/benchmarks.md.
+func packDelayFor(v int) time.Duration {
+	if v < 0 {
+		return -1
+	}
+	return 100 * time.Millisecond
+}
+
+// TestWorkerPacksTrickle: with two workers of a queue and a trickle of
+// tasks that fits one of them, the older worker takes them all and the
+// newer stays idle, so the autoscaler (which drains idle workers, newest
+// first) can remove it. Without packing the first worker to reach the
+// broker wins each task, and the trickle spreads over both
+// (TestWorkerWithoutPackingSpreads shows it), leaving neither idle. One
+// stray task is tolerated: the registry view behind packing lags, and a
+// loaded machine can reorder a 5 ms head start.
+func TestWorkerPacksTrickle(t *testing.T) {
+	t.Parallel()
+	for _, tc := range packBrokers() {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			drv := tc.open(t)
+			older, newer := packTrickle(t, drv, 1, 12, 16)
+			t.Logf("%s, packing: older worker took %d tasks, newer %d", tc.name, older, newer)
+			if newer > 1 || older+newer != 12 {
+				t.Errorf("with packing the newer worker took %d of 12 tasks (older %d); want at most 1, the older holding the rest", newer, older)
+			}
+		})
+	}
+}
+
+// TestWorkerWithoutPackingSpreads is the control of TestWorkerPacksTrickle:
+// with packing off, the same trickle lands on both workers, which is why
+// packing exists (and what TestWorkerPacksTrickle would see without it).
+func TestWorkerWithoutPackingSpreads(t *testing.T) {
+	t.Parallel()
+	for _, tc := range packBrokers() {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			drv := tc.open(t)
+			older, newer := packTrickle(t, drv, -1, 12, 16)
+			t.Logf("%s, no packing: older worker took %d tasks, newer %d", tc.name, older, newer)
+			if min(older, newer) <= 1 {
+				t.Errorf("without packing one worker took %d of 12 tasks; want the trickle spread over both (at least 2 each)", min(older, newer))
+			}
+		})
+	}
+}
+
+func packBrokers() []struct {
+	name string
+	open func(t *testing.T) ebbdriver.Driver
+} {
+	return []struct {
+		name string
+		open func(t *testing.T) ebbdriver.Driver
+	}{
+		{"SQLite", func(t *testing.T) ebbdriver.Driver {
+			drv, err := ebbsqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ebb.db"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = drv.Close() })
+			return drv
+		}},
+		{"Redis", func(t *testing.T) ebbdriver.Driver {
+			drv, err := ebbredis.Open(t.Context(), testredis.URL(), &ebbredis.Config{Prefix: testredis.Prefix(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = drv.Close() })
+			return drv
+		}},
+	}
+}
