@@ -46,7 +46,7 @@ func fromUS(f float64) time.Time {
 	return time.UnixMicro(int64(f))
 }
 
-// ceilMS rounds a positive duration up to whole milliseconds (PX, PEXPIRE),
+// ceilMS rounds a positive duration up to whole milliseconds (retention, unique TTL),
 // so 1µs of retention is not turned into "delete now".
 func ceilMS(d time.Duration) int64 {
 	if d <= 0 {

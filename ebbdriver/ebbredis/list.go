@@ -114,7 +114,7 @@ type listSegment struct {
 // newest) down by ZREVRANGE, reading the records of a chunk of ids with one
 // HMGET and filtering in Go. The state filter skips sets that cannot
 // hold a match; every id taken from a set counts towards ScanLimit, also
-// when its hash is gone (expired, deleted).
+// when its record is gone (deleted meanwhile).
 //
 // The cursor holds the queue, the set and an offset in it. Offsets shift
 // when tasks enter or leave a set before the cursor's position, so under
