@@ -182,3 +182,50 @@ func BenchmarkQueueStats(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(cc.n.Load())/float64(b.N), "cmds/op")
 }
+
+// BenchmarkEnqueueSingle is the producer most applications are: one Enqueue
+// call per task, from 1 and from 16 goroutines, on a private Redis so that
+// the Redis CPU per task is this benchmark's alone. One op is one task.
+func BenchmarkEnqueueSingle(b *testing.B) {
+	srv := testredis.Start(b)
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(srv.Port), PoolSize: 32})
+	b.Cleanup(func() { _ = rdb.Close() })
+	for _, producers := range []int{1, 16} {
+		b.Run("producers="+strconv.Itoa(producers), func(b *testing.B) {
+			d, err := New(rdb, &Config{Prefix: "bench" + strconv.Itoa(producers)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			tasks := benchTasks("bench", b.N, time.Now())
+			var next atomic.Int64
+			errs := make(chan error, producers)
+			b.ReportAllocs()
+			cpu0 := redisCPU(b, rdb)
+			b.ResetTimer()
+			for range producers {
+				go func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							errs <- nil
+							return
+						}
+						if _, err := d.Enqueue(ctx, tasks[i:i+1]); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			for range producers {
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+			b.ReportMetric(float64((redisCPU(b, rdb)-cpu0).Nanoseconds())/float64(b.N), "redis-cpu-ns/task")
+		})
+	}
+}
