@@ -182,3 +182,118 @@ func BenchmarkQueueStats(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(cc.n.Load())/float64(b.N), "cmds/op")
 }
+
+// BenchmarkEnqueueSingle is the producer most applications are: one Enqueue
+// call per task, from 1 and from 16 goroutines, on a private Redis so that
+// the Redis CPU per task is this benchmark's alone. One op is one task.
+func BenchmarkEnqueueSingle(b *testing.B) {
+	srv := testredis.Start(b)
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(srv.Port), PoolSize: 32})
+	b.Cleanup(func() { _ = rdb.Close() })
+	for _, producers := range []int{1, 16} {
+		b.Run("producers="+strconv.Itoa(producers), func(b *testing.B) {
+			d, err := New(rdb, &Config{Prefix: "bench" + strconv.Itoa(producers)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			tasks := benchTasks("bench", b.N, time.Now())
+			var next atomic.Int64
+			errs := make(chan error, producers)
+			b.ReportAllocs()
+			cpu0 := redisCPU(b, rdb)
+			b.ResetTimer()
+			for range producers {
+				go func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							errs <- nil
+							return
+						}
+						if _, err := d.Enqueue(ctx, tasks[i:i+1]); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			for range producers {
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+			b.ReportMetric(float64((redisCPU(b, rdb)-cpu0).Nanoseconds())/float64(b.N), "redis-cpu-ns/task")
+		})
+	}
+}
+
+// redisStats reads, from INFO, the commands Redis has run (scripts' inner
+// calls included, INFO itself left out) and its used memory in bytes.
+func redisStats(b *testing.B, rdb redis.UniversalClient) (calls, mem int64) {
+	info, err := rdb.Info(context.Background(), "commandstats", "memory").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			mem, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if !strings.HasPrefix(line, "cmdstat_") || strings.HasPrefix(line, "cmdstat_info:") {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, "calls=")
+		n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+		calls += n
+	}
+	return calls, mem
+}
+
+// BenchmarkTaskCost counts what a task costs Redis, figures that, unlike
+// times, do not depend on the machine's load: commands per task (a script
+// call and every redis.call inside it each count one) to enqueue it in
+// batches of benchBatch, and to fetch and complete it in batches, and the
+// memory a queued task holds. It runs on a private Redis. One op is one task.
+func BenchmarkTaskCost(b *testing.B) {
+	srv := testredis.Start(b)
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(srv.Port)})
+	b.Cleanup(func() { _ = rdb.Close() })
+	d, err := New(rdb, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now()
+	tasks := benchTasks("bench", b.N, now)
+	c0, m0 := redisStats(b, rdb)
+	for i := 0; i < b.N; i += benchBatch {
+		if _, err := d.Enqueue(ctx, tasks[i:min(i+benchBatch, b.N)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c1, m1 := redisStats(b, rdb)
+	for done := 0; done < b.N; {
+		res, err := d.Fetch(ctx, ebbdriver.FetchParams{Queues: []string{"bench"}, Limit: benchBatch, WorkerID: "bench-worker",
+			LeaseToken: tid.New(), LeaseDuration: time.Minute, Now: now})
+		if err != nil || len(res.Tasks) == 0 {
+			b.Fatalf("Fetch after %d of %d: %v", done, b.N, err)
+		}
+		cs := make([]ebbdriver.Completion, len(res.Tasks))
+		for i, t := range res.Tasks {
+			cs[i] = ebbdriver.Completion{Queue: t.Queue, ID: t.ID, LeaseToken: t.LeaseToken, Outcome: ebbdriver.OutcomeSucceeded, Now: now}
+		}
+		if _, err := d.Complete(ctx, cs); err != nil {
+			b.Fatal(err)
+		}
+		done += len(res.Tasks)
+	}
+	c2, _ := redisStats(b, rdb)
+	n := float64(b.N)
+	b.ReportMetric(float64(c1-c0)/n, "enqueue-cmds/task")
+	b.ReportMetric(float64(c2-c1)/n, "fetch+complete-cmds/task")
+	b.ReportMetric(float64(m1-m0)/n, "queued-bytes/task")
+}

@@ -46,7 +46,7 @@ func fromUS(f float64) time.Time {
 	return time.UnixMicro(int64(f))
 }
 
-// ceilMS rounds a positive duration up to whole milliseconds (PX, PEXPIRE),
+// ceilMS rounds a positive duration up to whole milliseconds (retention, unique TTL),
 // so 1µs of retention is not turned into "delete now".
 func ceilMS(d time.Duration) int64 {
 	if d <= 0 {
@@ -257,51 +257,105 @@ func decodeErrors(s string) ([]ebbtype.AttemptError, error) {
 
 // --- whole records -------------------------------------------------------------
 
-// decodeHash builds a record from a task hash (HGETALL). Whatever cannot be
+// A task is one field of its queue's P:{q}:tasks hash: a record that the
+// scripts read and rewrite whole (one HGET and one HSET a step, the
+// cheapest a script can touch a task). It is a header line of fields
+// separated by single spaces, then a body of variable-length parts whose
+// lengths the header gives, then the immutable msg to the end:
+//
+//	<st> <a> <run> <k> <max> <fa> <cx> <lease> <started> <#tok> <#worker> <#u> <#err> <#res>\n
+//	<tok><worker><u><err><res><msg>
+//
+// st state name, a attempts started, run RunAt ns, k the packed immutable
+// facts (see scripts.go), max max attempts, fa finished ns, cx "1" when
+// cancellation was requested while running, lease and started the latest
+// claim's lease expiry and start (ns, "0" when never claimed), tok that
+// claim's lease token (empty whenever the task is not running, so the
+// fence is "tok equals the caller's token"), worker its worker id, u the
+// unique key, err the error history (a JSON array), res the result JSON.
+const recFields = 14
+
+// appendRecord writes the record of a task just enqueued (see above).
+func appendRecord(b []byte, st, run, k string, maxAttempts int, unique string, msg []byte) []byte {
+	b = append(b, st...)
+	b = append(b, " 0 "...)
+	b = append(b, run...)
+	b = append(b, ' ')
+	b = append(b, k...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(maxAttempts), 10)
+	b = append(b, " 0 0 0 0 0 0 "...)
+	b = strconv.AppendInt(b, int64(len(unique)), 10)
+	b = append(b, " 0 0\n"...)
+	b = append(b, unique...)
+	return append(b, msg...)
+}
+
+// recordParts splits a record into its header fields and body parts (tok,
+// worker, u, err, res, msg), or says why it cannot.
+func recordParts(s string) (hdr [recFields]string, parts [6]string, err error) {
+	nl := strings.IndexByte(s, '\n')
+	if nl < 0 {
+		return hdr, parts, errors.New("stored task record has no header line")
+	}
+	f := strings.Split(s[:nl], " ")
+	if len(f) != recFields {
+		return hdr, parts, fmt.Errorf("stored task record header has %d fields, want %d", len(f), recFields)
+	}
+	copy(hdr[:], f)
+	p := nl + 1
+	for i := range 5 {
+		n, err := strconv.Atoi(hdr[9+i])
+		if err != nil || n < 0 || n > len(s)-p {
+			return hdr, parts, fmt.Errorf("stored task record header gives part %d the length %q, past the record's end", i+1, hdr[9+i])
+		}
+		parts[i] = s[p : p+n]
+		p += n
+	}
+	parts[5] = s[p:]
+	return hdr, parts, nil
+}
+
+// decodeRecord builds a TaskInfo from a stored record. Whatever cannot be
 // decoded is reported in Malformed; the record is never dropped.
-func decodeHash(queue, id string, h map[string]string) *ebbtype.TaskInfo {
+func decodeRecord(queue, id, s string) *ebbtype.TaskInfo {
 	rec := &ebbtype.TaskInfo{ID: id, Queue: queue}
+	hdr, parts, err := recordParts(s)
+	if err != nil {
+		rec.Malformed = err.Error()
+		return rec
+	}
 	var problems []string
-	if msg, ok := h["msg"]; !ok {
-		problems = append(problems, "stored task has no data (msg field missing)")
-	} else if err := decodeMsg(rec, msg); err != nil {
+	if parts[5] == "" {
+		problems = append(problems, "stored task has no data (msg missing)")
+	} else if err := decodeMsg(rec, parts[5]); err != nil {
 		problems = append(problems, err.Error())
 	}
-	rec.State = ebbtype.State(h["st"])
+	rec.State = ebbtype.State(hdr[0])
 	if !rec.State.Valid() {
-		problems = append(problems, fmt.Sprintf("stored state %q is unknown", h["st"]))
+		problems = append(problems, fmt.Sprintf("stored state %q is unknown", hdr[0]))
 	}
-	if a, ok := h["a"]; ok {
-		n, err := strconv.Atoi(a)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("stored attempt %q is not a number", a))
-		}
-		rec.Attempt = n
+	n, err := strconv.Atoi(hdr[1])
+	if err != nil {
+		problems = append(problems, fmt.Sprintf("stored attempt %q is not a number", hdr[1]))
 	}
-	rec.RunAt = parseNS(h["run"])
-	if ls, ok := h["ls"]; ok {
-		// token, k, lease expiry, start, worker (see scripts.go)
-		parts := strings.SplitN(ls, "\n", 5)
-		if len(parts) != 5 {
-			problems = append(problems, fmt.Sprintf("stored claim %q is not token, k, lease expiry, start and worker", ls))
-		} else {
-			rec.StartedAt = parseNS(parts[3])
-			rec.WorkerID = parts[4]
-			if rec.State == ebbtype.StateRunning {
-				rec.LeaseToken = parts[0]
-				rec.LeaseExpiresAt = parseNS(parts[2])
-			}
-		}
+	rec.Attempt = n
+	rec.RunAt = parseNS(hdr[2])
+	rec.StartedAt = parseNS(hdr[8])
+	rec.WorkerID = parts[1]
+	if rec.State == ebbtype.StateRunning {
+		rec.LeaseToken = parts[0]
+		rec.LeaseExpiresAt = parseNS(hdr[7])
 	}
-	rec.FinishedAt = parseNS(h["fa"])
-	rec.CancelRequested = h["cx"] == "1"
-	if es, err := decodeErrors(h["err"]); err != nil {
+	rec.FinishedAt = parseNS(hdr[5])
+	rec.CancelRequested = hdr[6] == "1"
+	if es, err := decodeErrors(parts[3]); err != nil {
 		problems = append(problems, err.Error())
 	} else {
 		rec.Errors = es
 	}
-	if r := h["res"]; r != "" {
-		rec.Result = []byte(r)
+	if parts[4] != "" {
+		rec.Result = []byte(parts[4])
 	}
 	if len(problems) > 0 {
 		rec.Malformed = joinProblems(problems)

@@ -180,19 +180,34 @@ func viaJSON(s string) string {
 	return out
 }
 
-// FuzzDecodeHash: a task hash with any field damaged still decodes to a
-// record (reported Malformed), never a panic, and an undamaged state is kept.
-func FuzzDecodeHash(f *testing.F) {
-	f.Add(`{"id":"t","k":"k","q":"q","p":2,"m":3,"e":1}`, "queued", "1", "tok\n1\n2\n3\nw", `[{"attempt":1,"at":5,"error":"x"}]`, `{"ok":true}`, "1")
-	f.Add("", "bogus", "x", "a\nb", "[", "", "")
-	f.Fuzz(func(t *testing.T, msg, st, attempt, claim, errs, res, cx string) {
-		h := map[string]string{"msg": msg, "st": st, "a": attempt, "ls": claim, "err": errs, "res": res, "cx": cx, "run": attempt, "fa": attempt}
-		rec := decodeHash("q", "t", h)
+// FuzzDecodeRecord: a stored task record damaged in any way still decodes
+// to a record (reported Malformed), never a panic; an undamaged state is
+// kept; and what appendRecord writes decodes without a problem.
+func FuzzDecodeRecord(f *testing.F) {
+	msg := `{"id":"t","k":"k","q":"q","p":2,"m":3,"e":1}`
+	f.Add(string(appendRecord(nil, "queued", "1700000000000000001", "u21000", 3, "uk", []byte(msg))))
+	f.Add("running 1 5 -2 3 0 1 9 7 3 1 0 34 11\ntokw" + `[{"attempt":1,"at":5,"error":"x"}]{"ok":true}` + msg)
+	f.Add("dead 1 5 -2 3 0 0 0 0 0 0 0 99999999999999999999 0\n" + msg)
+	f.Add("bogus x\na\nb")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		rec := decodeRecord("q", "t", s)
 		if rec.ID != "t" || rec.Queue == "" {
-			t.Fatalf("decodeHash lost the id or queue: %+v", rec)
+			t.Fatalf("decodeRecord lost the id or queue: %+v", rec)
 		}
 		if rec.Malformed == "" && !rec.State.Valid() {
-			t.Fatalf("state %q accepted without a problem reported", st)
+			t.Fatalf("record %q accepted with state %q and no problem reported", s, rec.State)
+		}
+		// Any msg, unique key and state go into a record that splits back
+		// into exactly them.
+		st := string(rec.State)
+		if st == "" || strings.ContainsAny(st, " \n") {
+			st = "queued"
+		}
+		b := appendRecord(nil, st, "1", "-2", 1, s, []byte(s))
+		hdr, parts, err := recordParts(string(b))
+		if err != nil || hdr[0] != st || parts[2] != s || parts[5] != s {
+			t.Fatalf("appendRecord(%q) = %q splits into %q, %q, %v", s, b, hdr, parts, err)
 		}
 	})
 }

@@ -52,49 +52,21 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 			token += "/" + strconv.Itoa(ncalls)
 		}
 		ncalls++
-		vals, err := d.run(ctx, scriptFetch, k.kFetch, k.prefix, now, n, token, p.WorkerID, leaseNS, promoteBatch, k.channel).Slice()
+		vals, err := d.run(ctx, scriptFetch, k.kFetch, now, n, token, p.WorkerID, leaseNS, promoteBatch, k.channel).Slice()
 		if err != nil {
 			return nil, fmt.Errorf("ebbredis: fetch from queue %q: %w", q, err)
 		}
-		if (len(vals)-1)%5 != 0 {
+		if (len(vals)-1)%2 != 0 {
 			return nil, fmt.Errorf("ebbredis: fetch from queue %q: unexpected script answer of %d values", q, len(vals))
 		}
 		minScore(vals[0], &nextDue)
 		if res.Tasks == nil {
-			res.Tasks = make([]*ebbtype.TaskInfo, 0, (len(vals)-1)/5)
+			res.Tasks = make([]*ebbtype.TaskInfo, 0, (len(vals)-1)/2)
 		}
-		for i := 1; i < len(vals); i += 5 {
-			rec := &ebbtype.TaskInfo{
-				ID:             str(vals[i]),
-				Queue:          q,
-				State:          ebbtype.StateRunning,
-				StartedAt:      p.Now,
-				WorkerID:       p.WorkerID,
-				LeaseToken:     token,
-				LeaseExpiresAt: leaseUntil,
-			}
-			a, _ := vals[i+2].(int64)
-			rec.Attempt = int(a)
-			rec.RunAt = parseNS(str(vals[i+3]))
-			msg, ok := vals[i+1].(string)
-			if !ok {
-				rec.Malformed = "stored task has no data (msg field missing)"
-			} else if err := decodeMsg(rec, msg); err != nil {
-				rec.Malformed = err.Error()
-			}
-			if e, ok := vals[i+4].(string); ok {
-				if es, err := decodeErrors(e); err != nil {
-					if rec.Malformed != "" {
-						rec.Malformed += "; "
-					}
-					rec.Malformed += err.Error()
-				} else {
-					rec.Errors = es
-				}
-			}
-			res.Tasks = append(res.Tasks, rec)
+		for i := 1; i < len(vals); i += 2 {
+			res.Tasks = append(res.Tasks, decodeRecord(q, str(vals[i]), str(vals[i+1])))
 		}
-		got := (len(vals) - 1) / 5
+		got := (len(vals) - 1) / 2
 		need -= got
 		if got == n && need > 0 {
 			qi-- // this queue may have more than one call could take
@@ -115,7 +87,7 @@ func (d *Driver) fetchRest(ctx context.Context, queues []string, now string, nex
 			return fmt.Errorf("ebbredis: fetch: %w", err)
 		}
 		k := d.keys(q)
-		calls = append(calls, &call{s: scriptFetch, keys: k.kFetch, args: []any{k.prefix, now, 0, "", "", "0", promoteBatch, k.channel}})
+		calls = append(calls, &call{s: scriptFetch, keys: k.kFetch, args: []any{now, 0, "", "", "0", promoteBatch, k.channel}})
 	}
 	if err := d.runPipelined(ctx, calls, nil); err != nil {
 		return fmt.Errorf("ebbredis: fetch: promote due tasks: %w", err)
@@ -164,9 +136,9 @@ func (d *Driver) ExtendLeases(ctx context.Context, p ebbdriver.ExtendLeasesParam
 			continue
 		}
 		c := byQueue[l.Queue]
-		if c == nil || len(c.args) >= 2+2*maxPerCall {
+		if c == nil || len(c.args) >= 1+2*maxPerCall {
 			k := d.keys(l.Queue)
-			c = &call{s: scriptExtend, keys: []string{k.leases}, args: []any{k.prefix, until}}
+			c = &call{s: scriptExtend, keys: []string{k.leases, k.tasks}, args: []any{until}}
 			byQueue[l.Queue] = c
 			calls = append(calls, c)
 		}
@@ -254,9 +226,9 @@ func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completio
 		g := byQueue[c.Queue]
 		if g == nil || len(g.idx) == maxPerCall {
 			k := d.keys(c.Queue)
-			args := make([]any, 0, 5+4*min(len(completions)-i, maxPerCall))
+			args := make([]any, 0, 4+4*min(len(completions)-i, maxPerCall))
 			g = &group{call: &call{s: scriptComplete, keys: k.kComplete,
-				args: append(args, k.prefix, k.channel, d.chDone, "T", c.LeaseToken)}, tok: c.LeaseToken}
+				args: append(args, k.channel, d.chDone, "T", c.LeaseToken)}, tok: c.LeaseToken}
 			byQueue[c.Queue] = g
 			groups = append(groups, g)
 		}
@@ -316,7 +288,7 @@ func (d *Driver) PromoteDue(ctx context.Context, queue string, now time.Time, li
 		return 0, nil
 	}
 	k := d.keys(queue)
-	n, err := d.run(ctx, scriptPromote, k.kPromote, k.prefix, nsString(now), limit, k.channel).Int()
+	n, err := d.run(ctx, scriptPromote, k.kPromote, nsString(now), limit, k.channel).Int()
 	if err != nil {
 		return 0, fmt.Errorf("ebbredis: promote due tasks of queue %q: %w", queue, err)
 	}
@@ -337,7 +309,7 @@ func (d *Driver) RescueExpired(ctx context.Context, queue string, now time.Time,
 		return res, nil
 	}
 	k := d.keys(queue)
-	vals, err := d.run(ctx, scriptRescue, k.kRescue, k.prefix, nsString(now), limit, k.channel, d.chDone, leaseExpiredMsg).Slice()
+	vals, err := d.run(ctx, scriptRescue, k.kRescue, nsString(now), limit, k.channel, d.chDone, leaseExpiredMsg).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: rescue expired leases of queue %q: %w", queue, err)
 	}

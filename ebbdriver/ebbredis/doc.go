@@ -23,7 +23,7 @@
 // "ns" marks values only Go reads, kept in nanoseconds so records round-trip
 // time.Time exactly.
 //
-//	P:{q}:t:<id>       HASH   one task (fields below)
+//	P:{q}:tasks        HASH   task id → the task's record (below)
 //	P:{q}:ready:<p>    ZSET   Queued tasks of priority p (1, 2, 3); score RunAt µs,
 //	                          so ZRANGE 0 0 gives the next task and the oldest age,
 //	                          and equal scores fall back to the id (member order)
@@ -32,23 +32,28 @@
 //	P:{q}:dead         ZSET   Dead tasks; score time of death µs
 //	P:{q}:done         ZSET   Succeeded and Cancelled tasks kept for their
 //	                          retention; score expiry µs (FinishedAt+Retention,
-//	                          rounded up to the millisecond), so Cleanup drops
+//	                          rounded up to the millisecond), so Cleanup deletes
 //	                          the expired ones from the low end
 //	P:{q}:stats        HASH   running totals: enqueued, succeeded, failed,
 //	                          retried; and "since" (ns), which tells the driver
 //	                          the queue's keys were just created (see P:queues)
 //	P:{q}:waiters      HASH   task id → number of TaskAwait calls waiting for it;
 //	                          an ending task with an entry publishes on P:ch:done
-//	P:{q}:u:<key>      STRING unique lock: the id of the task holding UniqueKey;
-//	                          PX UniqueTTL when UniqueTTL > 0, else deleted when
-//	                          the holder reaches Succeeded, Dead or Cancelled;
-//	                          deleted either way when the holder is cancelled
-//	                          before it ran (TaskCancel)
+//	P:{q}:uniq         HASH   unique key → id of the task holding it; held until
+//	                          the holder reaches Succeeded, Dead or Cancelled, or,
+//	                          with UniqueTTL > 0, until its expiry in uniqexp;
+//	                          released either way when the holder is cancelled
+//	                          before it ran (TaskCancel). A key whose holder is
+//	                          gone (deleted, past its retention) is free.
+//	P:{q}:uniqexp      ZSET   unique keys with a TTL; score expiry µs on the
+//	                          enqueuer's clock; Enqueue checks it, Cleanup drops
+//	                          the expired ones from uniq
 //	P:queues           SET    names of queues that ever received a task
 //	P:workers:{w}      ZSET   live workers; score expiry ms
-//	P:worker:{w}:<id>  STRING a worker's WorkerInfo as JSON (PX TTL+10m as a
-//	                          garbage-collection backstop; liveness is the ZSET)
-//	P:drain:{w}:<id>   STRING "1" while a drain was requested for that worker
+//	P:workers:{w}:info HASH   worker id → its WorkerInfo as JSON; dropped with
+//	                          the worker's entry when WorkerList finds it
+//	                          expired, or by a heartbeat 10 min after it expired
+//	P:workers:{w}:drain HASH  worker id → "1" while a drain was requested
 //	P:leader:{ctl}:<name>       HASH   elected leader: id, term, exp (µs); never
 //	                                   expires, so terms never repeat
 //	P:decisions:{ctl}:seq       STRING last decision Seq (INCR)
@@ -69,37 +74,53 @@
 // not contain braces. Global keys of one kind share a hash tag ({w}, {ctl}) so
 // their scripts run on one slot too.
 //
-// Task hash fields: msg is the immutable part of the task, one compact JSON
-// object written by Go at enqueue and decoded only by Go:
+// No key is made per task or per unique key: a queue has the fixed set of
+// keys above, so every script declares every key it touches (Redis calls
+// anything else unsupported, and a cluster could not route it), and a task
+// costs one hash field rather than a key of its own.
+//
+// A task's record is one string, read and rewritten whole by the scripts:
+// a header line of space-separated fields, then variable-length parts
+// whose lengths the header gives, then the immutable msg to the end:
+//
+//	<st> <a> <run> <k> <max> <fa> <cx> <lease> <started> <#tok> <#worker> <#u> <#err> <#res>\n
+//	<tok><worker><u><err><res><msg>
+//
+//	st       state name
+//	a        attempts started
+//	run      RunAt, ns
+//	k        immutable facts the scripts need, packed:
+//	         <unique flag><priority><retention ms>, flag "-" (no unique
+//	         key), "u" (held until the task ends) or "x" (has its own TTL)
+//	max      max attempts
+//	fa       finished, ns ("0": not finished)
+//	cx       "1": cancellation requested while running
+//	lease    the latest claim's lease expiry, ns
+//	started  the latest claim's start, ns
+//	tok      the latest claim's lease token, emptied whenever the task stops
+//	         running, so "tok is the caller's token" is the whole fence
+//	worker   the latest claim's worker id
+//	u        the unique key, when there is one
+//	err      error history, a JSON array appended to by string surgery
+//	res      result JSON
+//
+// msg is one compact JSON object written by Go at enqueue and decoded only
+// by Go:
 //
 //	{"id","k":kind,"q":queue,"a":args,"h":headers,"p":priority,"m":max attempts,
 //	 "to":timeout ns,"r":retention ns,"u":unique key,"ut":unique TTL ns,
 //	 "e":enqueued at ns}
 //
-// The other fields are small and are what the scripts read and write:
+// A record whose header cannot be read (damaged by hand) is claimed by the
+// next fetch as a task whose msg is the whole old record: it is reported
+// Malformed, and the worker dead-letters it with its bytes intact.
 //
-//	st   state name
-//	a    attempts started
-//	run  RunAt, ns
-//	k    immutable facts the scripts need, packed so the hot path reads one
-//	     field: <unique flag><priority><retention ms>, flag "-" (no unique
-//	     key), "u" (held until the task ends) or "x" (has its own TTL)
-//	max  max attempts (read by lease rescue only)
-//	u    the unique key, when there is one
-//	ls   the latest claim: "<lease token>\n<k>\n<lease expiry ns>\n<started
-//	     ns>\n<worker id>"; the token is cut off (ls then starts with "\n")
-//	     whenever the task stops running, so checking that ls starts with the
-//	     caller's token is the whole fence, and a Complete reads one field
-//	fa   finished, ns
-//	cx   "1": cancellation requested while running
-//	err  error history, a JSON array appended to by string surgery
-//	res  result JSON
-//
-// Succeeded and Cancelled tasks get PEXPIRE Retention so their results expire
-// natively, and enter P:{q}:done in the same script so TaskList can find them
-// without a scan of the keyspace; Cleanup drops the set's members whose
-// expiry passed (until then TaskList skips the ids whose hash is gone). Dead
-// tasks stay in P:{q}:dead until Cleanup trims them. A task with no
+// Succeeded and Cancelled tasks with a retention enter P:{q}:done, scored
+// by their expiry, in the script that finishes them; Cleanup (run by the
+// leader's and the workers' maintenance, every minute by default) deletes
+// the expired ones in bounded batches, so a finished task stays readable
+// from the end of its retention until the next Cleanup. Dead tasks stay in
+// P:{q}:dead until Cleanup deletes them past DeadRetention. A task with no
 // retention is deleted when it finishes and never enters P:{q}:done.
 //
 // Every stored task is thus a member of exactly one of its queue's sets,
@@ -112,8 +133,8 @@
 // # Finding a task by id
 //
 // TaskGet, TaskAwait, TaskCancel, TaskRetry and TaskDelete get only an id,
-// and a task's key contains its queue. The driver pipelines HGETALL of
-// P:{q}:t:<id> over the known queues: the first round trip carries SMEMBERS
+// and a task lives in its queue's hash. The driver pipelines HGET
+// P:{q}:tasks <id> over the known queues: the first round trip carries SMEMBERS
 // P:queues and the HGETALLs for the queues this Driver has seen, a second
 // (only if needed) those for the queues it learnt from P:queues. That costs
 // one command per queue, fine for the tens of queues ebb deployments have.
@@ -147,7 +168,8 @@
 // # Scripts
 //
 // Every mutation of a queue is one Lua script (EVALSHA, falling back to EVAL
-// after a script cache flush or a Redis restart) over that queue's keys;
-// scripts build task keys from the queue's key prefix, which is in the same
-// slot. Batches spanning queues are grouped by queue and pipelined.
+// after a script cache flush or a Redis restart) over that queue's keys,
+// all of them declared in KEYS; the package's tests run every script with
+// a check that refuses any other key. Batches spanning queues are grouped
+// by queue and pipelined.
 package ebbredis

@@ -65,6 +65,8 @@ type Driver struct {
 
 	waitReplicas int
 	waitTimeout  time.Duration
+
+	checkKeys bool // run the scripts under keyCheck (tests)
 }
 
 var _ ebbdriver.Driver = (*Driver)(nil)
@@ -189,6 +191,9 @@ type queueKeys struct {
 	done      string // Succeeded and Cancelled tasks kept for their retention
 	stats     string
 	waiters   string
+	tasks     string // task id → record
+	uniq      string // unique key → holder id
+	uniqexp   string // unique key → expiry µs (keys with a TTL)
 
 	// Key lists in the order the scripts declare them.
 	kEnqueue  []string
@@ -216,14 +221,17 @@ func (d *Driver) keys(queue string) *queueKeys {
 		done:      p + "done",
 		stats:     p + "stats",
 		waiters:   p + "waiters",
+		tasks:     p + "tasks",
+		uniq:      p + "uniq",
+		uniqexp:   p + "uniqexp",
 	}
 	r := k.ready
-	k.kEnqueue = []string{r[0], r[1], r[2], k.scheduled, k.stats}
-	k.kFetch = []string{r[0], r[1], r[2], k.scheduled, k.leases}
-	k.kComplete = []string{r[0], r[1], r[2], k.scheduled, k.leases, k.dead, k.stats, k.waiters, k.done}
-	k.kRescue = []string{r[0], r[1], r[2], k.leases, k.dead, k.stats, k.waiters}
-	k.kPromote = []string{r[0], r[1], r[2], k.scheduled}
-	k.kDeadMove = []string{r[0], r[1], r[2], k.dead}
+	k.kEnqueue = []string{r[0], r[1], r[2], k.scheduled, k.stats, k.tasks, k.uniq, k.uniqexp}
+	k.kFetch = []string{r[0], r[1], r[2], k.scheduled, k.leases, k.tasks}
+	k.kComplete = []string{r[0], r[1], r[2], k.scheduled, k.leases, k.dead, k.stats, k.waiters, k.done, k.tasks, k.uniq, k.uniqexp}
+	k.kRescue = []string{r[0], r[1], r[2], k.leases, k.dead, k.stats, k.waiters, k.tasks, k.uniq, k.uniqexp}
+	k.kPromote = []string{r[0], r[1], r[2], k.scheduled, k.tasks}
+	k.kDeadMove = []string{r[0], r[1], r[2], k.dead, k.tasks, k.uniq}
 	k.kStats = []string{r[0], r[1], r[2], k.scheduled, k.leases, k.dead, k.stats}
 	v, _ := d.queues.LoadOrStore(queue, k)
 	return v.(*queueKeys)
@@ -330,13 +338,11 @@ func (d *Driver) addQueues(names ...string) {
 	s.gen++
 }
 
-func (k *queueKeys) task(id string) string { return k.prefix + "t:" + id }
-
 func (d *Driver) queuesKey() string { return d.prefix + ":queues" }
 
 func (d *Driver) workersKey() string         { return d.prefix + ":workers:{w}" }
-func (d *Driver) workerKeyPrefix() string    { return d.prefix + ":worker:{w}:" }
-func (d *Driver) drainKeyPrefix() string     { return d.prefix + ":drain:{w}:" }
+func (d *Driver) workerInfoKey() string      { return d.prefix + ":workers:{w}:info" }
+func (d *Driver) workerDrainKey() string     { return d.prefix + ":workers:{w}:drain" }
 func (d *Driver) queueChannelPrefix() string { return d.prefix + ":ch:q:" }
 
 func checkQueue(q string) error {
@@ -351,11 +357,62 @@ func checkQueue(q string) error {
 type script struct {
 	src  string
 	hash string
+	// The same script with keyCheck before its body: every redis.call
+	// fails on a key the script did not declare. Only tests run it.
+	checkedSrc  string
+	checkedHash string
 }
 
+// keyCheck shadows redis.call and redis.pcall with versions that refuse
+// a key outside KEYS. Redis 7.0 runs an undeclared key of the script's
+// slot without complaint, and the manual calls that unsupported, so this
+// is the only way to catch one. Every command the scripts use takes its
+// key first, but for DEL, EXISTS and UNLINK (all arguments are keys) and
+// PUBLISH (a channel, no key).
+const keyCheck = `
+local redis = (function(r)
+  local declared = {}
+  for _, k in ipairs(KEYS) do declared[k] = true end
+  local function check(cmd, ...)
+    local c = string.upper(cmd)
+    if c == "PUBLISH" then return end
+    local n = 1
+    if c == "DEL" or c == "EXISTS" or c == "UNLINK" then n = select("#", ...) end
+    for i = 1, n do
+      local k = select(i, ...)
+      if not declared[k] then
+        error("ebb key check: " .. c .. " touches the undeclared key " .. tostring(k))
+      end
+    end
+  end
+  return setmetatable({
+    call = function(cmd, ...) check(cmd, ...) return r.call(cmd, ...) end,
+    pcall = function(cmd, ...) check(cmd, ...) return r.pcall(cmd, ...) end,
+  }, {__index = r})
+end)(redis)
+`
+
 func newScript(src string) *script {
-	h := sha1.Sum([]byte(src))
-	return &script{src: src, hash: hex.EncodeToString(h[:])}
+	checked := src
+	if i := strings.Index(src, luaLib); i >= 0 {
+		checked = src[:i] + keyCheck + src[i:]
+	} else {
+		checked = keyCheck + src
+	}
+	return &script{src: src, hash: sha1Hex(src), checkedSrc: checked, checkedHash: sha1Hex(checked)}
+}
+
+func sha1Hex(s string) string {
+	h := sha1.Sum([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// code returns the source and hash d runs for s.
+func (d *Driver) code(s *script) (src, hash string) {
+	if d.checkKeys {
+		return s.checkedSrc, s.checkedHash
+	}
+	return s.src, s.hash
 }
 
 var (
@@ -380,7 +437,6 @@ var (
 	scriptQueueStats       = newScript(luaQueueStats)
 	// The schedule scripts' sources are in schedules.go.
 	scriptScheduleUpsert    = newScript(luaScheduleUpsert)
-	scriptScheduleList      = newScript(luaScheduleList)
 	scriptScheduleDelete    = newScript(luaScheduleDelete)
 	scriptSchedulePause     = newScript(luaSchedulePause)
 	scriptScheduleMarkFired = newScript(luaScheduleMarkFired)
@@ -393,9 +449,10 @@ func isNoScript(err error) bool {
 // run runs a script with EVALSHA, falling back to EVAL (which also caches
 // it) when Redis does not know it: after a restart or SCRIPT FLUSH.
 func (d *Driver) run(ctx context.Context, s *script, keys []string, args ...any) *redis.Cmd {
-	cmd := d.rdb.EvalSha(ctx, s.hash, keys, args...)
+	src, hash := d.code(s)
+	cmd := d.rdb.EvalSha(ctx, hash, keys, args...)
 	if isNoScript(cmd.Err()) {
-		cmd = d.rdb.Eval(ctx, s.src, keys, args...)
+		cmd = d.rdb.Eval(ctx, src, keys, args...)
 	}
 	return cmd
 }
@@ -418,7 +475,8 @@ func (d *Driver) runPipelined(ctx context.Context, calls []*call, extra func(red
 		extra(pipe)
 	}
 	for _, c := range calls {
-		c.cmd = pipe.EvalSha(ctx, c.s.hash, c.keys, c.args...)
+		_, hash := d.code(c.s)
+		c.cmd = pipe.EvalSha(ctx, hash, c.keys, c.args...)
 	}
 	_, err := pipe.Exec(ctx)
 	if err == nil {
@@ -433,7 +491,8 @@ func (d *Driver) runPipelined(ctx context.Context, calls []*call, extra func(red
 	if len(retry) > 0 {
 		pipe = d.rdb.Pipeline()
 		for _, c := range retry {
-			c.cmd = pipe.Eval(ctx, c.s.src, c.keys, c.args...)
+			src, _ := d.code(c.s)
+			c.cmd = pipe.Eval(ctx, src, c.keys, c.args...)
 		}
 		_, _ = pipe.Exec(ctx)
 	}

@@ -85,9 +85,11 @@ func (d *Driver) runOnNode(ctx context.Context, nc *redis.Client, calls []*call)
 		_, err := conn.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, c := range cs {
 				if eval {
-					c.cmd = p.Eval(ctx, c.s.src, c.keys, c.args...)
+					src, _ := d.code(c.s)
+					c.cmd = p.Eval(ctx, src, c.keys, c.args...)
 				} else {
-					c.cmd = p.EvalSha(ctx, c.s.hash, c.keys, c.args...)
+					_, hash := d.code(c.s)
+					c.cmd = p.EvalSha(ctx, hash, c.keys, c.args...)
 				}
 			}
 			wait = redis.NewIntCmd(ctx, "wait", d.waitReplicas, d.waitTimeout.Milliseconds())

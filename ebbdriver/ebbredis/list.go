@@ -111,10 +111,10 @@ type listSegment struct {
 // TaskList implements ebbdriver.Driver. It walks queues in name order and,
 // within a queue, the sets of running, queued (by priority), scheduled and
 // retrying, dead, then finished tasks, each from its highest score (the
-// newest) down by ZREVRANGE, reading the hashes of a chunk of ids in one
-// pipeline and filtering in Go. The state filter skips sets that cannot
+// newest) down by ZREVRANGE, reading the records of a chunk of ids with one
+// HMGET and filtering in Go. The state filter skips sets that cannot
 // hold a match; every id taken from a set counts towards ScanLimit, also
-// when its hash is gone (expired, deleted).
+// when its record is gone (deleted meanwhile).
 //
 // The cursor holds the queue, the set and an offset in it. Offsets shift
 // when tasks enter or leave a set before the cursor's position, so under
@@ -175,20 +175,16 @@ walk:
 			off = s.size
 			continue
 		}
-		pipe := d.rdb.Pipeline()
-		cmds := make([]*redis.MapStringStringCmd, len(ids))
-		for i, id := range ids {
-			cmds[i] = pipe.HGetAll(ctx, s.keys.task(id))
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
+		vals, err := d.rdb.HMGet(ctx, s.keys.tasks, ids...).Result()
+		if err != nil {
 			return nil, fmt.Errorf("ebbredis: list tasks of queue %q: %w", s.keys.name, err)
 		}
-		for i, c := range cmds {
+		for i, v := range vals {
 			budget--
 			res.Scanned++
 			off++
-			if h := c.Val(); len(h) > 0 {
-				rec := decodeHash(s.keys.name, ids[i], h)
+			if rs, ok := v.(string); ok {
+				rec := decodeRecord(s.keys.name, ids[i], rs)
 				if (p.State == "" || rec.State == p.State) && (p.Kind == "" || rec.Kind == p.Kind) {
 					res.Tasks = append(res.Tasks, rec)
 					if len(res.Tasks) == limit {
@@ -294,8 +290,8 @@ func (d *Driver) TaskRetry(ctx context.Context, id string, now time.Time) (ebbty
 		return "", err
 	}
 	vals, err := d.run(ctx, scriptRetry,
-		[]string{k.task(id), k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.dead},
-		k.prefix, id, nsString(now), k.channel).Slice()
+		[]string{k.tasks, k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.dead, k.uniq},
+		id, nsString(now), k.channel).Slice()
 	if errors.Is(err, redis.Nil) {
 		return "", fmt.Errorf("ebbredis: retry task %q: %w", id, ebbtype.ErrTaskNotFound)
 	}
@@ -319,8 +315,8 @@ func (d *Driver) TaskDelete(ctx context.Context, id string) error {
 		return err
 	}
 	st, err := d.run(ctx, scriptDelete,
-		[]string{k.task(id), k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.dead, k.done, k.waiters},
-		k.prefix, id, d.chDone).Text()
+		[]string{k.tasks, k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.dead, k.done, k.waiters, k.uniq, k.uniqexp},
+		id, d.chDone).Text()
 	if errors.Is(err, redis.Nil) {
 		return fmt.Errorf("ebbredis: delete task %q: %w", id, ebbtype.ErrTaskNotFound)
 	}

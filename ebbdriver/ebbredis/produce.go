@@ -23,7 +23,8 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 	if len(tasks) == 0 {
 		return results, nil
 	}
-	now := nsString(time.Now())
+	wall := time.Now()
+	now := nsString(wall)
 
 	type group struct {
 		k     *queueKeys
@@ -32,7 +33,7 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 	}
 	var groups []*group
 	byQueue := make(map[string]*group, 1)
-	var buf []byte
+	var msg, rec []byte
 	for i, t := range tasks {
 		if t == nil {
 			return nil, fmt.Errorf("ebbredis: enqueue: task %d of the batch is nil", i)
@@ -51,13 +52,13 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 		}
 		if len(g.calls) == 0 || len(g.idx[len(g.idx)-1]) == maxPerCall {
 			c := &call{s: scriptEnqueue, keys: g.k.kEnqueue,
-				args: append(make([]any, 0, 3+8*min(len(tasks), maxPerCall)), g.k.prefix, g.k.channel, now)}
+				args: append(make([]any, 0, 2+6*min(len(tasks), maxPerCall)), g.k.channel, now)}
 			g.calls = append(g.calls, c)
 			g.idx = append(g.idx, nil)
 		}
 		c := g.calls[len(g.calls)-1]
 		var err error
-		buf, err = appendMsg(buf[:0], t)
+		msg, err = appendMsg(msg[:0], t)
 		if err != nil {
 			return nil, fmt.Errorf("ebbredis: enqueue task %q: %w", t.ID, err)
 		}
@@ -70,27 +71,31 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 		}
 		enqueuedAt := t.EnqueuedAt
 		if enqueuedAt.IsZero() {
-			enqueuedAt = time.Now()
+			enqueuedAt = wall
 		}
 		runAt := t.RunAt
 		if runAt.IsZero() {
 			runAt = enqueuedAt
 		}
-		start := "q"
+		st, set := "queued", int(prio)
 		if runAt.After(enqueuedAt) {
-			start = "s"
+			st, set = "scheduled", 4
 		}
 		// k: what the scripts need of the task, see scripts.go.
 		uflag := "-"
+		lockExp := "0"
 		switch {
 		case t.UniqueKey != "" && t.UniqueTTL > 0:
 			uflag = "x"
+			// On the enqueuer's clock, as the Enqueue that checks it.
+			lockExp = usString(wall.Add(time.Duration(ceilMS(t.UniqueTTL)) * time.Millisecond))
 		case t.UniqueKey != "":
 			uflag = "u"
 		}
 		k := uflag + strconv.Itoa(int(prio)) + strconv.FormatInt(ceilMS(t.Retention), 10)
-		c.args = append(c.args, t.ID, string(buf), k, nsString(runAt), start,
-			max(t.MaxAttempts, 1), t.UniqueKey, ceilMS(t.UniqueTTL))
+		runNS := nsString(runAt)
+		rec = appendRecord(rec[:0], st, runNS, k, max(t.MaxAttempts, 1), t.UniqueKey, msg)
+		c.args = append(c.args, t.ID, string(rec), set, usString(runAt), t.UniqueKey, lockExp)
 		g.idx[len(g.idx)-1] = append(g.idx[len(g.idx)-1], i)
 	}
 

@@ -147,17 +147,19 @@ func TestEnqueueRejectsBadTasks(t *testing.T) {
 // the worker can dead-letter it.
 func TestMalformed(t *testing.T) {
 	d, ctx, now := parallelDriver(t)
-	good, badMsg, noMsg, badErrs := testTask("a", now), testTask("a", now), testTask("a", now), testTask("a", now)
-	mustEnqueue(t, d, good, badMsg, noMsg, badErrs)
+	good, badMsg, noMsg, badErrs, badHeader := testTask("a", now), testTask("a", now), testTask("a", now), testTask("a", now), testTask("a", now)
+	mustEnqueue(t, d, good, badMsg, noMsg, badErrs, badHeader)
 	k := d.keys("a")
-	if err := d.rdb.HSet(ctx, k.task(badMsg.ID), "msg", `{"id":"`+badMsg.ID+`","k":`).Err(); err != nil {
-		t.Fatal(err)
+	records := map[string]string{
+		badMsg.ID:    "queued 0 1 -2 3 0 0 0 0 0 0 0 0 0\n" + `{"id":"` + badMsg.ID + `","k":`,
+		noMsg.ID:     "queued 0 1 -2 3 0 0 0 0 0 0 0 0 0\n",
+		badErrs.ID:   "queued 0 1 -2 3 0 0 0 0 0 0 0 12 0\n" + `[{"attempt":{"k":"test.kind","q":"a"}`,
+		badHeader.ID: "queued zero\n" + `{"id":"x","k":"k","q":"a"}`,
 	}
-	if err := d.rdb.HDel(ctx, k.task(noMsg.ID), "msg").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.rdb.HSet(ctx, k.task(badErrs.ID), "err", `[{"attempt":`).Err(); err != nil {
-		t.Fatal(err)
+	for id, rec := range records {
+		if err := d.rdb.HSet(ctx, k.tasks, id, rec).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	res, err := d.Fetch(ctx, fetchParams(now, 10, "a"))
@@ -168,15 +170,15 @@ func TestMalformed(t *testing.T) {
 	for _, r := range res.Tasks {
 		got[r.ID] = r
 	}
-	if len(got) != 4 {
-		t.Fatalf("Fetch returned %d tasks, want all 4", len(res.Tasks))
+	if len(got) != 5 {
+		t.Fatalf("Fetch returned %d tasks, want all 5", len(res.Tasks))
 	}
 	if r := got[good.ID]; r.Malformed != "" || r.Kind != "test.kind" {
 		t.Errorf("good task: Malformed %q, Kind %q", r.Malformed, r.Kind)
 	}
 	for _, c := range []struct {
 		id, want string
-	}{{badMsg.ID, "msg"}, {noMsg.ID, "msg field missing"}, {badErrs.ID, "error history"}} {
+	}{{badMsg.ID, "msg"}, {noMsg.ID, "msg missing"}, {badErrs.ID, "error history"}, {badHeader.ID, "msg"}} {
 		r := got[c.id]
 		if !strings.Contains(r.Malformed, c.want) || r.ID != c.id || r.Queue != "a" || r.State != ebbtype.StateRunning || r.LeaseToken == "" {
 			t.Errorf("task %s: %+v; want ID, Queue, a lease and Malformed mentioning %q", c.id, r, c.want)
@@ -259,7 +261,7 @@ func TestQueueKeysShareSlot(t *testing.T) {
 			}
 
 			k := d.keys(queue)
-			slot := keySlot(k.prefix + "t:x")
+			slot := keySlot(k.tasks)
 			var found []string
 			iter := d.rdb.Scan(ctx, 0, globEscape(k.prefix)+"*", 1000).Iterator()
 			for iter.Next(ctx) {
@@ -268,9 +270,16 @@ func TestQueueKeysShareSlot(t *testing.T) {
 			if err := iter.Err(); err != nil {
 				t.Fatal(err)
 			}
-			// task hashes, two ready/scheduled/leases/dead sets, stats, unique keys
-			if len(found) < 9 {
+			// tasks, ready:2, leases, dead, stats, uniq, uniqexp, and not
+			// one key per task or per unique key: only the queue's own.
+			if len(found) < 7 {
 				t.Errorf("found only %d keys of queue %q: %v", len(found), queue, found)
+			}
+			own := []string{k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.leases, k.dead, k.done, k.stats, k.waiters, k.tasks, k.uniq, k.uniqexp}
+			for _, key := range found {
+				if !slices.Contains(own, key) {
+					t.Errorf("key %q is not one of the queue's keys %v", key, own)
+				}
 			}
 			declared := slices.Concat(k.kEnqueue, k.kFetch, k.kComplete, k.kRescue, k.kPromote, k.kDeadMove)
 			for _, key := range slices.Concat(found, declared) {
@@ -280,7 +289,7 @@ func TestQueueKeysShareSlot(t *testing.T) {
 			}
 			// The global keys of one kind share a slot too (their scripts).
 			for _, group := range [][]string{
-				{d.workersKey(), d.workerKeyPrefix() + "w1", d.drainKeyPrefix() + "w1"},
+				{d.workersKey(), d.workerInfoKey(), d.workerDrainKey()},
 				{d.leaderKey("cp"), d.decisionsKey("seq"), d.decisionsKey("data"), d.decisionsKey("all"), d.decisionsKey("pool:web"),
 					d.schedulesKey(), d.scheduleKey("nightly"), d.scheduleKey("a}b{c")},
 			} {
@@ -306,7 +315,7 @@ func TestScriptHeaders(t *testing.T) {
 		"workerDeregister": scriptWorkerDeregister, "workerDrain": scriptWorkerDrain, "queueStats": scriptQueueStats,
 		"leaderAttempt": scriptLeaderAttempt, "leaderResign": scriptLeaderResign,
 		"decisionAppend": scriptDecisionAppend, "decisionList": scriptDecisionList,
-		"scheduleUpsert": scriptScheduleUpsert, "scheduleList": scriptScheduleList, "scheduleDelete": scriptScheduleDelete,
+		"scheduleUpsert": scriptScheduleUpsert, "scheduleDelete": scriptScheduleDelete,
 		"schedulePause": scriptSchedulePause, "scheduleMarkFired": scriptScheduleMarkFired,
 		"retry": scriptRetry, "delete": scriptDelete,
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbtype"
 )
@@ -56,23 +58,6 @@ if later(ARGV[5], redis.call("HGET", KEYS[2], "tick") or "0") then
   redis.call("HSET", KEYS[2], "tick", ARGV[5], "task", ARGV[6])
 end
 return 0
-`
-
-const luaScheduleList = `-- ScheduleList: every schedule, in name order.
--- KEYS[1] -> P:schedules:{ctl}:names
--- ARGV[1] -> P:schedules:{ctl}:s: (the schedules' key prefix)
--- Returns {name, def, created, paused, tick, task, name, …}; absent fields
--- are false.
-` + luaLib + `
-local out = {}
-for _, name in ipairs(redis.call("ZRANGE", KEYS[1], 0, -1)) do
-  local f = redis.call("HMGET", ARGV[1] .. name, "def", "created", "paused", "tick", "task")
-  if f[1] then
-    out[#out + 1] = name
-    for i = 1, 5 do out[#out + 1] = f[i] end
-  end
-end
-return out
 `
 
 const luaScheduleDelete = `-- ScheduleDelete: remove a schedule with its firing state.
@@ -144,17 +129,36 @@ func (d *Driver) ScheduleGet(ctx context.Context, name string) (*ebbtype.Schedul
 	return decodeSchedule(name, vals)
 }
 
-// ScheduleList implements ebbdriver.Schedules.
+// ScheduleList implements ebbdriver.Schedules: the names, then each
+// schedule's hash, pipelined. Not one script: a script would have to build
+// the schedules' key names, which it may not (every key a script touches is
+// declared). A schedule deleted between the two round trips is left out;
+// one added in between shows up on the next call.
 func (d *Driver) ScheduleList(ctx context.Context) ([]ebbtype.Schedule, error) {
-	vals, err := d.run(ctx, scriptScheduleList, []string{d.schedulesKey()}, d.scheduleKey("")).Slice()
+	names, err := d.rdb.ZRange(ctx, d.schedulesKey(), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: schedule list: %w", err)
 	}
-	out := make([]ebbtype.Schedule, 0, len(vals)/6)
-	for i := 0; i+5 < len(vals); i += 6 {
-		s, err := decodeSchedule(str(vals[i]), vals[i+1:i+6])
+	out := make([]ebbtype.Schedule, 0, len(names))
+	if len(names) == 0 {
+		return out, nil
+	}
+	pipe := d.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(names))
+	for i, name := range names {
+		cmds[i] = pipe.HMGet(ctx, d.scheduleKey(name), "def", "created", "paused", "tick", "task")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("ebbredis: schedule list: %w", err)
+	}
+	for i, name := range names {
+		f := cmds[i].Val()
+		if len(f) != 5 || f[0] == nil {
+			continue // deleted meanwhile
+		}
+		s, err := decodeSchedule(name, f)
 		if err != nil {
-			out = append(out, ebbtype.Schedule{Name: str(vals[i]), Malformed: err.Error()})
+			out = append(out, ebbtype.Schedule{Name: name, Malformed: err.Error()})
 			continue
 		}
 		out = append(out, *s)

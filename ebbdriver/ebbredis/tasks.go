@@ -16,12 +16,12 @@ import (
 )
 
 // findTask locates a task by id alone (see "Finding a task by id" in
-// doc.go): HGETALL of its key in every known queue, pipelined. Queues this
+// doc.go): HGET of its field in every known queue's tasks hash, pipelined. Queues this
 // Driver knows go in the first round trip together with SMEMBERS P:queues;
 // the others, if any, in a second.
-func (d *Driver) findTask(ctx context.Context, id string) (*queueKeys, map[string]string, error) {
+func (d *Driver) findTask(ctx context.Context, id string) (*queueKeys, string, error) {
 	if id == "" {
-		return nil, nil, fmt.Errorf("ebbredis: empty task id: %w", ebbtype.ErrTaskNotFound)
+		return nil, "", fmt.Errorf("ebbredis: empty task id: %w", ebbtype.ErrTaskNotFound)
 	}
 	var local []string
 	d.known.Range(func(k, _ any) bool {
@@ -35,16 +35,16 @@ func (d *Driver) findTask(ctx context.Context, id string) (*queueKeys, map[strin
 	read := time.Now()
 	pipe := d.rdb.Pipeline()
 	members := pipe.SMembers(ctx, d.queuesKey())
-	cmds := make([]*redis.MapStringStringCmd, len(local))
+	cmds := make([]*redis.StringCmd, len(local))
 	for i, q := range local {
-		cmds[i] = pipe.HGetAll(ctx, d.keys(q).task(id))
+		cmds[i] = pipe.HGet(ctx, d.keys(q).tasks, id)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, nil, fmt.Errorf("ebbredis: look up task %q: %w", id, err)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, "", fmt.Errorf("ebbredis: look up task %q: %w", id, err)
 	}
 	for i, c := range cmds {
-		if h := c.Val(); len(h) > 0 {
-			return d.keys(local[i]), h, nil
+		if c.Err() == nil {
+			return d.keys(local[i]), c.Val(), nil
 		}
 	}
 	// A full read of P:queues: QueueStats's copy is as fresh as it.
@@ -60,27 +60,27 @@ func (d *Driver) findTask(ctx context.Context, id string) (*queueKeys, map[strin
 		pipe = d.rdb.Pipeline()
 		cmds = cmds[:0]
 		for _, q := range rest {
-			cmds = append(cmds, pipe.HGetAll(ctx, d.keys(q).task(id)))
+			cmds = append(cmds, pipe.HGet(ctx, d.keys(q).tasks, id))
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, nil, fmt.Errorf("ebbredis: look up task %q: %w", id, err)
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, "", fmt.Errorf("ebbredis: look up task %q: %w", id, err)
 		}
 		for i, c := range cmds {
-			if h := c.Val(); len(h) > 0 {
-				return d.keys(rest[i]), h, nil
+			if c.Err() == nil {
+				return d.keys(rest[i]), c.Val(), nil
 			}
 		}
 	}
-	return nil, nil, fmt.Errorf("ebbredis: task %q: %w", id, ebbtype.ErrTaskNotFound)
+	return nil, "", fmt.Errorf("ebbredis: task %q: %w", id, ebbtype.ErrTaskNotFound)
 }
 
 // TaskGet implements ebbdriver.Driver.
 func (d *Driver) TaskGet(ctx context.Context, id string) (*ebbtype.TaskInfo, error) {
-	k, h, err := d.findTask(ctx, id)
+	k, s, err := d.findTask(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return decodeHash(k.name, id, h), nil
+	return decodeRecord(k.name, id, s), nil
 }
 
 // awaitBackstop is how often TaskAwait re-reads the task in case a wake-up
@@ -92,12 +92,12 @@ const awaitBackstop = 3 * time.Second
 // task publishes the id on P:ch:done exactly when someone waits; this
 // Driver's single subscription to that channel wakes the local waiters.
 func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbtype.TaskInfo, error) {
-	k, h, err := d.findTask(ctx, id)
+	k, s, err := d.findTask(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if ebbtype.State(h["st"]).Terminal() {
-		return decodeHash(k.name, id, h), nil
+	if rec := decodeRecord(k.name, id, s); rec.State.Terminal() {
+		return rec, nil
 	}
 	// Subscribe before marking, so the wake-up cannot slip in between.
 	w, err := d.hub.add(ctx, id)
@@ -105,55 +105,47 @@ func (d *Driver) TaskAwait(ctx context.Context, id string) (*ebbtype.TaskInfo, e
 		return nil, err
 	}
 	defer d.hub.remove(id, w)
-	tk := k.task(id)
-	st, err := d.run(ctx, scriptAwaitMark, []string{tk, k.waiters}, id).Text()
+	s, err = d.run(ctx, scriptAwaitMark, []string{k.tasks, k.waiters}, id).Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbtype.ErrTaskNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, err)
 	}
-	if !ebbtype.State(st).Terminal() {
-		defer func() {
-			// Even when ctx is done: a stale count only costs a publish per end.
-			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			_ = d.run(uctx, scriptAwaitUnmark, []string{k.waiters}, id).Err()
-		}()
-		t := time.NewTicker(awaitBackstop)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
+	if rec := decodeRecord(k.name, id, s); rec.State.Terminal() {
+		return rec, nil
+	}
+	defer func() {
+		// Even when ctx is done: a stale count only costs a publish per end.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = d.run(uctx, scriptAwaitUnmark, []string{k.waiters}, id).Err()
+	}()
+	t := time.NewTicker(awaitBackstop)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ctx.Err())
+		case <-d.hub.done:
+			return nil, fmt.Errorf("ebbredis: await task %q: the driver was closed", id)
+		case <-w.ch:
+		case <-t.C:
+		}
+		s, err := d.rdb.HGet(ctx, k.tasks, id).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbtype.ErrTaskNotFound)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
 				return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ctx.Err())
-			case <-d.hub.done:
-				return nil, fmt.Errorf("ebbredis: await task %q: the driver was closed", id)
-			case <-w.ch:
-			case <-t.C:
 			}
-			h, err := d.rdb.HGetAll(ctx, tk).Result()
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ctx.Err())
-				}
-				continue // Redis away: keep waiting, the backstop retries
-			}
-			if len(h) == 0 {
-				return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbtype.ErrTaskNotFound)
-			}
-			if ebbtype.State(h["st"]).Terminal() {
-				return decodeHash(k.name, id, h), nil
-			}
+			continue // Redis away: keep waiting, the backstop retries
+		}
+		if rec := decodeRecord(k.name, id, s); rec.State.Terminal() {
+			return rec, nil
 		}
 	}
-	h, err = d.rdb.HGetAll(ctx, tk).Result()
-	if err != nil {
-		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, err)
-	}
-	if len(h) == 0 {
-		return nil, fmt.Errorf("ebbredis: await task %q: %w", id, ebbtype.ErrTaskNotFound)
-	}
-	return decodeHash(k.name, id, h), nil
 }
 
 type ctlMessage struct {
@@ -171,13 +163,16 @@ func (d *Driver) TaskCancel(ctx context.Context, id string, now time.Time) (ebbt
 	}
 	payload, _ := json.Marshal(ctlMessage{Kind: "cancel", Queue: k.name, TaskID: id})
 	st, err := d.run(ctx, scriptCancel,
-		[]string{k.task(id), k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.waiters, k.done},
-		k.prefix, id, nsString(now), d.chCtl, string(payload), d.chDone).Text()
+		[]string{k.tasks, k.ready[0], k.ready[1], k.ready[2], k.scheduled, k.waiters, k.done, k.uniq, k.uniqexp},
+		id, nsString(now), d.chCtl, string(payload), d.chDone).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", fmt.Errorf("ebbredis: cancel task %q: %w", id, ebbtype.ErrTaskNotFound)
 	}
 	if err != nil {
 		return "", fmt.Errorf("ebbredis: cancel task %q: %w", id, err)
+	}
+	if st == "" {
+		return "", fmt.Errorf("ebbredis: cancel task %q: its stored record cannot be read (TaskGet shows what is wrong); delete it with TaskDelete", id)
 	}
 	return ebbtype.State(st), nil
 }
@@ -204,22 +199,18 @@ func (d *Driver) DeadList(ctx context.Context, p ebbdriver.DeadListParams) ([]*e
 	if len(ids) == 0 {
 		return recs, total.Val(), nil
 	}
-	pipe = d.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, k.task(id))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	vals, err := d.rdb.HMGet(ctx, k.tasks, ids...).Result()
+	if err != nil {
 		return nil, 0, fmt.Errorf("ebbredis: list dead tasks of queue %q: %w", p.Queue, err)
 	}
-	for i, c := range cmds {
-		h := c.Val()
-		if len(h) == 0 {
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
 			recs = append(recs, &ebbtype.TaskInfo{ID: ids[i], Queue: p.Queue, State: ebbtype.StateDead,
 				Malformed: "the dead-task index lists this task but its data is gone"})
 			continue
 		}
-		recs = append(recs, decodeHash(p.Queue, ids[i], h))
+		recs = append(recs, decodeRecord(p.Queue, ids[i], s))
 	}
 	return recs, total.Val(), nil
 }
@@ -231,7 +222,7 @@ func (d *Driver) DeadRetry(ctx context.Context, p ebbdriver.DeadParams) (int64, 
 	}
 	k := d.keys(p.Queue)
 	n, err := d.deadBatches(ctx, p.IDs, func(ids []string) *redis.Cmd {
-		args := append(make([]any, 0, 4+len(ids)), k.prefix, nsString(p.Now), k.channel, maxPerCall)
+		args := append(make([]any, 0, 3+len(ids)), nsString(p.Now), k.channel, maxPerCall)
 		for _, id := range ids {
 			args = append(args, id)
 		}
@@ -250,11 +241,11 @@ func (d *Driver) DeadPurge(ctx context.Context, p ebbdriver.DeadParams) (int64, 
 	}
 	k := d.keys(p.Queue)
 	n, err := d.deadBatches(ctx, p.IDs, func(ids []string) *redis.Cmd {
-		args := append(make([]any, 0, 2+len(ids)), k.prefix, maxPerCall)
+		args := append(make([]any, 0, 1+len(ids)), maxPerCall)
 		for _, id := range ids {
 			args = append(args, id)
 		}
-		return d.run(ctx, scriptDeadPurge, []string{k.dead}, args...)
+		return d.run(ctx, scriptDeadPurge, []string{k.dead, k.tasks}, args...)
 	})
 	if err != nil {
 		return n, fmt.Errorf("ebbredis: purge dead tasks of queue %q: %w", p.Queue, err)
@@ -297,11 +288,10 @@ func (d *Driver) deadBatches(ctx context.Context, ids []string, run func([]strin
 	}
 }
 
-// Cleanup implements ebbdriver.Driver. Finished tasks expire natively
-// (PEXPIRE Retention); Cleanup deletes dead tasks and drops the finished
-// ones whose retention ended from P:{q}:done, counting them as deleted so
-// that callers looping while a full Limit comes back keep the set from
-// growing. Limit ≤ 0 means 1000.
+// Cleanup implements ebbdriver.Driver: it deletes the dead tasks that died
+// before Now-DeadRetention and the finished ones whose retention ended (by
+// P:{q}:done), at most Limit together, and drops up to Limit expired
+// unique locks. Limit ≤ 0 means 1000.
 func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64, error) {
 	if err := checkQueue(p.Queue); err != nil {
 		return 0, fmt.Errorf("ebbredis: clean up: %w", err)
@@ -311,8 +301,8 @@ func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64,
 		limit = maxPerCall
 	}
 	k := d.keys(p.Queue)
-	n, err := d.run(ctx, scriptCleanup, []string{k.dead, k.done}, k.prefix, usString(p.Now.Add(-p.DeadRetention)), limit,
-		usString(p.Now)).Int64()
+	n, err := d.run(ctx, scriptCleanup, []string{k.dead, k.done, k.tasks, k.uniq, k.uniqexp},
+		usString(p.Now.Add(-p.DeadRetention)), limit, usString(p.Now)).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("ebbredis: clean up dead tasks of queue %q: %w", p.Queue, err)
 	}

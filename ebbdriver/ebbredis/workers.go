@@ -13,9 +13,10 @@ import (
 	"github.com/ebbq/ebb/ebbtype"
 )
 
-// workerInfoGrace keeps a worker's JSON key a while past its TTL. Liveness is
-// decided by the sorted set against the caller's Now; the key's own expiry
-// (Redis's clock) only collects garbage of workers nobody lists any more.
+// workerInfoGrace keeps a worker's entry a while past its TTL. Liveness is
+// decided by the sorted set against the caller's Now; heartbeats of other
+// workers collect the entries of workers that expired longer ago than this
+// (WorkerList drops every expired one).
 const workerInfoGrace = 10 * time.Minute
 
 // WorkerHeartbeat implements ebbdriver.Driver. The entry lives until
@@ -36,8 +37,8 @@ func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbtype.WorkerInfo, t
 		return nil, fmt.Errorf("ebbredis: worker heartbeat of %q: encode: %w", info.ID, err)
 	}
 	drain, err := d.run(ctx, scriptWorkerHeartbeat,
-		[]string{d.workersKey(), d.workerKeyPrefix() + info.ID, d.drainKeyPrefix() + info.ID},
-		info.ID, now.Add(ttl).UnixMilli(), string(js), ceilMS(ttl+workerInfoGrace)).Int()
+		[]string{d.workersKey(), d.workerInfoKey(), d.workerDrainKey()},
+		info.ID, now.Add(ttl).UnixMilli(), string(js), now.Add(-workerInfoGrace).UnixMilli()).Int()
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: worker heartbeat of %q: %w", info.ID, err)
 	}
@@ -47,8 +48,8 @@ func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbtype.WorkerInfo, t
 // WorkerList implements ebbdriver.Driver. Entries expired at now are
 // deleted on the way.
 func (d *Driver) WorkerList(ctx context.Context, now time.Time) ([]ebbtype.WorkerInfo, error) {
-	vals, err := d.run(ctx, scriptWorkerList, []string{d.workersKey()},
-		d.workerKeyPrefix(), d.drainKeyPrefix(), now.UnixMilli()).StringSlice()
+	vals, err := d.run(ctx, scriptWorkerList, []string{d.workersKey(), d.workerInfoKey(), d.workerDrainKey()},
+		now.UnixMilli()).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("ebbredis: list workers: %w", err)
 	}
@@ -56,7 +57,7 @@ func (d *Driver) WorkerList(ctx context.Context, now time.Time) ([]ebbtype.Worke
 	for _, js := range vals {
 		var w ebbtype.WorkerInfo
 		if err := json.Unmarshal([]byte(js), &w); err != nil || w.ID == "" {
-			continue // not ours to repair; the entry expires on its own
+			continue // not ours to repair; the entry goes when its worker expires
 		}
 		out = append(out, w)
 	}
@@ -67,7 +68,7 @@ func (d *Driver) WorkerList(ctx context.Context, now time.Time) ([]ebbtype.Worke
 // WorkerDeregister implements ebbdriver.Driver.
 func (d *Driver) WorkerDeregister(ctx context.Context, id string) error {
 	err := d.run(ctx, scriptWorkerDeregister,
-		[]string{d.workersKey(), d.workerKeyPrefix() + id, d.drainKeyPrefix() + id}, id).Err()
+		[]string{d.workersKey(), d.workerInfoKey(), d.workerDrainKey()}, id).Err()
 	if err != nil {
 		return fmt.Errorf("ebbredis: deregister worker %q: %w", id, err)
 	}
@@ -77,7 +78,7 @@ func (d *Driver) WorkerDeregister(ctx context.Context, id string) error {
 // WorkerRequestDrain implements ebbdriver.Driver.
 func (d *Driver) WorkerRequestDrain(ctx context.Context, id string, now time.Time) error {
 	payload, _ := json.Marshal(ctlMessage{Kind: "drain", Worker: id})
-	ok, err := d.run(ctx, scriptWorkerDrain, []string{d.workersKey(), d.drainKeyPrefix() + id},
+	ok, err := d.run(ctx, scriptWorkerDrain, []string{d.workersKey(), d.workerDrainKey()},
 		id, now.UnixMilli(), d.chCtl, string(payload)).Int()
 	if err != nil {
 		return fmt.Errorf("ebbredis: request drain of worker %q: %w", id, err)
