@@ -350,6 +350,15 @@ type podRunner struct {
 	procs    map[string]*workerProc
 	deleting map[string]time.Time // pod → when the watch first showed it being deleted
 	stop     chan struct{}
+
+	// launch, when set, runs a pod's container as the kubelet would (see
+	// celeryPodExec) instead of `ebb worker` with its args, and SIGTERM goes
+	// to the container's main process alone, as the kubelet sends it.
+	launch func(t *testing.T, pod *corev1.Pod, logPath string) *exec.Cmd
+	// busyAtDelete, when set, is asked as each pod is seen being deleted;
+	// the pods it called busy are in busyDeleted.
+	busyAtDelete func(pod string) bool
+	busyDeleted  []string
 }
 
 type workerProc struct {
@@ -396,7 +405,14 @@ func (r *podRunner) observe(obj any, deleted bool) {
 		}
 		if w := r.procs[pod.Name]; w != nil && w.termAt.IsZero() {
 			w.termAt = now
-			_ = procgroup.Signal(w.cmd.Process.Pid, syscall.SIGTERM)
+			if r.busyAtDelete != nil && r.busyAtDelete(pod.Name) {
+				r.busyDeleted = append(r.busyDeleted, pod.Name)
+			}
+			if r.launch != nil {
+				_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGTERM)
+			} else {
+				_ = procgroup.Signal(w.cmd.Process.Pid, syscall.SIGTERM)
+			}
 		}
 		return
 	}
@@ -408,9 +424,13 @@ func (r *podRunner) observe(obj any, deleted bool) {
 		return
 	default:
 	}
-	args := podArgs(pod)
 	logPath := filepath.Join(r.dir, "worker-"+pod.Name+".log")
-	cmd := startProc(r.t, logPath, []string{"POD_NAME=" + pod.Name, "EBB_BROKER=" + r.broker}, args...)
+	var cmd *exec.Cmd
+	if r.launch != nil {
+		cmd = r.launch(r.t, pod, logPath)
+	} else {
+		cmd = startProc(r.t, logPath, []string{"POD_NAME=" + pod.Name, "EBB_BROKER=" + r.broker}, podArgs(pod)...)
+	}
 	w := &workerProc{pod: pod.Name, cmd: cmd, log: logPath, started: now, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(w.exited) }()
 	r.procs[pod.Name] = w

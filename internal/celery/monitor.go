@@ -232,6 +232,55 @@ func (m *Monitor) Retire(ctx context.Context, nodename string, now time.Time) er
 	return nil
 }
 
+// StopConsuming makes one worker (by nodename) take no new message while it
+// stays up, for platforms that restart a worker that exits (an ECS
+// service, a Deployment): it sends cancel_consumer for each of the pool's
+// queues, waits for the worker's replies, and then waits out the BRPOP
+// Kombu may still have open (see Retire). It returns at once; the worker's
+// CancelAt is set from now, and Cancelled once all of that is done (then
+// OnWork is called, so the pool can hand the worker to its platform).
+// A worker that does not confirm consumes as before: CancelAt is cleared.
+func (m *Monitor) StopConsuming(ctx context.Context, nodename string, now time.Time) error {
+	m.state.markCancel(nodename, now, false)
+	m.wg.Go(func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*settingsTimeout+5*time.Second)
+		defer cancel()
+		for _, q := range m.cfg.Queues {
+			if _, err := m.b.Call(sctx, nodename, "cancel_consumer", map[string]any{"queue": q}, settingsTimeout); err != nil {
+				m.log.Info("celery: a worker did not confirm cancel_consumer; it keeps consuming", "worker", nodename, "error", err)
+				m.state.markCancel(nodename, time.Time{}, false)
+				m.cfg.OnWork()
+				return
+			}
+		}
+		t := time.NewTimer(consumerSettle)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-m.closing:
+			return
+		}
+		m.state.markCancel(nodename, now, true)
+		m.cfg.OnWork()
+	})
+	return nil
+}
+
+// ResumeConsuming undoes StopConsuming for workers whose platform has not
+// retired them yet (add_consumer for each queue, not waiting for replies),
+// so that a control plane that stops leaves no worker up that takes
+// nothing and that its successor would not know to retire.
+func (m *Monitor) ResumeConsuming(ctx context.Context, nodenames []string) {
+	for _, n := range nodenames {
+		for _, q := range m.cfg.Queues {
+			if err := m.b.Broadcast(ctx, "add_consumer", map[string]any{"queue": q}, n); err != nil {
+				m.log.Warn("celery: add_consumer failed; the worker stays up taking nothing until it is retired", "worker", n, "error", err)
+			}
+		}
+		m.state.markCancel(n, time.Time{}, false)
+	}
+}
+
 // RetireAll retires the workers as Retire does, all at once, and returns
 // when their shutdowns have been sent.
 func (m *Monitor) RetireAll(ctx context.Context, nodenames []string, now time.Time) {

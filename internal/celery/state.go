@@ -56,6 +56,12 @@ type Worker struct {
 	Version  string    `json:"sw_ver,omitempty"`
 	// ShutdownAt is when ebb asked it to shut down (warm); zero if never.
 	ShutdownAt time.Time `json:"shutdown_at,omitzero"`
+	// CancelAt is when ebb asked it to stop consuming the pool's queues
+	// (cancel_consumer) so that its platform can retire it; zero if never.
+	// Cancelled is set once it confirmed every cancel and its last BRPOP
+	// has had time to return: from then on it takes no new message.
+	CancelAt  time.Time `json:"cancel_at,omitzero"`
+	Cancelled bool      `json:"cancelled,omitempty"`
 	// Settings are what its remote-control `conf` reply said, when asked.
 	Settings *Settings `json:"settings,omitempty"`
 }
@@ -149,8 +155,10 @@ func (s *State) apply(ev event, now time.Time) {
 		}
 		switch ev.Type {
 		case "worker-online":
+			// A new process under the same nodename (a restarted container
+			// keeps its pod's name) consumes its queues again.
 			w.Online, w.LastBeat = now, now
-			w.ShutdownAt = time.Time{}
+			w.ShutdownAt, w.CancelAt, w.Cancelled = time.Time{}, time.Time{}, false
 			w.held = map[string]bool{}
 		case "worker-heartbeat":
 			if w.Online.IsZero() {
@@ -329,6 +337,23 @@ func (s *State) markShutdown(hostname string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.worker(hostname).ShutdownAt = at
+}
+
+// markCancel records that ebb asked the worker to stop consuming at at
+// (zero: the request failed, it consumes as before). With done, it records
+// that the request asked at at is complete, unless a newer one (or a new
+// process) replaced it.
+func (s *State) markCancel(hostname string, at time.Time, done bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.worker(hostname)
+	if done {
+		if w.CancelAt.Equal(at) && !at.IsZero() {
+			w.Cancelled = true
+		}
+		return
+	}
+	w.CancelAt, w.Cancelled = at, false
 }
 
 // setSettings records a worker's observed settings.

@@ -50,6 +50,7 @@ func init() {
 		{"server", "run the control plane: maintenance, autoscaler, HTTP API and metrics", runServer},
 		{"worker", "run a worker with the built-in kinds (noop, sleep, fail)", runWorker},
 		{"worker-prestop", "a pod's preStop hook: drain the pod's worker and wait until it holds nothing", runWorkerPrestop},
+		{"celery-exec", "start a Celery worker on ECS or Kubernetes under its instance id ({id} in its arguments)", runCeleryExec},
 		{"enqueue", "enqueue tasks", runEnqueue},
 		{"inspect", "show queues, workers or one task", runInspect},
 		{"cancel", "cancel a task (queued or running)", runCancel},

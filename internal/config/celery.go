@@ -11,7 +11,10 @@ import (
 // its queues are Kombu queues on the app's Redis broker, and the control
 // plane counts them (queue lengths, the fleet's events, the unacked hash)
 // instead of ebb's own broker. Scale-in is Celery's warm shutdown, sent
-// through the pidbox to an idle worker.
+// through the pidbox to an idle worker on the local target; on ecs and
+// kubernetes the idle worker stops consuming (cancel_consumer) and, once it
+// holds nothing, the platform stops it with SIGTERM, which is Celery's warm
+// shutdown too.
 type Celery struct {
 	// Broker is the Celery app's broker_url: redis://[user:pass@]host:port/db
 	// or rediss://. Required.
@@ -50,18 +53,21 @@ func (c *Config) validateCelery(p *Pool, path string, add addFunc, required func
 	case err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "":
 		add(cp+".broker", "want the app's Redis broker_url, redis://host:port/db (Celery pools support Redis brokers)")
 	}
-	if p.Target != TargetLocal {
-		add(path+".target", "a Celery pool runs on the %s target for now (a platform that restarts an exited worker would undo Celery's warm shutdown)", TargetLocal)
-	}
-	hasID := false
-	for _, a := range p.Command {
-		hasID = hasID || strings.Contains(a, CeleryIDPlaceholder)
-	}
-	switch {
-	case len(p.Command) == 0:
-		required(path+".command", "required for a Celery pool: the worker's argv, e.g. [/usr/bin/python3, -m, celery, -A, proj, worker, -Q, reports, --hostname, \"{id}@%h\"]")
-	case !hasID:
-		add(path+".command", "put --hostname {id}@%%h in a Celery pool's command, so ebb can tell which worker is which instance")
+	// On ecs and kubernetes the platform runs the workers (the task
+	// definition's or the pod template's command, checked with those
+	// targets); the worker's nodename must then carry the task id or the
+	// pod name, which docs/celery.md shows how to set.
+	if p.Target == TargetLocal {
+		hasID := false
+		for _, a := range p.Command {
+			hasID = hasID || strings.Contains(a, CeleryIDPlaceholder)
+		}
+		switch {
+		case len(p.Command) == 0:
+			required(path+".command", "required for a Celery pool on the local target: the worker's argv, e.g. [/usr/bin/python3, -m, celery, -A, proj, worker, -Q, reports, --hostname, \"{id}@%h\"]")
+		case !hasID:
+			add(path+".command", "put --hostname {id}@%%h in a Celery pool's command, so ebb can tell which worker is which instance")
+		}
 	}
 	for _, q := range p.Queues {
 		if strings.Contains(q, ":") {

@@ -88,3 +88,44 @@ func TestExampleCeleryPool(t *testing.T) {
 		t.Errorf("example Celery pool = %+v", p)
 	}
 }
+
+// TestCeleryPoolOnPlatforms: a Celery pool runs on ecs and kubernetes too,
+// where the task definition or the pod template runs the worker, so the
+// pool names no command (and one that does is told why not).
+func TestCeleryPoolOnPlatforms(t *testing.T) {
+	t.Parallel()
+	const base = `
+pools:
+  - name: celery-reports
+    queues: [reports]
+    max: 3
+    celery:
+      broker: redis://127.0.0.1:6379/3
+`
+	for _, tc := range []struct {
+		name, extra string
+		target      string
+		probs       []string
+	}{
+		{"ecs", "    target: ecs\n    ecs:\n      cluster: c\n      service: s\n      region: eu-west-1\n", TargetECS, nil},
+		{"kubernetes", "    target: kubernetes\n    kubernetes:\n      deployment: celery-reports\n", TargetKubernetes, nil},
+		{"ecs with a command", "    target: ecs\n    ecs:\n      cluster: c\n      service: s\n      region: eu-west-1\n    command: [celery, worker, --hostname, \"{id}@%h\"]\n",
+			TargetECS, []string{"pools[0].command: ECS runs the task definition's command"}},
+		{"local without a command", "", TargetLocal, []string{"pools[0].command: required for a Celery pool on the local target"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(writeFile(t, base+tc.extra), nil)
+			if tc.probs != nil {
+				wantProblems(t, err, tc.probs...)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := c.Pools[0]; p.Target != tc.target || p.Celery == nil {
+				t.Errorf("pool = %+v, want a Celery pool on %s", p, tc.target)
+			}
+		})
+	}
+}

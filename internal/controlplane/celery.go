@@ -11,6 +11,7 @@ import (
 	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/celery"
 	"github.com/ebbq/ebb/internal/config"
+	"github.com/ebbq/ebb/internal/target"
 )
 
 // celeryFleet is a pool of Celery workers: counts from the Kombu queues
@@ -23,6 +24,13 @@ type celeryFleet struct {
 	// local target's instance ids (--hostname {id}@%h). Workers started
 	// some other way are shown but never scaled.
 	prefix string
+	// retirer: the platform owns the replica count (an ECS service, a
+	// Deployment) and would replace a worker that exits. There a drained
+	// worker stops consuming and stays up, and the control plane retires
+	// it through the target, whose SIGTERM is Celery's warm shutdown. The
+	// pool's workers are then those whose id is one of the target's
+	// instances (a task id, a pod name), not a prefix.
+	retirer bool
 }
 
 func newCeleryFleet(s *Replica, p *pool, pc *config.Pool) (*celeryFleet, error) {
@@ -31,6 +39,7 @@ func newCeleryFleet(s *Replica, p *pool, pc *config.Pool) (*celeryFleet, error) 
 		return nil, err
 	}
 	f := &celeryFleet{p: p, prefix: localPoolName(pc.Name) + "-"}
+	_, f.retirer = p.target.(target.Retirer)
 	f.mon = celery.NewMonitor(celery.MonitorConfig{
 		Broker: b, Queues: p.queues, EnableEvents: pc.Celery.EnableEvents,
 		OnWork: p.kick, Logger: s.logger.With("pool", pc.Name),
@@ -58,17 +67,30 @@ func (f *celeryFleet) counts(ctx context.Context, now time.Time, maxAge time.Dur
 	return out, nil
 }
 
-func (f *celeryFleet) workers(_ context.Context, now time.Time, _ time.Duration) ([]ebbtype.WorkerInfo, error) {
+func (f *celeryFleet) workers(ctx context.Context, now time.Time, maxAge time.Duration) ([]ebbtype.WorkerInfo, error) {
+	var instances map[string]bool
+	var holding map[string]int
+	if f.retirer {
+		instances = f.instances()
+		var err error
+		if holding, err = f.unackedBy(ctx, now, maxAge); err != nil {
+			return nil, err
+		}
+	}
 	var out []ebbtype.WorkerInfo
 	for _, w := range f.mon.State().Workers(now) {
-		if !strings.HasPrefix(w.ID, f.prefix) {
+		if f.retirer && !instances[w.ID] || !f.retirer && !strings.HasPrefix(w.ID, f.prefix) {
 			continue
 		}
 		// A worker ebb shut down says worker-offline as its warm shutdown
 		// begins, and its process exits a moment later: until then (and
 		// for at most the stop grace) it is draining, not a new instance.
-		asked := !w.ShutdownAt.IsZero()
-		if !w.Alive && (!asked || now.Sub(w.ShutdownAt) > f.p.cfg.StopGrace) {
+		asked := !w.ShutdownAt.IsZero() || !w.CancelAt.IsZero()
+		askedAt := w.ShutdownAt
+		if w.CancelAt.After(askedAt) {
+			askedAt = w.CancelAt
+		}
+		if !w.Alive && (!asked || now.Sub(askedAt) > f.p.cfg.StopGrace) {
 			continue
 		}
 		_, host, _ := strings.Cut(w.Hostname, "@")
@@ -76,15 +98,51 @@ func (f *celeryFleet) workers(_ context.Context, now time.Time, _ time.Duration)
 			ID: w.ID, Pool: f.p.name, Host: host, PID: w.PID, Queues: f.p.queues,
 			Concurrency: f.p.cfg.Concurrency, Busy: max(w.Active, w.Held),
 			StartedAt: w.Online, HeartbeatAt: w.LastBeat, Draining: asked,
+			// Drained: it takes nothing new (its cancels are confirmed and
+			// settled) and holds nothing: no task running or prefetched
+			// by its events, and no message of its in the unacked hash.
+			Drained: w.Alive && w.Cancelled && w.Idle() && holding[w.Hostname] == 0,
 			Version: "celery " + w.Version,
 		})
 	}
 	return out, nil
 }
 
+// instances are the ids of the target's instances at the pool's last
+// reconcile: on a platform-owned fleet, only those are the pool's workers.
+func (f *celeryFleet) instances() map[string]bool {
+	f.p.mu.Lock()
+	defer f.p.mu.Unlock()
+	out := make(map[string]bool, len(f.p.view.Instances))
+	for _, in := range f.p.view.Instances {
+		out[in.ID] = true
+	}
+	return out
+}
+
+// unackedBy counts the messages in the unacked hash by the worker whose
+// events last said it took them. A message is acknowledged (removed from
+// the hash) only after its task-succeeded event, so a worker whose task
+// just finished holds it a moment longer.
+func (f *celeryFleet) unackedBy(ctx context.Context, now time.Time, maxAge time.Duration) (map[string]int, error) {
+	c, err := f.mon.Counts(ctx, now, maxAge)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, u := range c.Unacked {
+		if t, ok := f.mon.State().Task(u.TaskID); ok && t.Worker != "" {
+			out[t.Worker]++
+		}
+	}
+	return out, nil
+}
+
 // drain retires the worker whose nodename carries id (see Monitor.Retire),
 // after checking once more that it holds nothing: a worker that received a
-// message since the pass read the state keeps running.
+// message since the pass read the state keeps running. On a platform-owned
+// fleet it only stops the worker consuming (Monitor.StopConsuming); the
+// pool retires it through the target once it reports Drained.
 func (f *celeryFleet) drain(ctx context.Context, id string, now time.Time) error {
 	for _, w := range f.mon.State().Workers(now) {
 		if w.ID != id || !w.Alive {
@@ -92,6 +150,9 @@ func (f *celeryFleet) drain(ctx context.Context, id string, now time.Time) error
 		}
 		if !w.Idle() {
 			return nil
+		}
+		if f.retirer {
+			return f.mon.StopConsuming(ctx, w.Hostname, now)
 		}
 		return f.mon.Retire(ctx, w.Hostname, now)
 	}
@@ -101,7 +162,25 @@ func (f *celeryFleet) drain(ctx context.Context, id string, now time.Time) error
 // stopAll retires every live worker of the pool, busy or not, when the
 // server stops: each finishes what it runs (Celery's warm shutdown), and
 // none loses a message to an open BRPOP (see celery.Monitor.Retire).
+//
+// A platform-owned fleet is left running, as ebb's own workers are there
+// (see pool.shutdown): a worker that exited would be replaced. Workers this
+// replica stopped consuming and that the platform has not stopped yet
+// consume again, since the next leader cannot tell them from idle ones.
 func (f *celeryFleet) stopAll(ctx context.Context) {
+	if f.retirer {
+		var nodes []string
+		for _, w := range f.mon.State().Workers(time.Now()) {
+			if w.Alive && !w.CancelAt.IsZero() {
+				nodes = append(nodes, w.Hostname)
+			}
+		}
+		if len(nodes) > 0 {
+			f.p.s.logger.Info("celery: workers not retired yet consume again as the server stops", "pool", f.p.name, "workers", strings.Join(nodes, ","))
+			f.mon.ResumeConsuming(ctx, nodes)
+		}
+		return
+	}
 	var nodes []string
 	for _, w := range f.mon.State().Workers(time.Now()) {
 		if w.Alive && strings.HasPrefix(w.ID, f.prefix) && w.ShutdownAt.IsZero() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -392,6 +393,14 @@ func (p *pool) reconcile(ctx context.Context, maxAge time.Duration, withWorkers 
 	var busyIDs []string
 	for _, w := range busy {
 		busyIDs = append(busyIDs, w.ID)
+	}
+	if g, ok := p.target.(target.Guard); ok && g.Guarding() {
+		busyIDs = busyIDs[:0]
+		for id := range live {
+			if !slices.Contains(drained, id) {
+				busyIDs = append(busyIDs, id)
+			}
+		}
 	}
 	if err := p.target.Protect(ctx, busyIDs); err != nil {
 		p.warn(ctx, "autoscaler: cannot protect busy instances", err)

@@ -139,7 +139,9 @@ func New(opts Options) (*Replica, error) {
 func (s *Replica) ecsTarget(pc *config.Pool) (target.Target, error) {
 	return ecs.New(context.Background(), ecs.Config{
 		Cluster: pc.ECS.Cluster, Service: pc.ECS.Service, Region: pc.ECS.Region, Endpoint: pc.ECS.Endpoint,
-		Logger: s.logger.With("pool", pc.Name),
+		// A Celery worker cannot hold its task's protection itself.
+		GuardTasks: pc.Celery != nil,
+		Logger:     s.logger.With("pool", pc.Name),
 	})
 }
 

@@ -146,6 +146,12 @@ type ServiceConfig struct {
 	// StopTimeout is ECS's stopTimeout: SIGKILL follows SIGTERM after it.
 	// DefaultStopTimeout when zero.
 	StopTimeout time.Duration
+	// TermLeaderOnly sends a stop's SIGTERM to the task's process alone,
+	// as ECS does to a container's main process, instead of its whole
+	// process group; SIGKILL after StopTimeout still reaches the group. A
+	// Celery worker needs it: its pool processes die on SIGTERM, and the
+	// main process's warm shutdown is what lets them finish.
+	TermLeaderOnly bool
 	// StartDelay keeps a new task PROVISIONING this long before its process
 	// starts. Zero starts it on the pass that created it.
 	StartDelay time.Duration

@@ -240,7 +240,11 @@ func (f *Fake) signalStop(t *task) {
 	if t.pid == 0 || t.reaped {
 		return
 	}
-	signalGroup(t.pid, syscall.SIGTERM)
+	if t.svc.cfg.TermLeaderOnly {
+		_ = syscall.Kill(t.pid, syscall.SIGTERM) // ESRCH: it has exited
+	} else {
+		signalGroup(t.pid, syscall.SIGTERM)
+	}
 	f.wg.Add(1)
 	go f.killAfter(t, t.svc.cfg.StopTimeout)
 }

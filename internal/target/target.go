@@ -98,3 +98,12 @@ type Reporter interface {
 type Follower interface {
 	Following() bool
 }
+
+// Guard is implemented by targets that can hold the platform's scale-in
+// protection from the control plane, for workers that cannot hold their own
+// (Celery's on ECS). While Guarding is true, Protect is given every instance
+// that must not be stopped: all but the drained ones, idle or busy, since an
+// idle worker that still consumes could take a message as it is stopped.
+type Guard interface {
+	Guarding() bool
+}

@@ -69,6 +69,14 @@ type Config struct {
 	// MaxBackoffDefault.
 	MaxBackoff time.Duration
 
+	// GuardTasks makes the control plane hold the tasks' scale-in
+	// protection (UpdateTaskProtection) for workers that cannot hold their
+	// own through the ECS agent, such as Celery's: Protect then protects
+	// every task it is given and releases every other task it listed, and
+	// Retire lowers the count only while every task it does not retire is
+	// running and protected, so ECS can pick only a retired one.
+	GuardTasks bool
+
 	// Logger receives the count changes and what Retire ignores; nil
 	// discards.
 	Logger *slog.Logger
@@ -131,6 +139,15 @@ type Target struct {
 	// errs holds each operation's last error until that operation succeeds
 	// again, so a failing UpdateService is not hidden by working reads.
 	errs target.OpErrors
+
+	// With GuardTasks: guard maps task ids to their protection as this
+	// target last set it (the zero time: released), listed the ids of the
+	// last listing's tasks that are not stopping, and guardMu serializes
+	// Protect.
+	guard   bool
+	guardMu sync.Mutex
+	guarded map[string]time.Time
+	listed  map[string]target.State
 }
 
 type serviceCounts struct {
@@ -141,7 +158,12 @@ type serviceCounts struct {
 var (
 	_ target.Target  = (*Target)(nil)
 	_ target.Retirer = (*Target)(nil)
+	_ target.Guard   = (*Target)(nil)
 )
+
+// Guarding reports whether the control plane holds the tasks' protection
+// (Config.GuardTasks).
+func (t *Target) Guarding() bool { return t.guard }
 
 // New checks cfg and builds the ECS client; it makes no AWS call.
 func New(ctx context.Context, cfg Config) (*Target, error) {
@@ -189,6 +211,9 @@ func New(ctx context.Context, cfg Config) (*Target, error) {
 		logger:      logger.With("target", "ecs", "cluster", cfg.Cluster, "service", cfg.Service),
 		now:         time.Now,
 		retired:     map[string]time.Time{},
+		guard:       cfg.GuardTasks,
+		guarded:     map[string]time.Time{},
+		listed:      map[string]target.State{},
 	}, nil
 }
 
@@ -309,6 +334,7 @@ func (t *Target) Instances(ctx context.Context) ([]target.Instance, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.prune(svc, tasks)
+	t.setListed(tasks)
 	out := make([]target.Instance, 0, len(tasks))
 	counted := 0 // tasks that fill the desired count
 	for _, tk := range tasks {
@@ -365,11 +391,138 @@ func (t *Target) prune(svc *types.Service, tasks []types.Task) (live map[string]
 	return live
 }
 
-// Protect does nothing: each ebb worker on ECS holds its own task's scale-in
-// protection through the ECS agent until it is drained, which is both more
-// precise than the control plane's view of who is busy and free of AWS
-// calls from here.
-func (*Target) Protect(context.Context, []string) error { return nil }
+// Protect does nothing unless GuardTasks is set: each ebb worker on ECS
+// holds its own task's scale-in protection through the ECS agent until it
+// is drained, which is both more precise than the control plane's view of
+// who is busy and free of AWS calls from here.
+//
+// With GuardTasks, keep are the tasks ECS must not stop (every task whose
+// worker is not drained): each gets protection for guardMinutes, renewed
+// once half of it has passed, and every other running task of the last
+// listing is released. Only changes are sent, ten tasks a call.
+func (t *Target) Protect(ctx context.Context, keep []string) error {
+	if !t.guard {
+		return nil
+	}
+	t.guardMu.Lock()
+	defer t.guardMu.Unlock()
+	now := t.now()
+	want := map[string]bool{}
+	t.mu.Lock()
+	var enable, release []string
+	for _, id := range keep {
+		// Only a running task can be protected; a starting one is
+		// protected by the pass that sees it run.
+		if t.listed[id] != target.StateRunning || want[id] {
+			continue
+		}
+		want[id] = true
+		if until, ok := t.guarded[id]; !ok || until.Sub(now) < guardMinutes*time.Minute/2 {
+			enable = append(enable, id)
+		}
+	}
+	for id := range t.listed {
+		if until, ok := t.guarded[id]; !want[id] && (!ok || !until.IsZero()) {
+			release = append(release, id)
+		}
+	}
+	for id := range t.guarded {
+		if _, ok := t.listed[id]; !ok {
+			delete(t.guarded, id)
+		}
+	}
+	t.mu.Unlock()
+	slices.Sort(enable)
+	slices.Sort(release)
+	var errs []error
+	for _, step := range []struct {
+		ids []string
+		on  bool
+	}{{release, false}, {enable, true}} {
+		for batch := range slices.Chunk(step.ids, protectBatch) {
+			if err := t.setProtection(ctx, batch, step.on, now); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// guardMinutes is the protection Protect asks for with GuardTasks: long
+// enough that a control plane that is restarting does not let it lapse,
+// short enough that tasks do not stay protected long after it is gone.
+const guardMinutes = 10
+
+// protectBatch is UpdateTaskProtection's limit of tasks per call.
+const protectBatch = 10
+
+func (t *Target) setProtection(ctx context.Context, ids []string, on bool, now time.Time) error {
+	in := &ecs.UpdateTaskProtectionInput{Cluster: aws.String(t.cluster), Tasks: ids, ProtectionEnabled: on}
+	if on {
+		in.ExpiresInMinutes = aws.Int32(guardMinutes)
+	}
+	out, err := call(t, ctx, "UpdateTaskProtection", func(ctx context.Context) (*ecs.UpdateTaskProtectionOutput, error) {
+		return t.client.UpdateTaskProtection(ctx, in)
+	})
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range out.ProtectedTasks {
+		id := taskID(aws.ToString(p.TaskArn))
+		switch {
+		case !p.ProtectionEnabled:
+			t.guarded[id] = time.Time{}
+		case p.ExpirationDate != nil:
+			t.guarded[id] = *p.ExpirationDate
+		default:
+			t.guarded[id] = now.Add(guardMinutes * time.Minute)
+		}
+	}
+	var failed []string
+	for _, f := range out.Failures {
+		id := taskID(aws.ToString(f.Arn))
+		delete(t.guarded, id)
+		failed = append(failed, id+": "+aws.ToString(f.Reason))
+	}
+	if len(failed) > 0 && on {
+		// A stopped or unknown task needs no protection; anything else
+		// left a task ECS might stop, and Retire waits for it.
+		t.logger.Info("UpdateTaskProtection failed for some tasks", "failures", strings.Join(failed, ","))
+	}
+	return nil
+}
+
+// setListed records the tasks of a listing that are not stopping, for
+// Protect and Retire with GuardTasks. t.mu held.
+func (t *Target) setListed(tasks []types.Task) {
+	clear(t.listed)
+	for _, tk := range tasks {
+		if st := taskState(tk); st != target.StateStopping {
+			t.listed[taskID(aws.ToString(tk.TaskArn))] = st
+		}
+	}
+}
+
+// unguarded names a task that ECS might pick instead of a retired one:
+// running or starting, not among ids, and not protected by Protect. t.mu
+// held.
+func (t *Target) unguarded(ids []string) string {
+	now := t.now()
+	for id := range t.listed {
+		if slices.Contains(ids, id) {
+			continue
+		}
+		if _, retired := t.retired[id]; retired {
+			continue
+		}
+		if until, ok := t.guarded[id]; !ok || !until.After(now) {
+			return id
+		}
+	}
+	return ""
+}
 
 // Retire lowers the desired count by one for each id that is a task of the
 // service, not stopping, and not retired before; one UpdateService covers
@@ -400,6 +553,7 @@ func (t *Target) Retire(ctx context.Context, ids []string) error {
 	}
 	t.mu.Lock()
 	live := t.prune(svc, tasks)
+	t.setListed(tasks)
 	t.mu.Unlock()
 	var take, ignored []string
 	for _, id := range fresh {
@@ -414,6 +568,18 @@ func (t *Target) Retire(ctx context.Context, ids []string) error {
 	}
 	if len(take) == 0 {
 		return nil
+	}
+	if t.guard {
+		t.mu.Lock()
+		other := t.unguarded(take)
+		pending := int(svc.DesiredCount) > len(live)
+		t.mu.Unlock()
+		if other != "" || pending {
+			// Not yet: the next pass protects what is running by then.
+			t.logger.Debug("not retiring while a task ECS might stop instead is unprotected or not placed",
+				"task", other, "desired", svc.DesiredCount, "live", len(live))
+			return nil
+		}
 	}
 	from := svc.DesiredCount
 	to := max(0, from-int32(len(take)))
