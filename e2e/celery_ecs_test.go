@@ -26,7 +26,9 @@ import (
 // only then lowered the desired count), and every worker ended by Celery's
 // warm shutdown on the platform's SIGTERM, exiting 0.
 func TestCeleryOnECS(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its Celery prefork workers are the heaviest processes of
+	// the package, and beside the kill and drain tests they would starve the
+	// timing those tests check.
 	needCelery(t)
 	const service = "celery-reports"
 	appDir, err := filepath.Abs("testdata/celery")
