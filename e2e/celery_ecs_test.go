@@ -47,28 +47,12 @@ func TestCeleryOnECS(t *testing.T) {
 		"-Q", celeryQueue, "-c", "2", "--loglevel", "INFO", "--without-mingle", "--without-gossip", "-E",
 		"--hostname", "{id}@%h"}
 	log := &ecsLog{}
-	f, err := ecsfake.New(ecsfake.Config{
-		Services: []ecsfake.ServiceConfig{{
-			Cluster: ecsTestCluster, Name: service, Command: command,
-			Env: []string{"PYTHONPATH=" + appDir, "PYTHONDONTWRITEBYTECODE=1", "EBB_CELERY_BROKER=" + cf.broker,
-				"EBB_CELERY_PREFIX=" + celeryPrefix, "EBB_CELERY_QUEUE=" + celeryQueue, "EBB_CELERY_VISIBILITY=3600"},
-			LogDir: cf.logDir, StopTimeout: 40 * time.Second, TermLeaderOnly: true,
-		}},
-		BusyAtStop: celeryBusyAtStop(cf.rdb, log),
-		Seed:       7,
-		Logf:       log.logf,
-	})
-	if err != nil {
-		t.Fatalf("ecsfake.New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := f.Close(); err != nil {
-			t.Errorf("ecsfake Close: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("--- fake ECS log, last 200 lines ---\n%s", log.tail(200))
-		}
-	})
+	f := startECSFake(t, ecsfake.ServiceConfig{
+		Name: service, Command: command,
+		Env: []string{"PYTHONPATH=" + appDir, "PYTHONDONTWRITEBYTECODE=1", "EBB_CELERY_BROKER=" + cf.broker,
+			"EBB_CELERY_PREFIX=" + celeryPrefix, "EBB_CELERY_QUEUE=" + celeryQueue, "EBB_CELERY_VISIBILITY=3600"},
+		LogDir: cf.logDir, StopTimeout: 40 * time.Second, TermLeaderOnly: true,
+	}, 7, log, celeryBusyAtStop(cf.rdb, log))
 
 	port := freePort(t)
 	q := strconv.Quote

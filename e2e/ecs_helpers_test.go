@@ -90,12 +90,20 @@ func busyOnBroker(drv ebbdriver.Driver, queue string, errs *ecsLog) func(string)
 // tasks run command; it is closed (every task stopped) when the test ends.
 func newECSFake(t *testing.T, service string, command []string, seed uint64, log *ecsLog, busy func(string) bool) *ecsfake.Fake {
 	t.Helper()
+	return startECSFake(t, ecsfake.ServiceConfig{
+		Name: service, Command: command,
+		Env:    []string{"GORACE=atexit_sleep_ms=0"},
+		LogDir: t.TempDir(), StopTimeout: 5 * time.Second,
+	}, seed, log, busy)
+}
+
+// startECSFake starts a fake ECS with svc (in the test cluster) and closes
+// it when the test ends, printing its log if the test failed.
+func startECSFake(t *testing.T, svc ecsfake.ServiceConfig, seed uint64, log *ecsLog, busy func(string) bool) *ecsfake.Fake {
+	t.Helper()
+	svc.Cluster = ecsTestCluster
 	f, err := ecsfake.New(ecsfake.Config{
-		Services: []ecsfake.ServiceConfig{{
-			Cluster: ecsTestCluster, Name: service, Command: command,
-			Env:    []string{"GORACE=atexit_sleep_ms=0"},
-			LogDir: t.TempDir(), StopTimeout: 5 * time.Second,
-		}},
+		Services:   []ecsfake.ServiceConfig{svc},
 		BusyAtStop: busy,
 		Seed:       seed,
 		Logf:       log.logf,
