@@ -11,7 +11,14 @@ import (
 	"github.com/ebbq/ebb"
 )
 
-const drainTaskMS = 2000
+const (
+	drainTaskMS = 2000
+	// handBackTaskMS is longer: B starts after A's tasks did, and on a
+	// loaded machine a worker process takes seconds to come up; at least a
+	// second of A's tasks must be left by then, or an early finish could
+	// pass for a hand-back.
+	handBackTaskMS = 6000
+)
 
 // TestDrainOnSIGTERM checks what SIGTERM does to a worker running tasks: with
 // the default drain timeout it finishes them and exits 0; with a short one
@@ -113,7 +120,7 @@ func testDrainFinishes(t *testing.T, b *broker) {
 
 func testDrainHandsBack(t *testing.T, b *broker) {
 	const aID, bID = "drain-handback-a", "drain-handback-b"
-	ids := b.enqueueSleep(t, 4, drainTaskMS)
+	ids := b.enqueueSleep(t, 4, handBackTaskMS)
 	a := startEbb(t, "", aID, "worker", "--broker", b.url, "--id", aID, "--concurrency", "4", "--drain-timeout", "200ms")
 	waitRunningOn(t, b, ids, aID, 4, a)
 	// B joins only now, so all four tasks are A's; it sits idle until A
@@ -129,7 +136,7 @@ func testDrainHandsBack(t *testing.T, b *broker) {
 		}
 		startedOnA = r.StartedAt
 	}
-	if left := drainTaskMS*time.Millisecond - time.Since(startedOnA); left < time.Second {
+	if left := handBackTaskMS*time.Millisecond - time.Since(startedOnA); left < time.Second {
 		t.Fatalf("only %s of A's tasks were left when B was up: too little to tell a hand-back from a finish", left)
 	}
 
@@ -182,8 +189,8 @@ func testDrainHandsBack(t *testing.T, b *broker) {
 			t.Errorf("task %s: attempt %d, want 1: the handed-back run on %s must not count", r.ID, r.Attempt, aID)
 		case len(r.Errors) != 0:
 			t.Errorf("task %s: a hand-back is not a failure, yet errors were recorded: %+v", r.ID, r.Errors)
-		case res.SleptMS != drainTaskMS || r.FinishedAt.Sub(r.StartedAt) < drainTaskMS*time.Millisecond:
-			t.Errorf("task %s: result %s after %s, want B's full %d ms run", r.ID, r.Result, r.FinishedAt.Sub(r.StartedAt), drainTaskMS)
+		case res.SleptMS != handBackTaskMS || r.FinishedAt.Sub(r.StartedAt) < handBackTaskMS*time.Millisecond:
+			t.Errorf("task %s: result %s after %s, want B's full %d ms run", r.ID, r.Result, r.FinishedAt.Sub(r.StartedAt), handBackTaskMS)
 		}
 	}
 	if s := b.stats(t, ebb.QueueDefault); s.Retried != 0 || s.Failed != 0 {

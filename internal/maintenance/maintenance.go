@@ -79,10 +79,15 @@ func New(c Config) *Maintainer {
 	return &Maintainer{c: c, lastCleanup: c.Clock.Now()}
 }
 
-// Run runs a pass every RescueInterval until ctx is done.
+// Run runs a pass at once and then every RescueInterval until ctx is done.
+// The first pass does not wait a whole interval: a worker that starts is
+// often the replacement of one that died, whose expired leases are due for
+// rescue now, and a process in a crash loop that lives less than an interval
+// would otherwise never rescue anything.
 func (m *Maintainer) Run(ctx context.Context) {
 	t := time.NewTicker(m.c.RescueInterval)
 	defer t.Stop()
+	m.Pass(ctx)
 	for {
 		select {
 		case <-ctx.Done():

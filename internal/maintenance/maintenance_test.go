@@ -12,6 +12,7 @@ import (
 	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
 	"github.com/ebbq/ebb/internal/clock"
 	"github.com/ebbq/ebb/internal/maintenance"
+	"github.com/ebbq/ebb/internal/testwait"
 )
 
 // epoch is far from the wall clock, so a step that read the wall instead of
@@ -184,4 +185,26 @@ func TestRunStopsWithItsContext(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context was cancelled")
 	}
+}
+
+// A process that starts rescues at once, not one interval later: one that
+// lives less than an interval (a crash loop) must still rescue what the
+// incarnations before it left behind.
+func TestRunRescuesAtStart(t *testing.T) {
+	f := setup(t)
+	id := f.enqueue(&ebb.EnqueueOpts{Queue: "a"})
+	f.claim(time.Second)
+	f.clock.Advance(2 * time.Second)
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The stub clock never ticks the interval: only a pass at start
+		// can rescue.
+		f.maintainer(maintenance.Config{Queues: []string{"a"}, RescueInterval: time.Hour}).Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	testwait.Eventually(t, 10*time.Second, "the expired lease rescued by the first pass", func() (bool, error) {
+		return f.task(id).State == ebb.StateQueued, nil
+	})
 }
