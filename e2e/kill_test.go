@@ -13,6 +13,7 @@ import (
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/builtin"
+	"github.com/ebbq/ebb/internal/testpg"
 )
 
 const (
@@ -100,7 +101,11 @@ func testNoLossUnderKill(t *testing.T, b *broker) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("still %d tasks queued after %s and %d kills (stats %+v)", st.Queued, time.Since(start), len(killedOrder), st)
+			diag := ""
+			if b.kind == "postgres" {
+				diag = "\n" + testpg.Activity()
+			}
+			t.Fatalf("still %d tasks queued after %s and %d kills (stats %+v)%s", st.Queued, time.Since(start), len(killedOrder), st, diag)
 		}
 		// Kill only a worker that is up, and only once the fleet finished
 		// something since the last kill: on a slow machine a fixed cadence

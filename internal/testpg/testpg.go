@@ -238,3 +238,41 @@ func freePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// Activity describes what the shared server's sessions are doing (counts by
+// state and wait, the longest-running statements), for a test that failed
+// because the database stopped making progress to say why.
+func Activity() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, URL())
+	if err != nil {
+		return "pg_stat_activity: " + err.Error()
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT coalesce(state, ''), coalesce(wait_event_type || ':' || wait_event, ''),
+		count(*), max(extract(epoch FROM now() - query_start))::float8,
+		left((array_agg(query ORDER BY query_start))[1], 120)
+		FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+		GROUP BY 1, 2 ORDER BY 3 DESC`)
+	if err != nil {
+		return "pg_stat_activity: " + err.Error()
+	}
+	defer rows.Close()
+	var b strings.Builder
+	b.WriteString("pg_stat_activity (state, wait, sessions, longest s, oldest statement):")
+	for rows.Next() {
+		var state, wait, query string
+		var n int64
+		var longest *float64
+		if err := rows.Scan(&state, &wait, &n, &longest, &query); err != nil {
+			return b.String() + " " + err.Error()
+		}
+		l := 0.0
+		if longest != nil {
+			l = *longest
+		}
+		fmt.Fprintf(&b, "\n  %s %s %d %.1f %s", state, wait, n, l, strings.Join(strings.Fields(query), " "))
+	}
+	return b.String()
+}
