@@ -9,8 +9,10 @@ import (
 
 	"github.com/ebbq/ebb"
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbdriver/ebbpostgres"
 	"github.com/ebbq/ebb/ebbdriver/ebbredis"
 	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
+	"github.com/ebbq/ebb/internal/testpg"
 	"github.com/ebbq/ebb/internal/testredis"
 )
 
@@ -33,6 +35,14 @@ func benchDrivers(b *testing.B) map[string]func(b *testing.B) ebbdriver.Driver {
 			if err != nil {
 				b.Fatal(err)
 			}
+			return d
+		},
+		"postgres": func(b *testing.B) ebbdriver.Driver {
+			d, err := ebbpostgres.Open(context.Background(), testpg.SchemaURL(b), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { d.Close() })
 			return d
 		},
 		"sqlite": func(b *testing.B) ebbdriver.Driver {

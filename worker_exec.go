@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbtype"
@@ -113,7 +114,7 @@ func (w *Worker) execute(ctx context.Context, rec *ebbtype.TaskInfo) (c ebbdrive
 	}
 	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("task timed out after %s", timeout))
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, taskTimeout(timeout))
 		defer cancel()
 	}
 
@@ -191,3 +192,10 @@ func (w *Worker) call(ctx context.Context, fn HandlerFunc, info *TaskInfo) (resu
 	}()
 	return w.chain(fn)(ctx, info)
 }
+
+// taskTimeout is the cause of a task's context when its timeout passes. A
+// type rather than a formatted error: every task run makes one, and almost
+// none is ever read.
+type taskTimeout time.Duration
+
+func (t taskTimeout) Error() string { return "task timed out after " + time.Duration(t).String() }

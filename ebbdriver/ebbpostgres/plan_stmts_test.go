@@ -13,7 +13,8 @@ import (
 // TestStatementPlansAtScale: with tens of thousands of tasks in each of
 // the queued, running and finished states, the statements that pick a batch
 // of rows by a subquery (promotion, rescue, cleanup) and the completion find
-// their rows by index, in the plan pgx's cached statements get after five
+// their rows by index (complete and extend by primary key, not by reading
+// every running task), in the plan pgx's cached statements get after five
 // executions (generic) as in the first five (custom). Written as
 // `id IN (SELECT …)`, rescue and cleanup were planned as a hash join over a
 // sequential scan of the whole table. The claim keeps the IN form: see
@@ -46,13 +47,16 @@ func TestStatementPlansAtScale(t *testing.T) {
 	stmts := []struct {
 		name, sql string
 		args      []any
+		byKey     bool // must find its rows by primary key, reading no state index
 	}{
-		{"promote", d.s.promote, []any{"q", int64(5), promoteBatch}},
-		{"promote and next due", d.s.promoteNext, []any{"q", int64(5), promoteBatch, true}},
-		{"rescue", d.s.rescue, []any{"q", int64(40000), "2026-01-01T00:00:00Z", 500, int32(0), d.channel}},
-		{"cleanup finished", d.s.cleanupFinished, []any{"q", int64(1040000), 500}},
-		{"cleanup dead", d.s.cleanupDead, []any{"q", int64(40000), 500}},
-		{"complete", d.s.complete, completeArgs(d, 1000)},
+		{"promote", d.s.promote, []any{"q", int64(5), promoteBatch}, false},
+		{"promote and next due", d.s.promoteNext, []any{"q", int64(5), promoteBatch, true}, false},
+		{"rescue", d.s.rescue, []any{"q", int64(40000), "2026-01-01T00:00:00Z", 500, int32(0), d.channel}, false},
+		{"cleanup finished", d.s.cleanupFinished, []any{"q", int64(1040000), 500}, false},
+		{"cleanup dead", d.s.cleanupDead, []any{"q", int64(40000), 500}, false},
+		{"complete", d.s.complete, completeArgs(d, 1000), true},
+		{"complete successes", d.s.completeOK, completeOKArgs(d, 1000), true},
+		{"extend leases", d.s.extend, extendArgs(1000), true},
 	}
 	for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {
 		if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
@@ -72,11 +76,29 @@ func TestStatementPlansAtScale(t *testing.T) {
 			if strings.Contains(plan, "Seq Scan on ebb_tasks") || strings.Contains(plan, "Hash Semi Join") {
 				t.Errorf("%s (%s): reads the whole table; plan:\n%s", st.name, mode, plan)
 			}
+			if st.byKey && (!strings.Contains(plan, "ebb_tasks_pkey") || strings.Contains(plan, "ebb_tasks_running")) {
+				t.Errorf("%s (%s): reads every running task instead of looking its rows up by id; plan:\n%s", st.name, mode, plan)
+			}
 		}
 	}
 	if _, err := conn.Exec(ctx, "RESET plan_cache_mode"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// completeOKArgs are completeOK's parameters for n running tasks' successes.
+func completeOKArgs(d *Driver, n int) []any {
+	a := completeArgs(d, n)
+	return []any{a[0], a[1], a[3], a[6], a[7], a[8], a[9]}
+}
+
+// extendArgs are extend's parameters for n running tasks' leases.
+func extendArgs(n int) []any {
+	ids, tokens := make([]string, n), make([]string, n)
+	for i := range n {
+		ids[i], tokens[i] = fmt.Sprintf("%026d", 4*i+1), "tok"
+	}
+	return []any{int64(99), ids, tokens}
 }
 
 // completeArgs are complete's parameters for n running tasks' successes.

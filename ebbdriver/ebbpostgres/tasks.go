@@ -454,7 +454,11 @@ func (d *Driver) complete(ctx context.Context, q querier, completions []ebbdrive
 		return errs, nil
 	}
 	done := map[string]bool{}
-	if err := each(ctx, q, d.s.complete, ids, tokens, outcomes, results, errJSON, runAts, nws, shard(), d.channel, async)(
+	stmt, args := d.s.complete, []any{ids, tokens, outcomes, results, errJSON, runAts, nws, shard(), d.channel, async}
+	if allSucceeded(outcomes, errJSON) {
+		stmt, args = d.s.completeOK, []any{ids, tokens, results, nws, shard(), d.channel, async}
+	}
+	if err := each(ctx, q, stmt, args...)(
 		func(r rowSet) error {
 			var id, token string
 			var n int64
@@ -502,6 +506,17 @@ func (d *Driver) complete(ctx context.Context, q querier, completions []ebbdrive
 		}
 	}
 	return errs, nil
+}
+
+// allSucceeded reports whether a batch holds successes only, which
+// completeOK stores.
+func allSucceeded(outcomes []int32, errs []*string) bool {
+	for i, o := range outcomes {
+		if o != int32(ebbdriver.OutcomeSucceeded) || errs[i] != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // TaskGet reads a task in any state.
