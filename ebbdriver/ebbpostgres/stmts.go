@@ -20,15 +20,19 @@ func asyncCommit(p string) string {
 	return `CASE WHEN ` + p + `::boolean THEN set_config('synchronous_commit', 'off', true) END`
 }
 
-// runningRow is t.state = 'running' for statements that find their rows by
-// id (complete, extend): written so the planner cannot prove the
-// ebb_tasks_running index's predicate from it. Written plainly, it planned
-// them as a hash join over every running task (a scan of that index, with
-// the id list as a filter searched linearly in a generic plan): a heartbeat
-// of a worker holding 10,000 tasks took over a second, and each completion
-// batch read every lease in flight. This way each row is looked up by its
-// primary key.
-const runningRow = `(CASE WHEN t.state = 'running' THEN true END)`
+// heldBy is the WHERE clause of the statements that find running tasks by
+// id and fence them by token (complete, completeOK, extend): ids is the id
+// array parameter, u the alias of the unnested (id, token) rows. The state
+// test is a CASE so the planner cannot prove the ebb_tasks_running index's
+// predicate from it: written plainly, it planned these as a hash join over
+// every running task (that index scanned with the id list as a filter,
+// searched linearly in a generic plan), so a heartbeat of a worker holding
+// 10,000 tasks and each completion batch read every lease in flight. This
+// way each row is looked up by its primary key.
+func heldBy(ids, u string) string {
+	return `t.id = ANY(` + ids + `::text[] COLLATE "C") AND t.id = ` + u + `.id
+		AND (CASE WHEN t.state = 'running' THEN true END) AND t.lease_token = ` + u + `.token`
+}
 
 // notifyQueued is the payload telling listeners that queue q has work.
 const notifyQueued = `json_build_object('k', 'q', 'q', %s)::text`
@@ -154,7 +158,7 @@ func newStmts(schema string) *stmts {
 		ORDER BY priority, run_at, id LIMIT $3`)
 	s.extend = q(`UPDATE {s}.ebb_tasks t SET lease_expires_at = $1
 		FROM unnest($2::text[] COLLATE "C", $3::text[]) AS l(id, token)
-		WHERE t.id = ANY($2::text[] COLLATE "C") AND t.id = l.id AND ` + runningRow + ` AND t.lease_token = l.token
+		WHERE ` + heldBy("$2", "l") + `
 		RETURNING t.id, l.token, t.cancel_requested`)
 
 	// Complete: arrays $1 id, $2 token, $3 outcome, $4 result, $5 error
@@ -179,7 +183,7 @@ func newStmts(schema string) *stmts {
 			attempt = CASE WHEN c.outcome = 5 THEN greatest(t.attempt - 1, 0) ELSE t.attempt END,
 			errors = CASE WHEN c.err IS NULL THEN t.errors ELSE ` + appendErr("c.err::jsonb") + ` END,
 			lease_token = NULL, lease_expires_at = 0
-		FROM c WHERE t.id = ANY($1::text[] COLLATE "C") AND t.id = c.id AND ` + runningRow + ` AND t.lease_token = c.token
+		FROM c WHERE ` + heldBy("$1", "c") + `
 		RETURNING t.id, c.token, t.queue, t.state, t.unique_key, t.unique_ttl, c.outcome
 	), keys AS (
 		DELETE FROM {s}.ebb_unique_keys k USING u
@@ -209,7 +213,7 @@ func newStmts(schema string) *stmts {
 		UPDATE {s}.ebb_tasks t SET state = 'succeeded', result = c.result, finished_at = c.now,
 			expires_at = c.now + t.retention, lease_token = NULL, lease_expires_at = 0
 		FROM unnest($1::text[] COLLATE "C", $2::text[], $3::bytea[], $4::bigint[]) AS c(id, token, result, now)
-		WHERE t.id = ANY($1::text[] COLLATE "C") AND t.id = c.id AND ` + runningRow + ` AND t.lease_token = c.token
+		WHERE ` + heldBy("$1", "c") + `
 		RETURNING t.id, c.token, t.queue, t.unique_key, t.unique_ttl
 	), keys AS (
 		DELETE FROM {s}.ebb_unique_keys k USING u
