@@ -40,6 +40,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbdriver/internal/groupcommit"
 )
 
 var (
@@ -103,6 +104,8 @@ type Driver struct {
 	s       *stmts
 	notify  *notifier
 	waker   *waker
+
+	enqueueGroup *groupcommit.Group[*enqueueCall]
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -196,6 +199,7 @@ func newDriver(ctx context.Context, pool *pgxpool.Pool, own bool, cfg Config) (*
 	}
 	d := &Driver{pool: pool, ownPool: own, cfg: cfg, log: cfg.Logger, schema: cfg.Schema,
 		channel: channelName(cfg.Schema), closed: make(chan struct{})}
+	d.enqueueGroup = groupcommit.New(enqueueGroupCalls, d.commitEnqueues)
 	where := describe(pool.Config().ConnConfig)
 	if err := pool.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("ebbpostgres: cannot connect to PostgreSQL at %s: %w; %s", where, err, Hint(err))

@@ -21,13 +21,78 @@ import (
 const promoteBatch = 10000
 
 // Enqueue stores the batch: one statement for tasks without a unique key,
-// a transaction when some have one.
+// a transaction when some have one. Small batches without unique keys
+// share their statement with concurrent calls (see enqueueCall).
 func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
-	res, err := d.enqueue(ctx, nil, tasks)
-	if err != nil {
+	if len(tasks) > enqueueGroupTasks || slices.ContainsFunc(tasks, func(t *ebbtype.TaskInfo) bool { return t != nil && t.UniqueKey != "" }) {
+		res, err := d.enqueue(ctx, nil, tasks)
+		if err != nil {
+			return nil, d.wrap("enqueue", err)
+		}
+		return res, nil
+	}
+	c := &enqueueCall{tasks: tasks}
+	if err := d.enqueueGroup.Do(ctx, c); err != nil {
 		return nil, d.wrap("enqueue", err)
 	}
-	return res, nil
+	if c.err != nil {
+		return nil, d.wrap("enqueue", c.err)
+	}
+	return c.results, nil
+}
+
+// Group commit for small enqueues. Every statement outside a caller's
+// transaction commits on its own and waits for its WAL flush; concurrent
+// producers on separate connections queue behind each other's flushes (the
+// WALWrite lock) and cost the server a transaction each. Calls arriving
+// while one is in flight go together in the next statement. Batches larger
+// than enqueueGroupTasks already amortise their commit and go alone, so one
+// statement stays small.
+const (
+	enqueueGroupTasks = 16
+	enqueueGroupCalls = 256
+	// enqueueGroupTimeout bounds a shared statement, which no single
+	// caller's context may cancel.
+	enqueueGroupTimeout = 30 * time.Second
+)
+
+type enqueueCall struct {
+	tasks   []*ebbtype.TaskInfo
+	results []ebbdriver.EnqueueResult
+	err     error
+}
+
+// commitEnqueues stores the calls of batch in one statement. If that fails
+// because of what a call holds (the server rejected the statement, a task
+// is malformed), each call goes again alone, so one call's bad task cannot
+// fail another's; any other failure (the connection, the server gone) is
+// everyone's.
+func (d *Driver) commitEnqueues(ctx context.Context, batch []*enqueueCall) {
+	ctx, cancel := context.WithTimeout(ctx, enqueueGroupTimeout)
+	defer cancel()
+	if len(batch) == 1 {
+		batch[0].results, batch[0].err = d.enqueue(ctx, nil, batch[0].tasks)
+		return
+	}
+	var all []*ebbtype.TaskInfo
+	for _, c := range batch {
+		all = append(all, c.tasks...)
+	}
+	res, err := d.enqueue(ctx, nil, all)
+	var pe *pgconn.PgError
+	if err != nil && (errors.As(err, &pe) || errors.Is(err, errBadInput)) {
+		for _, c := range batch {
+			c.results, c.err = d.enqueue(ctx, nil, c.tasks)
+		}
+		return
+	}
+	for _, c := range batch {
+		if err != nil {
+			c.err = err
+			continue
+		}
+		c.results, res = res[:len(c.tasks):len(c.tasks)], res[len(c.tasks):]
+	}
 }
 
 // taskArrays are a batch's columns, for unnest.

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbdriver/internal/groupcommit"
 )
 
 // PrefixDefault is the key prefix when Config.Prefix is empty.
@@ -58,6 +59,8 @@ type Driver struct {
 	qset   queueSet // cached P:queues for QueueStats
 
 	hub *awaitHub
+
+	enqueueGroup *groupcommit.Group[*enqueueCall]
 
 	mu        sync.Mutex
 	closed    bool
@@ -104,6 +107,7 @@ func New(client redis.UniversalClient, config *Config) (*Driver, error) {
 		}
 	}
 	d.hub = newAwaitHub(d)
+	d.enqueueGroup = groupcommit.New(enqueueGroupCalls, d.commitEnqueues)
 	return d, nil
 }
 

@@ -2,6 +2,7 @@ package ebbredis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -17,8 +18,81 @@ import (
 const maxPerCall = 1000
 
 // Enqueue implements ebbdriver.Driver: one script call per queue (per 1000
-// tasks), all in one pipeline.
+// tasks), all in one pipeline. Small batches share their script call with
+// concurrent calls (see enqueueCall).
 func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
+	if len(tasks) > enqueueGroupTasks {
+		return d.enqueue(ctx, tasks)
+	}
+	c := &enqueueCall{tasks: tasks}
+	if err := d.enqueueGroup.Do(ctx, c); err != nil {
+		return nil, fmt.Errorf("ebbredis: enqueue: %w", err)
+	}
+	return c.results, c.err
+}
+
+// Group commit for small enqueues. Most of a single-task enqueue is the
+// round trip: a Redis server spends more of its CPU reading, dispatching
+// and answering one script call than running it, and a producer waits a
+// whole round trip for it. Calls arriving while one is in flight go out
+// together as one script call per queue, the way rueidis pipelines
+// concurrent commands automatically. Batches larger than
+// enqueueGroupTasks amortise their round trip already and go alone.
+const (
+	enqueueGroupTasks = 16
+	enqueueGroupCalls = maxPerCall / enqueueGroupTasks
+)
+
+type enqueueCall struct {
+	tasks   []*ebbtype.TaskInfo
+	results []ebbdriver.EnqueueResult
+	err     error
+}
+
+// commitEnqueues stores the calls of batch together. If a call holds a
+// task that cannot be stored (badTaskError), each call goes again alone,
+// so one call's bad task cannot fail another's; any other failure (Redis
+// unreachable, a script error) is everyone's.
+func (d *Driver) commitEnqueues(ctx context.Context, batch []*enqueueCall) {
+	if len(batch) == 1 {
+		batch[0].results, batch[0].err = d.enqueue(ctx, batch[0].tasks)
+		return
+	}
+	var all []*ebbtype.TaskInfo
+	for _, c := range batch {
+		all = append(all, c.tasks...)
+	}
+	res, err := d.enqueue(ctx, all)
+	var bad *badTaskError
+	if errors.As(err, &bad) {
+		for _, c := range batch {
+			c.results, c.err = d.enqueue(ctx, c.tasks)
+		}
+		return
+	}
+	for _, c := range batch {
+		if err != nil {
+			c.err = err
+			continue
+		}
+		c.results, res = res[:len(c.tasks):len(c.tasks)], res[len(c.tasks):]
+	}
+}
+
+// badTaskError marks an enqueue error caused by a task of the batch, not by
+// Redis.
+type badTaskError struct{ err error }
+
+func (e *badTaskError) Error() string { return e.err.Error() }
+func (e *badTaskError) Unwrap() error { return e.err }
+
+func badTask(format string, args ...any) error {
+	return &badTaskError{fmt.Errorf(format, args...)}
+}
+
+// enqueue stores tasks: one script call per queue (per 1000 tasks), all
+// in one pipeline.
+func (d *Driver) enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
 	results := make([]ebbdriver.EnqueueResult, len(tasks))
 	if len(tasks) == 0 {
 		return results, nil
@@ -36,13 +110,13 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 	var msg, rec []byte
 	for i, t := range tasks {
 		if t == nil {
-			return nil, fmt.Errorf("ebbredis: enqueue: task %d of the batch is nil", i)
+			return nil, badTask("ebbredis: enqueue: task %d of the batch is nil", i)
 		}
 		if err := checkQueue(t.Queue); err != nil {
-			return nil, fmt.Errorf("ebbredis: enqueue task %q: %w", t.ID, err)
+			return nil, badTask("ebbredis: enqueue task %q: %w", t.ID, err)
 		}
 		if t.ID == "" {
-			return nil, fmt.Errorf("ebbredis: enqueue: task %d of the batch (kind %q) has no ID; the client must set one", i, t.Kind)
+			return nil, badTask("ebbredis: enqueue: task %d of the batch (kind %q) has no ID; the client must set one", i, t.Kind)
 		}
 		g := byQueue[t.Queue]
 		if g == nil {
@@ -60,14 +134,14 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 		var err error
 		msg, err = appendMsg(msg[:0], t)
 		if err != nil {
-			return nil, fmt.Errorf("ebbredis: enqueue task %q: %w", t.ID, err)
+			return nil, badTask("ebbredis: enqueue task %q: %w", t.ID, err)
 		}
 		prio := t.Priority
 		if prio == 0 {
 			prio = ebbtype.PriorityNormal
 		}
 		if prio < ebbtype.PriorityHigh || prio > ebbtype.PriorityLow {
-			return nil, fmt.Errorf("ebbredis: enqueue task %q: priority %d is out of range %d..%d", t.ID, t.Priority, ebbtype.PriorityHigh, ebbtype.PriorityLow)
+			return nil, badTask("ebbredis: enqueue task %q: priority %d is out of range %d..%d", t.ID, t.Priority, ebbtype.PriorityHigh, ebbtype.PriorityLow)
 		}
 		enqueuedAt := t.EnqueuedAt
 		if enqueuedAt.IsZero() {
@@ -114,6 +188,12 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 			sadd = d.rdb.SAdd(ctx, d.queuesKey(), newQueues...)
 		}
 		err = d.runReplicated(ctx, calls)
+	} else if len(calls) == 1 && len(newQueues) == 0 {
+		// The common case, one script call: a pipeline of one costs a
+		// producer more than the command itself.
+		c := calls[0]
+		c.cmd = d.run(ctx, c.s, c.keys, c.args...)
+		err = c.cmd.Err()
 	} else {
 		err = d.runPipelined(ctx, calls, func(p redis.Pipeliner) {
 			if len(newQueues) > 0 {
@@ -122,7 +202,7 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ebbredis: enqueue %d tasks: %w", len(tasks), err)
+		return nil, fmt.Errorf("ebbredis: enqueue: %w", err)
 	}
 	if sadd != nil {
 		if err := sadd.Err(); err != nil {

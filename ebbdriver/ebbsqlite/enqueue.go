@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
@@ -16,88 +15,15 @@ import (
 // so one commit's latency stays bounded under any number of producers.
 const enqueueGroupMax = 256
 
-// enqueueGroup commits concurrent Enqueue calls together (group commit).
-// SQLite has one writer per file, and most of a single-task enqueue is the
-// transaction around it: BEGIN, the queue's counters, COMMIT. A call that
-// finds no transaction in flight runs its own at once, so a lone producer
-// waits for nothing; calls arriving while one is in flight queue up and the
-// first of them, once it ends, commits all of them in the next one.
-type enqueueGroup struct {
-	mu      sync.Mutex
-	busy    bool // a leader is committing
-	pending []*enqueueCall
-}
-
+// Concurrent Enqueue calls commit together (groupcommit): SQLite has one
+// writer per file, and most of a single-task enqueue is the transaction
+// around it: BEGIN, the queue's counters, COMMIT.
 type enqueueCall struct {
 	tasks   []*ebbtype.TaskInfo
 	enc     []encoded
 	results []ebbdriver.EnqueueResult
 	ready   map[string]int64 // queues this call made ready, for the notifier
 	err     error
-	// wake is sent to once: true when this call is to lead the next
-	// transaction, false when a leader has stored its outcome.
-	wake chan bool
-}
-
-func (g *enqueueGroup) do(ctx context.Context, d *Driver, c *enqueueCall) ([]ebbdriver.EnqueueResult, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("ebbsqlite: enqueue: %w", err)
-	}
-	c.wake = make(chan bool, 1)
-	g.mu.Lock()
-	if g.busy {
-		g.pending = append(g.pending, c)
-		g.mu.Unlock()
-		select {
-		case lead := <-c.wake:
-			if !lead {
-				return c.results, c.err
-			}
-		case <-ctx.Done():
-			g.mu.Lock()
-			for i, p := range g.pending {
-				if p == c { // not taken yet: leave without a trace
-					g.pending = append(g.pending[:i], g.pending[i+1:]...)
-					g.mu.Unlock()
-					return nil, fmt.Errorf("ebbsqlite: enqueue: waiting for the write connection: %w", ctx.Err())
-				}
-			}
-			g.mu.Unlock()
-			// Taken by a leader: its outcome is what happened to the tasks.
-			if lead := <-c.wake; !lead {
-				return c.results, c.err
-			}
-		}
-		// Leading now: the previous leader left busy set and handed over.
-		g.mu.Lock()
-	}
-	g.busy = true
-	group := []*enqueueCall{c}
-	if n := min(len(g.pending), enqueueGroupMax-1); n > 0 {
-		group = append(group, g.pending[:n]...)
-		g.pending = append(g.pending[:0], g.pending[n:]...)
-	}
-	g.mu.Unlock()
-
-	// The group's transaction must not fail because the leader's caller
-	// gave up: the others' tasks ride in it. writeTx still bounds it by
-	// the busy timeout and the driver's closing.
-	d.commitGroup(context.WithoutCancel(ctx), group)
-
-	g.mu.Lock()
-	if len(g.pending) > 0 {
-		next := g.pending[0]
-		g.pending = g.pending[1:]
-		g.mu.Unlock()
-		next.wake <- true
-	} else {
-		g.busy = false
-		g.mu.Unlock()
-	}
-	for _, o := range group[1:] {
-		o.wake <- false
-	}
-	return c.results, c.err
 }
 
 // commitGroup stores the calls' tasks in one transaction. If it fails and

@@ -37,6 +37,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbdriver/internal/groupcommit"
 )
 
 var _ ebbdriver.Driver = (*Driver)(nil)
@@ -105,7 +106,7 @@ type Driver struct {
 	rdb     *sql.DB // reads, plus the poller's pinned connection
 	stmts   *stmts
 	notify  *notifier
-	enqueue enqueueGroup
+	enqueue *groupcommit.Group[*enqueueCall]
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -147,6 +148,7 @@ func Open(ctx context.Context, path string, config *Config) (*Driver, error) {
 	}
 
 	d := &Driver{path: abs, cfg: cfg, log: cfg.Logger, closed: make(chan struct{})}
+	d.enqueue = groupcommit.New(enqueueGroupMax, d.commitGroup)
 	fail := func(err error) (*Driver, error) {
 		if d.wdb != nil {
 			d.wdb.Close()

@@ -29,7 +29,7 @@ type encoded struct {
 }
 
 // Enqueue stores the batch in one transaction, together with the batches of
-// concurrent calls (see enqueueGroup).
+// concurrent calls (see enqueueCall).
 func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
 	enc := make([]encoded, len(tasks))
 	for i, t := range tasks {
@@ -51,7 +51,11 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 			enc[i].state = ebbtype.StateScheduled
 		}
 	}
-	return d.enqueue.do(ctx, d, &enqueueCall{tasks: tasks, enc: enc})
+	c := &enqueueCall{tasks: tasks, enc: enc}
+	if err := d.enqueue.Do(ctx, c); err != nil {
+		return nil, fmt.Errorf("ebbsqlite: enqueue: waiting for the write connection: %w", err)
+	}
+	return c.results, c.err
 }
 
 // uniqueExpiry is when a UniqueTTL key stops being held.

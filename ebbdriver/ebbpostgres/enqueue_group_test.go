@@ -1,0 +1,115 @@
+package ebbpostgres
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ebbq/ebb/ebbtype"
+	"github.com/ebbq/ebb/internal/testpg"
+)
+
+func groupTask(id, kind string) *ebbtype.TaskInfo {
+	now := time.Now()
+	return &ebbtype.TaskInfo{ID: id, Queue: "q", Kind: kind, EncodedArgs: []byte("{}"), Priority: ebbtype.PriorityNormal,
+		MaxAttempts: 1, EnqueuedAt: now, RunAt: now}
+}
+
+func openGroupDriver(t *testing.T) *Driver {
+	t.Helper()
+	testpg.Check(t)
+	d, err := Open(t.Context(), testpg.SchemaURL(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return d
+}
+
+// TestGroupedEnqueueKeepsCallsApart: calls committed in one statement get
+// their own outcomes. A call whose task the server rejects (a NUL byte in a
+// text column) fails alone, a call holding a stored ID gets it back as a
+// duplicate, and the others are stored.
+func TestGroupedEnqueueKeepsCallsApart(t *testing.T) {
+	t.Parallel()
+	d := openGroupDriver(t)
+	ctx := t.Context()
+	if _, err := d.enqueue(ctx, nil, []*ebbtype.TaskInfo{groupTask("stored", "k")}); err != nil {
+		t.Fatal(err)
+	}
+	good := &enqueueCall{tasks: []*ebbtype.TaskInfo{groupTask("a", "k"), groupTask("b", "k")}}
+	bad := &enqueueCall{tasks: []*ebbtype.TaskInfo{groupTask("c", "bad\x00kind")}}
+	dup := &enqueueCall{tasks: []*ebbtype.TaskInfo{groupTask("stored", "k"), groupTask("d", "k")}}
+	d.commitEnqueues(ctx, []*enqueueCall{good, bad, dup})
+	if good.err != nil || len(good.results) != 2 || good.results[0].ID != "a" || good.results[1].ID != "b" ||
+		good.results[0].Duplicate || good.results[1].Duplicate {
+		t.Fatalf("good call: %+v, %v; want a and b stored", good.results, good.err)
+	}
+	if bad.err == nil {
+		t.Fatalf("bad call: %+v, want the server's error", bad.results)
+	}
+	if dup.err != nil || len(dup.results) != 2 || !dup.results[0].Duplicate || dup.results[1].Duplicate {
+		t.Fatalf("call with a stored id: %+v, %v; want stored as a duplicate and d stored", dup.results, dup.err)
+	}
+	for id, want := range map[string]bool{"a": true, "b": true, "c": false, "d": true} {
+		_, err := d.TaskGet(ctx, id)
+		if got := err == nil; got != want {
+			t.Errorf("task %s stored: %v, want %v (%v)", id, got, want, err)
+		}
+	}
+
+	// Grouped without a failure: one statement, every call its own slice.
+	e := &enqueueCall{tasks: []*ebbtype.TaskInfo{groupTask("e", "k")}}
+	f := &enqueueCall{tasks: []*ebbtype.TaskInfo{groupTask("f", "k"), groupTask("g", "k")}}
+	d.commitEnqueues(ctx, []*enqueueCall{e, f})
+	if e.err != nil || f.err != nil || len(e.results) != 1 || e.results[0].ID != "e" || len(f.results) != 2 || f.results[1].ID != "g" {
+		t.Fatalf("e: %+v %v; f: %+v %v", e.results, e.err, f.results, f.err)
+	}
+	var n int
+	if err := d.pool.QueryRow(ctx, `SELECT sum(enqueued) FROM `+d.t("queue_counters")+` WHERE queue = 'q'`).Scan(&n); err != nil || n != 7 {
+		t.Fatalf("enqueued counter %d (%v), want 7 (stored, a, b, d, e, f, g: the duplicate counts once, c not at all)", n, err)
+	}
+}
+
+// TestConcurrentEnqueuesAllStored: many producers at once, through the
+// group, each task stored once and each caller told its own IDs.
+func TestConcurrentEnqueuesAllStored(t *testing.T) {
+	t.Parallel()
+	d := openGroupDriver(t)
+	ctx := t.Context()
+	const producers, each = 16, 25
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Go(func() {
+			for i := range each {
+				id := string(rune('A'+p)) + "-" + string(rune('a'+i))
+				res, err := d.Enqueue(ctx, []*ebbtype.TaskInfo{groupTask(id, "k")})
+				if err != nil || len(res) != 1 || res[0].ID != id || res[0].Duplicate {
+					t.Errorf("enqueue %s: %+v, %v", id, res, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var n int
+	if err := d.pool.QueryRow(ctx, `SELECT count(*) FROM `+d.t("tasks")).Scan(&n); err != nil || n != producers*each {
+		t.Fatalf("stored %d tasks (%v), want %d", n, err, producers*each)
+	}
+}
+
+// A call cancelled before it was taken into a statement stores nothing and
+// says so.
+func TestGroupedEnqueueCancelled(t *testing.T) {
+	t.Parallel()
+	d := openGroupDriver(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := d.Enqueue(ctx, []*ebbtype.TaskInfo{groupTask("x", "k")}); err == nil {
+		t.Fatal("enqueue with a cancelled context succeeded")
+	}
+	if _, err := d.TaskGet(t.Context(), "x"); err == nil {
+		t.Fatal("a cancelled enqueue stored its task")
+	}
+}
