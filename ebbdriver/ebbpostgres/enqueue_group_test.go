@@ -38,19 +38,19 @@ func TestGroupedEnqueueKeepsCallsApart(t *testing.T) {
 	if _, err := d.enqueue(ctx, nil, []*ebbtype.TaskInfo{groupTask("stored", "k")}); err != nil {
 		t.Fatal(err)
 	}
-	good := &enqueueCall{tasks: []*ebbtype.TaskInfo{groupTask("a", "k"), groupTask("b", "k")}}
-	bad := &enqueueCall{tasks: []*ebbtype.TaskInfo{groupTask("c", "bad\x00kind")}}
-	dup := &enqueueCall{tasks: []*ebbtype.TaskInfo{groupTask("stored", "k"), groupTask("d", "k")}}
+	good := &enqueueCall{Tasks: []*ebbtype.TaskInfo{groupTask("a", "k"), groupTask("b", "k")}}
+	bad := &enqueueCall{Tasks: []*ebbtype.TaskInfo{groupTask("c", "bad\x00kind")}}
+	dup := &enqueueCall{Tasks: []*ebbtype.TaskInfo{groupTask("stored", "k"), groupTask("d", "k")}}
 	d.commitEnqueues(ctx, []*enqueueCall{good, bad, dup})
-	if good.err != nil || len(good.results) != 2 || good.results[0].ID != "a" || good.results[1].ID != "b" ||
-		good.results[0].Duplicate || good.results[1].Duplicate {
-		t.Fatalf("good call: %+v, %v; want a and b stored", good.results, good.err)
+	if good.Err != nil || len(good.Results) != 2 || good.Results[0].ID != "a" || good.Results[1].ID != "b" ||
+		good.Results[0].Duplicate || good.Results[1].Duplicate {
+		t.Fatalf("good call: %+v, %v; want a and b stored", good.Results, good.Err)
 	}
-	if bad.err == nil {
-		t.Fatalf("bad call: %+v, want the server's error", bad.results)
+	if bad.Err == nil {
+		t.Fatalf("bad call: %+v, want the server's error", bad.Results)
 	}
-	if dup.err != nil || len(dup.results) != 2 || !dup.results[0].Duplicate || dup.results[1].Duplicate {
-		t.Fatalf("call with a stored id: %+v, %v; want stored as a duplicate and d stored", dup.results, dup.err)
+	if dup.Err != nil || len(dup.Results) != 2 || !dup.Results[0].Duplicate || dup.Results[1].Duplicate {
+		t.Fatalf("call with a stored id: %+v, %v; want stored as a duplicate and d stored", dup.Results, dup.Err)
 	}
 	for id, want := range map[string]bool{"a": true, "b": true, "c": false, "d": true} {
 		_, err := d.TaskGet(ctx, id)
@@ -60,11 +60,11 @@ func TestGroupedEnqueueKeepsCallsApart(t *testing.T) {
 	}
 
 	// Grouped without a failure: one statement, every call its own slice.
-	e := &enqueueCall{tasks: []*ebbtype.TaskInfo{groupTask("e", "k")}}
-	f := &enqueueCall{tasks: []*ebbtype.TaskInfo{groupTask("f", "k"), groupTask("g", "k")}}
+	e := &enqueueCall{Tasks: []*ebbtype.TaskInfo{groupTask("e", "k")}}
+	f := &enqueueCall{Tasks: []*ebbtype.TaskInfo{groupTask("f", "k"), groupTask("g", "k")}}
 	d.commitEnqueues(ctx, []*enqueueCall{e, f})
-	if e.err != nil || f.err != nil || len(e.results) != 1 || e.results[0].ID != "e" || len(f.results) != 2 || f.results[1].ID != "g" {
-		t.Fatalf("e: %+v %v; f: %+v %v", e.results, e.err, f.results, f.err)
+	if e.Err != nil || f.Err != nil || len(e.Results) != 1 || e.Results[0].ID != "e" || len(f.Results) != 2 || f.Results[1].ID != "g" {
+		t.Fatalf("e: %+v %v; f: %+v %v", e.Results, e.Err, f.Results, f.Err)
 	}
 	var n int
 	if err := d.pool.QueryRow(ctx, `SELECT sum(enqueued) FROM `+d.t("queue_counters")+` WHERE queue = 'q'`).Scan(&n); err != nil || n != 7 {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ebbq/ebb/ebbdriver/internal/groupcommit"
 	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
 
 	"github.com/jackc/pgx/v5"
@@ -31,14 +32,14 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 		}
 		return res, nil
 	}
-	c := &enqueueCall{tasks: tasks}
+	c := &enqueueCall{Tasks: tasks}
 	if err := d.enqueueGroup.Do(ctx, c); err != nil {
 		return nil, d.wrap("enqueue", err)
 	}
-	if c.err != nil {
-		return nil, d.wrap("enqueue", c.err)
+	if c.Err != nil {
+		return nil, d.wrap("enqueue", c.Err)
 	}
-	return c.results, nil
+	return c.Results, nil
 }
 
 // Group commit for small enqueues. Every statement outside a caller's
@@ -56,43 +57,20 @@ const (
 	enqueueGroupTimeout = 30 * time.Second
 )
 
-type enqueueCall struct {
-	tasks   []*ebbtype.TaskInfo
-	results []ebbdriver.EnqueueResult
-	err     error
-}
+type enqueueCall = groupcommit.Call[*ebbtype.TaskInfo, ebbdriver.EnqueueResult]
 
-// commitEnqueues stores the calls of batch in one statement. If that fails
-// because of what a call holds (the server rejected the statement, a task
-// is malformed), each call goes again alone, so one call's bad task cannot
-// fail another's; any other failure (the connection, the server gone) is
-// everyone's.
+// commitEnqueues stores the calls of batch in one statement. A call whose
+// task the server rejects, or the driver refuses, fails alone; any other
+// failure (the connection, the server gone) is everyone's.
 func (d *Driver) commitEnqueues(ctx context.Context, batch []*enqueueCall) {
 	ctx, cancel := context.WithTimeout(ctx, enqueueGroupTimeout)
 	defer cancel()
-	if len(batch) == 1 {
-		batch[0].results, batch[0].err = d.enqueue(ctx, nil, batch[0].tasks)
-		return
-	}
-	var all []*ebbtype.TaskInfo
-	for _, c := range batch {
-		all = append(all, c.tasks...)
-	}
-	res, err := d.enqueue(ctx, nil, all)
-	var pe *pgconn.PgError
-	if err != nil && (errors.As(err, &pe) || errors.Is(err, errBadInput)) {
-		for _, c := range batch {
-			c.results, c.err = d.enqueue(ctx, nil, c.tasks)
-		}
-		return
-	}
-	for _, c := range batch {
-		if err != nil {
-			c.err = err
-			continue
-		}
-		c.results, res = res[:len(c.tasks):len(c.tasks)], res[len(c.tasks):]
-	}
+	groupcommit.Merged(batch, func(tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
+		return d.enqueue(ctx, nil, tasks)
+	}, func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) || errors.Is(err, errBadInput)
+	})
 }
 
 // taskArrays are a batch's columns, for unnest.

@@ -20,23 +20,23 @@ func TestGroupedEnqueueKeepsCallsApart(t *testing.T) {
 	bad := testTask("a", now)
 	bad.EncodedArgs = []byte(`{not json`)
 	again, fresh := *stored, testTask("b", now)
-	good := &enqueueCall{tasks: []*ebbtype.TaskInfo{a1, b1, a2}}
-	badCall := &enqueueCall{tasks: []*ebbtype.TaskInfo{bad}}
-	dup := &enqueueCall{tasks: []*ebbtype.TaskInfo{&again, fresh}}
+	good := &enqueueCall{Tasks: []*ebbtype.TaskInfo{a1, b1, a2}}
+	badCall := &enqueueCall{Tasks: []*ebbtype.TaskInfo{bad}}
+	dup := &enqueueCall{Tasks: []*ebbtype.TaskInfo{&again, fresh}}
 	d.commitEnqueues(ctx, []*enqueueCall{good, badCall, dup})
-	if good.err != nil || len(good.results) != 3 {
-		t.Fatalf("good call: %+v, %v", good.results, good.err)
+	if good.Err != nil || len(good.Results) != 3 {
+		t.Fatalf("good call: %+v, %v", good.Results, good.Err)
 	}
-	for i, task := range good.tasks {
-		if r := good.results[i]; r.ID != task.ID || r.Duplicate {
+	for i, task := range good.Tasks {
+		if r := good.Results[i]; r.ID != task.ID || r.Duplicate {
 			t.Errorf("good call, task %d: %+v, want %s stored", i, r, task.ID)
 		}
 	}
-	if badCall.err == nil {
-		t.Fatalf("bad call: %+v, want an error for its args", badCall.results)
+	if badCall.Err == nil {
+		t.Fatalf("bad call: %+v, want an error for its args", badCall.Results)
 	}
-	if dup.err != nil || len(dup.results) != 2 || !dup.results[0].Duplicate || dup.results[1].Duplicate || dup.results[1].ID != fresh.ID {
-		t.Fatalf("call with a stored id: %+v, %v; want a duplicate, then %s stored", dup.results, dup.err, fresh.ID)
+	if dup.Err != nil || len(dup.Results) != 2 || !dup.Results[0].Duplicate || dup.Results[1].Duplicate || dup.Results[1].ID != fresh.ID {
+		t.Fatalf("call with a stored id: %+v, %v; want a duplicate, then %s stored", dup.Results, dup.Err, fresh.ID)
 	}
 	for _, task := range []*ebbtype.TaskInfo{a1, a2, b1, fresh} {
 		if _, err := d.TaskGet(ctx, task.ID); err != nil {

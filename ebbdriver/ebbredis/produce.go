@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ebbq/ebb/ebbdriver"
+	"github.com/ebbq/ebb/ebbdriver/internal/groupcommit"
 	"github.com/ebbq/ebb/ebbtype"
 )
 
@@ -24,11 +25,11 @@ func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 	if len(tasks) > enqueueGroupTasks {
 		return d.enqueue(ctx, tasks)
 	}
-	c := &enqueueCall{tasks: tasks}
+	c := &enqueueCall{Tasks: tasks}
 	if err := d.enqueueGroup.Do(ctx, c); err != nil {
 		return nil, fmt.Errorf("ebbredis: enqueue: %w", err)
 	}
-	return c.results, c.err
+	return c.Results, c.Err
 }
 
 // Group commit for small enqueues. Most of a single-task enqueue is the
@@ -43,40 +44,18 @@ const (
 	enqueueGroupCalls = maxPerCall / enqueueGroupTasks
 )
 
-type enqueueCall struct {
-	tasks   []*ebbtype.TaskInfo
-	results []ebbdriver.EnqueueResult
-	err     error
-}
+type enqueueCall = groupcommit.Call[*ebbtype.TaskInfo, ebbdriver.EnqueueResult]
 
-// commitEnqueues stores the calls of batch together. If a call holds a
-// task that cannot be stored (badTaskError), each call goes again alone,
-// so one call's bad task cannot fail another's; any other failure (Redis
+// commitEnqueues stores the calls of batch together. A call holding a task
+// the driver refuses (badTaskError) fails alone; any other failure (Redis
 // unreachable, a script error) is everyone's.
 func (d *Driver) commitEnqueues(ctx context.Context, batch []*enqueueCall) {
-	if len(batch) == 1 {
-		batch[0].results, batch[0].err = d.enqueue(ctx, batch[0].tasks)
-		return
-	}
-	var all []*ebbtype.TaskInfo
-	for _, c := range batch {
-		all = append(all, c.tasks...)
-	}
-	res, err := d.enqueue(ctx, all)
-	var bad *badTaskError
-	if errors.As(err, &bad) {
-		for _, c := range batch {
-			c.results, c.err = d.enqueue(ctx, c.tasks)
-		}
-		return
-	}
-	for _, c := range batch {
-		if err != nil {
-			c.err = err
-			continue
-		}
-		c.results, res = res[:len(c.tasks):len(c.tasks)], res[len(c.tasks):]
-	}
+	groupcommit.Merged(batch, func(tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
+		return d.enqueue(ctx, tasks)
+	}, func(err error) bool {
+		var bad *badTaskError
+		return errors.As(err, &bad)
+	})
 }
 
 // badTaskError marks an enqueue error caused by a task of the batch, not by

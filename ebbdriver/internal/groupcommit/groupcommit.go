@@ -8,6 +8,7 @@ package groupcommit
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -100,4 +101,46 @@ func (g *Group[C]) Do(ctx context.Context, c C) error {
 		o.wake <- false
 	}
 	return nil
+}
+
+// Call is one caller's tasks and, once committed, their results or the
+// error that stopped them: the call type of drivers whose batches can be
+// concatenated and stored as one.
+type Call[T, R any] struct {
+	Tasks   []T
+	Results []R
+	Err     error
+}
+
+// Merged stores the tasks of every call of batch with one store, in order,
+// and hands each call its slice of the results. If the shared store fails
+// and alone says the failure may be of one call's making, each call is
+// stored again by itself, so one caller's bad task cannot fail another's;
+// any other failure is every call's.
+func Merged[T, R any](batch []*Call[T, R], store func([]T) ([]R, error), alone func(error) bool) {
+	if len(batch) == 1 {
+		batch[0].Results, batch[0].Err = store(batch[0].Tasks)
+		return
+	}
+	var all []T
+	for _, c := range batch {
+		all = append(all, c.Tasks...)
+	}
+	res, err := store(all)
+	if err != nil && alone(err) {
+		for _, c := range batch {
+			c.Results, c.Err = store(c.Tasks)
+		}
+		return
+	}
+	if err == nil && len(res) != len(all) {
+		err = fmt.Errorf("groupcommit: %d results for %d tasks", len(res), len(all))
+	}
+	for _, c := range batch {
+		if err != nil {
+			c.Err = err
+			continue
+		}
+		c.Results, res = res[:len(c.Tasks):len(c.Tasks)], res[len(c.Tasks):]
+	}
 }

@@ -162,3 +162,52 @@ func TestLeaderCommitOutlivesItsCallersContext(t *testing.T) {
 		t.Fatalf("a call cancelled before it started: %v, want context.Canceled", err)
 	}
 }
+
+var errBad = errors.New("bad task")
+
+// store doubles each task, refusing negative ones, and counts its calls.
+func doubling(calls *int) func([]int) ([]int, error) {
+	return func(ts []int) ([]int, error) {
+		*calls++
+		out := make([]int, len(ts))
+		for i, v := range ts {
+			if v < 0 {
+				return nil, errBad
+			}
+			out[i] = 2 * v
+		}
+		return out, nil
+	}
+}
+
+func TestMergedSplitsResults(t *testing.T) {
+	var n int
+	a, b := &Call[int, int]{Tasks: []int{1, 2}}, &Call[int, int]{Tasks: []int{3}}
+	Merged([]*Call[int, int]{a, b}, doubling(&n), func(error) bool { return true })
+	if n != 1 || a.Err != nil || b.Err != nil || len(a.Results) != 2 || a.Results[1] != 4 || len(b.Results) != 1 || b.Results[0] != 6 {
+		t.Fatalf("one store expected, got %d; a %+v, b %+v", n, a, b)
+	}
+	a.Results = append(a.Results, 99) // a's slice must not reach into b's
+	if b.Results[0] != 6 {
+		t.Fatalf("appending to one call's results changed another's: %v", b.Results)
+	}
+}
+
+func TestMergedRetriesAloneWhenOneCallIsBad(t *testing.T) {
+	var n int
+	good, bad := &Call[int, int]{Tasks: []int{1}}, &Call[int, int]{Tasks: []int{-1}}
+	Merged([]*Call[int, int]{good, bad}, doubling(&n), func(err error) bool { return errors.Is(err, errBad) })
+	if n != 3 || good.Err != nil || len(good.Results) != 1 || good.Results[0] != 2 || !errors.Is(bad.Err, errBad) {
+		t.Fatalf("stores %d (want 3: shared, then each alone); good %+v, bad %+v", n, good, bad)
+	}
+}
+
+func TestMergedFailsEveryoneOnTheirCommonError(t *testing.T) {
+	down := errors.New("server down")
+	var n int
+	a, b := &Call[int, int]{Tasks: []int{1}}, &Call[int, int]{Tasks: []int{2}}
+	Merged([]*Call[int, int]{a, b}, func([]int) ([]int, error) { n++; return nil, down }, func(err error) bool { return errors.Is(err, errBad) })
+	if n != 1 || !errors.Is(a.Err, down) || !errors.Is(b.Err, down) {
+		t.Fatalf("stores %d (want 1); a %v, b %v", n, a.Err, b.Err)
+	}
+}
