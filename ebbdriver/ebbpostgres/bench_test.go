@@ -2,6 +2,9 @@ package ebbpostgres_test
 
 import (
 	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +59,38 @@ func BenchmarkEnqueueBatch(b *testing.B) {
 		total += len(tasks)
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "tasks/s")
+}
+
+// BenchmarkEnqueueSingle is single-task Enqueue calls from 1 and from 16
+// concurrent producers, as request handlers make them.
+func BenchmarkEnqueueSingle(b *testing.B) {
+	for _, producers := range []int{1, 16} {
+		b.Run("producers="+strconv.Itoa(producers), func(b *testing.B) {
+			d := newDriver(b)
+			tasks := benchTasks("bench", b.N, time.Now())
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range producers {
+				wg.Go(func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						if _, err := d.Enqueue(context.Background(), tasks[i:i+1]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+		})
+	}
 }
 
 // BenchmarkFetchComplete burns down 50,000 queued tasks with
