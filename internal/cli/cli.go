@@ -212,9 +212,9 @@ Commands:
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
-Every command takes --broker URL (or EBB_BROKER): redis://host:port/db or
-sqlite:path/to/file.db (default sqlite:ebb.db). Run `+"`ebb COMMAND --help`"+` for
-a command's flags and an example.
+Every command takes --broker URL (or EBB_BROKER): redis://host:port/db,
+postgres://host:5432/dbname or sqlite:path/to/file.db (default sqlite:ebb.db).
+Run `+"`ebb COMMAND --help`"+` for a command's flags and an example.
 
 Exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 not found.
 `)

@@ -308,3 +308,15 @@ func TestInspectWorkersJSONEmpty(t *testing.T) {
 		t.Errorf("inspect workers --json with no workers = %q, want []", out)
 	}
 }
+
+// TestHelpNamesEveryBrokerScheme: the top-level help lists every broker URL
+// form `--broker` accepts.
+func TestHelpNamesEveryBrokerScheme(t *testing.T) {
+	r := runCLI(t, "help")
+	out := r.stdout + r.stderr
+	for _, form := range []string{"redis://", "postgres://", "sqlite:"} {
+		if !strings.Contains(out, form) {
+			t.Errorf("`ebb help` does not name %s URLs:\n%s", form, out)
+		}
+	}
+}
