@@ -63,8 +63,11 @@ type enqueueCall = groupcommit.Call[*ebbtype.TaskInfo, ebbdriver.EnqueueResult]
 // task the server rejects, or the driver refuses, fails alone; any other
 // failure (the connection, the server gone) is everyone's.
 func (d *Driver) commitEnqueues(ctx context.Context, batch []*enqueueCall) {
-	ctx, cancel := context.WithTimeout(ctx, enqueueGroupTimeout)
-	defer cancel()
+	if len(batch) > 1 { // a lone call runs under its caller's context
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, enqueueGroupTimeout)
+		defer cancel()
+	}
 	groupcommit.Merged(batch, func(tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
 		return d.enqueue(ctx, nil, tasks)
 	}, func(err error) bool {

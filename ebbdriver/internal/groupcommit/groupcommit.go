@@ -31,9 +31,10 @@ type waiter[C any] struct {
 
 // New returns a Group whose batches hold at most max calls, so one commit's
 // latency stays bounded under any number of callers. commit stores a batch
-// and records each call's outcome in the call itself (C is a pointer type);
-// it runs under a context that is not cancelled with the leading caller's,
-// since the other calls ride in the same commit.
+// and records each call's outcome in the call itself (C is a pointer type).
+// A batch of one runs under its caller's context, deadline and all; a
+// shared batch runs under one that the leading caller's cancellation does
+// not reach, since the other calls ride in the same commit.
 func New[C any](max int, commit func(ctx context.Context, batch []C)) *Group[C] {
 	return &Group[C]{max: max, commit: commit}
 }
@@ -85,7 +86,11 @@ func (g *Group[C]) Do(ctx context.Context, c C) error {
 	for i, b := range batch {
 		calls[i] = b.c
 	}
-	g.commit(context.WithoutCancel(ctx), calls)
+	cctx := ctx
+	if len(calls) > 1 {
+		cctx = context.WithoutCancel(ctx)
+	}
+	g.commit(cctx, calls)
 
 	g.mu.Lock()
 	if len(g.pending) > 0 {

@@ -145,21 +145,57 @@ func TestCancelledWhileWaitingIsNotCommitted(t *testing.T) {
 	}
 }
 
+// A shared commit must not see the leading caller give up: the other calls
+// of its batch would fail with it. A commit of one call alone runs under
+// that call's own context, so its deadline still bounds it.
 func TestLeaderCommitOutlivesItsCallersContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var sawCancel bool
+	release := make(chan struct{})
+	started := make(chan struct{}, 2)
+	var sawCancel []bool
 	g := New(8, func(cctx context.Context, batch []*call) {
+		started <- struct{}{}
+		if len(batch) == 1 && batch[0].n == 0 {
+			<-release // the first, lone commit holds the group
+			return
+		}
 		cancel() // the leading caller gives up mid-commit
-		sawCancel = cctx.Err() != nil
+		sawCancel = append(sawCancel, cctx.Err() != nil)
 	})
-	if err := g.Do(ctx, &call{}); err != nil {
-		t.Fatalf("a call whose commit ran: %v, want nil", err)
+	first := make(chan error, 1)
+	go func() { first <- g.Do(context.Background(), &call{n: 0}) }()
+	<-started
+	// The first to wait leads the next batch.
+	lead := make(chan error, 1)
+	go func() { lead <- g.Do(ctx, &call{n: 1}) }()
+	waitPending(t, g, 1)
+	follower := make(chan error, 1)
+	go func() { follower <- g.Do(context.Background(), &call{n: 2}) }()
+	waitPending(t, g, 2)
+	close(release)
+	for _, ch := range []chan error{first, follower, lead} {
+		if err := <-ch; err != nil {
+			t.Fatalf("a call whose commit ran: %v, want nil", err)
+		}
 	}
-	if sawCancel {
-		t.Fatal("the commit saw the leading caller's cancellation; the other calls of its batch would fail with it")
+	if len(sawCancel) != 1 || sawCancel[0] {
+		t.Fatalf("shared commits %v: the commit saw the leading caller's cancellation; the other calls of its batch would fail with it", sawCancel)
 	}
 	if err := g.Do(ctx, &call{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a call cancelled before it started: %v, want context.Canceled", err)
+	}
+}
+
+func TestLoneCommitRunsUnderItsCallersContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	var deadline bool
+	g := New(8, func(cctx context.Context, batch []*call) { _, deadline = cctx.Deadline() })
+	if err := g.Do(ctx, &call{}); err != nil {
+		t.Fatal(err)
+	}
+	if !deadline {
+		t.Fatal("a lone commit lost its caller's deadline")
 	}
 }
 
