@@ -65,15 +65,7 @@ func (c *celerySystem) Setup(ctx context.Context) error {
 }
 
 func (c *celerySystem) Teardown(ctx context.Context) error {
-	// The last workload may leave a backlog (Celery cannot keep up with
-	// the 10,000/s one), and a warm shutdown that finishes what the worker
-	// holds took longer than 20 s twice in one run. Every figure is taken
-	// by now, so the broker is emptied and the worker stopped cold.
-	var err error
-	if c.admin != nil {
-		err = c.admin.FlushDB(ctx).Err()
-	}
-	err = errors.Join(err, c.stop(syscall.SIGQUIT))
+	err := c.stopWorker()
 	if c.admin != nil {
 		err = errors.Join(err, c.admin.FlushDB(ctx).Err(), c.admin.Close())
 		c.admin = nil
@@ -172,24 +164,20 @@ func (c *celerySystem) startWorker(ctx context.Context, latDir string) (time.Tim
 
 // stopWorker asks for Celery's warm shutdown (SIGTERM), then kills the
 // worker's process group if it is still there after 20 s.
-func (c *celerySystem) stopWorker() error { return c.stop(syscall.SIGTERM) }
-
-// stop sends sig (SIGTERM: warm shutdown, SIGQUIT: cold) and kills the
-// worker's process group if it is still there after 20 s.
-func (c *celerySystem) stop(sig syscall.Signal) error {
+func (c *celerySystem) stopWorker() error {
 	if c.worker == nil {
 		return nil
 	}
 	pid := c.worker.Process.Pid
 	c.worker = nil
-	_ = syscall.Kill(pid, sig)
+	_ = syscall.Kill(pid, syscall.SIGTERM)
 	select {
 	case <-c.wdone:
 		return nil
 	case <-time.After(20 * time.Second):
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		<-c.wdone
-		return fmt.Errorf("celery worker ignored %v for 20s; killed", sig)
+		return errors.New("celery worker ignored SIGTERM for 20s; killed")
 	}
 }
 
