@@ -50,7 +50,13 @@ func (w *Worker) heartbeat(ctx context.Context) {
 }
 
 func (w *Worker) sendHeartbeat(ctx context.Context) {
-	ctl, err := w.driver.WorkerHeartbeat(ctx, w.info(w.draining.Load()), 3*w.config.HeartbeatInterval)
+	// Not cancelled with ctx, only bounded: a heartbeat abandoned mid-flight
+	// can still be applied by the broker (PostgreSQL runs a statement whose
+	// client went away), after the deregistration that follows shutdown, and
+	// put the exited worker back in the registry. Shutdown waits for it.
+	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(w.config.HeartbeatInterval, time.Second))
+	ctl, err := w.driver.WorkerHeartbeat(callCtx, w.info(w.draining.Load()), 3*w.config.HeartbeatInterval)
+	cancel()
 	w.beatTick.Store(w.clock.Now().UnixNano())
 	if err == nil {
 		w.beatOK.Store(w.clock.Now().UnixNano())

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -44,10 +45,22 @@ func TestBenchCleanupInterrupted(t *testing.T) {
 		dir := t.TempDir()
 		keep := enqueueOne(t, dir, "noop", "--broker", b.url)
 		p := startEbb(t, dir, "bench", "bench", "--tasks", "200000", "--json", "--broker", b.url)
-		time.Sleep(1500 * time.Millisecond)
-		if err := checkAlive(p); err != nil {
-			t.Fatalf("the bench ended before the interrupt: %v", err)
-		}
+		// Interrupt once the bench is underway (its queue holds tasks), not
+		// after a fixed time: on a loaded machine connecting alone can take
+		// longer than any sleep we would pick.
+		// `ebb inspect queues` runs as a fresh process: the test's own
+		// driver would not see a queue it did not know of (Redis's list of
+		// queues is cached).
+		waitFor(t, 30*time.Second, "the bench to enqueue", func() (bool, string) {
+			var rows []benchRow
+			mustEbbJSON(t, dir, &rows, "inspect", "queues", "--json", "--broker", b.url)
+			for _, r := range rows {
+				if strings.HasPrefix(r.Name, "bench-") && r.Enqueued > 0 {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("%d queues, no bench queue with tasks", len(rows))
+		}, p)
 		p.signal(syscall.SIGINT)
 		// The cleanup after an interrupt is bounded by 30s.
 		st := p.waitExit(45 * time.Second)

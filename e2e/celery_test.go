@@ -357,7 +357,9 @@ func TestCeleryDashboardInBrowser(t *testing.T) {
 		line := sc.Text()
 		out.WriteString(line + "\n")
 		if line == "ready for tasks" {
-			f.produce(t, "6", "1.5")
+			// One long task keeps a worker online through the worker-page
+			// step however slowly the browser gets there.
+			f.produce(t, "1", "25", "6", "1.5")
 		}
 	}
 	err = cmd.Wait()

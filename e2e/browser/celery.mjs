@@ -66,18 +66,26 @@ try {
   });
   let worker = "";
   await step("a worker page shows a live Celery worker", async () => {
-    await page.goto(base + "/celery");
-    worker = await until("an online worker", async () => {
+    // The pool may drain an idle worker between the list and its page (the
+    // test keeps one worker busy with a long task), so a worker that went
+    // away in between sends us back to the list for another.
+    await until("the page of an online worker", async () => {
+      await page.goto(base + "/celery");
       const rows = page.locator("tr[data-celery-worker]");
+      let candidate = "";
       for (let i = 0; i < (await rows.count()); i++) {
         const r = rows.nth(i);
-        if ((await r.locator('[data-testid="celery-alive"]').count()) > 0) return r.getAttribute("data-celery-worker");
+        if ((await r.locator('[data-testid="celery-alive"]').count()) > 0) {
+          candidate = await r.getAttribute("data-celery-worker");
+          break;
+        }
       }
-      await page.reload();
-      return "";
-    });
-    await page.goto(base + "/celery/workers/" + encodeURIComponent(worker));
-    check((await page.locator('[data-testid="celery-worker-status"]').textContent()) === "online", "worker not online");
+      if (!candidate) return "";
+      await page.goto(base + "/celery/workers/" + encodeURIComponent(candidate));
+      if ((await page.locator('[data-testid="celery-worker-status"]').textContent()) !== "online") return "";
+      worker = candidate;
+      return worker;
+    }, 60000);
     check((await page.locator("form[action$='/shutdown'] button").count()) === 1, "no shutdown action");
     const pid = await page.locator(".facts div:nth-child(2) b").textContent();
     check(Number(pid) > 0, "no pid: " + pid);
