@@ -2,10 +2,16 @@ package ebbpostgres
 
 import (
 	"context"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/testpg"
 )
@@ -35,7 +41,7 @@ func TestGroupedEnqueueKeepsCallsApart(t *testing.T) {
 	t.Parallel()
 	d := openGroupDriver(t)
 	ctx := t.Context()
-	if _, err := d.enqueue(ctx, nil, []*ebbtype.TaskInfo{groupTask("stored", "k")}); err != nil {
+	if _, err := d.enqueue(ctx, nil, []*ebbtype.TaskInfo{groupTask("stored", "k")}, false); err != nil {
 		t.Fatal(err)
 	}
 	good := &enqueueCall{Tasks: []*ebbtype.TaskInfo{groupTask("a", "k"), groupTask("b", "k")}}
@@ -111,5 +117,82 @@ func TestGroupedEnqueueCancelled(t *testing.T) {
 	}
 	if _, err := d.TaskGet(t.Context(), "x"); err == nil {
 		t.Fatal("a cancelled enqueue stored its task")
+	}
+}
+
+// wakerCounter counts the waker's statements (the one that notifies after
+// an enqueue committed); the enqueue statements pass uncounted.
+type wakerCounter struct{ n atomic.Int64 }
+
+func (c *wakerCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if strings.HasPrefix(d.SQL, "SELECT pg_notify") {
+		c.n.Add(1)
+	}
+	return ctx
+}
+
+func (*wakerCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestLoneEnqueueNotifiesInItsStatement: a call that commits alone wakes
+// listeners from its own statement, without a transaction of the waker's;
+// calls that shared a statement are announced by the waker. Both reach a
+// listener.
+func TestLoneEnqueueNotifiesInItsStatement(t *testing.T) {
+	t.Parallel()
+	testpg.Check(t)
+	ctx := t.Context()
+	connURL, schema, _, err := splitURL(testpg.SchemaURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg, err := pgxpool.ParseConfig(connURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waker := &wakerCounter{}
+	pcfg.ConnConfig.Tracer = waker // copied to the waker's own connection
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := newDriver(ctx, pool, true, Config{Schema: schema})
+	if err != nil {
+		pool.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	events, err := d.Listen(ctx, ebbdriver.ListenParams{Queues: []string{"q"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	heard := func(what string) {
+		t.Helper()
+		select {
+		case ev := <-events:
+			if ev.Kind != ebbdriver.EventQueued || ev.Queue != "q" {
+				t.Fatalf("%s: heard %+v, want tasks queued in q", what, ev)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no notification within 10 s", what)
+		}
+	}
+
+	if _, err := d.Enqueue(ctx, []*ebbtype.TaskInfo{groupTask("lone", "k")}); err != nil {
+		t.Fatal(err)
+	}
+	heard("a lone enqueue")
+	if n := waker.n.Load(); n != 0 {
+		t.Errorf("a lone enqueue made the waker send %d statements; want the enqueue's own to notify", n)
+	}
+
+	a := &enqueueCall{Tasks: []*ebbtype.TaskInfo{groupTask("a", "k")}}
+	b := &enqueueCall{Tasks: []*ebbtype.TaskInfo{groupTask("b", "k")}}
+	d.commitEnqueues(ctx, []*enqueueCall{a, b})
+	if a.Err != nil || b.Err != nil {
+		t.Fatalf("shared commit: %v, %v", a.Err, b.Err)
+	}
+	heard("a shared enqueue")
+	if n := waker.n.Load(); n != 1 {
+		t.Errorf("a shared enqueue made the waker send %d statements, want 1", n)
 	}
 }

@@ -268,7 +268,8 @@ func (d *Driver) Listen(ctx context.Context, p ebbdriver.ListenParams) (<-chan e
 }
 
 // waker sends the wake-ups of statements that commit on their own (Enqueue
-// on the pool) after they committed, on a connection of its own, with at
+// on the pool, except a lone call, which notifies in its statement) after
+// they committed, on a connection of its own, with at
 // most one NOTIFY statement in flight: wake-ups that arrive meanwhile are
 // coalesced into the next. A NOTIFY takes a database-wide lock from its
 // commit until the commit is flushed, so notifying inside every enqueue

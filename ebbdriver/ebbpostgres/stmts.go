@@ -80,13 +80,17 @@ func newStmts(schema string) *stmts {
 	// row) and skips its conflict pre-check, and no row per task comes back.
 	// A task ID already stored fails the whole statement, which commits
 	// nothing, and the batch goes again through enqueue. $1… as for enqueue,
-	// $18 the shard.
+	// $18 the shard, $19 the channel to notify in the statement itself
+	// (NULL: the waker notifies after it).
 	s.enqueueFresh = q(strings.Replace(input, "ON CONFLICT (id) DO NOTHING\n", "", 1) + `, counted AS (
 		INSERT INTO {s}.ebb_queue_counters (queue, shard, enqueued)
 		SELECT queue, $18, count(*) FROM ins GROUP BY queue
 		ON CONFLICT (queue, shard) DO UPDATE SET enqueued = ebb_queue_counters.enqueued + excluded.enqueued
+	), woken AS (
+		SELECT pg_notify($19, ` + strings.Replace(notifyQueued, "%s", "queue", 1) + `)
+		FROM (SELECT DISTINCT queue FROM ins WHERE state = 'queued') AS w WHERE $19::text IS NOT NULL
 	)
-	SELECT count(*) FROM ins`)
+	SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM woken)`)
 	s.enqueue = q(input + `, counted AS (
 		INSERT INTO {s}.ebb_queue_counters (queue, shard, enqueued)
 		SELECT queue, $18, count(*) FROM ins GROUP BY queue

@@ -26,7 +26,7 @@ const promoteBatch = 10000
 // share their statement with concurrent calls (see enqueueCall).
 func (d *Driver) Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
 	if len(tasks) > enqueueGroupTasks || slices.ContainsFunc(tasks, func(t *ebbtype.TaskInfo) bool { return t != nil && t.UniqueKey != "" }) {
-		res, err := d.enqueue(ctx, nil, tasks)
+		res, err := d.enqueue(ctx, nil, tasks, false)
 		if err != nil {
 			return nil, d.wrap("enqueue", err)
 		}
@@ -68,8 +68,12 @@ func (d *Driver) commitEnqueues(ctx context.Context, batch []*enqueueCall) {
 		ctx, cancel = context.WithTimeout(ctx, enqueueGroupTimeout)
 		defer cancel()
 	}
+	// A lone call notifies in its own statement: nothing else is committing
+	// (the reason for the waker), and the listeners hear of the task one
+	// transaction and one hop sooner, which is most of a lone task's wait.
+	inline := len(batch) == 1
 	groupcommit.Merged(batch, func(tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
-		return d.enqueue(ctx, nil, tasks)
+		return d.enqueue(ctx, nil, tasks, inline)
 	}, func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) || errors.Is(err, errBadInput)
@@ -122,9 +126,9 @@ func (a *taskArrays) params() []any {
 }
 
 // enqueue stores tasks through q (a caller's transaction, whose commit
-// notifies), or on the pool when q is nil (the waker notifies after the
-// statement).
-func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
+// notifies), or on the pool when q is nil: then the waker notifies after
+// the statement, unless inline asks the statement to notify itself.
+func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskInfo, inline bool) ([]ebbdriver.EnqueueResult, error) {
 	results := make([]ebbdriver.EnqueueResult, len(tasks))
 	if len(tasks) == 0 {
 		return results, nil
@@ -152,7 +156,11 @@ func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskIn
 			}
 		}
 		if q == nil {
-			fresh, err := d.enqueueFresh(ctx, &a, len(tasks))
+			var notify *string
+			if inline {
+				notify = &d.channel
+			}
+			fresh, err := d.enqueueFresh(ctx, &a, len(tasks), notify)
 			if err != nil {
 				return nil, err
 			}
@@ -163,7 +171,9 @@ func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskIn
 						woken = append(woken, t.Queue)
 					}
 				}
-				d.waker.wake(woken)
+				if !inline {
+					d.waker.wake(woken)
+				}
 				return results, nil
 			}
 		}
@@ -219,9 +229,9 @@ func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskIn
 // nearly every batch, that none of its IDs is stored yet. false: one is (or
 // the batch holds an ID twice), nothing was stored, and the caller stores
 // the batch with the statement that sorts out duplicates.
-func (d *Driver) enqueueFresh(ctx context.Context, a *taskArrays, n int) (bool, error) {
-	var stored int64
-	err := d.pool.QueryRow(ctx, d.s.enqueueFresh, append(a.params(), shard())...).Scan(&stored)
+func (d *Driver) enqueueFresh(ctx context.Context, a *taskArrays, n int, channel *string) (bool, error) {
+	var stored, notified int64
+	err := d.pool.QueryRow(ctx, d.s.enqueueFresh, append(a.params(), shard(), channel)...).Scan(&stored, &notified)
 	var pe *pgconn.PgError // 23505: unique_violation
 	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "ebb_tasks_pkey" {
 		return false, nil

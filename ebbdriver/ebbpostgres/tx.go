@@ -13,7 +13,7 @@ import (
 // EnqueueTx stores tasks inside the caller's pgx transaction: they exist,
 // and workers hear of them (NOTIFY is transactional), only if tx commits.
 func (d *Driver) EnqueueTx(ctx context.Context, tx pgx.Tx, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
-	res, err := d.enqueue(ctx, pgxQuerier{tx}, tasks)
+	res, err := d.enqueue(ctx, pgxQuerier{tx}, tasks, false)
 	if err != nil {
 		return nil, d.wrap("enqueue in transaction", err)
 	}
@@ -45,7 +45,7 @@ func (d *Driver) SQL() *SQLDriver { return &SQLDriver{d} }
 
 // EnqueueTx stores tasks inside the caller's database/sql transaction.
 func (d *SQLDriver) EnqueueTx(ctx context.Context, tx *sql.Tx, tasks []*ebbtype.TaskInfo) ([]ebbdriver.EnqueueResult, error) {
-	res, err := d.enqueue(ctx, sqlQuerier{tx}, tasks)
+	res, err := d.enqueue(ctx, sqlQuerier{tx}, tasks, false)
 	if err != nil {
 		return nil, d.wrap("enqueue in transaction", err)
 	}
