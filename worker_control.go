@@ -49,12 +49,20 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	}
 }
 
+// controlCallBound bounds one heartbeat, lease renewal or registry read, so
+// that a broker that stopped answering (a partition, where packets vanish
+// rather than bounce) delays the next one by at most this, not by the
+// client's own read timeout.
+func (w *Worker) controlCallBound() time.Duration {
+	return max(w.config.HeartbeatInterval, time.Second)
+}
+
 func (w *Worker) sendHeartbeat(ctx context.Context) {
 	// Not cancelled with ctx, only bounded: a heartbeat abandoned mid-flight
 	// can still be applied by the broker (PostgreSQL runs a statement whose
 	// client went away), after the deregistration that follows shutdown, and
 	// put the exited worker back in the registry. Shutdown waits for it.
-	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(w.config.HeartbeatInterval, time.Second))
+	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.controlCallBound())
 	ctl, err := w.driver.WorkerHeartbeat(callCtx, w.info(w.draining.Load()), 3*w.config.HeartbeatInterval)
 	cancel()
 	w.beatTick.Store(w.clock.Now().UnixNano())
@@ -84,10 +92,7 @@ func (w *Worker) renewLeases(ctx context.Context) {
 	}
 	now := w.clock.Now()
 	until := now.Add(w.config.LeaseDuration)
-	// Bounded, so that a broker that stopped answering (a partition, where
-	// packets vanish rather than bounce) delays the next renewal by at
-	// most this, not by the client's own read timeout.
-	callCtx, cancel := context.WithTimeout(ctx, max(w.config.HeartbeatInterval, time.Second))
+	callCtx, cancel := context.WithTimeout(ctx, w.controlCallBound())
 	res, err := w.driver.ExtendLeases(callCtx, ebbdriver.ExtendLeasesParams{Leases: refs, Until: until, Now: now})
 	cancel()
 	if err != nil {

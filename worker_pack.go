@@ -120,7 +120,7 @@ func (w *Worker) readPeers(ctx context.Context) {
 	if w.config.PackDelay <= 0 {
 		return
 	}
-	callCtx, cancel := context.WithTimeout(ctx, max(w.config.HeartbeatInterval, time.Second))
+	callCtx, cancel := context.WithTimeout(ctx, w.controlCallBound())
 	defer cancel()
 	now := w.clock.Now()
 	list, err := w.driver.WorkerList(callCtx, now)

@@ -52,7 +52,9 @@ func TestStoppedWorkerLeavesTheRegistry(t *testing.T) {
 	base := newRig(t)
 	drv := &lateBeatDriver{Driver: base.drv, held: newSignal(), release: make(chan struct{})}
 	r := newRig(t, withDriver(drv))
-	w := r.start(&ebb.WorkerConfig{HeartbeatInterval: 500 * time.Millisecond})
+	// A heartbeat is bounded by its interval (at least 1 s); 2 s leaves the
+	// 300 ms hold below well inside that bound on a loaded machine.
+	w := r.start(&ebb.WorkerConfig{HeartbeatInterval: 2 * time.Second})
 	testwait.Eventually(t, waitTimeout, "the worker in the registry", func() (bool, error) {
 		ws, err := r.client.WorkerList(r.ctx)
 		return len(ws) == 1, err

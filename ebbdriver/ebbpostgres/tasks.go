@@ -143,8 +143,10 @@ func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskIn
 		}
 		unique = unique || t.UniqueKey != ""
 	}
+	// channel set: the statements notify (inside q's transaction, or a lone
+	// call's own); nil: the waker notifies once they committed.
 	channel := &d.channel
-	if q == nil {
+	if q == nil && !inline {
 		channel = nil
 	}
 	var woken []string
@@ -156,11 +158,7 @@ func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskIn
 			}
 		}
 		if q == nil {
-			var notify *string
-			if inline {
-				notify = &d.channel
-			}
-			fresh, err := d.enqueueFresh(ctx, &a, len(tasks), notify)
+			fresh, err := d.enqueueFresh(ctx, &a, len(tasks), channel)
 			if err != nil {
 				return nil, err
 			}
@@ -171,7 +169,7 @@ func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskIn
 						woken = append(woken, t.Queue)
 					}
 				}
-				if !inline {
+				if channel == nil {
 					d.waker.wake(woken)
 				}
 				return results, nil
@@ -219,7 +217,7 @@ func (d *Driver) enqueue(ctx context.Context, q querier, tasks []*ebbtype.TaskIn
 			return nil, err
 		}
 	}
-	if q == nil {
+	if channel == nil {
 		d.waker.wake(woken)
 	}
 	return results, nil
