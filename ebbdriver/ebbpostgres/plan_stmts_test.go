@@ -50,7 +50,7 @@ func TestStatementPlansAtScale(t *testing.T) {
 		byKey     bool // must find its rows by primary key, reading no state index
 	}{
 		{"promote", d.s.promote, []any{"q", int64(5), promoteBatch}, false},
-		{"promote and next due", d.s.promoteNext, []any{"q", int64(5), promoteBatch, true}, false},
+		{"promote and next due", d.s.promoteNext, []any{"q", int64(5), promoteBatch}, false},
 		{"rescue", d.s.rescue, []any{"q", int64(40000), "2026-01-01T00:00:00Z", 500, int32(0), d.channel}, false},
 		{"cleanup finished", d.s.cleanupFinished, []any{"q", int64(1040000), 500}, false},
 		{"cleanup dead", d.s.cleanupDead, []any{"q", int64(40000), 500}, false},

@@ -1,6 +1,26 @@
 package ebbpostgres
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// freshPlan prepends pgx's QueryExecModeCacheDescribe to a statement's
+// arguments: the statement then runs unnamed, so PostgreSQL plans it for
+// these arguments and the table as it is now. By default pgx prepares
+// statements by name, and after five executions PostgreSQL caches a
+// generic plan made for the table's size at the time. For the statements
+// that pick rows by a set (an id array, a subquery over a state), a plan
+// made while the table was nearly empty, as every deployment and every
+// benchmark starts, reads the whole table sequentially and goes on doing so
+// as it grows, until ANALYZE replaces it: steady latency rose with every
+// task stored. Inserts and single-row lookups keep their cached plans,
+// since planning them would cost more than running them.
+// TestPlansSurviveTheTableGrowing holds this.
+func freshPlan(args ...any) []any {
+	return append([]any{pgx.QueryExecModeCacheDescribe}, args...)
+}
 
 // appendErr is the SQL expression for "errors with the jsonb value e
 // appended". A stored history that is not an array is kept as the text of a
@@ -39,12 +59,13 @@ const notifyQueued = `json_build_object('k', 'q', 'q', %s)::text`
 
 // Statements, built once per schema. {s} is the quoted schema. pgx prepares
 // each on first use per connection and caches it (its default
-// QueryExecModeCacheStatement), so the hot ones are parsed and planned once.
+// QueryExecModeCacheStatement), so the hot ones are parsed and planned once;
+// the ones whose plan depends on the table's size run with freshPlan.
 type stmts struct {
 	reclaim                                                                           string
 	enqueue, enqueueFresh, insertOnly, counted, lockKey, takeKey, keyHolder, dropTask string
 
-	promote, promoteNext, claim, nextDue, extend, complete, completeOK, lostOrGone string
+	fetchBegin, promote, promoteNext, claim, nextDue, extend, complete, completeOK, lostOrGone string
 
 	taskGet, rescue, cleanupFinished, cleanupDead, cleanupKeys, cleanupAwaiters string
 	awaitAdd, awaitDel, queueNames, stats                                       string
@@ -137,7 +158,12 @@ func newStmts(schema string) *stmts {
 		WHERE id = ANY(ARRAY(SELECT id FROM {s}.ebb_tasks
 			WHERE queue = $1 AND state IN ('scheduled', 'retrying') AND run_at <= $2
 			ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED))`)
-	// Fetch's first statement: promote, and the earliest run_at of the
+	// $1 commit asynchronously. A fetch's first statement: the rest of its
+	// transaction plans each statement for the table as it is (see
+	// freshPlan; a pgx batch cannot take freshPlan's per-query mode) and,
+	// unless Config.SyncCommit, commits without waiting for the flush.
+	s.fetchBegin = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true), ` + asyncCommit("$1")
+	// Fetch's promotion, after fetchBegin: promote, and the earliest run_at of the
 	// waiting tasks it left (its subquery reads the statement's snapshot,
 	// in which the promoted rows still wait, hence the NOT IN).
 	s.promoteNext = q(`WITH p AS (
@@ -147,8 +173,7 @@ func newStmts(schema string) *stmts {
 			ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED))
 		RETURNING id)
 	SELECT (SELECT count(*) FROM p), (SELECT min(run_at) FROM {s}.ebb_tasks
-		WHERE queue = $1 AND state IN ('scheduled', 'retrying') AND id NOT IN (SELECT id FROM p)),
-		` + asyncCommit("$4") + ``)
+		WHERE queue = $1 AND state IN ('scheduled', 'retrying') AND id NOT IN (SELECT id FROM p))`)
 	// $1 now, $2 worker, $3 token, $4 lease expiry, $5 queue, $6 limit.
 	s.claim = q(`UPDATE {s}.ebb_tasks SET state = 'running', attempt = attempt + 1, started_at = $1,
 		worker_id = $2, lease_token = $3, lease_expires_at = $4

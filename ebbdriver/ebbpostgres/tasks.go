@@ -336,16 +336,19 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 			// Two statements in one round trip, in one implicit
 			// transaction: the claim sees what the promotion moved.
 			b := &pgx.Batch{}
-			b.Queue(d.s.promoteNext, queues[0], now, promoteBatch, !d.cfg.SyncCommit)
+			b.Queue(d.s.fetchBegin, !d.cfg.SyncCommit)
+			b.Queue(d.s.promoteNext, queues[0], now, promoteBatch)
 			if p.Limit > 0 {
 				b.Queue(d.s.claim, now, nullStr(p.WorkerID), nullStr(p.LeaseToken), until, queues[0], p.Limit)
 			}
 			br := d.pool.SendBatch(ctx, b)
 			defer br.Close()
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
 			var promoted int64
 			var next sql.NullInt64
-			var setting sql.NullString
-			if err := br.QueryRow().Scan(&promoted, &next, &setting); err != nil {
+			if err := br.QueryRow().Scan(&promoted, &next); err != nil {
 				return err
 			}
 			due = next.Int64
@@ -362,10 +365,8 @@ func (d *Driver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver
 		}
 		return d.inTx(ctx, func(tx pgx.Tx) error {
 			res.Tasks, due, wake = nil, 0, nil
-			if !d.cfg.SyncCommit {
-				if _, err := tx.Exec(ctx, `SELECT `+asyncCommit("true")); err != nil {
-					return err
-				}
+			if _, err := tx.Exec(ctx, d.s.fetchBegin, !d.cfg.SyncCommit); err != nil {
+				return err
 			}
 			left := p.Limit
 			for _, q := range queues {
@@ -435,7 +436,7 @@ func (d *Driver) ExtendLeases(ctx context.Context, p ebbdriver.ExtendLeasesParam
 		ids[i], tokens[i] = l.ID, l.Token
 	}
 	held := map[string]bool{}
-	rows, err := d.pool.Query(ctx, d.s.extend, sqlcommon.NS(p.Until), ids, tokens)
+	rows, err := d.pool.Query(ctx, d.s.extend, freshPlan(sqlcommon.NS(p.Until), ids, tokens)...)
 	if err != nil {
 		return nil, d.wrap("extend leases", err)
 	}
@@ -512,7 +513,7 @@ func (d *Driver) complete(ctx context.Context, q querier, completions []ebbdrive
 	if allSucceeded(outcomes, errJSON) {
 		stmt, args = d.s.completeOK, []any{ids, tokens, results, nws, shard(), d.channel, async}
 	}
-	if err := each(ctx, q, stmt, args...)(
+	if err := each(ctx, q, stmt, freshPlan(args...)...)(
 		func(r rowSet) error {
 			var id, token string
 			var n int64
@@ -537,7 +538,7 @@ func (d *Driver) complete(ctx context.Context, q querier, completions []ebbdrive
 	// The fence refused these; only now is it worth asking whether they
 	// exist at all.
 	exists := map[string]bool{}
-	if err := each(ctx, q, d.s.lostOrGone, refused)(func(r rowSet) error {
+	if err := each(ctx, q, d.s.lostOrGone, freshPlan(refused)...)(func(r rowSet) error {
 		var id string
 		if err := r.Scan(&id); err != nil {
 			return err
@@ -807,7 +808,7 @@ func (d *Driver) PromoteDue(ctx context.Context, queue string, now time.Time, li
 	}
 	var n int64
 	err := d.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, d.s.promote, queue, sqlcommon.NS(now), limit)
+		tag, err := tx.Exec(ctx, d.s.promote, freshPlan(queue, sqlcommon.NS(now), limit)...)
 		if err != nil {
 			return err
 		}
@@ -829,7 +830,7 @@ func (d *Driver) RescueExpired(ctx context.Context, queue string, now time.Time,
 	if limit <= 0 {
 		return res, nil
 	}
-	rows, err := d.pool.Query(ctx, d.s.rescue, queue, sqlcommon.NS(now), now.UTC().Format(time.RFC3339Nano), limit, shard(), d.channel)
+	rows, err := d.pool.Query(ctx, d.s.rescue, freshPlan(queue, sqlcommon.NS(now), now.UTC().Format(time.RFC3339Nano), limit, shard(), d.channel)...)
 	if err != nil {
 		return nil, d.wrap("rescuing expired tasks", err)
 	}
@@ -876,7 +877,7 @@ func (d *Driver) Cleanup(ctx context.Context, p ebbdriver.CleanupParams) (int64,
 			}
 			lim = int64(p.Limit) - n
 		}
-		tag, err := d.pool.Exec(ctx, query, append(args, lim)...)
+		tag, err := d.pool.Exec(ctx, query, freshPlan(append(args, lim)...)...)
 		if err != nil {
 			return err
 		}
