@@ -35,8 +35,9 @@
 //	                          rounded up to the millisecond), so Cleanup deletes
 //	                          the expired ones from the low end
 //	P:{q}:stats        HASH   running totals: enqueued, succeeded, failed,
-//	                          retried; and "since" (ns), which tells the driver
-//	                          the queue's keys were just created (see P:queues)
+//	                          retried; an enqueue that finds no enqueued total
+//	                          tells the driver the queue's keys were just
+//	                          created (see P:queues)
 //	P:{q}:waiters      HASH   task id → number of TaskAwait calls waiting for it;
 //	                          an ending task with an entry publishes on P:ch:done
 //	P:{q}:uniq         HASH   unique key → id of the task holding it; held until

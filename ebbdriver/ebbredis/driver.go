@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/redis/go-redis/v9"
 
@@ -201,6 +203,7 @@ type queueKeys struct {
 
 	// Key lists in the order the scripts declare them.
 	kEnqueue  []string
+	kOne      [4][]string // enqueueOne's keys for each set (ready:1…3, scheduled)
 	kFetch    []string
 	kComplete []string
 	kRescue   []string
@@ -231,6 +234,9 @@ func (d *Driver) keys(queue string) *queueKeys {
 	}
 	r := k.ready
 	k.kEnqueue = []string{r[0], r[1], r[2], k.scheduled, k.stats, k.tasks, k.uniq, k.uniqexp}
+	for i, set := range []string{r[0], r[1], r[2], k.scheduled} {
+		k.kOne[i] = []string{set, k.stats, k.tasks}
+	}
 	k.kFetch = []string{r[0], r[1], r[2], k.scheduled, k.leases, k.tasks}
 	k.kComplete = []string{r[0], r[1], r[2], k.scheduled, k.leases, k.dead, k.stats, k.waiters, k.done, k.tasks, k.uniq, k.uniqexp}
 	k.kRescue = []string{r[0], r[1], r[2], k.leases, k.dead, k.stats, k.waiters, k.tasks, k.uniq, k.uniqexp}
@@ -361,6 +367,7 @@ func checkQueue(q string) error {
 type script struct {
 	src  string
 	hash string
+	body string // src without its header and helpers
 	// The same script with keyCheck before its body: every redis.call
 	// fails on a key the script did not declare. Only tests run it.
 	checkedSrc  string
@@ -397,13 +404,81 @@ end)(redis)
 `
 
 func newScript(src string) *script {
-	checked := src
+	checked, body := keyCheck+src, src
 	if i := strings.Index(src, luaLib); i >= 0 {
-		checked = src[:i] + keyCheck + src[i:]
-	} else {
-		checked = keyCheck + src
+		head, lib := src[:i], libFor(src[i+len(luaLib):])
+		body = src[i+len(luaLib):]
+		src = head + lib + body
+		checked = head + keyCheck + lib + body
 	}
-	return &script{src: src, hash: sha1Hex(src), checkedSrc: checked, checkedHash: sha1Hex(checked)}
+	return &script{src: src, hash: sha1Hex(src), body: body, checkedSrc: checked, checkedHash: sha1Hex(checked)}
+}
+
+// libFor returns the helpers of luaLib that body calls, directly or through
+// another helper, in luaLib's order. Redis runs a script's whole chunk on
+// every call, so each helper it carries is a closure built per call:
+// the enqueue script spent more on creating the thirteen helpers it
+// carried than on the five commands it runs.
+func libFor(body string) string {
+	need := map[string]bool{}
+	for grown := true; grown; {
+		grown = false
+		for _, h := range libHelpers {
+			if need[h.name] || !h.usedIn.MatchString(body) {
+				continue
+			}
+			need[h.name], grown = true, true
+			body += h.src
+		}
+	}
+	var b strings.Builder
+	for _, h := range libHelpers {
+		if need[h.name] {
+			b.WriteString(h.src)
+		}
+	}
+	return b.String()
+}
+
+// libHelper is one top-level definition of luaLib, with the comment
+// lines before it.
+type libHelper struct {
+	name   string
+	src    string
+	usedIn *regexp.Regexp
+}
+
+var libHelpers = splitLib(luaLib)
+
+// splitLib cuts a Lua source into its top-level `local` definitions: a
+// definition runs from the comments before its first line to the next.
+func splitLib(lib string) []libHelper {
+	var out []libHelper
+	var pending, cur strings.Builder
+	name := ""
+	flush := func() {
+		if name != "" {
+			out = append(out, libHelper{name: name, src: cur.String(),
+				usedIn: regexp.MustCompile(`\b` + regexp.QuoteMeta(name) + `\b`)})
+		}
+		cur.Reset()
+	}
+	for _, line := range strings.SplitAfter(lib, "\n") {
+		switch {
+		case strings.HasPrefix(line, "--"):
+			pending.WriteString(line)
+			continue
+		case strings.HasPrefix(line, "local "):
+			flush()
+			rest := strings.TrimPrefix(strings.TrimPrefix(line, "local "), "function ")
+			name = rest[:strings.IndexFunc(rest, func(r rune) bool { return !(r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r)) })]
+		}
+		cur.WriteString(pending.String())
+		pending.Reset()
+		cur.WriteString(line)
+	}
+	flush()
+	return out
 }
 
 func sha1Hex(s string) string {
@@ -421,6 +496,7 @@ func (d *Driver) code(s *script) (src, hash string) {
 
 var (
 	scriptEnqueue          = newScript(luaEnqueue)
+	scriptEnqueueOne       = newScript(luaEnqueueOne)
 	scriptFetch            = newScript(luaFetch)
 	scriptComplete         = newScript(luaComplete)
 	scriptExtend           = newScript(luaExtend)

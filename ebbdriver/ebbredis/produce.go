@@ -148,7 +148,18 @@ func (d *Driver) enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 		k := uflag + strconv.Itoa(int(prio)) + strconv.FormatInt(ceilMS(t.Retention), 10)
 		runNS := nsString(runAt)
 		rec = appendRecord(rec[:0], st, runNS, k, max(t.MaxAttempts, 1), t.UniqueKey, msg)
-		c.args = append(c.args, t.ID, string(rec), set, usString(runAt), t.UniqueKey, lockExp)
+		if len(tasks) == 1 && t.UniqueKey == "" {
+			// The call most producers make has its own script: Redis
+			// copies every KEYS and ARGV entry into Lua, and the general
+			// script's sixteen cost more than its commands.
+			wake := g.k.channel
+			if set == 4 {
+				wake = "" // a scheduled task: nobody to wake yet
+			}
+			c.s, c.keys, c.args = scriptEnqueueOne, g.k.kOne[set-1], []any{t.ID, string(rec), usString(runAt), wake}
+		} else {
+			c.args = append(c.args, t.ID, string(rec), set, usString(runAt), t.UniqueKey, lockExp)
+		}
 		g.idx[len(g.idx)-1] = append(g.idx[len(g.idx)-1], i)
 	}
 

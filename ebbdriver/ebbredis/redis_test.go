@@ -308,7 +308,7 @@ func TestQueueKeysShareSlot(t *testing.T) {
 func TestScriptHeaders(t *testing.T) {
 	t.Parallel()
 	scripts := map[string]*script{
-		"enqueue": scriptEnqueue, "fetch": scriptFetch, "complete": scriptComplete, "extend": scriptExtend,
+		"enqueue": scriptEnqueue, "enqueueOne": scriptEnqueueOne, "fetch": scriptFetch, "complete": scriptComplete, "extend": scriptExtend,
 		"rescue": scriptRescue, "promote": scriptPromote, "cancel": scriptCancel, "awaitMark": scriptAwaitMark,
 		"awaitUnmark": scriptAwaitUnmark, "deadRetry": scriptDeadRetry, "deadPurge": scriptDeadPurge,
 		"cleanup": scriptCleanup, "workerHeartbeat": scriptWorkerHeartbeat, "workerList": scriptWorkerList,
@@ -339,8 +339,7 @@ func TestScriptHeaders(t *testing.T) {
 				}
 			}
 		}
-		body := s.src[strings.Index(s.src, luaLib)+len(luaLib):]
-		for _, m := range use.FindAllStringSubmatch(body, -1) {
+		for _, m := range use.FindAllStringSubmatch(s.body, -1) {
 			n, _ := strconv.Atoi(m[2])
 			if !declared[m[1]+m[2]] && (open[m[1]] == 0 || n < open[m[1]]) {
 				t.Errorf("%s: uses %s[%s] but its header does not name it", name, m[1], m[2])
@@ -663,4 +662,30 @@ func twoProcesses(t *testing.T) (*Driver, *Driver) {
 	}
 	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
 	return a, b
+}
+
+// TestScriptsCarryTheHelpersTheyCall: Redis builds every helper a script
+// carries on each call, so the enqueue script carries only the three it
+// calls, and the fetch script, which decodes records, carries the decoder
+// and what the decoder calls.
+func TestScriptsCarryTheHelpersTheyCall(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		s        *script
+		has, not []string
+	}{
+		{scriptEnqueue, []string{"itoa", "us", "bulk"}, []string{"dec", "enc", "promote", "RECP"}},
+		{scriptFetch, []string{"dec", "RECP", "promote", "bulk"}, []string{"pickDead"}},
+	} {
+		for _, h := range c.has {
+			if !regexp.MustCompile(`(?m)^local (function )?` + h + `\b`).MatchString(c.s.src) {
+				t.Errorf("script %.30q lacks helper %s", c.s.src, h)
+			}
+		}
+		for _, h := range c.not {
+			if regexp.MustCompile(`(?m)^local (function )?` + h + `\b`).MatchString(c.s.src) {
+				t.Errorf("script %.30q carries helper %s, which it never calls", c.s.src, h)
+			}
+		}
+	}
 }

@@ -1,7 +1,7 @@
 package ebbredis
 
 // Lua scripts. Each one starts with a comment naming its KEYS and ARGV, then
-// gets the shared helpers in luaLib appended, then its body. Every key a
+// gets the shared helpers of luaLib it calls (see libFor), then its body. Every key a
 // script touches is one of its KEYS: a task is a field of its queue's
 // P:{q}:tasks hash and a unique lock a field of P:{q}:uniq, so scripts that
 // learn task ids from a sorted set (fetch, promotion, rescue, dead retry and
@@ -219,8 +219,8 @@ const luaEnqueue = `-- Enqueue: store new tasks of one queue.
 -- ARGV[3…] -> 6 per task: id, record (codec.go), set (1…3: ready:<p>,
 --             4: scheduled), score µs, unique key ("": none), unique key
 --             expiry µs ("0": held until the task ends)
--- Returns {created, r…}: created is 1 when the queue's stats hash did not
--- exist (the queue is new to this Redis); one r per task: "" when stored,
+-- Returns {created, r…}: created is 1 when the queue's stats hash counted
+-- no enqueue before (the queue is new to this Redis); one r per task: "" when stored,
 -- else the id of the existing task (same id, or holder of the unique key).
 ` + luaLib + `
 local nowus = tonumber(us(ARGV[2]))
@@ -267,10 +267,29 @@ for p = 1, 4 do
     queued = queued or p < 4
   end
 end
-out[1] = redis.call("HSETNX", KEYS[5], "since", ARGV[2])
-if nstored > 0 then redis.call("HINCRBY", KEYS[5], "enqueued", itoa(nstored)) end
+-- A total equal to this call's count means the stats hash had none: the
+-- queue is new to this Redis.
+if nstored > 0 and redis.call("HINCRBY", KEYS[5], "enqueued", itoa(nstored)) == nstored then out[1] = 1 end
 if queued then redis.call("PUBLISH", ARGV[1], "") end
 return out
+`
+
+const luaEnqueueOne = `-- EnqueueOne: store one new task without a unique key, the call
+-- most producers make.
+-- KEYS[1] -> P:{q}:ready:<priority>, or P:{q}:scheduled
+-- KEYS[2] -> P:{q}:stats
+-- KEYS[3] -> P:{q}:tasks
+-- ARGV[1] -> id
+-- ARGV[2] -> record (codec.go)
+-- ARGV[3] -> score µs
+-- ARGV[4] -> queue channel P:ch:q:<q>, or "" for a scheduled task
+-- Returns Enqueue's answer for one task: {created, r}.
+if redis.call("HSETNX", KEYS[3], ARGV[1], ARGV[2]) == 0 then return {0, ARGV[1]} end
+redis.call("ZADD", KEYS[1], ARGV[3], ARGV[1])
+local created = 0
+if redis.call("HINCRBY", KEYS[2], "enqueued", 1) == 1 then created = 1 end
+if ARGV[4] ~= "" then redis.call("PUBLISH", ARGV[4], "") end
+return {created, ""}
 `
 
 const luaFetch = `-- Fetch: promote due tasks, then claim up to a limit of Queued tasks.
