@@ -14,8 +14,8 @@ import (
 
 // TestAsyncCommitStaysInItsTransaction: fetches, completions and leader
 // elections commit
-// without waiting for the flush, but that setting must end with their
-// transaction: on the same connection the next enqueue (whose durability
+// without waiting for the flush, but that setting (and the planner
+// settings of fetches and completions) must end with their transaction: on the same connection the next enqueue (whose durability
 // is promised) commits synchronously again.
 func TestAsyncCommitStaysInItsTransaction(t *testing.T) {
 	t.Parallel()
@@ -37,12 +37,16 @@ func TestAsyncCommitStaysInItsTransaction(t *testing.T) {
 	defer d.Close()
 	setting := func(after string) {
 		t.Helper()
-		var v string
-		if err := pool.QueryRow(t.Context(), "SHOW synchronous_commit").Scan(&v); err != nil {
-			t.Fatal(err)
-		}
-		if v != "on" {
-			t.Errorf("after %s the connection's synchronous_commit is %q, want on", after, v)
+		// The planner settings of fetches and completions (planByIndex)
+		// must end with their transaction too.
+		for name, want := range map[string]string{"synchronous_commit": "on", "enable_seqscan": "on"} {
+			var v string
+			if err := pool.QueryRow(t.Context(), "SHOW "+name).Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			if v != want {
+				t.Errorf("after %s the connection's %s is %q, want %s", after, name, v, want)
+			}
 		}
 	}
 	now := time.Now()

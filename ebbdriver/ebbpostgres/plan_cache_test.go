@@ -133,6 +133,36 @@ func TestPlansSurviveTheTableGrowing(t *testing.T) {
 	for i := range 4 {
 		round(warm + i)
 	}
+	// A burn-down's batch: a plan made for five hundred ids in a table
+	// of fifty thousand rows, when the table has never been analyzed,
+	// preferred reading the whole table to five hundred lookups.
+	now := time.Now()
+	batch := make([]*ebbtype.TaskInfo, 500)
+	for i := range batch {
+		batch[i] = &ebbtype.TaskInfo{ID: tid.NewAt(now), Queue: "q", Kind: "k", EncodedArgs: []byte(`{}`),
+			Priority: ebbtype.PriorityNormal, RunAt: now, MaxAttempts: 3, Retention: time.Hour, EnqueuedAt: now}
+	}
+	if _, err := d.Enqueue(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.Fetch(ctx, ebbdriver.FetchParams{Queues: []string{"q"}, Limit: len(batch), WorkerID: "w", LeaseToken: "big",
+		LeaseDuration: time.Minute, Now: now})
+	if err != nil || len(res.Tasks) != len(batch) {
+		t.Fatalf("Fetch of the batch = %d tasks, %v", len(res.Tasks), err)
+	}
+	var leases []ebbdriver.LeaseRef
+	var done []ebbdriver.Completion
+	for _, task := range res.Tasks {
+		leases = append(leases, ebbdriver.LeaseRef{Queue: "q", ID: task.ID, Token: task.LeaseToken})
+		done = append(done, ebbdriver.Completion{Queue: "q", ID: task.ID, LeaseToken: task.LeaseToken,
+			Outcome: ebbdriver.OutcomeSucceeded, Now: now})
+	}
+	if _, err := d.ExtendLeases(ctx, ebbdriver.ExtendLeasesParams{Leases: leases, Until: now.Add(2 * time.Minute), Now: now}); err != nil {
+		t.Fatalf("ExtendLeases of the batch: %v", err)
+	}
+	if _, err := d.Complete(ctx, done); err != nil {
+		t.Fatalf("Complete of the batch: %v", err)
+	}
 	record.Store(false)
 	mu.Lock()
 	defer mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"github.com/ebbq/ebb/ebbdriver/internal/sqlcommon"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ebbq/ebb/ebbtype"
 )
@@ -111,6 +112,11 @@ func scanTasks(rows pgx.Rows, err error) ([]*ebbtype.TaskInfo, error) {
 // return scalar columns only, which both scan alike.
 type querier interface {
 	query(ctx context.Context, sql string, args ...any) (rowSet, error)
+	// queryByID runs a statement that finds rows by an array of ids with
+	// a plan that cannot read the whole table as it grows: after
+	// planByIndex where the transaction is the driver's own (poolQuerier),
+	// else with freshPlan.
+	queryByID(ctx context.Context, sql string, args ...any) (rowSet, error)
 }
 
 type rowSet interface {
@@ -135,6 +141,49 @@ func (p pgxQuerier) query(ctx context.Context, sql string, args ...any) (rowSet,
 	return rows, nil
 }
 
+func (p pgxQuerier) queryByID(ctx context.Context, sql string, args ...any) (rowSet, error) {
+	return p.query(ctx, sql, freshPlan(args...)...)
+}
+
+// poolQuerier runs statements on the driver's pool. A statement that finds
+// rows by an array of ids goes in one round trip after planByIndex, in the
+// same implicit transaction. A caller's transaction gets freshPlan instead:
+// a setting made in it would outlive the statement.
+type poolQuerier struct{ pool *pgxpool.Pool }
+
+func (p poolQuerier) query(ctx context.Context, sql string, args ...any) (rowSet, error) {
+	return pgxQuerier{p.pool}.query(ctx, sql, args...)
+}
+
+func (p poolQuerier) queryByID(ctx context.Context, sql string, args ...any) (rowSet, error) {
+	b := &pgx.Batch{}
+	b.Queue(planByIndex)
+	b.Queue(sql, args...)
+	br := p.pool.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		_ = br.Close()
+		return nil, err
+	}
+	return batchRows{rows, br}, nil
+}
+
+// batchRows are the rows of a batch's last statement; closing them ends
+// the batch.
+type batchRows struct {
+	pgx.Rows
+	br pgx.BatchResults
+}
+
+func (r batchRows) Close() {
+	r.Rows.Close()
+	_ = r.br.Close()
+}
+
 // sqlQuerier adapts a database/sql transaction on pgx's stdlib driver,
 // which passes Go slices through to pgx as arrays.
 type sqlQuerier struct{ tx *sql.Tx }
@@ -142,6 +191,10 @@ type sqlQuerier struct{ tx *sql.Tx }
 type sqlRows struct{ *sql.Rows }
 
 func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+func (s sqlQuerier) queryByID(ctx context.Context, q string, args ...any) (rowSet, error) {
+	return s.query(ctx, q, freshPlan(args...)...)
+}
 
 func (s sqlQuerier) query(ctx context.Context, q string, args ...any) (rowSet, error) {
 	rows, err := s.tx.QueryContext(ctx, q, args...)
@@ -154,8 +207,17 @@ func (s sqlQuerier) query(ctx context.Context, q string, args ...any) (rowSet, e
 // each runs a query through q; the function it returns calls fn for every
 // row, then closes them.
 func each(ctx context.Context, q querier, sql string, args ...any) func(fn func(rowSet) error) error {
+	return forRows(func() (rowSet, error) { return q.query(ctx, sql, args...) })
+}
+
+// eachByID is each through q.queryByID.
+func eachByID(ctx context.Context, q querier, sql string, args ...any) func(fn func(rowSet) error) error {
+	return forRows(func() (rowSet, error) { return q.queryByID(ctx, sql, args...) })
+}
+
+func forRows(open func() (rowSet, error)) func(fn func(rowSet) error) error {
 	return func(fn func(rowSet) error) error {
-		rows, err := q.query(ctx, sql, args...)
+		rows, err := open()
 		if err != nil {
 			return err
 		}

@@ -436,24 +436,18 @@ func (d *Driver) ExtendLeases(ctx context.Context, p ebbdriver.ExtendLeasesParam
 		ids[i], tokens[i] = l.ID, l.Token
 	}
 	held := map[string]bool{}
-	rows, err := d.pool.Query(ctx, d.s.extend, freshPlan(sqlcommon.NS(p.Until), ids, tokens)...)
-	if err != nil {
-		return nil, d.wrap("extend leases", err)
-	}
-	for rows.Next() {
+	if err := eachByID(ctx, poolQuerier{d.pool}, d.s.extend, sqlcommon.NS(p.Until), ids, tokens)(func(r rowSet) error {
 		var id, token string
 		var cancel bool
-		if err := rows.Scan(&id, &token, &cancel); err != nil {
-			rows.Close()
-			return nil, d.wrap("extend leases", err)
+		if err := r.Scan(&id, &token, &cancel); err != nil {
+			return err
 		}
 		held[id+"\x00"+token] = true
 		if cancel {
 			res.CancelRequested = append(res.CancelRequested, id)
 		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return nil
+	}); err != nil {
 		return nil, d.wrap("extend leases", err)
 	}
 	for i, id := range ids {
@@ -467,7 +461,7 @@ func (d *Driver) ExtendLeases(ctx context.Context, p ebbdriver.ExtendLeasesParam
 // Complete records the batch in one statement; each item is fenced by its
 // lease token.
 func (d *Driver) Complete(ctx context.Context, completions []ebbdriver.Completion) ([]error, error) {
-	errs, err := d.complete(ctx, pgxQuerier{d.pool}, completions, !d.cfg.SyncCommit)
+	errs, err := d.complete(ctx, poolQuerier{d.pool}, completions, !d.cfg.SyncCommit)
 	if err != nil {
 		return nil, d.wrap("complete", err)
 	}
@@ -513,7 +507,7 @@ func (d *Driver) complete(ctx context.Context, q querier, completions []ebbdrive
 	if allSucceeded(outcomes, errJSON) {
 		stmt, args = d.s.completeOK, []any{ids, tokens, results, nws, shard(), d.channel, async}
 	}
-	if err := each(ctx, q, stmt, freshPlan(args...)...)(
+	if err := eachByID(ctx, q, stmt, args...)(
 		func(r rowSet) error {
 			var id, token string
 			var n int64
@@ -538,7 +532,7 @@ func (d *Driver) complete(ctx context.Context, q querier, completions []ebbdrive
 	// The fence refused these; only now is it worth asking whether they
 	// exist at all.
 	exists := map[string]bool{}
-	if err := each(ctx, q, d.s.lostOrGone, freshPlan(refused)...)(func(r rowSet) error {
+	if err := eachByID(ctx, q, d.s.lostOrGone, refused)(func(r rowSet) error {
 		var id string
 		if err := r.Scan(&id); err != nil {
 			return err
