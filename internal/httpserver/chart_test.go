@@ -173,7 +173,7 @@ func TestChartTemplateEscapesAttributes(t *testing.T) {
 		Decisions: []ebbtype.Decision{{At: now.Add(-time.Minute), From: 1, To: 0,
 			Action: `down" onload="alert(1)`, Reason: `</title><script>alert(2)</script>`}}}
 	var buf bytes.Buffer
-	if err := fragments.ExecuteTemplate(&buf, "chart", newChartView(c)); err != nil {
+	if err := fragments().ExecuteTemplate(&buf, "chart", newChartView(c)); err != nil {
 		t.Fatal(err)
 	}
 	_, elems := parseSVG(t, buf.String())
@@ -204,7 +204,7 @@ func TestChartTemplateEscapesAttributes(t *testing.T) {
 
 	// Without samples the chart says so instead of drawing empty paths.
 	buf.Reset()
-	if err := fragments.ExecuteTemplate(&buf, "chart", newChartView(chartData{From: now.Add(-time.Hour), To: now})); err != nil {
+	if err := fragments().ExecuteTemplate(&buf, "chart", newChartView(chartData{From: now.Add(-time.Hour), To: now})); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(buf.String(), "no samples yet") || strings.Contains(buf.String(), "<path") {
@@ -251,7 +251,7 @@ func TestNoTemplateFuncReturnsTrustedHTML(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"chart", "sparkline"} {
-		if pageTemplates["pool"].Lookup(name) == nil {
+		if pageTemplates()["pool"].Lookup(name) == nil {
 			t.Errorf("no %q template: the markup must live in a template", name)
 		}
 	}

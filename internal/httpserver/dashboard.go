@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ebbq/ebb/ebbtype"
@@ -25,7 +26,9 @@ import (
 //go:embed web/templates/*.html web/static/*
 var webFS embed.FS
 
-var pageTemplates = func() map[string]*template.Template {
+// pageTemplates parses on first use, not at package init: every ebb
+// process links this package, and `ebb worker` never renders a page.
+var pageTemplates = sync.OnceValue(func() map[string]*template.Template {
 	base := template.Must(template.New("").Funcs(templateFuncs).ParseFS(webFS, "web/templates/layout.html", "web/templates/fragments*.html"))
 	pages := map[string]*template.Template{}
 	names, _ := fs.Glob(webFS, "web/templates/page_*.html")
@@ -34,10 +37,10 @@ var pageTemplates = func() map[string]*template.Template {
 		pages[name] = template.Must(template.Must(base.Clone()).ParseFS(webFS, n))
 	}
 	return pages
-}()
+})
 
 // fragments renders live fragments outside a page.
-var fragments = pageTemplates["overview"]
+func fragments() *template.Template { return pageTemplates()["overview"] }
 
 var templateFuncs = template.FuncMap{
 	"ago":      ago,
@@ -210,7 +213,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p p
 // becomes a clean 500 rather than half a page.
 func (s *Server) writePage(w http.ResponseWriter, name string, p page) {
 	var buf bytes.Buffer
-	if err := pageTemplates[name].ExecuteTemplate(&buf, "layout", p); err != nil {
+	if err := pageTemplates()[name].ExecuteTemplate(&buf, "layout", p); err != nil {
 		s.logger.Error("dashboard template failed", "page", name, "error", err)
 		http.Error(w, "rendering failed: "+err.Error(), http.StatusInternalServerError)
 		return

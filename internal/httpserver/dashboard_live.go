@@ -52,7 +52,7 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 		p := base
 		name, data := render(ctx)
 		p.Data = data
-		if err := fragments.ExecuteTemplate(&buf, name, p); err != nil {
+		if err := fragments().ExecuteTemplate(&buf, name, p); err != nil {
 			s.logger.Error("dashboard fragment failed", "fragment", name, "error", err)
 			return
 		}

@@ -54,6 +54,8 @@ func New(opts Options) (*Server, error) {
 	if opts.Client == nil || opts.Control == nil {
 		return nil, errors.New("httpserver: Client and Control are required")
 	}
+	// A broken template stops the server at start, not at the first page.
+	pageTemplates()
 	s := &Server{cfg: opts.Config, client: opts.Client, cp: opts.Control, logger: opts.Logger, listener: opts.Listener}
 	if s.logger == nil {
 		s.logger = slog.Default()

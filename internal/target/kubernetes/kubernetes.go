@@ -37,12 +37,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	autoscalingv1 "k8s.io/api/autoscaling/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
@@ -124,7 +120,7 @@ var ErrWorkloadNotFound = errors.New("kubernetes workload not found")
 
 // Target scales one workload. It is safe for concurrent use.
 type Target struct {
-	client      k8s.Interface
+	client      *apiClient
 	namespace   string
 	kind, name  string
 	keda        bool
@@ -143,7 +139,7 @@ type Target struct {
 	// marked maps drained pods given DrainedCost to when.
 	marked map[string]time.Time
 	// pods is the last listing, for Protect.
-	pods       []corev1.Pod
+	pods       []pod
 	lastLaunch time.Time
 	// wrote is the replica count this target last wrote, to tell a count
 	// changed by hand (or by another autoscaler) from its own.
@@ -204,13 +200,8 @@ func New(cfg Config) (*Target, error) {
 		ns = metav1.NamespaceDefault
 	}
 	restCfg = rest.CopyConfig(restCfg)
-	// client-go's default (5 per second) would make marking a few dozen
-	// pods take seconds.
-	if restCfg.QPS == 0 {
-		restCfg.QPS, restCfg.Burst = 50, 100
-	}
 	restCfg.UserAgent = "ebb-server"
-	client, err := k8s.NewForConfig(restCfg)
+	client, err := newAPIClient(restCfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: building the client: %w", err)
 	}
@@ -287,11 +278,11 @@ func (t *Target) Instances(ctx context.Context) ([]target.Instance, error) {
 	counted := 0
 	for i := range pods {
 		p := &pods[i]
-		in := target.Instance{ID: p.Name, State: podState(p), StartedAt: p.CreationTimestamp.Time}
+		in := target.Instance{ID: p.Metadata.Name, State: podState(p), StartedAt: p.Metadata.CreationTimestamp}
 		if p.Status.StartTime != nil {
-			in.StartedAt = p.Status.StartTime.Time
+			in.StartedAt = *p.Status.StartTime
 		}
-		if _, ok := t.retired[p.Name]; ok {
+		if _, ok := t.retired[p.Metadata.Name]; ok {
 			in.State = target.StateStopping
 		}
 		if in.State != target.StateStopping {
@@ -326,27 +317,27 @@ func (t *Target) Protect(ctx context.Context, busy []string) error {
 	want := map[string]string{}
 	for i := range pods {
 		p := &pods[i]
-		if p.DeletionTimestamp != nil {
+		if p.Metadata.DeletionTimestamp != nil {
 			continue
 		}
-		switch _, retiring := t.marked[p.Name]; {
+		switch _, retiring := t.marked[p.Metadata.Name]; {
 		case retiring:
-			want[p.Name] = strconv.Itoa(DrainedCost)
-		case slices.Contains(busy, p.Name):
-			want[p.Name] = strconv.Itoa(BusyCost)
+			want[p.Metadata.Name] = strconv.Itoa(DrainedCost)
+		case slices.Contains(busy, p.Metadata.Name):
+			want[p.Metadata.Name] = strconv.Itoa(BusyCost)
 		default:
-			want[p.Name] = ""
+			want[p.Metadata.Name] = ""
 		}
 	}
 	t.mu.Unlock()
 	var errs []error
 	for i := range pods {
 		p := &pods[i]
-		w, ok := want[p.Name]
-		if !ok || p.Annotations[DeletionCostAnnotation] == w {
+		w, ok := want[p.Metadata.Name]
+		if !ok || p.Metadata.Annotations[DeletionCostAnnotation] == w {
 			continue
 		}
-		if err := t.setCost(ctx, p.Name, w); err != nil && !apierrors.IsNotFound(err) {
+		if err := t.setCost(ctx, p.Metadata.Name, w); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
 		}
 	}
@@ -426,7 +417,7 @@ func (t *Target) Retire(ctx context.Context, ids []string) error {
 // markAndPick is Retire's first step for a Deployment, and the check for
 // its second: it returns the drained pods whose mark has settled, or none
 // while another pod could outrank them.
-func (t *Target) markAndPick(ctx context.Context, live map[string]*corev1.Pod, fresh []string) ([]string, error) {
+func (t *Target) markAndPick(ctx context.Context, live map[string]*pod, fresh []string) ([]string, error) {
 	now := t.now()
 	drainedCost := strconv.Itoa(DrainedCost)
 	var settled []string
@@ -435,7 +426,7 @@ func (t *Target) markAndPick(ctx context.Context, live map[string]*corev1.Pod, f
 		t.mu.Lock()
 		at, marked := t.marked[id]
 		t.mu.Unlock()
-		if p.Annotations[DeletionCostAnnotation] != drainedCost {
+		if p.Metadata.Annotations[DeletionCostAnnotation] != drainedCost {
 			if err := t.setCost(ctx, id, drainedCost); err != nil {
 				return nil, err
 			}
@@ -472,7 +463,7 @@ func (t *Target) markAndPick(ctx context.Context, live map[string]*corev1.Pod, f
 		// ReplicaSet may take it instead; lower for all of them at once,
 		// once all have settled, so that the pods retired are the pods
 		// deleted.
-		if p.Annotations[DeletionCostAnnotation] == drainedCost || slices.Contains(fresh, name) {
+		if p.Metadata.Annotations[DeletionCostAnnotation] == drainedCost || slices.Contains(fresh, name) {
 			t.logger.Debug("not lowering the count yet: another drained pod's mark has not settled", "pod", name)
 			return nil, nil
 		}
@@ -482,7 +473,7 @@ func (t *Target) markAndPick(ctx context.Context, live map[string]*corev1.Pod, f
 
 // topOrdinals returns the fresh ids that form an unbroken run from the
 // highest ordinal of the StatefulSet's live pods down.
-func topOrdinals(set string, live map[string]*corev1.Pod, fresh []string) []string {
+func topOrdinals(set string, live map[string]*pod, fresh []string) []string {
 	type ord struct {
 		n    int
 		name string
@@ -549,14 +540,14 @@ func (t *Target) LastError() error {
 // prune drops retired and marked ids the listing no longer has, and retired
 // ones the controller did not act on (see retireGrace). It returns the pods
 // that are not being deleted, by name. It needs t.mu.
-func (t *Target) prune(scale *autoscalingv1.Scale, pods []corev1.Pod) map[string]*corev1.Pod {
+func (t *Target) prune(scale *scaleObj, pods []pod) map[string]*pod {
 	listed := map[string]bool{}
-	live := map[string]*corev1.Pod{}
+	live := map[string]*pod{}
 	for i := range pods {
 		p := &pods[i]
-		listed[p.Name] = true
+		listed[p.Metadata.Name] = true
 		if podState(p) != target.StateStopping {
-			live[p.Name] = p
+			live[p.Metadata.Name] = p
 		}
 	}
 	excess := len(live) > int(scale.Spec.Replicas)
@@ -585,7 +576,7 @@ func (t *Target) prune(scale *autoscalingv1.Scale, pods []corev1.Pod) map[string
 }
 
 // read gets the scale subresource and lists the pods its selector matches.
-func (t *Target) read(ctx context.Context) (*autoscalingv1.Scale, []corev1.Pod, error) {
+func (t *Target) read(ctx context.Context) (*scaleObj, []pod, error) {
 	scale, err := t.getScale(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -596,16 +587,16 @@ func (t *Target) read(ctx context.Context) (*autoscalingv1.Scale, []corev1.Pod, 
 		t.recordErr("list pods", err)
 		return nil, nil, err
 	}
-	list, err := call(t, ctx, "list pods", func(ctx context.Context) (*corev1.PodList, error) {
-		return t.client.CoreV1().Pods(t.namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	list, err := call(t, ctx, "list pods", func(ctx context.Context) (*podList, error) {
+		return t.client.listPods(ctx, t.namespace, sel)
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	var pods []corev1.Pod
+	var pods []pod
 	running, starting := 0, 0
 	for _, p := range list.Items {
-		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		if p.Status.Phase == podSucceeded || p.Status.Phase == podFailed {
 			continue // exited; the controller replaces or removes it
 		}
 		pods = append(pods, p)
@@ -623,12 +614,9 @@ func (t *Target) read(ctx context.Context) (*autoscalingv1.Scale, []corev1.Pod, 
 	return scale, pods, nil
 }
 
-func (t *Target) getScale(ctx context.Context) (*autoscalingv1.Scale, error) {
-	scale, err := call(t, ctx, "get scale", func(ctx context.Context) (*autoscalingv1.Scale, error) {
-		if t.kind == KindStatefulSet {
-			return t.client.AppsV1().StatefulSets(t.namespace).GetScale(ctx, t.name, metav1.GetOptions{})
-		}
-		return t.client.AppsV1().Deployments(t.namespace).GetScale(ctx, t.name, metav1.GetOptions{})
+func (t *Target) getScale(ctx context.Context) (*scaleObj, error) {
+	scale, err := call(t, ctx, "get scale", func(ctx context.Context) (*scaleObj, error) {
+		return t.client.getScale(ctx, t.kind, t.namespace, t.name)
 	})
 	if err != nil {
 		return nil, err
@@ -669,19 +657,14 @@ func (t *Target) updateScale(ctx context.Context, change func(current int32) int
 			return nil
 		}
 		patch, _ := json.Marshal(map[string]any{
-			"metadata": map[string]any{"resourceVersion": scale.ResourceVersion},
+			"metadata": map[string]any{"resourceVersion": scale.Metadata.ResourceVersion},
 			"spec":     map[string]any{"replicas": replicas},
 		})
 		if t.beforeWrite != nil {
 			t.beforeWrite()
 		}
-		_, err = call(t, cctx, op, func(ctx context.Context) (*autoscalingv1.Scale, error) {
-			if t.kind == KindStatefulSet {
-				_, err := t.client.AppsV1().StatefulSets(t.namespace).Patch(ctx, t.name, types.MergePatchType, patch, metav1.PatchOptions{}, "scale")
-				return nil, err
-			}
-			_, err := t.client.AppsV1().Deployments(t.namespace).Patch(ctx, t.name, types.MergePatchType, patch, metav1.PatchOptions{}, "scale")
-			return nil, err
+		_, err = call(t, cctx, op, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, t.client.patchScale(ctx, t.kind, t.namespace, t.name, patch)
 		})
 		if apierrors.IsConflict(err) {
 			conflicts++
@@ -711,8 +694,8 @@ func (t *Target) setCost(ctx context.Context, pod, cost string) error {
 		v = nil // a merge patch's null removes the key
 	}
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{DeletionCostAnnotation: v}}})
-	_, err := call(t, ctx, "patch pod", func(ctx context.Context) (*corev1.Pod, error) {
-		return t.client.CoreV1().Pods(t.namespace).Patch(ctx, pod, types.MergePatchType, patch, metav1.PatchOptions{})
+	_, err := call(t, ctx, "patch pod", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, t.client.patchPod(ctx, t.namespace, pod, patch)
 	})
 	return err
 }
@@ -759,11 +742,11 @@ func (t *Target) wrap(op string, err error) error {
 	return fmt.Errorf("kubernetes: %s of %s %s/%s: %w", op, t.kind, t.namespace, t.name, err)
 }
 
-func podState(p *corev1.Pod) target.State {
-	if p.DeletionTimestamp != nil {
+func podState(p *pod) target.State {
+	if p.Metadata.DeletionTimestamp != nil {
 		return target.StateStopping
 	}
-	if p.Status.Phase == corev1.PodRunning {
+	if p.Status.Phase == podRunning {
 		return target.StateRunning
 	}
 	// Pending, Unknown and phases added later: counting it as starting
@@ -771,13 +754,13 @@ func podState(p *corev1.Pod) target.State {
 	return target.StateStarting
 }
 
-func runningReady(p *corev1.Pod) bool {
-	if p.Status.Phase != corev1.PodRunning {
+func runningReady(p *pod) bool {
+	if p.Status.Phase != podRunning {
 		return false
 	}
 	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
+		if c.Type == podReady {
+			return c.Status == "True"
 		}
 	}
 	return false
