@@ -156,7 +156,7 @@ func (d *Driver) enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 			if set == 4 {
 				wake = "" // a scheduled task: nobody to wake yet
 			}
-			c.s, c.keys, c.args = scriptEnqueueOne, g.k.kOne[set-1], []any{t.ID, string(rec), usString(runAt), wake}
+			c.s, c.keys, c.args = scriptEnqueueOne, g.k.kOne[set-1], append(c.args[:0], t.ID, string(rec), usString(runAt), wake)
 		} else {
 			c.args = append(c.args, t.ID, string(rec), set, usString(runAt), t.UniqueKey, lockExp)
 		}
