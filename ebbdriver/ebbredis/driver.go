@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -365,6 +364,8 @@ func checkQueue(q string) error {
 // --- scripts -----------------------------------------------------------------
 
 type script struct {
+	raw  string // as written: header, luaLib marker, body
+	once sync.Once
 	src  string
 	hash string
 	body string // src without its header and helpers
@@ -403,15 +404,26 @@ local redis = (function(r)
 end)(redis)
 `
 
-func newScript(src string) *script {
-	checked, body := keyCheck+src, src
-	if i := strings.Index(src, luaLib); i >= 0 {
-		head, lib := src[:i], libFor(src[i+len(luaLib):])
-		body = src[i+len(luaLib):]
-		src = head + lib + body
-		checked = head + keyCheck + lib + body
-	}
-	return &script{src: src, hash: sha1Hex(src), body: body, checkedSrc: checked, checkedHash: sha1Hex(checked)}
+// newScript only records the source: the helpers and hashes are worked
+// out on first use, because every ebb process links this package and
+// most never talk to Redis (a SQLite worker, the CLI).
+func newScript(src string) *script { return &script{raw: src} }
+
+// built fills in s on first use.
+func (s *script) built() *script {
+	s.once.Do(func() {
+		src := s.raw
+		checked, body := keyCheck+src, src
+		if i := strings.Index(src, luaLib); i >= 0 {
+			head, lib := src[:i], libFor(src[i+len(luaLib):])
+			body = src[i+len(luaLib):]
+			src = head + lib + body
+			checked = head + keyCheck + lib + body
+		}
+		s.src, s.hash, s.body = src, sha1Hex(src), body
+		s.checkedSrc, s.checkedHash = checked, sha1Hex(checked)
+	})
+	return s
 }
 
 // libFor returns the helpers of luaLib that body calls, directly or through
@@ -421,10 +433,11 @@ func newScript(src string) *script {
 // carried than on the five commands it runs.
 func libFor(body string) string {
 	need := map[string]bool{}
+	helpers := libHelpers()
 	for grown := true; grown; {
 		grown = false
-		for _, h := range libHelpers {
-			if need[h.name] || !h.usedIn.MatchString(body) {
+		for _, h := range helpers {
+			if need[h.name] || !callsWord(body, h.name) {
 				continue
 			}
 			need[h.name], grown = true, true
@@ -432,7 +445,7 @@ func libFor(body string) string {
 		}
 	}
 	var b strings.Builder
-	for _, h := range libHelpers {
+	for _, h := range helpers {
 		if need[h.name] {
 			b.WriteString(h.src)
 		}
@@ -443,12 +456,30 @@ func libFor(body string) string {
 // libHelper is one top-level definition of luaLib, with the comment
 // lines before it.
 type libHelper struct {
-	name   string
-	src    string
-	usedIn *regexp.Regexp
+	name string
+	src  string
 }
 
-var libHelpers = splitLib(luaLib)
+var libHelpers = sync.OnceValue(func() []libHelper { return splitLib(luaLib) })
+
+// callsWord reports whether name occurs in src as a whole Lua identifier.
+func callsWord(src, name string) bool {
+	for i := 0; ; {
+		j := strings.Index(src[i:], name)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(name)
+		if (start == 0 || !isIdentByte(src[start-1])) && (end == len(src) || !isIdentByte(src[end])) {
+			return true
+		}
+		i = start + 1
+	}
+}
+
+func isIdentByte(c byte) bool {
+	return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
 
 // splitLib cuts a Lua source into its top-level `local` definitions: a
 // definition runs from the comments before its first line to the next.
@@ -458,8 +489,7 @@ func splitLib(lib string) []libHelper {
 	name := ""
 	flush := func() {
 		if name != "" {
-			out = append(out, libHelper{name: name, src: cur.String(),
-				usedIn: regexp.MustCompile(`\b` + regexp.QuoteMeta(name) + `\b`)})
+			out = append(out, libHelper{name: name, src: cur.String()})
 		}
 		cur.Reset()
 	}
@@ -488,6 +518,7 @@ func sha1Hex(s string) string {
 
 // code returns the source and hash d runs for s.
 func (d *Driver) code(s *script) (src, hash string) {
+	s.built()
 	if d.checkKeys {
 		return s.checkedSrc, s.checkedHash
 	}

@@ -65,6 +65,7 @@ func TestScriptsDeclareKeys(t *testing.T) {
 	}
 	// The production scripts are the checked ones minus the check.
 	for _, s := range []*script{scriptEnqueue, scriptFetch, scriptComplete, scriptCleanup, scriptWorkerList} {
+		s.built()
 		if s.checkedSrc == s.src || !strings.Contains(s.checkedSrc, keyCheck) || strings.Replace(s.checkedSrc, keyCheck, "", 1) != s.src {
 			t.Errorf("script %.40q: checked source is not the source with keyCheck added", s.src)
 		}

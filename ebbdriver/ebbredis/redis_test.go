@@ -322,6 +322,7 @@ func TestScriptHeaders(t *testing.T) {
 	use := regexp.MustCompile(`(KEYS|ARGV)\[(\d+)`)
 	decl := regexp.MustCompile(`^-- (KEYS|ARGV)\[(\d+)(…)?\] ->`)
 	for name, s := range scripts {
+		s.built()
 		if !strings.HasPrefix(s.src, "-- ") {
 			t.Errorf("%s: does not start with a comment", name)
 			continue
@@ -677,6 +678,7 @@ func TestScriptsCarryTheHelpersTheyCall(t *testing.T) {
 		{scriptEnqueue, []string{"itoa", "us", "bulk"}, []string{"dec", "enc", "promote", "RECP"}},
 		{scriptFetch, []string{"dec", "RECP", "promote", "bulk"}, []string{"pickDead"}},
 	} {
+		c.s.built()
 		for _, h := range c.has {
 			if !regexp.MustCompile(`(?m)^local (function )?` + h + `\b`).MatchString(c.s.src) {
 				t.Errorf("script %.30q lacks helper %s", c.s.src, h)

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/ebbq/ebb/internal/builtin"
 	"github.com/ebbq/ebb/internal/clock"
 	"github.com/ebbq/ebb/internal/ecsagent"
+	"github.com/ebbq/ebb/internal/procmem"
 )
 
 func runWorker(e *env, args []string) error {
@@ -146,7 +148,29 @@ func runWorker(e *env, args []string) error {
 			return err
 		}
 	}
+	go releaseStartupPages(ctx, e.logger, w)
 	return w.Run(ctx)
+}
+
+// releaseStartupPages gives back the binary's pages that start-up touched
+// once Run has registered the worker: from then on an idle worker runs a
+// few loops, not the init code of every package the binary links.
+func releaseStartupPages(ctx context.Context, logger *slog.Logger, w *ebb.Worker) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !w.Health().Running {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	r, err := procmem.ReleaseStartupPages()
+	if err != nil {
+		logger.Debug("could not release start-up pages", "err", err)
+		return
+	}
+	logger.Debug("released start-up pages", "mappings", r.Mappings, "bytes", r.Bytes, "skipped", r.Skipped)
 }
 
 // The values of --platform.
