@@ -21,9 +21,16 @@ import (
 // packTrickle runs two workers of one queue, the older started first, and
 // feeds them a trickle of tasks, one at a time, each held running until the
 // end. It returns how many tasks each worker took, older first.
+//
+// Tasks arrive further apart than the pack delay, as a trickle does: the
+// newer worker's deferral starts at a wake-up and its fetch at the end
+// claims whatever is ready then, so a task enqueued a moment before that
+// end (back to back, as a burst) could go to either worker, and CI saw
+// two such strays in twelve.
 func packTrickle(t *testing.T, drv ebbdriver.Driver, packDelay, tasks, concurrency int) (older, newer int) {
 	t.Helper()
-	r := newRig(t, withDriver(drv))
+	fetched := &firstFetch{Driver: drv, worker: "pack-newer", done: make(chan struct{})}
+	r := newRig(t, withDriver(fetched))
 	release := make(chan struct{})
 	defer close(release)
 	type start struct{ worker string }
@@ -54,6 +61,13 @@ func packTrickle(t *testing.T, drv ebbdriver.Driver, packDelay, tasks, concurren
 	testwait.Eventually(t, waitTimeout, "the older worker to register", registered(1))
 	r.start(cfg("newer"))
 	testwait.Eventually(t, waitTimeout, "the newer worker to register", registered(2))
+	// A worker's first fetch is never deferred (it starts because there is
+	// work); the trickle is what arrives after it.
+	select {
+	case <-fetched.done:
+	case <-r.ctx.Done():
+		t.Fatal("the newer worker never fetched")
+	}
 
 	counts := map[string]int{}
 	var mu sync.Mutex
@@ -69,8 +83,26 @@ func packTrickle(t *testing.T, drv ebbdriver.Driver, packDelay, tasks, concurren
 		case <-r.ctx.Done():
 			t.Fatalf("task %d never started", i)
 		}
+		// The same gap with packing off, so the control sees the same trickle.
+		time.Sleep(packDelayFor(1) * 3 / 2)
 	}
 	return counts["older"], counts["newer"]
+}
+
+// firstFetch signals when one worker's first fetch has returned.
+type firstFetch struct {
+	ebbdriver.Driver
+	worker string
+	once   sync.Once
+	done   chan struct{}
+}
+
+func (f *firstFetch) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver.FetchResult, error) {
+	res, err := f.Driver.Fetch(ctx, p)
+	if p.WorkerID == f.worker {
+		f.once.Do(func() { close(f.done) })
+	}
+	return res, err
 }
 
 // packDelayFor maps the test's switch to the config: -1 packing off, 1 on.
