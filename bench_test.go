@@ -3,7 +3,10 @@ package ebb_test
 import (
 	"context"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,6 +107,7 @@ func BenchmarkBurnDown(b *testing.B) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error)
+			cpu0, rcpu0 := processCPU(b), brokerCPU(b, drv)
 			b.ResetTimer()
 			go func() { done <- w.Run(ctx) }()
 			select {
@@ -117,6 +121,42 @@ func BenchmarkBurnDown(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+			// CPU per task is what a change to the hot path moves; on a
+			// shared machine wall-clock throughput swings with the load.
+			b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/task")
+			if rcpu0 >= 0 {
+				b.ReportMetric(float64((brokerCPU(b, drv)-rcpu0).Nanoseconds())/float64(b.N), "redis-cpu-ns/task")
+			}
 		})
 	}
+}
+
+// processCPU is the CPU time (user+sys) this process has used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// brokerCPU is the CPU time the Redis server has used so far, or -1 for
+// the other brokers.
+func brokerCPU(b *testing.B, drv ebbdriver.Driver) time.Duration {
+	if drv.Name() != "redis" {
+		return -1
+	}
+	info, err := testredis.Client(b).Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sec float64
+	for line := range strings.Lines(info) {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_user" || k == "used_cpu_sys" {
+			f, _ := strconv.ParseFloat(v, 64)
+			sec += f
+		}
+	}
+	return time.Duration(sec * float64(time.Second))
 }

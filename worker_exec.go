@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -42,8 +43,11 @@ func (w *Worker) start(rec *ebbtype.TaskInfo) {
 	}
 	// Debug lines that bracket the time the worker holds the task, for
 	// checks (the Kubernetes scale-in test) that no replica is stopped while
-	// it holds one.
-	w.logger.Debug("task started", "task", rec.ID, "kind", rec.Kind, "attempt", rec.Attempt)
+	// it holds one. Guarded because building their arguments allocates on
+	// every task even when the level is off.
+	if w.logger.Enabled(context.Background(), slog.LevelDebug) {
+		w.logger.Debug("task started", "task", rec.ID, "kind", rec.Kind, "attempt", rec.Attempt)
+	}
 	w.handlersWG.Add(1)
 	go func() {
 		slotHeld := true
@@ -58,7 +62,9 @@ func (w *Worker) start(rec *ebbtype.TaskInfo) {
 			w.handlersWG.Done()
 		}()
 		c, ok := w.execute(ctx, rec)
-		w.logger.Debug("task finished", "task", rec.ID, "outcome", int(c.Outcome), "stored", ok)
+		if w.logger.Enabled(context.Background(), slog.LevelDebug) {
+			w.logger.Debug("task finished", "task", rec.ID, "outcome", int(c.Outcome), "stored", ok)
+		}
 		w.inflightMu.Lock()
 		if t.done {
 			// Drain already handed it back for us.
@@ -126,7 +132,10 @@ func (w *Worker) execute(ctx context.Context, rec *ebbtype.TaskInfo) (c ebbdrive
 		return c, false
 	}
 	if err == nil {
-		encoded, mErr := json.Marshal(result)
+		encoded, mErr := nullJSON, error(nil)
+		if result != nil {
+			encoded, mErr = json.Marshal(result)
+		}
 		if mErr == nil {
 			c.Outcome, c.Result = ebbdriver.OutcomeSucceeded, encoded
 			return c, true
@@ -173,6 +182,10 @@ func (w *Worker) execute(ctx context.Context, rec *ebbtype.TaskInfo) (c ebbdrive
 	}
 	return c, true
 }
+
+// nullJSON is what json.Marshal makes of a nil result, the result of most
+// handlers, without its call and allocation. Nothing writes to a result.
+var nullJSON = []byte("null")
 
 // panicError is a recovered handler panic with its stack.
 type panicError struct {
