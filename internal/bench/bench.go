@@ -150,6 +150,10 @@ var (
 // deletion does not change.
 const RetentionDefault = 3 * time.Second
 
+// RetentionMax is the longest retention a run accepts: its cleanup waits
+// out the retention within CleanupTimeout, with time left to delete.
+const RetentionMax = time.Minute
+
 // run is the three phases; the worker has stopped when it returns.
 func run(ctx context.Context, drv ebbdriver.Driver, p Params, queue string) (*Result, error) {
 	progress := p.Progress

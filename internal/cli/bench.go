@@ -36,6 +36,15 @@ func runBench(e *env, args []string) error {
 	if *tasks < 1 || *concurrency < 1 || *batch < 1 || *samples < 1 {
 		return usagef("--tasks, --concurrency, --batch and --latency-samples must be at least 1")
 	}
+	if *retention <= 0 {
+		return usagef("--retention %s: must be positive", *retention)
+	}
+	if *retention > bench.RetentionMax {
+		// The run deletes its tasks once their retention has passed; a
+		// longer one would end it with its tasks left behind in a queue
+		// no worker serves.
+		return usagef("--retention %s: at most %s, so that the run can delete its tasks before it exits", *retention, bench.RetentionMax)
+	}
 	ctx, b, closeBroker, err := f.openBroker(e)
 	if err != nil {
 		return err
@@ -44,9 +53,6 @@ func runBench(e *env, args []string) error {
 
 	abandon, release := abandonOnSecondSignal(ctx, e)
 	defer release()
-	if *retention <= 0 {
-		return usagef("--retention %s: must be positive", *retention)
-	}
 	p := bench.Params{Tasks: *tasks, Concurrency: *concurrency, EnqueueBatch: *batch, LatencySamples: *samples, Retention: *retention, Abandon: abandon}
 	tty := !*asJSON && isTerminal(e.stderr)
 	if tty {

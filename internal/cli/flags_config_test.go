@@ -42,6 +42,9 @@ func TestFlagProblemsNameTheFlag(t *testing.T) {
 		{[]string{"server", "--config", file, "--listen", "127.0.0.1:http"},
 			"ebb server: invalid config:\n--listen: port \"http\" is not a number from 0 to 65535\n"},
 		{[]string{"server", "--broker", "sqlite:"}, "ebb server: invalid config:\n--broker: \"sqlite:\" needs a file path, e.g. sqlite:ebb.db\n"},
+		// Checked before the broker is opened: a closed port must not matter.
+		{[]string{"bench", "--broker", "redis://127.0.0.1:1/0", "--retention", "24h"},
+			"ebb bench: --retention 24h0m0s: at most 1m0s, so that the run can delete its tasks before it exits\n"},
 	} {
 		t.Run(strings.ReplaceAll(strings.Join(tc.args, " "), file, "ebb.yaml"), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
