@@ -86,6 +86,28 @@ func BenchmarkEnqueueBatch(b *testing.B) {
 	}
 }
 
+// BenchmarkEnqueue is the call most producers make: one task per
+// Client.Enqueue, from one goroutine, so it is the round trip plus the CPU on
+// both sides of it; cpu-ns/op is this process's share.
+func BenchmarkEnqueue(b *testing.B) {
+	for name, open := range benchDrivers(b) {
+		b.Run(name, func(b *testing.B) {
+			client, _ := ebb.NewClient(open(b), nil)
+			ctx := context.Background()
+			b.ReportAllocs()
+			cpu0 := processCPU(b)
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := client.Enqueue(ctx, benchNoop{}, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
 func BenchmarkBurnDown(b *testing.B) {
 	for name, open := range benchDrivers(b) {
 		b.Run(name, func(b *testing.B) {

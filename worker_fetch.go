@@ -103,14 +103,21 @@ func (w *Worker) fetchLoop(stop, bg context.Context) {
 			wait = min(wait, time.Millisecond)
 		}
 		timer := time.NewTimer(wait)
+		woken := false
 		select {
 		case <-w.wake:
+			woken = true
 		case <-timer.C:
 		case <-stop.Done():
 			timer.Stop()
 			return
 		}
 		timer.Stop()
+		if !woken {
+			// The backstop poll: nobody was told of work, so no peer is
+			// racing for it, and an idle worker reads no registry.
+			continue
+		}
 		w.wantPeers()
 		if d := w.packDelay(); d > 0 {
 			// Let fuller workers claim first (see WorkerConfig.PackDelay).

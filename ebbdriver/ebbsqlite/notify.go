@@ -57,7 +57,7 @@ type notifier struct {
 
 	startMu sync.Mutex
 	started bool
-	conn    *sql.Conn
+	conn    *pollConn
 	version int64 // last PRAGMA data_version read
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -120,7 +120,7 @@ func (n *notifier) baseline(ctx context.Context) error {
 		n.conn.Close()
 		n.conn = nil
 	}
-	conn, err := n.d.rdb.Conn(ctx)
+	conn, err := openPollConn(ctx, n.d.rdb)
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func (n *notifier) baseline(ctx context.Context) error {
 		return err
 	}
 	var maxEvent int64
-	if err := conn.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM events`).Scan(&maxEvent); err != nil {
+	if err := conn.maxEvent.QueryRowContext(ctx).Scan(&maxEvent); err != nil {
 		conn.Close()
 		return err
 	}
@@ -218,14 +218,59 @@ func (n *notifier) loop() {
 	}
 }
 
-func dataVersion(ctx context.Context, conn *sql.Conn) (int64, error) {
+// pollConn is the poller's own connection and its statements, prepared
+// once: the poller runs them every few hundred milliseconds for the life of
+// the process, and compiling a statement costs far more than running it.
+type pollConn struct {
+	conn                                       *sql.Conn
+	version, queues, maxEvent, events, awaited *sql.Stmt
+}
+
+func openPollConn(ctx context.Context, db *sql.DB) (*pollConn, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := &pollConn{conn: conn}
+	for _, p := range []struct {
+		st  **sql.Stmt
+		sql string
+	}{
+		{&c.version, `PRAGMA data_version`},
+		{&c.queues, `SELECT name, ready_seq FROM queues`},
+		{&c.maxEvent, `SELECT coalesce(max(seq), 0) FROM events`},
+		{&c.events, `SELECT seq, kind, coalesce(queue, ''), coalesce(task_id, ''),
+			coalesce(worker_id, '') FROM events WHERE seq > ?1 ORDER BY seq`},
+		{&c.awaited, `SELECT j.value FROM json_each(?1) j
+			WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = j.value
+				AND t.state NOT IN ('succeeded', 'dead', 'cancelled'))`},
+	} {
+		if *p.st, err = conn.PrepareContext(ctx, p.sql); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Close closes the statements, then the connection they are bound to.
+func (c *pollConn) Close() {
+	for _, st := range []*sql.Stmt{c.version, c.queues, c.maxEvent, c.events, c.awaited} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	c.conn.Close()
+}
+
+func dataVersion(ctx context.Context, c *pollConn) (int64, error) {
 	var v int64
-	err := conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v)
+	err := c.version.QueryRowContext(ctx).Scan(&v)
 	return v, err
 }
 
-func readQueueSeqs(ctx context.Context, conn *sql.Conn) (map[string]int64, error) {
-	rows, err := conn.QueryContext(ctx, `SELECT name, ready_seq FROM queues`)
+func readQueueSeqs(ctx context.Context, c *pollConn) (map[string]int64, error) {
+	rows, err := c.queues.QueryContext(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -308,8 +353,7 @@ func (n *notifier) pollEvents(ctx context.Context) (changed bool, err error) {
 	n.mu.Lock()
 	after := n.eventSeq
 	n.mu.Unlock()
-	rows, err := n.conn.QueryContext(ctx, `SELECT seq, kind, coalesce(queue, ''), coalesce(task_id, ''),
-		coalesce(worker_id, '') FROM events WHERE seq > ?1 ORDER BY seq`, after)
+	rows, err := n.conn.events.QueryContext(ctx, after)
 	if err != nil {
 		return false, fmt.Errorf("reading events: %w", err)
 	}
@@ -366,9 +410,7 @@ func (n *notifier) pollAwaited(ctx context.Context) (changed bool, err error) {
 	n.mu.Unlock()
 	for chunk := range slices.Chunk(ids, 500) {
 		b, _ := json.Marshal(chunk)
-		rows, err := n.conn.QueryContext(ctx, `SELECT j.value FROM json_each(?1) j
-			WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = j.value
-				AND t.state NOT IN ('succeeded', 'dead', 'cancelled'))`, string(b))
+		rows, err := n.conn.awaited.QueryContext(ctx, string(b))
 		if err != nil {
 			return false, fmt.Errorf("checking awaited tasks: %w", err)
 		}

@@ -53,7 +53,19 @@ type stmts struct {
 	cancel   *sql.Stmt
 	handBack *sql.Stmt
 
-	taskGet *sql.Stmt // read pool
+	// The periodic work of an idle worker (heartbeat, maintenance's
+	// counts), prepared like the hot path: compiling a statement runs
+	// SQLite's parser and planner, megabytes of code an idle worker would
+	// otherwise page in and run every few seconds.
+	workerPrune *sql.Stmt
+	workerBeat  *sql.Stmt
+
+	taskGet      *sql.Stmt // read pool, as the rest
+	statsQueues  *sql.Stmt
+	statsQueued  *sql.Stmt
+	statsWaiting *sql.Stmt
+	statsRunning *sql.Stmt
+	statsDead    *sql.Stmt
 }
 
 func prepare(ctx context.Context, wdb, rdb *sql.DB) (*stmts, error) {
@@ -129,7 +141,15 @@ func prepare(ctx context.Context, wdb, rdb *sql.DB) (*stmts, error) {
 		lease_token = NULL, lease_expires_at = 0`+fence+`
 		RETURNING queue`)
 
+	s.workerPrune = p(wdb, workerPruneSQL)
+	s.workerBeat = p(wdb, workerBeatSQL)
+
 	s.taskGet = p(rdb, `SELECT `+taskCols+` FROM tasks WHERE id = ?1`)
+	s.statsQueues = p(rdb, statsQueuesSQL)
+	s.statsQueued = p(rdb, statsQueuedSQL)
+	s.statsWaiting = p(rdb, statsWaitingSQL)
+	s.statsRunning = p(rdb, statsRunningSQL)
+	s.statsDead = p(rdb, statsDeadSQL)
 	if len(errs) > 0 {
 		s.close()
 		return nil, errors.Join(errs...)

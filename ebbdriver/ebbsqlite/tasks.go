@@ -738,7 +738,7 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbtype.Queue
 		return nil, d.wrap("reading queue stats", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	rows, err := tx.QueryContext(ctx, `SELECT name, enqueued, succeeded, failed, retried FROM queues ORDER BY name`)
+	rows, err := tx.StmtContext(ctx, d.stmts.statsQueues).QueryContext(ctx)
 	if err != nil {
 		return nil, d.wrap("reading queue stats", err)
 	}
@@ -758,19 +758,19 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbtype.Queue
 	for i := range out {
 		s := &out[i]
 		var oldest sql.NullInt64
-		if err := tx.QueryRowContext(ctx, statsQueuedSQL, s.Name).Scan(&s.Queued, &oldest); err != nil {
+		if err := tx.StmtContext(ctx, d.stmts.statsQueued).QueryRowContext(ctx, s.Name).Scan(&s.Queued, &oldest); err != nil {
 			return nil, d.wrap("counting queued tasks", err)
 		}
 		s.OldestQueuedAt = sqlcommon.FromNS(oldest.Int64)
 		var next sql.NullInt64
-		if err := tx.QueryRowContext(ctx, statsWaitingSQL, s.Name, sqlcommon.NS(now)).Scan(&s.Scheduled, &s.DueScheduled, &next); err != nil {
+		if err := tx.StmtContext(ctx, d.stmts.statsWaiting).QueryRowContext(ctx, s.Name, sqlcommon.NS(now)).Scan(&s.Scheduled, &s.DueScheduled, &next); err != nil {
 			return nil, d.wrap("counting scheduled tasks", err)
 		}
 		s.NextDueAt = sqlcommon.FromNS(next.Int64)
-		if err := tx.QueryRowContext(ctx, statsRunningSQL, s.Name).Scan(&s.InFlight); err != nil {
+		if err := tx.StmtContext(ctx, d.stmts.statsRunning).QueryRowContext(ctx, s.Name).Scan(&s.InFlight); err != nil {
 			return nil, d.wrap("counting running tasks", err)
 		}
-		if err := tx.QueryRowContext(ctx, statsDeadSQL, s.Name).Scan(&s.Dead); err != nil {
+		if err := tx.StmtContext(ctx, d.stmts.statsDead).QueryRowContext(ctx, s.Name).Scan(&s.Dead); err != nil {
 			return nil, d.wrap("counting dead tasks", err)
 		}
 	}
@@ -781,6 +781,7 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbtype.Queue
 // walk of the waiting index that the Scheduled count needs anyway yields the
 // due count and the earliest run_at too.
 const (
+	statsQueuesSQL  = `SELECT name, enqueued, succeeded, failed, retried FROM queues ORDER BY name`
 	statsQueuedSQL  = `SELECT count(*), min(run_at) FROM tasks WHERE queue = ?1 AND state = 'queued'`
 	statsWaitingSQL = `SELECT count(*), count(*) FILTER (WHERE run_at <= ?2), min(run_at)
 		FROM tasks WHERE queue = ?1 AND state IN ('scheduled', 'retrying')`

@@ -29,21 +29,27 @@ func (d *Driver) WorkerHeartbeat(ctx context.Context, info ebbtype.WorkerInfo, t
 	var drain int64
 	err = d.writeTx(ctx, "worker heartbeat", func(tx *sql.Tx) error {
 		// The registry is small; expired entries go on every heartbeat.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM workers WHERE expires_at <= ?1 AND id <> ?2`, sqlcommon.NS(now), info.ID); err != nil {
+		if _, err := tx.StmtContext(ctx, d.stmts.workerPrune).ExecContext(ctx, sqlcommon.NS(now), info.ID); err != nil {
 			return err
 		}
 		// A worker that comes back after its entry expired is a new
 		// registration: an old drain request does not apply to it.
-		return tx.QueryRowContext(ctx, `INSERT INTO workers (id, info, expires_at) VALUES (?1, ?2, ?3)
-			ON CONFLICT (id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at,
-				drain_requested = CASE WHEN workers.expires_at <= ?4 THEN 0 ELSE workers.drain_requested END
-			RETURNING drain_requested`, info.ID, string(b), sqlcommon.NS(now.Add(ttl)), sqlcommon.NS(now)).Scan(&drain)
+		return tx.StmtContext(ctx, d.stmts.workerBeat).QueryRowContext(ctx,
+			info.ID, string(b), sqlcommon.NS(now.Add(ttl)), sqlcommon.NS(now)).Scan(&drain)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &ebbdriver.WorkerControl{DrainRequested: drain != 0}, nil
 }
+
+const (
+	workerPruneSQL = `DELETE FROM workers WHERE expires_at <= ?1 AND id <> ?2`
+	workerBeatSQL  = `INSERT INTO workers (id, info, expires_at) VALUES (?1, ?2, ?3)
+		ON CONFLICT (id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at,
+			drain_requested = CASE WHEN workers.expires_at <= ?4 THEN 0 ELSE workers.drain_requested END
+		RETURNING drain_requested`
+)
 
 // WorkerList returns the workers whose entry has not expired at now.
 func (d *Driver) WorkerList(ctx context.Context, now time.Time) ([]ebbtype.WorkerInfo, error) {
