@@ -132,7 +132,8 @@ func (w *Worker) execute(ctx context.Context, rec *ebbtype.TaskInfo) (c ebbdrive
 		return c, false
 	}
 	if err == nil {
-		encoded, mErr := nullJSON, error(nil)
+		encoded := nullJSON
+		var mErr error
 		if result != nil {
 			encoded, mErr = json.Marshal(result)
 		}

@@ -113,12 +113,13 @@ func (w *Worker) fetchLoop(stop, bg context.Context) {
 			return
 		}
 		timer.Stop()
-		if !woken {
-			// The backstop poll: nobody was told of work, so no peer is
-			// racing for it, and an idle worker reads no registry.
-			continue
+		if woken {
+			// Only a notification asks for a fresh view of the peers: on
+			// the backstop poll or a due time alone an idle worker would
+			// read the registry every poll. The delay below still applies,
+			// on the view it has: a due task wakes every worker at once.
+			w.wantPeers()
 		}
-		w.wantPeers()
 		if d := w.packDelay(); d > 0 {
 			// Let fuller workers claim first (see WorkerConfig.PackDelay).
 			// A notification meanwhile changes nothing: the fetch below

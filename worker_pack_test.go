@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/ebbq/ebb/ebbdriver"
 	"github.com/ebbq/ebb/ebbdriver/ebbredis"
 	"github.com/ebbq/ebb/ebbdriver/ebbsqlite"
+	"github.com/ebbq/ebb/ebbtype"
 	"github.com/ebbq/ebb/internal/testredis"
 	"github.com/ebbq/ebb/internal/testwait"
 )
@@ -29,8 +31,8 @@ import (
 // two such strays in twelve.
 func packTrickle(t *testing.T, drv ebbdriver.Driver, packDelay, tasks, concurrency int) (older, newer int) {
 	t.Helper()
-	fetched := &firstFetch{Driver: drv, worker: "pack-newer", done: make(chan struct{})}
-	r := newRig(t, withDriver(fetched))
+	watched := watch(drv, "pack-newer")
+	r := newRig(t, withDriver(watched))
 	release := make(chan struct{})
 	defer close(release)
 	type start struct{ worker string }
@@ -64,7 +66,7 @@ func packTrickle(t *testing.T, drv ebbdriver.Driver, packDelay, tasks, concurren
 	// A worker's first fetch is never deferred (it starts because there is
 	// work); the trickle is what arrives after it.
 	select {
-	case <-fetched.done:
+	case <-watched.fetched:
 	case <-r.ctx.Done():
 		t.Fatal("the newer worker never fetched")
 	}
@@ -89,20 +91,56 @@ func packTrickle(t *testing.T, drv ebbdriver.Driver, packDelay, tasks, concurren
 	return counts["older"], counts["newer"]
 }
 
-// firstFetch signals when one worker's first fetch has returned.
-type firstFetch struct {
+// watchedDriver counts the fetches of one worker and every registry read,
+// and signals when that worker's first fetch has returned.
+type watchedDriver struct {
 	ebbdriver.Driver
-	worker string
-	once   sync.Once
-	done   chan struct{}
+	worker         string
+	once           sync.Once
+	fetched        chan struct{}
+	fetches, lists atomic.Int64
 }
 
-func (f *firstFetch) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver.FetchResult, error) {
-	res, err := f.Driver.Fetch(ctx, p)
-	if p.WorkerID == f.worker {
-		f.once.Do(func() { close(f.done) })
+func watch(drv ebbdriver.Driver, worker string) *watchedDriver {
+	return &watchedDriver{Driver: drv, worker: worker, fetched: make(chan struct{})}
+}
+
+func (d *watchedDriver) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdriver.FetchResult, error) {
+	res, err := d.Driver.Fetch(ctx, p)
+	if p.WorkerID == d.worker {
+		d.fetches.Add(1)
+		d.once.Do(func() { close(d.fetched) })
 	}
 	return res, err
+}
+
+func (d *watchedDriver) WorkerList(ctx context.Context, now time.Time) ([]ebbtype.WorkerInfo, error) {
+	d.lists.Add(1)
+	return d.Driver.WorkerList(ctx, now)
+}
+
+// TestIdleWorkerReadsNoRegistry: packing refreshes its view of the peers
+// on notifications only, so a worker that hears of no work reads the
+// registry once, at start, however many backstop polls it makes (a read per
+// poll would be a broker call per worker every few seconds, forever).
+func TestIdleWorkerReadsNoRegistry(t *testing.T) {
+	t.Parallel()
+	for _, tc := range packBrokers() {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			drv := watch(tc.open(t), "idle")
+			r := newRig(t, withDriver(drv))
+			r.start(&ebb.WorkerConfig{ID: "idle", PollInterval: 10 * time.Millisecond, DisableMaintenance: true})
+			// Past the one-second gap between reads that a poll asking for
+			// one would have been granted.
+			testwait.Eventually(t, waitTimeout, "150 backstop polls", func() (bool, error) {
+				return drv.fetches.Load() >= 150, nil
+			})
+			if n := drv.lists.Load(); n != 1 {
+				t.Errorf("an idle worker read the registry %d times in %d polls; want once, at start", n, drv.fetches.Load())
+			}
+		})
+	}
 }
 
 // packDelayFor maps the test's switch to the config: -1 packing off, 1 on.

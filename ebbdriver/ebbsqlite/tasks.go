@@ -755,22 +755,24 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]ebbtype.Queue
 	if err := rows.Err(); err != nil {
 		return nil, d.wrap("reading queue stats", err)
 	}
+	queued, waiting := tx.StmtContext(ctx, d.stmts.statsQueued), tx.StmtContext(ctx, d.stmts.statsWaiting)
+	running, dead := tx.StmtContext(ctx, d.stmts.statsRunning), tx.StmtContext(ctx, d.stmts.statsDead)
 	for i := range out {
 		s := &out[i]
 		var oldest sql.NullInt64
-		if err := tx.StmtContext(ctx, d.stmts.statsQueued).QueryRowContext(ctx, s.Name).Scan(&s.Queued, &oldest); err != nil {
+		if err := queued.QueryRowContext(ctx, s.Name).Scan(&s.Queued, &oldest); err != nil {
 			return nil, d.wrap("counting queued tasks", err)
 		}
 		s.OldestQueuedAt = sqlcommon.FromNS(oldest.Int64)
 		var next sql.NullInt64
-		if err := tx.StmtContext(ctx, d.stmts.statsWaiting).QueryRowContext(ctx, s.Name, sqlcommon.NS(now)).Scan(&s.Scheduled, &s.DueScheduled, &next); err != nil {
+		if err := waiting.QueryRowContext(ctx, s.Name, sqlcommon.NS(now)).Scan(&s.Scheduled, &s.DueScheduled, &next); err != nil {
 			return nil, d.wrap("counting scheduled tasks", err)
 		}
 		s.NextDueAt = sqlcommon.FromNS(next.Int64)
-		if err := tx.StmtContext(ctx, d.stmts.statsRunning).QueryRowContext(ctx, s.Name).Scan(&s.InFlight); err != nil {
+		if err := running.QueryRowContext(ctx, s.Name).Scan(&s.InFlight); err != nil {
 			return nil, d.wrap("counting running tasks", err)
 		}
-		if err := tx.StmtContext(ctx, d.stmts.statsDead).QueryRowContext(ctx, s.Name).Scan(&s.Dead); err != nil {
+		if err := dead.QueryRowContext(ctx, s.Name).Scan(&s.Dead); err != nil {
 			return nil, d.wrap("counting dead tasks", err)
 		}
 	}
