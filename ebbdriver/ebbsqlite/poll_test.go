@@ -79,3 +79,55 @@ func TestPollBackoff(t *testing.T) {
 	pollEnqueue(t, b)
 	waitSlow(false)
 }
+
+// TestPollSkipsSQLWhileNothingCommits: an idle poller reads the WAL-index
+// header and runs no statement until some connection commits; a commit of
+// another driver, even one that announces nothing, makes it query, and the
+// notification of an enqueue still arrives.
+func TestPollSkipsSQLWhileNothingCommits(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "ebb.db")
+	cfg := &Config{PollIntervalMax: 10 * time.Millisecond}
+	a, err := Open(t.Context(), path, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	b, err := Open(t.Context(), path, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	ctx := t.Context()
+	events, err := b.Listen(ctx, ebbdriver.ListenParams{Queues: []string{"q"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := b.notify
+	// quiet waits for 20 polls and returns how many of them queried.
+	quiet := func() uint64 {
+		t.Helper()
+		p0, q0 := n.polls.Load(), n.queries.Load()
+		testwait.Eventually(t, 10*time.Second, "20 polls", func() (bool, error) { return n.polls.Load() >= p0+20, nil })
+		return n.queries.Load() - q0
+	}
+	quiet() // the first polls may still see Open's own commits
+	if q := quiet(); q != 0 {
+		t.Fatalf("%d of 20 polls ran SQL with nothing committed", q)
+	}
+	q0 := n.queries.Load()
+	if _, err := a.WorkerHeartbeat(ctx, ebbtype.WorkerInfo{ID: "w", HeartbeatAt: time.Now()}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Eventually(t, 10*time.Second, "a query after another driver's commit",
+		func() (bool, error) { return n.queries.Load() > q0, nil })
+	if q := quiet(); q != 0 {
+		t.Fatalf("%d of 20 polls ran SQL after the heartbeat's commit was seen", q)
+	}
+	pollEnqueue(t, a)
+	for ev := range events {
+		if ev.Kind == ebbdriver.EventQueued && ev.Queue == "q" {
+			break
+		}
+	}
+}

@@ -13,11 +13,12 @@
 // others.
 //
 // Notifications (Listen, TaskAwait) are immediate between goroutines of one
-// process. Commits made by other processes are noticed by polling PRAGMA
-// data_version on one dedicated connection, which costs a memory read of the
-// shared WAL index, not a query of the tasks: every Config.PollInterval while
-// tasks move, backing off to Config.PollIntervalMax when nothing has for a
-// second, so an idle process costs next to nothing.
+// process. Commits made by other processes are noticed by polling: the
+// header of the shared WAL index (the -shm file) is read with one pread, and
+// only when it changed does PRAGMA data_version run on one dedicated
+// connection, followed by what listeners need. Every Config.PollInterval
+// while tasks move, backing off to Config.PollIntervalMax when nothing has
+// for a second, so an idle process costs next to nothing.
 package ebbsqlite
 
 import (
