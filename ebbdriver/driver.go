@@ -58,10 +58,14 @@ type Driver interface {
 	// in two queues names two tasks), which keeps every key of a queue in one
 	// Redis Cluster slot.
 	//
-	// Enqueue notifies listeners of the queues that received Queued tasks.
-	// So does every other transition into Queued (hand-back, an immediate
-	// retry, promotion of due tasks, lease rescue, dead retry), so an idle
-	// worker never waits for its backstop poll to see work.
+	// Enqueue notifies listeners of the queues that received Queued tasks,
+	// at least of each queue that had none before (a driver may stay quiet
+	// about tasks added behind others still Queued: whoever was waiting was
+	// woken by the first, and a worker with room fetches until it gets
+	// less than it asked for before it waits). So does every other
+	// transition into Queued (hand-back, an immediate retry, promotion of
+	// due tasks, lease rescue, dead retry), so an idle worker never waits
+	// for its backstop poll to see work.
 	Enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]EnqueueResult, error)
 
 	// --- consuming ---------------------------------------------------------

@@ -62,6 +62,9 @@ func testListen(t *testing.T, newDriver Factory) {
 		f.enqueue(f.task("b"))
 		f.enqueue(f.task("a"))
 		waitEvent(t, ch, "EventQueued for a", isQueued("a"), notB)
+		// Emptied again, so the next task of a must be announced (one
+		// added behind a Queued task need not be).
+		check(t, "fetched from a", 1, len(f.fetch(f.now, 10, "a").Tasks))
 		f.enqueue(f.task("b"), f.task("a"))
 		waitEvent(t, ch, "second EventQueued for a", isQueued("a"), notB)
 	})

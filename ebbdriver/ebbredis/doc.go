@@ -155,8 +155,9 @@
 //
 // # Notifications (pub/sub)
 //
-//	P:ch:q:<q>   PUBLISH "" when tasks became Queued in q (Enqueue, promotion,
-//	             retry, hand-back, rescue, dead retry, TaskRetry); Listen
+//	P:ch:q:<q>   PUBLISH "" when tasks became Queued in q (promotion, retry,
+//	             hand-back, rescue, dead retry, TaskRetry; Enqueue only when
+//	             a ready set it adds to was empty, see luaEnqueueOne); Listen
 //	             with no queues uses PSUBSCRIBE P:ch:q:*
 //	P:ch:ctl     control messages as JSON: cancel requests (to every listener)
 //	             and drain requests (to the listener of that worker)

@@ -691,3 +691,46 @@ func TestScriptsCarryTheHelpersTheyCall(t *testing.T) {
 		}
 	}
 }
+
+// TestEnqueuePublishesOnlyIntoEmptySets: an enqueue wakes listeners when a
+// ready set it adds to was empty, by the lone-task script and by the
+// general one, and stays quiet when tasks were already waiting there.
+func TestEnqueuePublishesOnlyIntoEmptySets(t *testing.T) {
+	d, ctx, now := parallelDriver(t)
+	ch := d.keys("a").channel
+	ps, _, err := d.subscribe(ctx, []string{ch}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	high := func(t *ebbtype.TaskInfo) *ebbtype.TaskInfo { t.Priority = ebbtype.PriorityHigh; return t }
+	mustEnqueue(t, d, testTask("a", now))                                         // empty: 1
+	mustEnqueue(t, d, testTask("a", now))                                         // behind it: quiet
+	mustEnqueue(t, d, testTask("a", now), testTask("a", now), testTask("a", now)) // quiet
+	later := testTask("a", now)
+	later.RunAt = now.Add(time.Hour)
+	mustEnqueue(t, d, later) // scheduled: quiet
+	res, err := d.Fetch(ctx, fetchParams(now, 10, "a"))
+	if err != nil || len(res.Tasks) != 5 {
+		t.Fatalf("Fetch = %v, %v; want the 5 queued tasks", res, err)
+	}
+	mustEnqueue(t, d, testTask("a", now), testTask("a", now)) // emptied: 1
+	mustEnqueue(t, d, high(testTask("a", now)))               // another priority's empty set: 1
+	if err := d.rdb.Publish(ctx, ch, "sentinel").Err(); err != nil {
+		t.Fatal(err)
+	}
+	wakes := 0
+	for {
+		m, err := ps.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Payload == "sentinel" {
+			break
+		}
+		wakes++
+	}
+	if wakes != 3 {
+		t.Errorf("%d wake-ups on %s; want 3 (into an empty set each time, none behind waiting tasks)", wakes, ch)
+	}
+}

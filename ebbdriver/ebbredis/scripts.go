@@ -260,11 +260,14 @@ for i = 3, #ARGV, 6 do
   end
   out[#out + 1] = r
 end
+-- queued: a ready set was empty before this call (its tasks are new ids,
+-- so it holds exactly them). Only then can a worker be waiting: see
+-- EnqueueOne.
 local queued = false
 for p = 1, 4 do
   if #add[p] > 0 then
     bulk("ZADD", KEYS[p], add[p])
-    queued = queued or p < 4
+    if p < 4 and not queued then queued = redis.call("ZCARD", KEYS[p]) * 2 == #add[p] end
   end
 end
 -- A total equal to this call's count means the stats hash had none: the
@@ -288,7 +291,12 @@ if redis.call("HSETNX", KEYS[3], ARGV[1], ARGV[2]) == 0 then return {0, ARGV[1]}
 redis.call("ZADD", KEYS[1], ARGV[3], ARGV[1])
 local created = 0
 if redis.call("HINCRBY", KEYS[2], "enqueued", 1) == 1 then created = 1 end
-if ARGV[4] ~= "" then redis.call("PUBLISH", ARGV[4], "") end
+-- Only a set that was empty can have workers waiting on it: the task that
+-- made it non-empty woke them all, and a worker with room fetches until its
+-- sets are empty before it waits again. Under a backlog this saves a
+-- message per task to every listener (each worker, the control plane's
+-- pattern subscription, every node of a Redis Cluster).
+if ARGV[4] ~= "" and redis.call("ZCARD", KEYS[1]) == 1 then redis.call("PUBLISH", ARGV[4], "") end
 return {created, ""}
 `
 
