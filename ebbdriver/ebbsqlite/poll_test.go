@@ -21,28 +21,36 @@ func pollEnqueue(t *testing.T, d *Driver) {
 	}
 }
 
+// listeningPair opens two Drivers on one new file, with the poller's
+// interval capped at pollMax, and a Listen on queue "q" of the second: the
+// first plays another process.
+func listeningPair(t *testing.T, pollMax time.Duration) (a, b *Driver, events <-chan ebbdriver.Event) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ebb.db")
+	cfg := &Config{PollIntervalMax: pollMax}
+	open := func() *Driver {
+		d, err := Open(t.Context(), path, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d.Close() })
+		return d
+	}
+	a, b = open(), open()
+	events, err := b.Listen(t.Context(), ebbdriver.ListenParams{Queues: []string{"q"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b, events
+}
+
 // TestPollBackoff: a quiet poller backs off to PollIntervalMax, a
 // notification from another driver still arrives (within about the cap),
 // and the poller is fast again right after it.
 func TestPollBackoff(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "ebb.db")
-	cfg := &Config{PollIntervalMax: 50 * time.Millisecond}
-	a, err := Open(t.Context(), path, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
-	b, err := Open(t.Context(), path, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	a, b, events := listeningPair(t, 50*time.Millisecond)
 	ctx := t.Context()
-	events, err := b.Listen(ctx, ebbdriver.ListenParams{Queues: []string{"q"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	waitSlow := func(want bool) {
 		t.Helper()
 		testwait.Eventually(t, 5*time.Second, fmt.Sprintf("poller backed off = %v", want),
@@ -86,23 +94,8 @@ func TestPollBackoff(t *testing.T) {
 // notification of an enqueue still arrives.
 func TestPollSkipsSQLWhileNothingCommits(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "ebb.db")
-	cfg := &Config{PollIntervalMax: 10 * time.Millisecond}
-	a, err := Open(t.Context(), path, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
-	b, err := Open(t.Context(), path, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	a, b, events := listeningPair(t, 10*time.Millisecond)
 	ctx := t.Context()
-	events, err := b.Listen(ctx, ebbdriver.ListenParams{Queues: []string{"q"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := b.notify
 	// quiet waits for 20 polls and returns how many of them queried.
 	quiet := func() uint64 {
