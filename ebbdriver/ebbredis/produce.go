@@ -208,20 +208,12 @@ func (d *Driver) enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 	var again []any
 	for _, g := range groups {
 		for ci, c := range g.calls {
-			vals, err := c.cmd.Slice()
-			if err != nil || len(vals) != len(g.idx[ci])+1 {
-				return nil, fmt.Errorf("ebbredis: enqueue: unexpected script answer %v: %v", vals, err)
+			created, err := enqueueAnswer(c, tasks, g.idx[ci], results)
+			if err != nil {
+				return nil, err
 			}
-			if created, _ := vals[0].(int64); created == 1 && !contains(newQueues, g.k.name) {
+			if created && !contains(newQueues, g.k.name) {
 				again = append(again, g.k.name)
-			}
-			for j, ti := range g.idx[ci] {
-				r, _ := vals[j+1].(string)
-				if r == "" {
-					results[ti] = ebbdriver.EnqueueResult{ID: tasks[ti].ID}
-				} else {
-					results[ti] = ebbdriver.EnqueueResult{ID: r, Duplicate: true}
-				}
 			}
 		}
 	}
@@ -237,6 +229,41 @@ func (d *Driver) enqueue(ctx context.Context, tasks []*ebbtype.TaskInfo) ([]ebbd
 	}
 	d.addQueues(names...)
 	return results, nil
+}
+
+// enqueueAnswer reads the reply of an enqueue call holding tasks[idx...]
+// into results, and whether the queue is new to this Redis (its stats hash
+// had counted nothing).
+func enqueueAnswer(c *call, tasks []*ebbtype.TaskInfo, idx []int, results []ebbdriver.EnqueueResult) (created bool, err error) {
+	// held is "" for a task stored, else the id of the task in its place.
+	answer := func(ti int, held string) {
+		if held == "" {
+			results[ti] = ebbdriver.EnqueueResult{ID: tasks[ti].ID}
+		} else {
+			results[ti] = ebbdriver.EnqueueResult{ID: held, Duplicate: true}
+		}
+	}
+	if c.s == scriptEnqueueOne && len(idx) == 1 {
+		switch v := c.cmd.Val().(type) {
+		case int64:
+			answer(idx[0], "")
+			return v == 1, nil
+		case string:
+			answer(idx[0], v)
+			return false, nil
+		}
+		return false, fmt.Errorf("ebbredis: enqueue: unexpected script answer %v: %v", c.cmd.Val(), c.cmd.Err())
+	}
+	vals, err := c.cmd.Slice()
+	if err != nil || len(vals) != len(idx)+1 {
+		return false, fmt.Errorf("ebbredis: enqueue: unexpected script answer %v: %v", vals, err)
+	}
+	for j, ti := range idx {
+		held, _ := vals[j+1].(string)
+		answer(ti, held)
+	}
+	flag, _ := vals[0].(int64)
+	return flag == 1, nil
 }
 
 func contains(xs []any, s string) bool {

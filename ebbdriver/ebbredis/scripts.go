@@ -286,8 +286,11 @@ const luaEnqueueOne = `-- EnqueueOne: store one new task without a unique key, t
 -- ARGV[2] -> record (codec.go)
 -- ARGV[3] -> score µs
 -- ARGV[4] -> queue channel P:ch:q:<q>, or "" for a scheduled task
--- Returns Enqueue's answer for one task: {created, r}.
-if redis.call("HSETNX", KEYS[3], ARGV[1], ARGV[2]) == 0 then return {0, ARGV[1]} end
+-- Returns created (1 when the queue's stats hash counted no enqueue before)
+-- when it stored the task, the id when a task with that id exists: a number
+-- or a string, not Enqueue's table, whose conversion costs Redis a tenth of
+-- the call.
+if redis.call("HSETNX", KEYS[3], ARGV[1], ARGV[2]) == 0 then return ARGV[1] end
 redis.call("ZADD", KEYS[1], ARGV[3], ARGV[1])
 local created = 0
 if redis.call("HINCRBY", KEYS[2], "enqueued", 1) == 1 then created = 1 end
@@ -297,7 +300,7 @@ if redis.call("HINCRBY", KEYS[2], "enqueued", 1) == 1 then created = 1 end
 -- message per task to every listener (each worker, the control plane's
 -- pattern subscription, every node of a Redis Cluster).
 if ARGV[4] ~= "" and redis.call("ZCARD", KEYS[1]) == 1 then redis.call("PUBLISH", ARGV[4], "") end
-return {created, ""}
+return created
 `
 
 const luaFetch = `-- Fetch: promote due tasks, then claim up to a limit of Queued tasks.
