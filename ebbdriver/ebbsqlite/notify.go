@@ -1,7 +1,6 @@
 package ebbsqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -354,7 +353,7 @@ func (n *notifier) poll() (changed bool, err error) {
 	// never skipped.
 	n.polls.Add(1)
 	hdr, hdrOK := n.conn.wal.read()
-	if hdrOK && n.walOK && bytes.Equal(hdr[:], n.walHdr[:]) {
+	if hdrOK && n.walOK && hdr == n.walHdr {
 		return false, nil
 	}
 	n.queries.Add(1)
