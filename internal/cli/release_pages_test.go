@@ -12,11 +12,15 @@ import (
 	"github.com/ebbq/ebb/internal/procmem"
 )
 
-// startingWorker reports Running from its third health check on.
-type startingWorker struct{ checks atomic.Int32 }
+// startingWorker reports Running from its third health check on, with a
+// heartbeat interval of beat.
+type startingWorker struct {
+	checks atomic.Int32
+	beat   time.Duration
+}
 
 func (w *startingWorker) Health() ebb.WorkerHealth {
-	return ebb.WorkerHealth{Running: w.checks.Add(1) >= 3}
+	return ebb.WorkerHealth{Running: w.checks.Add(1) >= 3, HeartbeatInterval: w.beat}
 }
 
 // The pages are released once the worker runs and again after its first
@@ -24,13 +28,13 @@ func (w *startingWorker) Health() ebb.WorkerHealth {
 // context ends.
 func TestReleaseStartupPagesTwiceAfterRunning(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := &startingWorker{}
+	w := &startingWorker{beat: time.Millisecond}
 	var releases []int32 // health checks seen at each release
 	release := func() (procmem.Released, error) {
 		releases = append(releases, w.checks.Load())
 		return procmem.Released{}, nil
 	}
-	releaseStartupPages(context.Background(), logger, w, time.Millisecond, release)
+	releaseStartupPages(context.Background(), logger, w, release)
 	if len(releases) != 2 {
 		t.Fatalf("released %d times, want 2 (at Running and after the first round)", len(releases))
 	}
@@ -43,7 +47,7 @@ func TestReleaseStartupPagesTwiceAfterRunning(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		releaseStartupPages(ctx, logger, &startingWorker{}, time.Hour, func() (procmem.Released, error) {
+		releaseStartupPages(ctx, logger, &startingWorker{beat: time.Hour}, func() (procmem.Released, error) {
 			n++
 			cancel()
 			return procmem.Released{}, nil

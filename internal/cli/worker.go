@@ -148,48 +148,48 @@ func runWorker(e *env, args []string) error {
 			return err
 		}
 	}
-	hb := *heartbeat
-	if hb <= 0 {
-		hb = ebb.HeartbeatIntervalDefault
-	}
-	go releaseStartupPages(ctx, e.logger, w, hb+2*time.Second, procmem.ReleaseStartupPages)
+	go releaseStartupPages(ctx, e.logger, w, procmem.ReleaseStartupPages)
 	return w.Run(ctx)
 }
 
 // releaseStartupPages gives back the binary's pages that start-up touched:
-// once Run has registered the worker, and once more after again, when the
-// worker has gone through each of its periodic duties once (a heartbeat, a
-// maintenance pass, the poller's back-off to its idle interval). From then
-// on an idle worker runs a few loops, not the init code of every package
-// the binary links; but the first run of each duty prepares its statements
-// on a fresh connection, which pulls in SQLite's parser and planner (about
-// 8 MiB of the binary) for that one call, and a single release at Running
-// kept all of it resident for good.
-func releaseStartupPages(ctx context.Context, logger *slog.Logger, w interface{ Health() ebb.WorkerHealth }, again time.Duration, release func() (procmem.Released, error)) {
+// once Run has registered the worker, and once more a heartbeat interval
+// and two seconds later, when each periodic duty (heartbeat, maintenance
+// pass, poll) has run once. From then on an idle worker runs a few loops,
+// not the init code of every package the binary links; but the first run
+// of the duties pulls in code that the later runs do not touch (about
+// 8 MiB on SQLite, measured by hand), and a single release at Running kept
+// it resident for good.
+func releaseStartupPages(ctx context.Context, logger *slog.Logger, w interface{ Health() ebb.WorkerHealth }, release func() (procmem.Released, error)) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for !w.Health().Running {
+	h := w.Health()
+	for !h.Running {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
+		h = w.Health()
 	}
-	for i, wait := range []time.Duration{0, again} {
-		if wait > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-		}
+	releaseRound := func(round int) bool {
 		r, err := release()
 		if err != nil {
 			logger.Debug("could not release start-up pages", "err", err)
-			return
+			return false
 		}
-		logger.Debug("released start-up pages", "round", i+1, "mappings", r.Mappings, "bytes", r.Bytes, "skipped", r.Skipped)
+		logger.Debug("released start-up pages", "round", round, "mappings", r.Mappings, "bytes", r.Bytes, "skipped", r.Skipped)
+		return true
 	}
+	if !releaseRound(1) {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(h.HeartbeatInterval + 2*time.Second):
+	}
+	releaseRound(2)
 }
 
 // The values of --platform.
