@@ -92,22 +92,29 @@ func observe(t *testing.T, b *broker, watches []*taskWatch) {
 // burstWatch enqueues bursts of sleep tasks and watches them (every task
 // enqueued so far, in watches) while server stays alive.
 type burstWatch struct {
-	t       *testing.T
-	b       *broker
-	server  *proc
-	tick    func() // when set, called after each observation
-	watches []*taskWatch
+	t      *testing.T
+	b      *broker
+	server *proc
+	tick   func() // when set, called after each observation
+	// straggler, when set, is the length in ms of one more task at the
+	// head of each burst: it outlasts the rest, so the pool scales in while
+	// a worker is still busy.
+	straggler int
+	watches   []*taskWatch
 }
 
 // enqueue enqueues a burst of 4–12 sleep tasks of 1–3 s, drawn from rng, on
-// queue, and watches them.
+// queue (after the straggler, if set), and watches them.
 func (w *burstWatch) enqueue(rng *rand.Rand, queue string) []*taskWatch {
 	w.t.Helper()
-	n := 4 + rng.IntN(9)
-	ms := make([]int, n)
-	for i := range ms {
-		ms[i] = 1000 + rng.IntN(2001)
+	var ms []int
+	if w.straggler > 0 {
+		ms = append(ms, w.straggler)
 	}
+	for range 4 + rng.IntN(9) {
+		ms = append(ms, 1000+rng.IntN(2001))
+	}
+	n := len(ms)
 	ids := w.b.enqueueSleeps(w.t, queue, ms)
 	burst := make([]*taskWatch, n)
 	for i, id := range ids {

@@ -174,6 +174,7 @@ const (
 	ecsBurstMax         = 4
 	ecsBurstConcurrency = 2
 	ecsBurstMinStops    = 10
+	ecsBurstStraggler   = 8000
 )
 
 // TestECSScaleInNeverStopsABusyTask runs a minute of random bursts of 1–3 s
@@ -230,9 +231,13 @@ type ecsBurstResult struct {
 	interrupted []string
 }
 
-// runECSBursts is the scale-in run: bursts of 4–12 sleep tasks of 1–3 s with
-// pauses of 2–6 s, seeded, for run. With ignore the fake accepts and ignores
-// every protection request.
+// runECSBursts is the scale-in run: bursts of 4–12 sleep tasks of 1–3 s
+// behind one of ecsBurstStraggler ms, with pauses of 2–6 s, seeded, for run.
+// The straggler keeps a worker busy while the others drain and ECS scales
+// in, which is the moment protection is for: without it the pool could scale
+// in only once every worker was idle, and an unprotected run would lose
+// nothing either. With ignore the fake accepts and ignores every protection
+// request.
 func runECSBursts(t *testing.T, b *broker, run time.Duration, seed uint64, ignore bool) ecsBurstResult {
 	const pool, service = "ecsburst", "ebb-ecsburst"
 	log := &ecsLog{}
@@ -243,7 +248,7 @@ func runECSBursts(t *testing.T, b *broker, run time.Duration, seed uint64, ignor
 		maxWait: "1s", scaleDownDelay: "1s", idleBeforeZero: "2s"})
 
 	rng := rand.New(rand.NewPCG(seed, 7))
-	bw := &burstWatch{t: t, b: b, server: s.proc}
+	bw := &burstWatch{t: t, b: b, server: s.proc, straggler: ecsBurstStraggler}
 	res := ecsBurstResult{}
 	start := time.Now()
 	for time.Since(start) < run {

@@ -97,6 +97,8 @@ const (
 // another task (an unprotected one that was still starting), or a Launch
 // raised it again: the task is forgotten so that the control plane can retire
 // it once more. The wait covers reads of the service that predate the update.
+// When ECS is seen stopping a task that was never retired, prune forgets
+// without waiting (the stop shows the lowered count is in effect).
 const retireGrace = time.Minute
 
 // ErrServiceNotFound is in the chain of every error about a cluster or
@@ -365,8 +367,9 @@ func (t *Target) Instances(ctx context.Context) ([]target.Instance, error) {
 }
 
 // prune drops retired ids that ECS no longer lists, and those whose
-// retirement ECS did not act on (see retireGrace). It returns the ids of the
-// tasks that are not stopping. It needs t.mu.
+// retirement ECS did not act on (see retireGrace). It compares tasks with
+// the previous listing, so it runs before setListed. It returns the ids of
+// the tasks that are not stopping. It needs t.mu.
 func (t *Target) prune(svc *types.Service, tasks []types.Task) (live map[string]bool) {
 	listed := map[string]bool{}
 	live = map[string]bool{}
@@ -377,15 +380,47 @@ func (t *Target) prune(svc *types.Service, tasks []types.Task) (live map[string]
 			live[id] = true
 		}
 	}
-	excess := len(live) > int(svc.DesiredCount)
+	// Counted before the retired ids ECS stopped are dropped below, which
+	// would make them look never retired.
+	gone := 0
+	for id := range t.listed {
+		if _, retired := t.retired[id]; !retired && !live[id] {
+			gone++
+		}
+	}
+	excess := max(0, len(live)-int(svc.DesiredCount))
 	now := t.now()
 	for id, at := range t.retired {
 		switch {
 		case !listed[id]:
 			delete(t.retired, id)
-		case !excess && now.Sub(at) >= retireGrace:
+		case excess == 0 && now.Sub(at) >= retireGrace:
 			delete(t.retired, id)
 			t.logger.Info("ECS kept a retired task running; it can be retired again", "task", id)
+		}
+	}
+	// A task that was running at the last listing, was never retired, and
+	// is now stopping or gone spent one of the lowered counts if it was
+	// ECS's pick (a drained worker drops its own protection, so ECS may stop
+	// it in place of one that was retired), or it crashed and left its slot
+	// to a retired one. Either way, retired tasks beyond the excess will not
+	// be stopped: forget as many of them, up to one per such task, at once
+	// rather than after the grace, so that the control plane retires them
+	// again on its next pass. The stop proves the read is not one that
+	// predates the lowering, which is all the grace waits for.
+	var kept []string // retired, and ECS has not begun to stop them
+	for id := range t.retired {
+		if live[id] {
+			kept = append(kept, id)
+		}
+	}
+	if over := min(gone, len(kept)-excess); over > 0 {
+		// Which ones does not matter: all are drained and unprotected, so
+		// ECS may stop any of them for the excess. Sorted for a stable log.
+		slices.Sort(kept)
+		for _, id := range kept[:over] {
+			delete(t.retired, id)
+			t.logger.Info("ECS stopped another task in place of a retired one; it can be retired again", "task", id)
 		}
 	}
 	return live

@@ -579,6 +579,92 @@ func TestRetiredTaskThatECSKeepsCanBeRetiredAgain(t *testing.T) {
 	}
 }
 
+// A drained worker drops its own scale-in protection, so when the count goes
+// down ECS may stop a drained task that was not retired yet in place of one
+// that was. The retired task it keeps must be retirable again on the next
+// pass, not a grace period later: the pool would otherwise sit a task above
+// its goal for a minute.
+func TestRetiredTaskThatECSSkippedForAnotherIsRetiredAgainAtOnce(t *testing.T) {
+	t.Parallel()
+	f, srv := newFake(t)
+	f.set(func(f *fakeECS) { f.desired, f.tasks = 4, running("a", "b", "c", "d") })
+	tg := newTarget(t, srv)
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	tg.now = func() time.Time { return now } // the grace never passes
+	ctx := context.Background()
+	instances := func() string {
+		t.Helper()
+		got, err := tg.Instances(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids(got)
+	}
+
+	if got, want := instances(), "a=running b=running c=running d=running"; got != want {
+		t.Fatalf("before: %s, want %s", got, want)
+	}
+	if err := tg.Retire(ctx, []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	// ECS stops a, which was retired: b is still on its way out.
+	f.set(func(f *fakeECS) { f.tasks = running("b", "c", "d") })
+	if got, want := instances(), "b=stopping c=running d=running"; got != want {
+		t.Errorf("ECS stopped one of two retired tasks: %s, want %s", got, want)
+	}
+	// ECS stops c, drained but never retired, instead of b.
+	f.set(func(f *fakeECS) { f.tasks = running("b", "d") })
+	if got, want := instances(), "b=running d=running"; got != want {
+		t.Errorf("ECS stopped c in place of b: %s, want %s", got, want)
+	}
+	if err := tg.Retire(ctx, []string{"b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if desired, updates, _ := f.get(); desired != 1 || !slices.Equal(updates, []int32{2, 1}) {
+		t.Errorf("desired %d after %v, want b retired a second time (2, then 1) and c, gone, ignored", desired, updates)
+	}
+
+	// A retired task that ECS stops is no such task: when the count is
+	// raised meanwhile (by hand, say), the other retired task stays retired
+	// for the grace, as reads may predate the lowering.
+	f3, srv3 := newFake(t)
+	f3.set(func(f *fakeECS) { f.desired, f.tasks = 3, running("a", "b", "c") })
+	tg3 := newTarget(t, srv3)
+	tg3.now = tg.now
+	if _, err := tg3.Instances(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg3.Retire(ctx, []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	f3.set(func(f *fakeECS) { f.desired, f.tasks = 2, running("b", "c") })
+	if got, err := tg3.Instances(ctx); err != nil || ids(got) != "b=stopping c=running ecs-pending-1=starting" {
+		t.Errorf("a, retired, stopped and the count raised: %s (%v), want b still stopping", ids(got), err)
+	}
+
+	// A task that stops frees retired ones only beyond what ECS still owes:
+	// with the count at 2 and five tasks, ECS will stop two more, and the
+	// three retired tasks keep one too many.
+	f2, srv2 := newFake(t)
+	f2.set(func(f *fakeECS) { f.desired, f.tasks = 5, running("a", "b", "c", "d", "e") })
+	tg2 := newTarget(t, srv2)
+	tg2.now = tg.now
+	if _, err := tg2.Instances(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg2.Retire(ctx, []string{"a", "b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	f2.set(func(f *fakeECS) { f.tasks = running("a", "b", "c", "e") }) // d crashed
+	got, err := tg2.Instances(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "a=running b=stopping c=stopping e=running"; ids(got) != want {
+		t.Errorf("d stopped with three retired tasks and two stops owed: %s, want %s", ids(got), want)
+	}
+}
+
 func TestThrottlingIsRetried(t *testing.T) {
 	t.Parallel()
 	f, srv := newFake(t)
