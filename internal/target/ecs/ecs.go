@@ -406,8 +406,10 @@ func (t *Target) prune(svc *types.Service, tasks []types.Task) (live map[string]
 	// to a retired one. Either way, retired tasks beyond the excess will not
 	// be stopped: forget as many of them, up to one per such task, at once
 	// rather than after the grace, so that the control plane retires them
-	// again on its next pass. The stop proves the read is not one that
-	// predates the lowering, which is all the grace waits for.
+	// again on its next pass. A read that predates the lowering is what the
+	// grace waits out; only a crash during that read could still fool this,
+	// and then one lowering too many goes to an unprotected task (a drained
+	// or a starting one), which the next pass launches again if needed.
 	var kept []string // retired, and ECS has not begun to stop them
 	for id := range t.retired {
 		if live[id] {
