@@ -110,46 +110,64 @@ func BenchmarkEnqueue(b *testing.B) {
 
 func BenchmarkBurnDown(b *testing.B) {
 	for name, open := range benchDrivers(b) {
-		b.Run(name, func(b *testing.B) {
-			drv := open(b)
-			client, _ := ebb.NewClient(drv, nil)
-			enqueueNoops(b, client, b.N)
-			var ran atomic.Int64
-			all := make(chan struct{})
-			handlers := ebb.NewHandlers()
-			ebb.Handle(handlers, func(ctx context.Context, t *ebb.Task[benchNoop]) (any, error) {
-				if ran.Add(1) == int64(b.N) {
-					close(all)
-				}
-				return nil, nil
-			})
-			w, err := ebb.NewWorker(drv, &ebb.WorkerConfig{Handlers: handlers, Concurrency: 1000, Logger: quiet, DisableMaintenance: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error)
-			cpu0, rcpu0 := processCPU(b), brokerCPU(b, drv)
-			b.ResetTimer()
-			go func() { done <- w.Run(ctx) }()
-			select {
-			case <-all:
-			case <-time.After(5 * time.Minute):
-				b.Fatal("burn-down did not finish within 5 minutes")
-			}
-			cancel() // drain stores every outcome before Run returns
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
-			// CPU per task is what a change to the hot path moves; on a
-			// shared machine wall-clock throughput swings with the load.
-			b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/task")
-			if rcpu0 >= 0 {
-				b.ReportMetric(float64((brokerCPU(b, drv)-rcpu0).Nanoseconds())/float64(b.N), "redis-cpu-ns/task")
-			}
-		})
+		b.Run(name, func(b *testing.B) { burnDown(b, open(b), 1000, 0) })
+	}
+}
+
+// BenchmarkBurnDownFetchBatch is the burn-down of bench/run's workers
+// (concurrency 10,000) on Postgres, with the worker's default fetch cap and
+// with the driver's own (ebbdriver.FetchBatcher).
+func BenchmarkBurnDownFetchBatch(b *testing.B) {
+	open := benchDrivers(b)["postgres"]
+	for _, limit := range []int{ebb.FetchBatchMaxDefault, 0} {
+		name := "fetch=driver"
+		if limit > 0 {
+			name = "fetch=" + strconv.Itoa(limit)
+		}
+		b.Run("postgres/"+name, func(b *testing.B) { burnDown(b, open(b), 10_000, limit) })
+	}
+}
+
+// burnDown has one worker of the given concurrency and fetch cap (0: the
+// default) drain b.N no-op tasks enqueued beforehand.
+func burnDown(b *testing.B, drv ebbdriver.Driver, concurrency, fetchMax int) {
+	client, _ := ebb.NewClient(drv, nil)
+	enqueueNoops(b, client, b.N)
+	var ran atomic.Int64
+	all := make(chan struct{})
+	handlers := ebb.NewHandlers()
+	ebb.Handle(handlers, func(ctx context.Context, t *ebb.Task[benchNoop]) (any, error) {
+		if ran.Add(1) == int64(b.N) {
+			close(all)
+		}
+		return nil, nil
+	})
+	w, err := ebb.NewWorker(drv, &ebb.WorkerConfig{Handlers: handlers, Concurrency: concurrency, FetchBatchMax: fetchMax,
+		Logger: quiet, DisableMaintenance: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	cpu0, rcpu0 := processCPU(b), brokerCPU(b, drv)
+	b.ResetTimer()
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case <-all:
+	case <-time.After(5 * time.Minute):
+		b.Fatal("burn-down did not finish within 5 minutes")
+	}
+	cancel() // drain stores every outcome before Run returns
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+	// CPU per task is what a change to the hot path moves; on a
+	// shared machine wall-clock throughput swings with the load.
+	b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/task")
+	if rcpu0 >= 0 {
+		b.ReportMetric(float64((brokerCPU(b, drv)-rcpu0).Nanoseconds())/float64(b.N), "redis-cpu-ns/task")
 	}
 }
 

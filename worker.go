@@ -65,7 +65,8 @@ type WorkerConfig struct {
 	// Concurrency is how many tasks run at once; zero is ConcurrencyDefault.
 	Concurrency int
 
-	// FetchBatchMax caps one fetch; zero is FetchBatchMaxDefault.
+	// FetchBatchMax caps one fetch; zero is the driver's choice when it
+	// makes one (ebbdriver.FetchBatcher), otherwise FetchBatchMaxDefault.
 	FetchBatchMax int
 
 	// LeaseDuration and HeartbeatInterval: zero takes the defaults.
@@ -256,6 +257,9 @@ func NewWorker(driver ebbdriver.Driver, config *WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("ebb: worker concurrency %d is negative", c.Concurrency)
 	}
 	setDefault(&c.Concurrency, ConcurrencyDefault)
+	if b, ok := driver.(ebbdriver.FetchBatcher); ok {
+		setDefault(&c.FetchBatchMax, b.FetchBatchMax())
+	}
 	setDefault(&c.FetchBatchMax, FetchBatchMaxDefault)
 	setDefault(&c.LeaseDuration, LeaseDurationDefault)
 	setDefault(&c.HeartbeatInterval, HeartbeatIntervalDefault)

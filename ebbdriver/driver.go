@@ -381,6 +381,19 @@ type Event struct {
 	WorkerID string
 }
 
+// FetchBatcher is implemented by drivers whose fetches keep getting cheaper
+// per task well past the worker's default cap (ebb.FetchBatchMaxDefault)
+// without holding up other clients while they run. A worker whose
+// WorkerConfig.FetchBatchMax is zero takes FetchBatchMax from the driver.
+//
+// Redis does not implement it: a fetch is one script, and Redis runs
+// nothing else until it returns. Postgres does: its fetch runs beside other
+// sessions, and each statement has a fixed cost (bind, snapshot, the
+// claim's plan, a commit record) that a larger batch spreads.
+type FetchBatcher interface {
+	FetchBatchMax() int
+}
+
 // TxDriver is implemented by drivers whose broker is a database the
 // application writes to as well (Postgres), so that queue changes can be
 // part of the application's own transactions. TTx is the transaction type
