@@ -263,6 +263,16 @@ func newTarget(t *testing.T, srv *httptest.Server, edit ...func(*Config)) *Targe
 	return tg
 }
 
+// listing is what Instances reports, as ids.
+func listing(t *testing.T, tg *Target) string {
+	t.Helper()
+	got, err := tg.Instances(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids(got)
+}
+
 func ids(ins []target.Instance) string {
 	var s []string
 	for _, in := range ins {
@@ -528,14 +538,7 @@ func TestRetiredTaskThatECSKeepsCanBeRetiredAgain(t *testing.T) {
 	tg.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	ctx := context.Background()
-	instances := func() string {
-		t.Helper()
-		got, err := tg.Instances(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ids(got)
-	}
+	instances := func() string { t.Helper(); return listing(t, tg) }
 
 	if err := tg.Retire(ctx, []string{"c"}); err != nil {
 		t.Fatal(err)
@@ -592,14 +595,7 @@ func TestRetiredTaskThatECSSkippedForAnotherIsRetiredAgainAtOnce(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	tg.now = func() time.Time { return now } // the grace never passes
 	ctx := context.Background()
-	instances := func() string {
-		t.Helper()
-		got, err := tg.Instances(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ids(got)
-	}
+	instances := func() string { t.Helper(); return listing(t, tg) }
 
 	if got, want := instances(), "a=running b=running c=running d=running"; got != want {
 		t.Fatalf("before: %s, want %s", got, want)
@@ -638,8 +634,8 @@ func TestRetiredTaskThatECSSkippedForAnotherIsRetiredAgainAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	f3.set(func(f *fakeECS) { f.desired, f.tasks = 2, running("b", "c") })
-	if got, err := tg3.Instances(ctx); err != nil || ids(got) != "b=stopping c=running ecs-pending-1=starting" {
-		t.Errorf("a, retired, stopped and the count raised: %s (%v), want b still stopping", ids(got), err)
+	if got, want := listing(t, tg3), "b=stopping c=running ecs-pending-1=starting"; got != want {
+		t.Errorf("a, retired, stopped and the count raised: %s, want %s: b still stopping", got, want)
 	}
 
 	// A task that stops frees retired ones only beyond what ECS still owes:
@@ -656,12 +652,8 @@ func TestRetiredTaskThatECSSkippedForAnotherIsRetiredAgainAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	f2.set(func(f *fakeECS) { f.tasks = running("a", "b", "c", "e") }) // d crashed
-	got, err := tg2.Instances(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "a=running b=stopping c=stopping e=running"; ids(got) != want {
-		t.Errorf("d stopped with three retired tasks and two stops owed: %s, want %s", ids(got), want)
+	if got, want := listing(t, tg2), "a=running b=stopping c=stopping e=running"; got != want {
+		t.Errorf("d stopped with three retired tasks and two stops owed: %s, want %s", got, want)
 	}
 }
 
