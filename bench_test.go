@@ -59,8 +59,8 @@ func benchDrivers(b *testing.B) map[string]func(b *testing.B) ebbdriver.Driver {
 	}
 }
 
-func enqueueNoops(b *testing.B, client *ebb.Client, n int) {
-	b.Helper()
+func enqueueNoops(tb testing.TB, client *ebb.Client, n int) {
+	tb.Helper()
 	const batch = 1000
 	for done := 0; done < n; {
 		k := min(batch, n-done)
@@ -69,10 +69,24 @@ func enqueueNoops(b *testing.B, client *ebb.Client, n int) {
 			params[i] = ebb.EnqueueParams{Args: benchNoop{}}
 		}
 		if _, err := client.EnqueueMany(context.Background(), params); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		done += k
 	}
+}
+
+// noopsUntil handles benchNoop and closes all when the n-th has run.
+func noopsUntil(n int) (handlers *ebb.Handlers, all <-chan struct{}) {
+	var ran atomic.Int64
+	done := make(chan struct{})
+	handlers = ebb.NewHandlers()
+	ebb.Handle(handlers, func(ctx context.Context, t *ebb.Task[benchNoop]) (any, error) {
+		if ran.Add(1) == int64(n) {
+			close(done)
+		}
+		return nil, nil
+	})
+	return handlers, done
 }
 
 func BenchmarkEnqueueBatch(b *testing.B) {
@@ -133,15 +147,7 @@ func BenchmarkBurnDownFetchBatch(b *testing.B) {
 func burnDown(b *testing.B, drv ebbdriver.Driver, concurrency, fetchMax int) {
 	client, _ := ebb.NewClient(drv, nil)
 	enqueueNoops(b, client, b.N)
-	var ran atomic.Int64
-	all := make(chan struct{})
-	handlers := ebb.NewHandlers()
-	ebb.Handle(handlers, func(ctx context.Context, t *ebb.Task[benchNoop]) (any, error) {
-		if ran.Add(1) == int64(b.N) {
-			close(all)
-		}
-		return nil, nil
-	})
+	handlers, all := noopsUntil(b.N)
 	w, err := ebb.NewWorker(drv, &ebb.WorkerConfig{Handlers: handlers, Concurrency: concurrency, FetchBatchMax: fetchMax,
 		Logger: quiet, DisableMaintenance: true})
 	if err != nil {

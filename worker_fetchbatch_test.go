@@ -13,8 +13,7 @@ import (
 
 var _ ebbdriver.FetchBatcher = (*ebbpostgres.Driver)(nil)
 
-// limitWatch records the largest fetch a worker asked for and, when batch
-// is set, offers it as the driver's fetch cap.
+// limitWatch records the largest fetch a worker asked for.
 type limitWatch struct {
 	ebbdriver.Driver
 	largest atomic.Int64
@@ -30,6 +29,7 @@ func (d *limitWatch) Fetch(ctx context.Context, p ebbdriver.FetchParams) (*ebbdr
 	return d.Driver.Fetch(ctx, p)
 }
 
+// batchingDriver is limitWatch offering batch as the driver's fetch cap.
 type batchingDriver struct {
 	*limitWatch
 	batch int
@@ -66,22 +66,8 @@ func TestWorkerTakesTheDriversFetchBatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			const n = 40
-			params := make([]ebb.EnqueueParams, n)
-			for i := range params {
-				params[i] = ebb.EnqueueParams{Args: benchNoop{}}
-			}
-			if _, err := client.EnqueueMany(t.Context(), params); err != nil {
-				t.Fatal(err)
-			}
-			var ran atomic.Int64
-			all := make(chan struct{})
-			handlers := ebb.NewHandlers()
-			ebb.Handle(handlers, func(ctx context.Context, _ *ebb.Task[benchNoop]) (any, error) {
-				if ran.Add(1) == n {
-					close(all)
-				}
-				return nil, nil
-			})
+			enqueueNoops(t, client, n)
+			handlers, all := noopsUntil(n)
 			w, err := ebb.NewWorker(drv, &ebb.WorkerConfig{Handlers: handlers, Concurrency: 50, FetchBatchMax: tc.configured,
 				Logger: quiet, DisableMaintenance: true})
 			if err != nil {
@@ -93,7 +79,7 @@ func TestWorkerTakesTheDriversFetchBatch(t *testing.T) {
 			select {
 			case <-all:
 			case <-time.After(30 * time.Second):
-				t.Errorf("%d of %d tasks ran in 30 s", ran.Load(), n)
+				t.Errorf("the %d tasks did not all run within 30 s", n)
 			}
 			cancel()
 			if err := <-done; err != nil {

@@ -387,7 +387,8 @@ type Event struct {
 // WorkerConfig.FetchBatchMax is zero takes FetchBatchMax from the driver.
 //
 // Redis does not implement it: a fetch is one script, and Redis runs
-// nothing else until it returns. Postgres does: its fetch runs beside other
+// nothing else until it returns; nor does SQLite, whose claim holds the
+// database's only write lock. Postgres does: its fetch runs beside other
 // sessions, and each statement has a fixed cost (bind, snapshot, the
 // claim's plan, a commit record) that a larger batch spreads.
 type FetchBatcher interface {

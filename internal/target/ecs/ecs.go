@@ -98,7 +98,7 @@ const (
 // raised it again: the task is forgotten so that the control plane can retire
 // it once more. The wait covers reads of the service that predate the update.
 // When ECS is seen stopping a task that was never retired, prune forgets
-// without waiting (the stop shows the lowered count is in effect).
+// the retired tasks that stop leaves running without waiting (see prune).
 const retireGrace = time.Minute
 
 // ErrServiceNotFound is in the chain of every error about a cluster or
