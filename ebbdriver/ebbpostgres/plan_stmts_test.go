@@ -17,8 +17,9 @@ import (
 // every running task), in the plan pgx's cached statements get after five
 // executions (generic) as in the first five (custom). Written as
 // `id IN (SELECT …)`, rescue and cleanup were planned as a hash join over a
-// sequential scan of the whole table. The claim keeps the IN form: see
-// docs/decisions.md.
+// sequential scan of the whole table. The claim picks its rows by the queued
+// index and updates them where the subquery locked them (a TID scan), so it
+// reads neither the primary key nor the table: see docs/decisions.md.
 func TestStatementPlansAtScale(t *testing.T) {
 	t.Parallel()
 	testpg.Check(t)
@@ -47,16 +48,18 @@ func TestStatementPlansAtScale(t *testing.T) {
 	stmts := []struct {
 		name, sql string
 		args      []any
-		byKey     bool // must find its rows by primary key, reading no state index
+		byKey     bool   // must find its rows by primary key, reading no state index
+		want      string // a plan node the statement's plan must hold
 	}{
-		{"promote", d.s.promote, []any{"q", int64(5), promoteBatch}, false},
-		{"promote and next due", d.s.promoteNext, []any{"q", int64(5), promoteBatch}, false},
-		{"rescue", d.s.rescue, []any{"q", int64(40000), "2026-01-01T00:00:00Z", 500, int32(0), d.channel}, false},
-		{"cleanup finished", d.s.cleanupFinished, []any{"q", int64(1040000), 500}, false},
-		{"cleanup dead", d.s.cleanupDead, []any{"q", int64(40000), 500}, false},
-		{"complete", d.s.complete, completeArgs(d, 1000), true},
-		{"complete successes", d.s.completeOK, completeOKArgs(d, 1000), true},
-		{"extend leases", d.s.extend, extendArgs(1000), true},
+		{"claim", d.s.claim, []any{int64(5), "w", "tok2", int64(99), "q", 4000}, false, "Tid Scan on ebb_tasks"},
+		{"promote", d.s.promote, []any{"q", int64(5), promoteBatch}, false, ""},
+		{"promote and next due", d.s.promoteNext, []any{"q", int64(5), promoteBatch}, false, ""},
+		{"rescue", d.s.rescue, []any{"q", int64(40000), "2026-01-01T00:00:00Z", 500, int32(0), d.channel}, false, ""},
+		{"cleanup finished", d.s.cleanupFinished, []any{"q", int64(1040000), 500}, false, ""},
+		{"cleanup dead", d.s.cleanupDead, []any{"q", int64(40000), 500}, false, ""},
+		{"complete", d.s.complete, completeArgs(d, 1000), true, ""},
+		{"complete successes", d.s.completeOK, completeOKArgs(d, 1000), true, ""},
+		{"extend leases", d.s.extend, extendArgs(1000), true, ""},
 	}
 	for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {
 		if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
@@ -75,6 +78,9 @@ func TestStatementPlansAtScale(t *testing.T) {
 			plan := strings.Join(lines, "\n")
 			if strings.Contains(plan, "Seq Scan on ebb_tasks") || strings.Contains(plan, "Hash Semi Join") {
 				t.Errorf("%s (%s): reads the whole table; plan:\n%s", st.name, mode, plan)
+			}
+			if st.want != "" && !strings.Contains(plan, st.want) {
+				t.Errorf("%s (%s): want %q in the plan; plan:\n%s", st.name, mode, st.want, plan)
 			}
 			if st.byKey && (!strings.Contains(plan, "ebb_tasks_pkey") || strings.Contains(plan, "ebb_tasks_running")) {
 				t.Errorf("%s (%s): reads every running task instead of looking its rows up by id; plan:\n%s", st.name, mode, plan)

@@ -32,8 +32,8 @@ func TestPlansUseStateIndexes(t *testing.T) {
 	}
 	s := pgx.Identifier{d.Schema()}.Sanitize()
 	for _, c := range []struct{ name, query, index string }{
-		{"claim", `UPDATE {s}.ebb_tasks SET state = 'running' WHERE id IN (SELECT id FROM {s}.ebb_tasks
-			WHERE queue = 'q' AND state = 'queued' ORDER BY priority, run_at, id LIMIT 500 FOR UPDATE SKIP LOCKED)`, "ebb_tasks_queued"},
+		{"claim", `UPDATE {s}.ebb_tasks SET state = 'running' WHERE ctid = ANY(ARRAY(SELECT ctid FROM {s}.ebb_tasks
+			WHERE queue = 'q' AND state = 'queued' ORDER BY priority, run_at, id LIMIT 500 FOR UPDATE SKIP LOCKED))`, "ebb_tasks_queued"},
 		{"queued count and oldest", `SELECT count(*), min(run_at) FROM {s}.ebb_tasks WHERE queue = 'q' AND state = 'queued'`, "ebb_tasks_queued"},
 		{"waiting count", `SELECT count(*), min(run_at) FROM {s}.ebb_tasks WHERE queue = 'q' AND state IN ('scheduled', 'retrying')`, "ebb_tasks_waiting"},
 		{"running count", `SELECT count(*) FROM {s}.ebb_tasks WHERE queue = 'q' AND state = 'running'`, "ebb_tasks_running"},
